@@ -1,0 +1,34 @@
+//! `vanna bench ...`: each benchmark prints a human summary, or one JSON object
+//! with `--json`, so that BENCHMARKS.md figures can be reproduced by anyone.
+
+use clap::Subcommand;
+
+use crate::CliResult;
+
+mod apply;
+mod matching;
+
+#[derive(Subcommand)]
+pub enum Bench {
+    /// Orders per second through the order book alone.
+    Matching(matching::Args),
+    /// Full transaction application, signature checks included, against raw verification.
+    Apply(apply::Args),
+}
+
+pub fn run(bench: Bench) -> CliResult {
+    match bench {
+        Bench::Matching(args) => matching::run(&args),
+        Bench::Apply(args) => apply::run(&args),
+    }
+}
+
+/// Prints `report` as JSON when asked, else as the human summary.
+pub fn emit<T: serde::Serialize>(json: bool, report: &T, human: impl FnOnce(&T)) -> CliResult {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        human(report);
+    }
+    Ok(())
+}

@@ -1,0 +1,413 @@
+//! `vanna demo`: a scripted trading session through the runtime, block by
+//! block: market makers quote, takers cross, orders are cancelled and
+//! replaced, refusals are shown with their reasons, and the books, fills,
+//! positions, fees and balances are printed at the end.
+
+use prost::Message;
+use rust_decimal::Decimal;
+use vanna_proto::v1::{PlaceOrder, Side, TimeInForce, cancel_all::Scope};
+use vanna_runtime::BlockOutput;
+use vanna_runtime::events::{ActionOutcome, ActionResult, Event, TxStatus};
+use vanna_runtime::sandbox::{Sandbox, demo_genesis};
+use vanna_runtime::tx::{
+    cancel_all, cancel_by_client_id, limit_order, market_order, place, replace,
+};
+
+use crate::CliResult;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print each block's events in full as JSON lines instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const TRADERS: [&str; 4] = ["mm-north", "mm-south", "alice", "bob"];
+
+pub fn run(args: &Args) -> CliResult {
+    let (genesis, signers) = demo_genesis(&[
+        ("mm-north", 2_000_000),
+        ("mm-south", 2_000_000),
+        ("alice", 250_000),
+        ("bob", 400_000),
+    ]);
+    let mut chain = Sandbox::new(&genesis, signers)?;
+    println!(
+        "Vanna demo: chain {}, genesis {} accounts, {} series listed",
+        genesis.chain_id,
+        genesis.accounts.len(),
+        genesis.series.len()
+    );
+    println!(
+        "fees: maker {} / taker {} of underlying notional, capped at {} of premium\n",
+        genesis.fees.maker_rate, genesis.fees.taker_rate, genesis.fees.premium_cap
+    );
+
+    step(
+        &mut chain,
+        args,
+        "Market makers quote puts on both sides (cash-secured) and bid for calls",
+        |chain| {
+            let quote = |series: &str, side, price: &str, size: &str, client| {
+                place(PlaceOrder {
+                    client_order_id: client,
+                    ..limit_order(series, side, price, size)
+                })
+            };
+            chain.submit(
+                "mm-north",
+                vec![
+                    quote("BTC-25DEC26-100000-P", Side::Buy, "6100", "2", 1),
+                    quote("BTC-25DEC26-100000-P", Side::Sell, "6300", "2", 2),
+                    quote("BTC-25DEC26-90000-P", Side::Buy, "2650", "3", 3),
+                    quote("BTC-25DEC26-90000-P", Side::Sell, "2800", "3", 4),
+                    quote("BTC-25DEC26-100000-C", Side::Buy, "8900", "1.5", 5),
+                    quote("ETH-25DEC26-3500-P", Side::Buy, "210", "10", 6),
+                    quote("ETH-25DEC26-3500-P", Side::Sell, "225", "10", 7),
+                ],
+            );
+            chain.submit(
+                "mm-south",
+                vec![
+                    quote("BTC-25DEC26-100000-P", Side::Buy, "6150", "1", 1),
+                    quote("BTC-25DEC26-100000-P", Side::Sell, "6300", "1", 2),
+                    quote("BTC-25DEC26-100000-P", Side::Sell, "6350", "4", 3),
+                    quote("BTC-25DEC26-110000-C", Side::Buy, "5100", "2", 4),
+                ],
+            );
+        },
+    )?;
+    step(
+        &mut chain,
+        args,
+        "Takers cross: alice lifts 2.5 puts through two levels, bob sells a put into the bid",
+        |chain| {
+            chain.submit(
+                "alice",
+                vec![place(limit_order(
+                    "BTC-25DEC26-100000-P",
+                    Side::Buy,
+                    "6350",
+                    "2.5",
+                ))],
+            );
+            chain.submit(
+                "bob",
+                vec![place(PlaceOrder {
+                    time_in_force: TimeInForce::Ioc as i32,
+                    ..limit_order("BTC-25DEC26-100000-P", Side::Sell, "6100", "1")
+                })],
+            );
+        },
+    )?;
+    let mm_south_ask = open_order(&chain, "mm-south", 3)?;
+    let mm_north_bid = open_order(&chain, "mm-north", 1)?;
+    step(
+        &mut chain,
+        args,
+        "Amends: mm-south re-prices its ask (loses priority), mm-north shrinks its bid (keeps it) and pulls a call bid by client id",
+        |chain| {
+            chain.submit("mm-south", vec![replace(mm_south_ask, "6250", "")]);
+            chain.submit(
+                "mm-north",
+                vec![replace(mm_north_bid, "", "1"), cancel_by_client_id(5)],
+            );
+        },
+    )?;
+    step(
+        &mut chain,
+        args,
+        "Refusals change nothing: a naked call, a post-only that would cross, a price off the tick, a buy beyond the cash",
+        |chain| {
+            chain.submit(
+                "alice",
+                vec![place(limit_order(
+                    "BTC-25DEC26-100000-C",
+                    Side::Sell,
+                    "8900",
+                    "1",
+                ))],
+            );
+            chain.submit(
+                "alice",
+                vec![place(PlaceOrder {
+                    post_only: true,
+                    ..limit_order("BTC-25DEC26-100000-P", Side::Buy, "6300", "1")
+                })],
+            );
+            chain.submit(
+                "bob",
+                vec![place(limit_order(
+                    "BTC-25DEC26-90000-P",
+                    Side::Buy,
+                    "2650.25",
+                    "1",
+                ))],
+            );
+            chain.submit(
+                "alice",
+                vec![place(limit_order(
+                    "BTC-25DEC26-90000-P",
+                    Side::Buy,
+                    "2800",
+                    "100",
+                ))],
+            );
+        },
+    )?;
+    step(
+        &mut chain,
+        args,
+        "alice takes profit on half her puts with a reduce-only market order; bob buys ETH puts",
+        |chain| {
+            chain.submit(
+                "alice",
+                vec![place(PlaceOrder {
+                    reduce_only: true,
+                    ..market_order("BTC-25DEC26-100000-P", Side::Sell, "1.25")
+                })],
+            );
+            chain.submit(
+                "bob",
+                vec![place(market_order("ETH-25DEC26-3500-P", Side::Buy, "4"))],
+            );
+        },
+    )?;
+    step(
+        &mut chain,
+        args,
+        "mm-north cancels everything it quotes on ETH",
+        |chain| {
+            chain.submit(
+                "mm-north",
+                vec![cancel_all(Scope::Underlying("ETH".into()))],
+            );
+        },
+    )?;
+
+    print_books(&chain);
+    print_accounts(&chain);
+    let root = chain.state.state_root();
+    let alice = chain.address("alice");
+    let proof = chain
+        .state
+        .prove_account(&alice)
+        .ok_or("alice has no account")?
+        .encode_to_vec();
+    let proven = vanna_runtime::verify_account_proof(&root, &alice, &proof)?;
+    println!(
+        "\nstate root after height {}: {}",
+        chain.state.height,
+        hex::encode(root)
+    );
+    println!(
+        "proof for alice ({} bytes) checks against the root alone: usd {} locked {}, {} position(s), {} open order(s)",
+        proof.len(),
+        proven.usd,
+        proven.usd_locked,
+        proven.positions.len(),
+        proven.open_orders.len()
+    );
+    chain.state.check_invariants();
+    Ok(())
+}
+
+/// The order id behind one of `name`'s client order ids.
+fn open_order(
+    chain: &Sandbox,
+    name: &str,
+    client_order_id: u64,
+) -> Result<u64, Box<dyn std::error::Error>> {
+    let account = chain
+        .state
+        .account(&chain.address(name))
+        .ok_or("unknown demo account")?;
+    let id = account
+        .client_orders
+        .get(&client_order_id)
+        .ok_or("demo order is no longer open")?;
+    Ok(id.0)
+}
+
+fn step(
+    chain: &mut Sandbox,
+    args: &Args,
+    title: &str,
+    submit: impl FnOnce(&mut Sandbox),
+) -> CliResult {
+    submit(chain);
+    let block = chain.produce_block();
+    if args.json {
+        println!("{}", serde_json::to_string(&block)?);
+        return Ok(());
+    }
+    println!("== block {}: {title}", chain.state.height);
+    print_block(chain, &block);
+    println!();
+    Ok(())
+}
+
+fn name_of(chain: &Sandbox, address: &vanna_runtime::Address) -> String {
+    TRADERS
+        .iter()
+        .find(|name| chain.address(name) == *address)
+        .map_or_else(|| address.to_string(), |name| name.to_string())
+}
+
+fn print_block(chain: &Sandbox, block: &BlockOutput) {
+    for receipt in &block.receipts {
+        let who = receipt
+            .sender
+            .map(|sender| name_of(chain, &sender))
+            .unwrap_or_default();
+        match &receipt.status {
+            TxStatus::Rejected { error } => {
+                println!("  {who}: transaction rejected [{}] {error}", error.code())
+            }
+            TxStatus::Included { actions } => {
+                for result in actions {
+                    match result {
+                        ActionResult::Ok(ActionOutcome::Order(outcome))
+                        | ActionResult::Ok(ActionOutcome::Replaced(outcome)) => println!(
+                            "  {who}: order {} filled {} resting {}{}",
+                            outcome.order,
+                            outcome.filled_contracts,
+                            outcome.resting_contracts,
+                            outcome
+                                .cancelled
+                                .map(|reason| format!(" (rest cancelled: {reason:?})"))
+                                .unwrap_or_default()
+                        ),
+                        ActionResult::Ok(outcome) => println!("  {who}: {outcome:?}"),
+                        ActionResult::Failed { error } => {
+                            println!("  {who}: refused [{}] {error}", error.code())
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for event in &block.events {
+        match event {
+            Event::Filled(fill) => println!(
+                "    fill {} {} @ {}: {} buys from {}, premium {} USD, fees maker {} taker {}",
+                fill.series,
+                fill.contracts,
+                fill.price,
+                name_of(
+                    chain,
+                    if fill.taker_side == vanna_runtime::events::OrderSide::Buy {
+                        &fill.taker
+                    } else {
+                        &fill.maker
+                    }
+                ),
+                name_of(
+                    chain,
+                    if fill.taker_side == vanna_runtime::events::OrderSide::Buy {
+                        &fill.maker
+                    } else {
+                        &fill.taker
+                    }
+                ),
+                fill.premium,
+                fill.maker_fee,
+                fill.taker_fee
+            ),
+            Event::OrderCancelled {
+                order,
+                owner,
+                series,
+                remaining,
+                reason,
+            } => {
+                println!(
+                    "    cancelled {order} of {} in {series}: {remaining} contracts ({reason:?})",
+                    name_of(chain, owner)
+                )
+            }
+            Event::OrderReduced {
+                order,
+                owner,
+                remaining,
+                reason,
+            } => {
+                println!(
+                    "    reduced {order} of {} to {remaining} contracts ({reason:?})",
+                    name_of(chain, owner)
+                )
+            }
+            _ => {}
+        }
+    }
+}
+
+fn print_books(chain: &Sandbox) {
+    println!("== order books (price x contracts, best first)");
+    for market in &chain.state.markets {
+        if market.book.is_empty() {
+            continue;
+        }
+        let side = |side| {
+            market
+                .book
+                .depth(side, 5)
+                .iter()
+                .map(|(ticks, lots)| {
+                    format!("{} x {}", market.price_of(*ticks), market.contracts(*lots))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "  {:<22} bids [{}]  asks [{}]",
+            market.spec.name,
+            side(vanna_book::Side::Buy),
+            side(vanna_book::Side::Sell)
+        );
+    }
+}
+
+fn print_accounts(chain: &Sandbox) {
+    println!("\n== accounts");
+    println!(
+        "  {:<9} {:>14} {:>12} {:>14}  positions",
+        "account", "USD", "locked", "free"
+    );
+    for name in TRADERS {
+        let account = chain
+            .state
+            .account(&chain.address(name))
+            .expect("demo account");
+        let positions: Vec<String> = account
+            .exposures
+            .iter()
+            .filter(|(_, exposure)| exposure.position_lots != 0)
+            .map(|(series, exposure)| {
+                let market = chain.state.market(*series);
+                format!(
+                    "{} {:+}",
+                    market.spec.name,
+                    market.signed_contracts(exposure.position_lots)
+                )
+            })
+            .collect();
+        println!(
+            "  {:<9} {:>14} {:>12} {:>14}  {}",
+            name,
+            account.usd.to_string(),
+            account.usd_locked.to_string(),
+            account.usd_free().to_string(),
+            if positions.is_empty() {
+                "-".to_string()
+            } else {
+                positions.join(", ")
+            }
+        );
+    }
+    let total: Decimal = chain.state.total_usd().value();
+    println!(
+        "  fee pool {} USD (to validators and delegators once staking lands); USD in existence {total}, unchanged since genesis",
+        chain.state.fee_pool
+    );
+}

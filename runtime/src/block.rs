@@ -1,0 +1,459 @@
+//! `apply_block`: the one entry point the node calls for each finalized block.
+//! Transactions are applied in order; each gets a receipt; the block ends with
+//! the new state root.
+
+use prost::Message;
+use serde::Serialize;
+use vanna_merkle::Hash;
+use vanna_proto::v1 as wire;
+use vanna_proto::v1::action::Kind;
+
+use crate::crypto::{PublicKey, transaction_hash};
+use crate::error::{Field, RuntimeError};
+use crate::events::{ActionOutcome, ActionResult, Asset, CancelReason, Event, Receipt, TxStatus};
+use crate::ids::{Address, OrderId, SeriesId};
+use crate::limits::{
+    MAX_ACTIONS_PER_TRANSACTION, MAX_TRANSACTION_BYTES, MAX_TRANSACTIONS_PER_BLOCK,
+};
+use crate::money::{Amount, Price};
+use crate::state::State;
+use crate::trading::{OrderRequest, TimeInForce, parse_lots, parse_order, parse_ticks};
+
+/// What consensus tells the runtime about a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct BlockContext {
+    pub height: u64,
+    /// Block time in milliseconds since the Unix epoch; never decreases.
+    pub time_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BlockOutput {
+    pub receipts: Vec<Receipt>,
+    pub events: Vec<Event>,
+    #[serde(serialize_with = "hex_hash")]
+    pub state_root: Hash,
+}
+
+fn hex_hash<S: serde::Serializer>(hash: &Hash, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&hex::encode(hash))
+}
+
+/// Applies one block: expires good-til-time orders, applies each transaction,
+/// and commits. A context that does not follow the previous block (height not
+/// +1, time going backwards) or too many transactions is refused before
+/// anything changes: consensus must never produce one.
+pub fn apply_block(
+    state: &mut State,
+    context: &BlockContext,
+    transactions: &[Vec<u8>],
+) -> Result<BlockOutput, RuntimeError> {
+    if transactions.len() > MAX_TRANSACTIONS_PER_BLOCK {
+        return Err(RuntimeError::BlockFull {
+            max: MAX_TRANSACTIONS_PER_BLOCK,
+        });
+    }
+    let mut events = state.begin_block(context)?;
+    let receipts = transactions
+        .iter()
+        .map(|bytes| state.apply_transaction(bytes, &mut events))
+        .collect();
+    let state_root = state.state_root();
+    Ok(BlockOutput {
+        receipts,
+        events,
+        state_root,
+    })
+}
+
+/// An envelope that passed every check: signature, chain id, nonce.
+struct Admitted {
+    owner: u64,
+    public_key: Option<PublicKey>,
+    actions: Vec<wire::Action>,
+}
+
+impl State {
+    /// The first step of `apply_block`: moves to the block's height and time
+    /// and removes good-til-time orders that expired. Exposed on its own, with
+    /// `apply_transaction` and `state_root`, for benchmarks that time each step.
+    pub fn begin_block(&mut self, context: &BlockContext) -> Result<Vec<Event>, RuntimeError> {
+        if context.height != self.height + 1 || context.time_ms < self.time_ms {
+            return Err(RuntimeError::Malformed(format!(
+                "block context height {} time {} does not follow height {} time {}",
+                context.height, context.time_ms, self.height, self.time_ms
+            )));
+        }
+        self.height = context.height;
+        self.time_ms = context.time_ms;
+        self.commitment.touch_global();
+        let mut events = Vec::new();
+        self.expire_orders(&mut events);
+        Ok(events)
+    }
+
+    fn expire_orders(&mut self, events: &mut Vec<Event>) {
+        while let Some(&(expiry, id)) = self.gtt_expiries.first() {
+            if expiry > self.time_ms {
+                break;
+            }
+            self.remove_order(id, CancelReason::Expired, events);
+        }
+    }
+
+    /// Applies one signed transaction and returns its receipt.
+    pub fn apply_transaction(&mut self, bytes: &[u8], events: &mut Vec<Event>) -> Receipt {
+        let tx_hash = transaction_hash(bytes);
+        let mut receipt = Receipt {
+            tx_hash,
+            sender: None,
+            nonce: None,
+            status: TxStatus::Included {
+                actions: Vec::new(),
+            },
+        };
+        let admitted = match self.admit(bytes, &mut receipt) {
+            Ok(admitted) => admitted,
+            Err(error) => {
+                receipt.status = TxStatus::Rejected { error };
+                return receipt;
+            }
+        };
+        let account = &mut self.accounts[admitted.owner as usize];
+        account.nonce += 1;
+        if let Some(key) = admitted.public_key {
+            account.public_key = Some(key);
+        }
+        self.commitment.touch_account(admitted.owner);
+        let results = admitted
+            .actions
+            .iter()
+            .map(
+                |action| match self.apply_action(admitted.owner, action, events) {
+                    Ok(outcome) => ActionResult::Ok(outcome),
+                    Err(error) => ActionResult::Failed { error },
+                },
+            )
+            .collect();
+        receipt.status = TxStatus::Included { actions: results };
+        receipt
+    }
+
+    /// The envelope checks, cheapest first. Changes nothing.
+    fn admit(&self, bytes: &[u8], receipt: &mut Receipt) -> Result<Admitted, RuntimeError> {
+        if bytes.len() > MAX_TRANSACTION_BYTES {
+            return Err(RuntimeError::TransactionTooLarge {
+                size: bytes.len(),
+                max: MAX_TRANSACTION_BYTES,
+            });
+        }
+        let signed = wire::SignedTransaction::decode(bytes)
+            .map_err(|e| RuntimeError::Malformed(e.to_string()))?;
+        let body = wire::TransactionBody::decode(signed.body.as_slice())
+            .map_err(|e| RuntimeError::Malformed(e.to_string()))?;
+        let sender = Address::from_slice(&body.sender)?;
+        receipt.sender = Some(sender);
+        receipt.nonce = Some(body.nonce);
+        if body.chain_id != self.params.chain_id {
+            return Err(RuntimeError::WrongChainId {
+                expected: self.params.chain_id.clone(),
+                got: body.chain_id,
+            });
+        }
+        let owner = *self
+            .account_index
+            .get(&sender)
+            .ok_or(RuntimeError::UnknownAccount(sender))?;
+        let account = &self.accounts[owner as usize];
+        // Reuse the parsed key when the account has signed before.
+        let (key, new_key) = match &account.public_key {
+            Some(known) if known.compressed().as_slice() == signed.public_key.as_slice() => {
+                (known.clone(), false)
+            }
+            _ => {
+                let key = PublicKey::from_compressed(&signed.public_key)?;
+                let derived = key.address();
+                if derived != sender {
+                    return Err(RuntimeError::SenderMismatch { sender, derived });
+                }
+                (key, true)
+            }
+        };
+        key.verify(&signed.body, &signed.signature)?;
+        if body.nonce < account.nonce {
+            return Err(RuntimeError::StaleNonce {
+                account: sender,
+                expected: account.nonce,
+                got: body.nonce,
+            });
+        }
+        if body.nonce > account.nonce {
+            return Err(RuntimeError::FutureNonce {
+                account: sender,
+                expected: account.nonce,
+                got: body.nonce,
+            });
+        }
+        if body.actions.is_empty() {
+            return Err(RuntimeError::NoActions);
+        }
+        if body.actions.len() > MAX_ACTIONS_PER_TRANSACTION {
+            return Err(RuntimeError::TooManyActions {
+                count: body.actions.len(),
+                max: MAX_ACTIONS_PER_TRANSACTION,
+            });
+        }
+        Ok(Admitted {
+            owner,
+            public_key: new_key.then_some(key),
+            actions: body.actions,
+        })
+    }
+
+    fn apply_action(
+        &mut self,
+        owner: u64,
+        action: &wire::Action,
+        events: &mut Vec<Event>,
+    ) -> Result<ActionOutcome, RuntimeError> {
+        let kind = action
+            .kind
+            .as_ref()
+            .ok_or_else(|| RuntimeError::Malformed("action has no kind".into()))?;
+        match kind {
+            Kind::Transfer(transfer) => self.transfer(owner, transfer, events),
+            Kind::PlaceOrder(order) => {
+                let request = parse_order(self, order)?;
+                self.place_order(owner, &request, None, events)
+                    .map(ActionOutcome::Order)
+            }
+            Kind::CancelOrder(cancel) => {
+                let id = self.resolve_order(owner, cancel.order.as_ref())?;
+                self.remove_order(id, CancelReason::User, events);
+                Ok(ActionOutcome::Cancelled { orders: 1 })
+            }
+            Kind::CancelAll(cancel) => self.cancel_all(owner, cancel, events),
+            Kind::ReplaceOrder(replace) => self.replace_order(owner, replace, events),
+            Kind::ListSeries(list) => {
+                self.require_authority(owner, "list series")?;
+                let id = self.list_series(&list.series)?;
+                let spec = &self.market(id).spec;
+                events.push(Event::SeriesListed {
+                    series: spec.name.clone(),
+                    expiry_ms: spec.expiry_ms,
+                });
+                Ok(ActionOutcome::SeriesListed)
+            }
+            Kind::SetIndexPrice(set) => {
+                self.require_authority(owner, "set index prices")?;
+                let price = Price::parse(&set.price, Field::IndexPrice)?;
+                let spec = self
+                    .underlyings
+                    .get_mut(&set.underlying)
+                    .ok_or_else(|| RuntimeError::UnknownUnderlying(set.underlying.clone()))?;
+                spec.index_price = price;
+                self.commitment.touch_underlying(&set.underlying);
+                events.push(Event::IndexPriceSet {
+                    underlying: set.underlying.clone(),
+                    price,
+                });
+                Ok(ActionOutcome::IndexPriceSet)
+            }
+        }
+    }
+
+    fn require_authority(&self, owner: u64, what: &'static str) -> Result<(), RuntimeError> {
+        if self.accounts[owner as usize].address != self.params.listing_authority {
+            return Err(RuntimeError::NotAuthorized(what));
+        }
+        Ok(())
+    }
+
+    fn transfer(
+        &mut self,
+        owner: u64,
+        transfer: &wire::Transfer,
+        events: &mut Vec<Event>,
+    ) -> Result<ActionOutcome, RuntimeError> {
+        let to = Address::from_slice(&transfer.to)?;
+        let from = self.accounts[owner as usize].address;
+        if to == from {
+            return Err(RuntimeError::SelfTransfer);
+        }
+        let asset = match wire::Asset::try_from(transfer.asset) {
+            Ok(wire::Asset::Usd) => Asset::Usd,
+            Ok(wire::Asset::Vanna) => Asset::Vanna,
+            _ => return Err(RuntimeError::UnknownAsset),
+        };
+        let amount = Amount::parse(&transfer.amount, Field::Amount)?;
+        if amount.is_zero() {
+            return Err(RuntimeError::NotPositive {
+                field: Field::Amount,
+            });
+        }
+        let sender = &self.accounts[owner as usize];
+        let available = match asset {
+            Asset::Usd => sender.usd_free(),
+            Asset::Vanna => sender.vanna,
+        };
+        if amount > available {
+            return Err(RuntimeError::InsufficientFunds {
+                asset: asset.symbol(),
+                needed: amount.value(),
+                available: available.value(),
+            });
+        }
+        let receiver = self.account_or_create(to);
+        let debit = |balance: Amount| balance.minus(amount).expect("checked above");
+        let sender = &mut self.accounts[owner as usize];
+        match asset {
+            Asset::Usd => sender.usd = debit(sender.usd),
+            Asset::Vanna => sender.vanna = debit(sender.vanna),
+        }
+        let receiver_account = &mut self.accounts[receiver as usize];
+        match asset {
+            Asset::Usd => receiver_account.usd = receiver_account.usd.plus(amount),
+            Asset::Vanna => receiver_account.vanna = receiver_account.vanna.plus(amount),
+        }
+        self.commitment.touch_account(owner);
+        self.commitment.touch_account(receiver);
+        events.push(Event::Transferred {
+            from,
+            to,
+            asset,
+            amount,
+        });
+        Ok(ActionOutcome::Transferred)
+    }
+
+    /// Finds an open order of `owner` by order id or client order id.
+    fn resolve_order(
+        &self,
+        owner: u64,
+        order: Option<&wire::OrderRef>,
+    ) -> Result<OrderId, RuntimeError> {
+        use wire::order_ref::Id;
+        let account = &self.accounts[owner as usize];
+        match order.and_then(|order| order.id.as_ref()) {
+            Some(Id::OrderId(id)) => {
+                let id = OrderId(*id);
+                if account.open_orders.contains(&id) {
+                    Ok(id)
+                } else {
+                    Err(RuntimeError::UnknownOrder(id))
+                }
+            }
+            Some(Id::ClientOrderId(client)) => account
+                .client_orders
+                .get(client)
+                .copied()
+                .ok_or(RuntimeError::UnknownClientOrderId(*client)),
+            None => Err(RuntimeError::MissingOrderRef),
+        }
+    }
+
+    fn cancel_all(
+        &mut self,
+        owner: u64,
+        cancel: &wire::CancelAll,
+        events: &mut Vec<Event>,
+    ) -> Result<ActionOutcome, RuntimeError> {
+        use wire::cancel_all::Scope;
+        let scope = cancel.scope.as_ref().ok_or(RuntimeError::MissingScope)?;
+        // The series the cancel covers; None means every series.
+        let series: Option<Vec<SeriesId>> = match scope {
+            Scope::Series(name) => {
+                let series = *self
+                    .series_by_name
+                    .get(name)
+                    .ok_or_else(|| RuntimeError::UnknownSeries(name.clone()))?;
+                Some(vec![series])
+            }
+            Scope::Underlying(symbol) => {
+                if !self.underlyings.contains_key(symbol) {
+                    return Err(RuntimeError::UnknownUnderlying(symbol.clone()));
+                }
+                Some(
+                    self.markets
+                        .iter()
+                        .filter(|m| &m.spec.underlying == symbol)
+                        .map(|m| m.id)
+                        .collect(),
+                )
+            }
+            Scope::Everything(true) => None,
+            Scope::Everything(false) => return Err(RuntimeError::MissingScope),
+        };
+        let ids: Vec<OrderId> = self.accounts[owner as usize]
+            .open_orders
+            .iter()
+            .copied()
+            .filter(|id| {
+                series
+                    .as_ref()
+                    .is_none_or(|series| series.contains(&self.orders[id].series))
+            })
+            .collect();
+        for id in &ids {
+            self.remove_order(*id, CancelReason::User, events);
+        }
+        Ok(ActionOutcome::Cancelled {
+            orders: ids.len() as u32,
+        })
+    }
+
+    /// Amends price and/or size. A pure size decrease keeps time priority;
+    /// anything else re-enters the book with the same id behind the queue.
+    fn replace_order(
+        &mut self,
+        owner: u64,
+        replace: &wire::ReplaceOrder,
+        events: &mut Vec<Event>,
+    ) -> Result<ActionOutcome, RuntimeError> {
+        let id = self.resolve_order(owner, replace.order.as_ref())?;
+        let info = self.orders[&id].clone();
+        let market = self.market(info.series);
+        let remaining = market
+            .book
+            .get(id.0)
+            .expect("open orders rest")
+            .remaining_lots;
+        let price_ticks = match replace.price.as_str() {
+            "" => market.ticks(info.price)?,
+            text => parse_ticks(market, text)?,
+        };
+        let lots = match replace.quantity.as_str() {
+            "" => remaining,
+            text => parse_lots(market, text)?,
+        };
+        let same_price = price_ticks == market.ticks(info.price)?;
+        if same_price && lots == remaining {
+            return Err(RuntimeError::EmptyReplace);
+        }
+        if same_price && lots < remaining {
+            self.reduce_order(id, lots, CancelReason::User, events);
+            return Ok(ActionOutcome::Reduced {
+                order: id,
+                remaining: self.market(info.series).contracts(lots),
+            });
+        }
+        let request = OrderRequest {
+            series: info.series,
+            side: info.side,
+            price_ticks: Some(price_ticks),
+            lots,
+            time_in_force: if info.expire_at_ms != 0 {
+                TimeInForce::GoodTilTime
+            } else {
+                TimeInForce::GoodTilCancelled
+            },
+            expire_at_ms: info.expire_at_ms,
+            post_only: info.post_only,
+            reduce_only: info.reduce_only,
+            client_order_id: info.client_order_id,
+            self_trade: info.self_trade,
+        };
+        self.place_order(owner, &request, Some(id), events)
+            .map(ActionOutcome::Replaced)
+    }
+}

@@ -1,0 +1,247 @@
+//! The runtime's one error type. Every rejection a trader can meet is a variant
+//! here, carrying the figures a person needs to act on it; receipts show its
+//! `Display` text and its stable `code()`.
+
+use rust_decimal::Decimal;
+use thiserror::Error;
+
+use crate::ids::{Address, OrderId};
+
+/// Which field of a transaction a value error refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Amount,
+    Price,
+    Quantity,
+    Strike,
+    IndexPrice,
+    TickSize,
+    LotSize,
+    Genesis,
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Field::Amount => "amount",
+            Field::Price => "price",
+            Field::Quantity => "quantity",
+            Field::Strike => "strike",
+            Field::IndexPrice => "index price",
+            Field::TickSize => "tick size",
+            Field::LotSize => "lot size",
+            Field::Genesis => "genesis value",
+        };
+        f.write_str(name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum RuntimeError {
+    // --- the envelope: nothing is applied, the nonce is not consumed ---
+    #[error("transaction is {size} bytes, more than the limit of {max}")]
+    TransactionTooLarge { size: usize, max: usize },
+    #[error("transaction could not be decoded: {0}")]
+    Malformed(String),
+    #[error("public key is not a valid compressed secp256k1 point")]
+    BadPublicKey,
+    #[error("signature is not 64 bytes of r || s")]
+    BadSignatureEncoding,
+    #[error("signature has a high S value; sign with low-S (s <= n/2)")]
+    HighS,
+    #[error("signature does not verify for this body and public key")]
+    BadSignature,
+    #[error("sender {sender} is not the address of the signing public key ({derived})")]
+    SenderMismatch { sender: Address, derived: Address },
+    #[error("wrong chain id: transaction is for {got:?}, this chain is {expected:?}")]
+    WrongChainId { expected: String, got: String },
+    #[error("stale nonce {got}: account {account} expects {expected} (already used)")]
+    StaleNonce {
+        account: Address,
+        expected: u64,
+        got: u64,
+    },
+    #[error("future nonce {got}: account {account} expects {expected}")]
+    FutureNonce {
+        account: Address,
+        expected: u64,
+        got: u64,
+    },
+    #[error("unknown account {0}: it holds nothing yet, fund it first")]
+    UnknownAccount(Address),
+    #[error("transaction has no actions")]
+    NoActions,
+    #[error("transaction has {count} actions, more than the limit of {max}")]
+    TooManyActions { count: usize, max: usize },
+    #[error("block is full: at most {max} transactions")]
+    BlockFull { max: usize },
+
+    // --- values ---
+    #[error("{field} {text:?} is not a plain decimal number")]
+    MalformedNumber { field: Field, text: String },
+    #[error("{field} must not be negative")]
+    Negative { field: Field },
+    #[error("{field} must be greater than zero")]
+    NotPositive { field: Field },
+    #[error("{field} has more than {max_decimals} decimal places")]
+    TooPrecise { field: Field, max_decimals: u32 },
+    #[error("address must be 20 bytes, got {0}")]
+    BadAddress(usize),
+    #[error("asset must be USD or VANNA")]
+    UnknownAsset,
+
+    // --- instruments ---
+    #[error("unknown series {0:?}")]
+    UnknownSeries(String),
+    #[error("unknown underlying {0:?}")]
+    UnknownUnderlying(String),
+    #[error("series name {name:?} is malformed: {why}")]
+    BadSeriesName { name: String, why: &'static str },
+    #[error("series {0} is already listed")]
+    SeriesExists(String),
+    #[error("series {name} expired at {expiry_ms} ms; block time is {now_ms} ms")]
+    SeriesExpired {
+        name: String,
+        expiry_ms: u64,
+        now_ms: u64,
+    },
+    #[error("underlying {underlying} already has {max} series listed")]
+    TooManySeries { underlying: String, max: usize },
+    #[error("only the listing authority may {0}")]
+    NotAuthorized(&'static str),
+
+    // --- orders ---
+    #[error("price {price} is not a multiple of the tick size {tick}")]
+    OffTick { price: Decimal, tick: Decimal },
+    #[error("quantity {quantity} is not a multiple of the lot size {lot}")]
+    OffLot { quantity: Decimal, lot: Decimal },
+    #[error("price {price} is above the maximum of {max}")]
+    PriceTooHigh { price: Decimal, max: Decimal },
+    #[error("quantity {quantity} is above the maximum of {max} contracts per order")]
+    QuantityTooLarge { quantity: Decimal, max: Decimal },
+    #[error("order type must be LIMIT or MARKET")]
+    MissingOrderType,
+    #[error("side must be BUY or SELL")]
+    MissingSide,
+    #[error("a limit order needs a price")]
+    MissingPrice,
+    #[error("a market order must not carry a price")]
+    MarketOrderWithPrice,
+    #[error("a market order must be IOC or FOK")]
+    MarketOrderMustBeImmediate,
+    #[error("post-only orders must rest: use GTC or GTT, not IOC or FOK")]
+    PostOnlyImmediate,
+    #[error("a GTT order needs expire_at_ms in the future (block time is {now_ms} ms)")]
+    BadExpiry { now_ms: u64 },
+    #[error("expire_at_ms is only for GTT orders")]
+    ExpiryWithoutGtt,
+    #[error("post-only order would cross the best {side} at {best}")]
+    PostOnlyWouldCross { side: &'static str, best: Decimal },
+    #[error("fill-or-kill order for {wanted} contracts can fill only {available} now")]
+    FillOrKillUnfilled { wanted: Decimal, available: Decimal },
+    #[error("no liquidity to fill a market order")]
+    NoLiquidity,
+    #[error("reduce-only order would not reduce: position is {position} contracts")]
+    ReduceOnlyWouldIncrease { position: Decimal },
+    #[error(
+        "selling calls beyond the long position ({long} contracts, {already_offered} already offered) is naked call selling, which is refused"
+    )]
+    NakedCall {
+        long: Decimal,
+        already_offered: Decimal,
+    },
+    #[error(
+        "insufficient collateral: this needs {required} USD locked but the account holds {cash} USD"
+    )]
+    InsufficientCollateral { required: Decimal, cash: Decimal },
+    #[error("insufficient funds: {needed} {asset} needed, {available} available")]
+    InsufficientFunds {
+        asset: &'static str,
+        needed: Decimal,
+        available: Decimal,
+    },
+    #[error("client order id {0} is already used by an open order")]
+    DuplicateClientOrderId(u64),
+    #[error("no open order {0}")]
+    UnknownOrder(OrderId),
+    #[error("no open order with client order id {0}")]
+    UnknownClientOrderId(u64),
+    #[error("order reference is empty: give an order id or a client order id")]
+    MissingOrderRef,
+    #[error("replace changes nothing: give a new price or quantity")]
+    EmptyReplace,
+    #[error("account already has {max} open orders")]
+    TooManyOpenOrders { max: usize },
+    #[error("account already has {max} open orders in this series")]
+    TooManyOpenOrdersInSeries { max: usize },
+    #[error("account already holds positions in {max} series")]
+    TooManyPositions { max: usize },
+    #[error("cancel-all needs a scope: a series, an underlying or everything")]
+    MissingScope,
+    #[error("transfer to the sender itself")]
+    SelfTransfer,
+}
+
+impl RuntimeError {
+    /// A stable machine-readable name for receipts and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RuntimeError::TransactionTooLarge { .. } => "transaction_too_large",
+            RuntimeError::Malformed(_) => "malformed",
+            RuntimeError::BadPublicKey => "bad_public_key",
+            RuntimeError::BadSignatureEncoding => "bad_signature_encoding",
+            RuntimeError::HighS => "high_s",
+            RuntimeError::BadSignature => "bad_signature",
+            RuntimeError::SenderMismatch { .. } => "sender_mismatch",
+            RuntimeError::WrongChainId { .. } => "wrong_chain_id",
+            RuntimeError::StaleNonce { .. } => "stale_nonce",
+            RuntimeError::FutureNonce { .. } => "future_nonce",
+            RuntimeError::UnknownAccount(_) => "unknown_account",
+            RuntimeError::NoActions => "no_actions",
+            RuntimeError::TooManyActions { .. } => "too_many_actions",
+            RuntimeError::BlockFull { .. } => "block_full",
+            RuntimeError::MalformedNumber { .. } => "malformed_number",
+            RuntimeError::Negative { .. } => "negative",
+            RuntimeError::NotPositive { .. } => "not_positive",
+            RuntimeError::TooPrecise { .. } => "too_precise",
+            RuntimeError::BadAddress(_) => "bad_address",
+            RuntimeError::UnknownAsset => "unknown_asset",
+            RuntimeError::UnknownSeries(_) => "unknown_series",
+            RuntimeError::UnknownUnderlying(_) => "unknown_underlying",
+            RuntimeError::BadSeriesName { .. } => "bad_series_name",
+            RuntimeError::SeriesExists(_) => "series_exists",
+            RuntimeError::SeriesExpired { .. } => "series_expired",
+            RuntimeError::TooManySeries { .. } => "too_many_series",
+            RuntimeError::NotAuthorized(_) => "not_authorized",
+            RuntimeError::OffTick { .. } => "off_tick",
+            RuntimeError::OffLot { .. } => "off_lot",
+            RuntimeError::PriceTooHigh { .. } => "price_too_high",
+            RuntimeError::QuantityTooLarge { .. } => "quantity_too_large",
+            RuntimeError::MissingOrderType => "missing_order_type",
+            RuntimeError::MissingSide => "missing_side",
+            RuntimeError::MissingPrice => "missing_price",
+            RuntimeError::MarketOrderWithPrice => "market_order_with_price",
+            RuntimeError::MarketOrderMustBeImmediate => "market_order_must_be_immediate",
+            RuntimeError::PostOnlyImmediate => "post_only_immediate",
+            RuntimeError::BadExpiry { .. } => "bad_expiry",
+            RuntimeError::ExpiryWithoutGtt => "expiry_without_gtt",
+            RuntimeError::PostOnlyWouldCross { .. } => "post_only_would_cross",
+            RuntimeError::FillOrKillUnfilled { .. } => "fill_or_kill_unfilled",
+            RuntimeError::NoLiquidity => "no_liquidity",
+            RuntimeError::ReduceOnlyWouldIncrease { .. } => "reduce_only_would_increase",
+            RuntimeError::NakedCall { .. } => "naked_call",
+            RuntimeError::InsufficientCollateral { .. } => "insufficient_collateral",
+            RuntimeError::InsufficientFunds { .. } => "insufficient_funds",
+            RuntimeError::DuplicateClientOrderId(_) => "duplicate_client_order_id",
+            RuntimeError::UnknownOrder(_) => "unknown_order",
+            RuntimeError::UnknownClientOrderId(_) => "unknown_client_order_id",
+            RuntimeError::MissingOrderRef => "missing_order_ref",
+            RuntimeError::EmptyReplace => "empty_replace",
+            RuntimeError::TooManyOpenOrders { .. } => "too_many_open_orders",
+            RuntimeError::TooManyOpenOrdersInSeries { .. } => "too_many_open_orders_in_series",
+            RuntimeError::TooManyPositions { .. } => "too_many_positions",
+            RuntimeError::MissingScope => "missing_scope",
+            RuntimeError::SelfTransfer => "self_transfer",
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! What a block reports: one receipt per transaction and an ordered list of
+//! events (fills, cancels, transfers...), both deterministic.
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::error::RuntimeError;
+use crate::ids::{Address, OrderId};
+use crate::money::{Amount, Price};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Asset {
+    Usd,
+    Vanna,
+}
+
+impl Asset {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Asset::Usd => "USD",
+            Asset::Vanna => "VANNA",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum OrderSide {
+    Buy,
+    Sell,
+}
+
+impl From<vanna_book::Side> for OrderSide {
+    fn from(side: vanna_book::Side) -> Self {
+        match side {
+            vanna_book::Side::Buy => OrderSide::Buy,
+            vanna_book::Side::Sell => OrderSide::Sell,
+        }
+    }
+}
+
+/// Why an order (or what was left of it) left the book.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum CancelReason {
+    /// Cancelled by its owner (by id, client id or cancel-all).
+    User,
+    /// The unfilled rest of an IOC, FOK or market order.
+    Unfilled,
+    /// Its good-til-time expiry passed.
+    Expired,
+    /// Self-trade prevention.
+    SelfTrade,
+    /// A reduce-only order larger than the position it reduces.
+    ReduceOnly,
+    /// The order swept more resting orders than one order may.
+    MaxFills,
+    /// Replaced by an amended order with the same id.
+    Replaced,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Fill {
+    pub series: String,
+    pub price: Price,
+    pub contracts: Decimal,
+    pub premium: Amount,
+    pub taker_side: OrderSide,
+    pub maker: Address,
+    pub maker_order: OrderId,
+    pub maker_fee: Amount,
+    pub taker: Address,
+    pub taker_order: OrderId,
+    pub taker_fee: Amount,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Event {
+    Transferred {
+        from: Address,
+        to: Address,
+        asset: Asset,
+        amount: Amount,
+    },
+    OrderAccepted {
+        order: OrderId,
+        owner: Address,
+        series: String,
+        side: OrderSide,
+        price: Price,
+        contracts: Decimal,
+    },
+    OrderRested {
+        order: OrderId,
+        owner: Address,
+        series: String,
+        contracts: Decimal,
+    },
+    Filled(Fill),
+    OrderReduced {
+        order: OrderId,
+        owner: Address,
+        remaining: Decimal,
+        reason: CancelReason,
+    },
+    OrderCancelled {
+        order: OrderId,
+        owner: Address,
+        series: String,
+        remaining: Decimal,
+        reason: CancelReason,
+    },
+    SeriesListed {
+        series: String,
+        expiry_ms: u64,
+    },
+    IndexPriceSet {
+        underlying: String,
+        price: Price,
+    },
+}
+
+/// The result of one order action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OrderOutcome {
+    pub order: OrderId,
+    pub filled_contracts: Decimal,
+    /// Contracts left resting in the book (zero if none rest).
+    pub resting_contracts: Decimal,
+    /// Set when the unfilled rest was cancelled instead of resting.
+    pub cancelled: Option<CancelReason>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum ActionOutcome {
+    Transferred,
+    Order(OrderOutcome),
+    Cancelled { orders: u32 },
+    Replaced(OrderOutcome),
+    Reduced { order: OrderId, remaining: Decimal },
+    SeriesListed,
+    IndexPriceSet,
+}
+
+/// What happened to one transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum TxStatus {
+    /// Not applied at all: the envelope failed (signature, chain id, nonce,
+    /// size, decoding). Nothing changed; the nonce was not consumed.
+    Rejected {
+        #[serde(serialize_with = "serialize_error")]
+        error: RuntimeError,
+    },
+    /// Included: the nonce was consumed and each action either applied in full
+    /// or failed without changing anything, as its result says.
+    Included { actions: Vec<ActionResult> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum ActionResult {
+    Ok(ActionOutcome),
+    Failed {
+        #[serde(serialize_with = "serialize_error")]
+        error: RuntimeError,
+    },
+}
+
+fn serialize_error<S: serde::Serializer>(
+    error: &RuntimeError,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut state = serializer.serialize_struct("Error", 2)?;
+    state.serialize_field("code", error.code())?;
+    state.serialize_field("message", &error.to_string())?;
+    state.end()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    #[serde(serialize_with = "serialize_hash")]
+    pub tx_hash: [u8; 32],
+    pub sender: Option<Address>,
+    pub nonce: Option<u64>,
+    pub status: TxStatus,
+}
+
+fn serialize_hash<S: serde::Serializer>(hash: &[u8; 32], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&hex::encode(hash))
+}
+
+impl Receipt {
+    /// The first error of the transaction, if any: the envelope's, or an action's.
+    pub fn first_error(&self) -> Option<&RuntimeError> {
+        match &self.status {
+            TxStatus::Rejected { error } => Some(error),
+            TxStatus::Included { actions } => actions.iter().find_map(|result| match result {
+                ActionResult::Failed { error } => Some(error),
+                ActionResult::Ok(_) => None,
+            }),
+        }
+    }
+}

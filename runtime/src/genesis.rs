@@ -1,0 +1,258 @@
+//! The genesis file: chain id, parameters, underlyings, listed series and
+//! initial balances, as JSON. Later stages add sections with defaults so older
+//! files keep loading.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::commit::Commitment;
+use crate::error::{Field, RuntimeError};
+use crate::ids::{Address, SeriesId};
+use crate::instrument::{SeriesSpec, UnderlyingSpec};
+use crate::limits::{MAX_SERIES_PER_UNDERLYING, MAX_UNDERLYINGS};
+use crate::money::Amount;
+use crate::state::{FeeSchedule, Market, Params, State};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisAccount {
+    pub address: Address,
+    #[serde(default)]
+    pub usd: Amount,
+    #[serde(default)]
+    pub vanna: Amount,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    pub chain_id: String,
+    /// Block time of genesis, in milliseconds since the Unix epoch.
+    pub genesis_time_ms: u64,
+    pub listing_authority: Address,
+    pub fees: FeeSchedule,
+    pub underlyings: Vec<UnderlyingSpec>,
+    /// Series names listed at genesis, e.g. "BTC-27DEC26-100000-C".
+    #[serde(default)]
+    pub series: Vec<String>,
+    pub accounts: Vec<GenesisAccount>,
+}
+
+fn invalid(why: String) -> RuntimeError {
+    RuntimeError::Malformed(format!("invalid genesis: {why}"))
+}
+
+impl Genesis {
+    pub fn from_json(text: &str) -> Result<Self, RuntimeError> {
+        serde_json::from_str(text).map_err(|error| invalid(error.to_string()))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("genesis serialises")
+    }
+
+    /// Builds the state at height 0, checking every value.
+    pub fn build(&self) -> Result<State, RuntimeError> {
+        if self.chain_id.is_empty() || self.chain_id.len() > 64 || !self.chain_id.is_ascii() {
+            return Err(invalid("chain_id must be 1 to 64 ASCII characters".into()));
+        }
+        let rate_ok = |rate: Decimal| rate >= Decimal::ZERO && rate < Decimal::ONE;
+        if !rate_ok(self.fees.maker_rate) || !rate_ok(self.fees.taker_rate) {
+            return Err(invalid("fee rates must be at least 0 and below 1".into()));
+        }
+        if self.fees.premium_cap <= Decimal::ZERO || self.fees.premium_cap >= Decimal::ONE {
+            return Err(invalid(
+                "premium_cap must be above 0 and below 1, so a fee never exceeds the premium"
+                    .into(),
+            ));
+        }
+        if self.underlyings.len() > MAX_UNDERLYINGS {
+            return Err(invalid(format!("at most {MAX_UNDERLYINGS} underlyings")));
+        }
+        let mut underlyings = BTreeMap::new();
+        for spec in &self.underlyings {
+            spec.validate()?;
+            if underlyings
+                .insert(spec.symbol.clone(), spec.clone())
+                .is_some()
+            {
+                return Err(invalid(format!("underlying {} listed twice", spec.symbol)));
+            }
+        }
+        let mut state = State {
+            params: Params {
+                chain_id: self.chain_id.clone(),
+                listing_authority: self.listing_authority,
+                fees: FeeSchedule {
+                    maker_rate: self.fees.maker_rate.normalize(),
+                    taker_rate: self.fees.taker_rate.normalize(),
+                    premium_cap: self.fees.premium_cap.normalize(),
+                },
+            },
+            height: 0,
+            time_ms: self.genesis_time_ms,
+            underlyings,
+            markets: Vec::new(),
+            series_by_name: BTreeMap::new(),
+            accounts: Vec::new(),
+            account_index: BTreeMap::new(),
+            orders: BTreeMap::new(),
+            gtt_expiries: Default::default(),
+            fee_pool: Amount::ZERO,
+            next_order_id: 1,
+            next_sequence: 1,
+            commitment: Commitment::default(),
+        };
+        for symbol in state.underlyings.keys().cloned().collect::<Vec<_>>() {
+            state.commitment.touch_underlying(&symbol);
+        }
+        state.commitment.touch_global();
+        for name in &self.series {
+            state.list_series(name)?;
+        }
+        for account in &self.accounts {
+            if state.account_index.contains_key(&account.address) {
+                return Err(invalid(format!(
+                    "account {} appears twice",
+                    account.address
+                )));
+            }
+            let owner = state.account_or_create(account.address);
+            let created = &mut state.accounts[owner as usize];
+            created.usd = account.usd;
+            created.vanna = account.vanna;
+        }
+        Ok(state)
+    }
+}
+
+impl State {
+    /// Lists a series (at genesis, or by the listing authority's transaction).
+    pub(crate) fn list_series(&mut self, name: &str) -> Result<SeriesId, RuntimeError> {
+        let spec = SeriesSpec::parse(name)?;
+        let underlying = self
+            .underlyings
+            .get(&spec.underlying)
+            .ok_or_else(|| RuntimeError::UnknownUnderlying(spec.underlying.clone()))?;
+        if self.series_by_name.contains_key(&spec.name) {
+            return Err(RuntimeError::SeriesExists(spec.name));
+        }
+        if spec.expiry_ms <= self.time_ms {
+            return Err(RuntimeError::SeriesExpired {
+                name: spec.name,
+                expiry_ms: spec.expiry_ms,
+                now_ms: self.time_ms,
+            });
+        }
+        let listed = self
+            .markets
+            .iter()
+            .filter(|market| market.spec.underlying == spec.underlying)
+            .count();
+        if listed >= MAX_SERIES_PER_UNDERLYING {
+            return Err(RuntimeError::TooManySeries {
+                underlying: spec.underlying,
+                max: MAX_SERIES_PER_UNDERLYING,
+            });
+        }
+        if (spec.strike.value() * underlying.lot_size.value())
+            .normalize()
+            .scale()
+            > crate::money::ASSET_SCALE
+        {
+            return Err(RuntimeError::TooPrecise {
+                field: Field::Strike,
+                max_decimals: crate::money::ASSET_SCALE,
+            });
+        }
+        let id = SeriesId(self.markets.len() as u32);
+        self.series_by_name.insert(spec.name.clone(), id);
+        self.markets.push(Market::new(id, spec, underlying));
+        self.commitment.touch_series(id);
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::demo_genesis;
+
+    fn demo() -> Genesis {
+        demo_genesis(&[("alice", 1_000)]).0
+    }
+
+    fn refused(genesis: Genesis) -> String {
+        match genesis.build() {
+            Err(error) => error.to_string(),
+            Ok(_) => panic!("genesis should be refused"),
+        }
+    }
+
+    #[test]
+    fn json_round_trips_and_builds() {
+        let genesis = demo();
+        let parsed = Genesis::from_json(&genesis.to_json()).unwrap();
+        assert_eq!(parsed, genesis);
+        let state = parsed.build().unwrap();
+        assert_eq!(state.markets.len(), 12);
+        assert_eq!(state.total_usd().value(), Decimal::from(1_000));
+        assert!(Genesis::from_json(r#"{"chain_id": "x", "surprise": 1}"#).is_err());
+    }
+
+    #[test]
+    fn refuses_inconsistent_genesis() {
+        let mut twice = demo();
+        twice.accounts.push(twice.accounts[1].clone());
+        assert!(refused(twice).contains("appears twice"));
+        let mut fees = demo();
+        fees.fees.premium_cap = Decimal::ONE;
+        assert!(refused(fees).contains("premium_cap"));
+        let mut rate = demo();
+        rate.fees.taker_rate = Decimal::NEGATIVE_ONE;
+        assert!(refused(rate).contains("fee rates"));
+        let mut underlying = demo();
+        underlying
+            .underlyings
+            .push(underlying.underlyings[0].clone());
+        assert!(refused(underlying).contains("listed twice"));
+        let mut precise = demo();
+        precise.underlyings[0].tick_size =
+            crate::money::Price::new(Decimal::new(1, 5), Field::TickSize).unwrap();
+        assert!(refused(precise).contains("decimal places"));
+        let mut unknown = demo();
+        unknown.series.push("SOL-25DEC26-100-C".into());
+        assert!(refused(unknown).contains("unknown underlying"));
+        let mut chain_id = demo();
+        chain_id.chain_id = String::new();
+        assert!(refused(chain_id).contains("chain_id"));
+        let mut too_many = demo();
+        too_many.underlyings = (0..=MAX_UNDERLYINGS)
+            .map(|i| UnderlyingSpec {
+                symbol: format!("U{}", char::from(b'A' + (i % 26) as u8)).repeat(1 + i / 26),
+                ..too_many.underlyings[0].clone()
+            })
+            .collect();
+        too_many.series.clear();
+        assert!(refused(too_many).contains("at most"));
+    }
+
+    #[test]
+    fn series_per_underlying_is_bounded() {
+        let mut genesis = demo();
+        genesis.series = (1..=MAX_SERIES_PER_UNDERLYING)
+            .map(|strike| format!("BTC-25DEC26-{strike}-C"))
+            .collect();
+        let mut state = genesis.build().unwrap();
+        assert_eq!(
+            state.list_series("BTC-25DEC26-999999-C"),
+            Err(RuntimeError::TooManySeries {
+                underlying: "BTC".into(),
+                max: MAX_SERIES_PER_UNDERLYING
+            })
+        );
+        assert!(state.list_series("ETH-25DEC26-999999-C").is_ok());
+    }
+}

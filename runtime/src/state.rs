@@ -1,0 +1,395 @@
+//! The runtime's state: accounts, markets (one order book per series), open
+//! orders and chain-wide values. Maps are BTreeMaps or vectors indexed by
+//! handles assigned in a deterministic order; nothing depends on hash order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use vanna_book::{Book, Side};
+
+use crate::commit::Commitment;
+use crate::crypto::PublicKey;
+use crate::error::{Field, RuntimeError};
+use crate::ids::{Address, OrderId, SeriesId};
+use crate::instrument::{OptionKind, SeriesSpec, UnderlyingSpec};
+use crate::money::{Amount, Price, Quantity};
+
+/// Fees as options venues charge them: a rate of the underlying's notional
+/// (index price × contracts), capped at a fraction of the option's premium.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeSchedule {
+    pub maker_rate: Decimal,
+    pub taker_rate: Decimal,
+    pub premium_cap: Decimal,
+}
+
+impl FeeSchedule {
+    /// The fee for one fill, rounded up (against the payer).
+    pub fn fee(&self, rate: Decimal, index: Price, contracts: Decimal, premium: Amount) -> Amount {
+        let by_notional = rate * index.value() * contracts;
+        let cap = self.premium_cap * premium.value();
+        Amount::round_up(by_notional.min(cap))
+    }
+
+    /// The most a buyer can pay in fees per lot at `price`: what a buy order
+    /// locks on top of the premium. Summed per lot it bounds any fill's fee,
+    /// because rounding up is subadditive.
+    pub fn max_fee_per_lot(&self, price: Price, lot: Quantity) -> Amount {
+        Amount::round_up(self.premium_cap * price.value() * lot.value())
+    }
+}
+
+/// Chain-wide parameters fixed at genesis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Params {
+    pub chain_id: String,
+    /// The account allowed to list series and set reference index prices.
+    pub listing_authority: Address,
+    pub fees: FeeSchedule,
+}
+
+/// What an account has at stake in one series, in lots of its underlying.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exposure {
+    /// Signed position: positive long, negative short.
+    pub position_lots: i64,
+    pub open_buy_lots: u64,
+    pub open_sell_lots: u64,
+    /// Premium plus maximum fees locked by open buy orders.
+    pub buy_lock: Amount,
+    /// Open reduce-only orders, so fills know when trimming may be needed.
+    pub reduce_only_orders: u32,
+}
+
+impl Exposure {
+    pub fn is_empty(&self) -> bool {
+        self.position_lots == 0
+            && self.open_buy_lots == 0
+            && self.open_sell_lots == 0
+            && self.buy_lock.is_zero()
+            && self.reduce_only_orders == 0
+    }
+
+    /// The conservative collateral rule (until portfolio margin): buy orders
+    /// hold premium and fees; puts that could end up short hold the strike in
+    /// cash per contract if every open sell filled; calls are never short.
+    pub fn requirement(&self, market: &Market) -> Amount {
+        let mut required = self.buy_lock;
+        if market.spec.kind == OptionKind::Put {
+            let worst_short_lots =
+                (self.open_sell_lots as i128 - self.position_lots as i128).max(0) as u64;
+            required = required.plus(market.strike_per_lot.times(worst_short_lots));
+        }
+        required
+    }
+}
+
+/// One account. `usd` is the whole USD balance; `usd_locked` is the part held
+/// as collateral, always at most `usd`.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub address: Address,
+    /// The handle the order books know this account by.
+    pub owner: u64,
+    pub nonce: u64,
+    pub public_key: Option<PublicKey>,
+    pub usd: Amount,
+    pub usd_locked: Amount,
+    pub vanna: Amount,
+    pub exposures: BTreeMap<SeriesId, Exposure>,
+    pub open_orders: BTreeSet<OrderId>,
+    pub client_orders: BTreeMap<u64, OrderId>,
+}
+
+impl Account {
+    pub fn new(address: Address, owner: u64) -> Self {
+        Account {
+            address,
+            owner,
+            nonce: 0,
+            public_key: None,
+            usd: Amount::ZERO,
+            usd_locked: Amount::ZERO,
+            vanna: Amount::ZERO,
+            exposures: BTreeMap::new(),
+            open_orders: BTreeSet::new(),
+            client_orders: BTreeMap::new(),
+        }
+    }
+
+    /// USD not held as collateral: what transfers and new orders may use.
+    pub fn usd_free(&self) -> Amount {
+        self.usd
+            .minus(self.usd_locked)
+            .expect("invariant: locked USD never exceeds the balance")
+    }
+
+    pub fn exposure(&self, series: SeriesId) -> Exposure {
+        self.exposures.get(&series).copied().unwrap_or_default()
+    }
+}
+
+/// The self-trade prevention mode of an order: what happens when it would
+/// trade against an order of the same account.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SelfTrade {
+    #[default]
+    CancelResting,
+    CancelIncoming,
+    CancelBoth,
+}
+
+impl SelfTrade {
+    pub fn code(self) -> u32 {
+        match self {
+            SelfTrade::CancelResting => 1,
+            SelfTrade::CancelIncoming => 2,
+            SelfTrade::CancelBoth => 3,
+        }
+    }
+}
+
+/// The runtime's record of an open order; the book holds its place and size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderInfo {
+    pub owner: Address,
+    pub series: SeriesId,
+    pub side: Side,
+    pub price: Price,
+    pub original_lots: u64,
+    pub client_order_id: u64,
+    /// Zero unless good-til-time.
+    pub expire_at_ms: u64,
+    pub post_only: bool,
+    pub reduce_only: bool,
+    pub self_trade: SelfTrade,
+    /// USD locked per remaining lot (buy orders only).
+    pub buy_lock_per_lot: Amount,
+}
+
+/// One listed series with its order book.
+#[derive(Debug)]
+pub struct Market {
+    pub id: SeriesId,
+    pub spec: SeriesSpec,
+    pub tick: Price,
+    pub lot: Quantity,
+    /// Strike × lot: cash a short put holds per lot.
+    pub strike_per_lot: Amount,
+    pub book: Book,
+}
+
+impl Market {
+    pub fn new(id: SeriesId, spec: SeriesSpec, underlying: &UnderlyingSpec) -> Self {
+        let strike_per_lot = Amount::round_up(spec.strike.value() * underlying.lot_size.value());
+        Market {
+            id,
+            spec,
+            tick: underlying.tick_size,
+            lot: underlying.lot_size,
+            strike_per_lot,
+            book: Book::new(),
+        }
+    }
+
+    /// Converts a price to whole ticks, refusing prices off the tick grid.
+    pub fn ticks(&self, price: Price) -> Result<u64, RuntimeError> {
+        let ticks = price.value() / self.tick.value();
+        if !ticks.fract().is_zero() {
+            return Err(RuntimeError::OffTick {
+                price: price.value(),
+                tick: self.tick.value(),
+            });
+        }
+        Ok(u64::try_from(ticks).expect("prices are bounded by MAX_PRICE_USD"))
+    }
+
+    /// Converts a quantity to whole lots, refusing quantities off the lot grid.
+    pub fn lots(&self, quantity: Quantity) -> Result<u64, RuntimeError> {
+        let lots = quantity.value() / self.lot.value();
+        if !lots.fract().is_zero() {
+            return Err(RuntimeError::OffLot {
+                quantity: quantity.value(),
+                lot: self.lot.value(),
+            });
+        }
+        Ok(u64::try_from(lots).expect("quantities are bounded by MAX_ORDER_CONTRACTS"))
+    }
+
+    pub fn price_of(&self, ticks: u64) -> Price {
+        Price::new(self.tick.value() * Decimal::from(ticks), Field::Price)
+            .expect("a tick count is a valid price")
+    }
+
+    pub fn contracts(&self, lots: u64) -> Decimal {
+        (self.lot.value() * Decimal::from(lots)).normalize()
+    }
+
+    pub fn signed_contracts(&self, lots: i64) -> Decimal {
+        (self.lot.value() * Decimal::from(lots)).normalize()
+    }
+}
+
+/// The whole state of the chain as the runtime sees it.
+#[derive(Debug)]
+pub struct State {
+    pub params: Params,
+    pub height: u64,
+    pub time_ms: u64,
+    pub underlyings: BTreeMap<String, UnderlyingSpec>,
+    pub markets: Vec<Market>,
+    pub series_by_name: BTreeMap<String, SeriesId>,
+    pub accounts: Vec<Account>,
+    pub account_index: BTreeMap<Address, u64>,
+    pub orders: BTreeMap<OrderId, OrderInfo>,
+    /// Good-til-time orders by expiry, removed at the start of the first block at or after it.
+    pub gtt_expiries: BTreeSet<(u64, OrderId)>,
+    pub fee_pool: Amount,
+    pub next_order_id: u64,
+    /// Time priority: every order that rests takes the next sequence number.
+    pub next_sequence: u64,
+    pub(crate) commitment: Commitment,
+}
+
+impl State {
+    pub fn account(&self, address: &Address) -> Option<&Account> {
+        self.account_index
+            .get(address)
+            .map(|&owner| &self.accounts[owner as usize])
+    }
+
+    pub fn series(&self, name: &str) -> Option<&Market> {
+        self.series_by_name
+            .get(name)
+            .map(|id| &self.markets[id.0 as usize])
+    }
+
+    pub fn market(&self, id: SeriesId) -> &Market {
+        &self.markets[id.0 as usize]
+    }
+
+    /// Returns the handle of `address`, creating an empty account if needed.
+    pub(crate) fn account_or_create(&mut self, address: Address) -> u64 {
+        if let Some(&owner) = self.account_index.get(&address) {
+            return owner;
+        }
+        let owner = self.accounts.len() as u64;
+        self.accounts.push(Account::new(address, owner));
+        self.account_index.insert(address, owner);
+        self.commitment.touch_account(owner);
+        owner
+    }
+
+    /// Sum of every USD balance plus the fee pool: constant after genesis.
+    pub fn total_usd(&self) -> Amount {
+        self.accounts
+            .iter()
+            .fold(self.fee_pool, |total, account| total.plus(account.usd))
+    }
+
+    /// Sum of every VANNA balance: constant after genesis (until staking mints or burns).
+    pub fn total_vanna(&self) -> Amount {
+        self.accounts
+            .iter()
+            .fold(Amount::ZERO, |total, account| total.plus(account.vanna))
+    }
+
+    /// Checks the invariants that tie accounts, orders and books together.
+    /// Tests call it after every block; it is too slow for the hot path.
+    pub fn check_invariants(&self) {
+        let mut per_account: BTreeMap<(u64, SeriesId), Exposure> = BTreeMap::new();
+        for (id, info) in &self.orders {
+            let market = self.market(info.series);
+            let resting = market
+                .book
+                .get(id.0)
+                .expect("every open order rests in its book");
+            let owner = self.account_index[&info.owner];
+            assert_eq!(resting.owner, owner);
+            let exposure = per_account.entry((owner, info.series)).or_default();
+            match info.side {
+                Side::Buy => {
+                    exposure.open_buy_lots += resting.remaining_lots;
+                    exposure.buy_lock = exposure
+                        .buy_lock
+                        .plus(info.buy_lock_per_lot.times(resting.remaining_lots));
+                }
+                Side::Sell => exposure.open_sell_lots += resting.remaining_lots,
+            }
+            if info.reduce_only {
+                exposure.reduce_only_orders += 1;
+            }
+        }
+        let listed: usize = self
+            .accounts
+            .iter()
+            .map(|account| account.open_orders.len())
+            .sum();
+        assert_eq!(
+            listed,
+            self.orders.len(),
+            "every open order is listed by its account"
+        );
+        let book_orders: usize = self.markets.iter().map(|market| market.book.len()).sum();
+        assert_eq!(
+            book_orders,
+            self.orders.len(),
+            "books and the order index agree"
+        );
+        let mut positions_net: BTreeMap<SeriesId, i64> = BTreeMap::new();
+        for account in &self.accounts {
+            let mut locked = Amount::ZERO;
+            for (series, exposure) in &account.exposures {
+                let from_orders = per_account
+                    .get(&(account.owner, *series))
+                    .copied()
+                    .unwrap_or_default();
+                assert_eq!(exposure.open_buy_lots, from_orders.open_buy_lots);
+                assert_eq!(exposure.open_sell_lots, from_orders.open_sell_lots);
+                assert_eq!(exposure.buy_lock, from_orders.buy_lock);
+                assert_eq!(exposure.reduce_only_orders, from_orders.reduce_only_orders);
+                assert!(!exposure.is_empty(), "empty exposures are removed");
+                let market = self.market(*series);
+                if market.spec.kind == OptionKind::Call {
+                    assert!(exposure.position_lots >= 0, "no naked short calls");
+                    assert!(
+                        exposure.open_sell_lots as i64 <= exposure.position_lots,
+                        "call sells are covered"
+                    );
+                }
+                locked = locked.plus(exposure.requirement(market));
+                *positions_net.entry(*series).or_default() += exposure.position_lots;
+            }
+            assert_eq!(
+                account.usd_locked, locked,
+                "locked USD matches the collateral rule for {}",
+                account.address
+            );
+            assert!(
+                account.usd_locked <= account.usd,
+                "locked USD never exceeds the balance"
+            );
+            for id in &account.open_orders {
+                assert_eq!(
+                    self.orders[id].owner, account.address,
+                    "open order {id} belongs to its account"
+                );
+            }
+            for (client_id, id) in &account.client_orders {
+                assert_eq!(self.orders[id].client_order_id, *client_id);
+            }
+        }
+        for (series, net) in positions_net {
+            assert_eq!(
+                net,
+                0,
+                "positions in {} sum to zero",
+                self.market(series).spec.name
+            );
+        }
+        for market in &self.markets {
+            market.book.check_invariants();
+        }
+    }
+}

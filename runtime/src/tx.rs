@@ -1,0 +1,164 @@
+//! Building and signing transactions, for clients, tests and tools. The
+//! runtime itself only reads transactions (see `block`).
+
+use k256::ecdsa::SigningKey;
+use prost::Message;
+use vanna_proto::v1 as wire;
+use vanna_proto::v1::action::Kind;
+
+use crate::crypto::{public_key_of, sign};
+use crate::ids::Address;
+
+/// An account key with its address, for signing transactions.
+#[derive(Clone)]
+pub struct Signer {
+    key: SigningKey,
+    public_key: [u8; 33],
+    address: Address,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer({})", self.address)
+    }
+}
+
+impl Signer {
+    pub fn new(key: SigningKey) -> Self {
+        let public_key = public_key_of(&key);
+        let address = crate::crypto::address_of(&public_key);
+        Signer {
+            key,
+            public_key,
+            address,
+        }
+    }
+
+    /// A key derived from a seed phrase: for demos, tests and benchmarks only.
+    pub fn from_seed(seed: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut counter = 0u32;
+        loop {
+            let digest = Sha256::new()
+                .chain_update(seed.as_bytes())
+                .chain_update(counter.to_be_bytes())
+                .finalize();
+            if let Ok(key) = SigningKey::from_bytes(&digest) {
+                return Signer::new(key);
+            }
+            counter += 1;
+        }
+    }
+
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// Signs a transaction body and returns the encoded `SignedTransaction`.
+    pub fn sign(&self, chain_id: &str, nonce: u64, actions: Vec<wire::Action>) -> Vec<u8> {
+        let body = wire::TransactionBody {
+            chain_id: chain_id.to_string(),
+            sender: self.address.as_bytes().to_vec(),
+            nonce,
+            actions,
+        }
+        .encode_to_vec();
+        let signature = sign(&self.key, &body).to_vec();
+        wire::SignedTransaction {
+            body,
+            public_key: self.public_key.to_vec(),
+            signature,
+        }
+        .encode_to_vec()
+    }
+}
+
+/// Wraps any action payload.
+pub fn action(kind: Kind) -> wire::Action {
+    wire::Action { kind: Some(kind) }
+}
+
+/// A GTC limit order; adjust the other fields with struct update syntax.
+pub fn limit_order(
+    series: &str,
+    side: wire::Side,
+    price: &str,
+    quantity: &str,
+) -> wire::PlaceOrder {
+    wire::PlaceOrder {
+        series: series.to_string(),
+        side: side as i32,
+        order_type: wire::OrderType::Limit as i32,
+        price: price.to_string(),
+        quantity: quantity.to_string(),
+        time_in_force: wire::TimeInForce::Gtc as i32,
+        ..Default::default()
+    }
+}
+
+/// An immediate-or-cancel market order.
+pub fn market_order(series: &str, side: wire::Side, quantity: &str) -> wire::PlaceOrder {
+    wire::PlaceOrder {
+        series: series.to_string(),
+        side: side as i32,
+        order_type: wire::OrderType::Market as i32,
+        quantity: quantity.to_string(),
+        time_in_force: wire::TimeInForce::Ioc as i32,
+        ..Default::default()
+    }
+}
+
+pub fn place(order: wire::PlaceOrder) -> wire::Action {
+    action(Kind::PlaceOrder(order))
+}
+
+pub fn cancel(order_id: u64) -> wire::Action {
+    action(Kind::CancelOrder(wire::CancelOrder {
+        order: Some(wire::OrderRef {
+            id: Some(wire::order_ref::Id::OrderId(order_id)),
+        }),
+    }))
+}
+
+pub fn cancel_by_client_id(client_order_id: u64) -> wire::Action {
+    action(Kind::CancelOrder(wire::CancelOrder {
+        order: Some(wire::OrderRef {
+            id: Some(wire::order_ref::Id::ClientOrderId(client_order_id)),
+        }),
+    }))
+}
+
+pub fn cancel_all(scope: wire::cancel_all::Scope) -> wire::Action {
+    action(Kind::CancelAll(wire::CancelAll { scope: Some(scope) }))
+}
+
+pub fn replace(order_id: u64, price: &str, quantity: &str) -> wire::Action {
+    action(Kind::ReplaceOrder(wire::ReplaceOrder {
+        order: Some(wire::OrderRef {
+            id: Some(wire::order_ref::Id::OrderId(order_id)),
+        }),
+        price: price.to_string(),
+        quantity: quantity.to_string(),
+    }))
+}
+
+pub fn transfer(to: Address, asset: wire::Asset, amount: &str) -> wire::Action {
+    action(Kind::Transfer(wire::Transfer {
+        to: to.as_bytes().to_vec(),
+        asset: asset as i32,
+        amount: amount.to_string(),
+    }))
+}
+
+pub fn list_series(series: &str) -> wire::Action {
+    action(Kind::ListSeries(wire::ListSeries {
+        series: series.to_string(),
+    }))
+}
+
+pub fn set_index_price(underlying: &str, price: &str) -> wire::Action {
+    action(Kind::SetIndexPrice(wire::SetIndexPrice {
+        underlying: underlying.to_string(),
+        price: price.to_string(),
+    }))
+}
