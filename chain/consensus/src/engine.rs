@@ -332,6 +332,26 @@ impl<S: Scheme> Consensus<S> {
             && view > self.finalized.view
             && view.0 <= self.view.0.saturating_add(self.config.view_window)
     }
+    /// One line per tracked view, for debugging simulator runs.
+    pub fn describe(&self) -> String {
+        let mut out = format!("view {} finalized {}@{} ", self.view.0, self.finalized.header.height.0, self.finalized.view.0);
+        for (view, round) in &self.rounds {
+            out.push_str(&format!(
+                "[{} p{}{:?} n{}f{}x{} N{}F{}X{} pv{:?}] ",
+                view.0,
+                u8::from(round.proposal.is_some()),
+                round.verification,
+                u8::from(round.voted_notarize),
+                u8::from(round.voted_finalize),
+                u8::from(round.voted_nullify),
+                u8::from(round.notarization.is_some()),
+                u8::from(round.finalization.is_some()),
+                u8::from(round.nullification.is_some()),
+                round.proposal.as_ref().map(|p| p.parent_view.0),
+            ));
+        }
+        out
+    }
     pub fn config(&self) -> &Config<S> {
         &self.config
     }

@@ -356,14 +356,7 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
             let state = &self.nodes[node];
             if std::env::var("SIM_DEBUG").is_ok() {
                 if let Some(e) = state.engine.as_ref() {
-                    eprintln!(
-                        "DEBUG node {node} view {:?} fin {:?} fview {:?} tip {:?} {:?}",
-                        e.view(),
-                        e.finalized_height(),
-                        e.finalized_view(),
-                        state.durable.tip.height,
-                        e
-                    );
+                    eprintln!("DEBUG node {node} {}", e.describe());
                 }
             }
             match state.recovery_views {
@@ -466,6 +459,7 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
                 kind,
             } => {
                 let state = &self.nodes[node];
+                if std::env::var("SIM_DEBUG").is_ok() && node == 0 { eprintln!("TIMER t={now} inc {incarnation}/{} ep {epoch:?}/{:?} view {view:?} {kind:?} cur {:?}", state.incarnation, state.engine.as_ref().map(|e| e.config().epoch), state.engine.as_ref().map(|e| e.view())); }
                 if state.incarnation != incarnation
                     || state
                         .engine

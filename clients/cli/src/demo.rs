@@ -25,12 +25,7 @@ pub struct Args {
 const TRADERS: [&str; 4] = ["mm-north", "mm-south", "alice", "bob"];
 
 pub fn run(args: &Args) -> CliResult {
-    let (genesis, signers) = demo_genesis(&[
-        ("mm-north", 2_000_000),
-        ("mm-south", 2_000_000),
-        ("alice", 250_000),
-        ("bob", 400_000),
-    ]);
+    let (genesis, signers) = demo_genesis(&crate::genesis::DEMO_ACCOUNTS);
     let mut chain = Sandbox::new(&genesis, signers)?;
     println!(
         "Vanna demo: chain {}, genesis {} accounts, {} series listed",

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod demo;
+mod genesis;
 
 /// The error type every subcommand returns; the message is printed as is.
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;
@@ -24,6 +25,9 @@ struct Cli {
 enum Command {
     /// Run a scripted trading session through the runtime and print what happened.
     Demo(demo::Args),
+    /// Genesis files.
+    #[command(subcommand)]
+    Genesis(genesis::Genesis),
     /// Reproducible benchmarks; add --json for machine-readable output.
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -34,6 +38,7 @@ fn main() {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Bench(bench) => bench::run(bench),
+        Command::Genesis(command) => genesis::run(&command),
     };
     if let Err(error) = result {
         eprintln!("error: {error}");

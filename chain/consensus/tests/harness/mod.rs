@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use vanna_consensus::{
-    Action, BlockHash, ChainId, Config, Consensus, Epoch, Event, Header, Height, Message, Scheme, Signable,
-    SignedProposal, SignedVote, TestScheme, TimerKind, Timing, ValidatorEntry, ValidatorIndex, ValidatorSet, View,
-    Vote, VoteKind, hash_bytes,
+    Action, BlockHash, ChainId, Config, Consensus, Epoch, Event, Header, Height, Message, Scheme,
+    Signable, SignedProposal, SignedVote, TestScheme, TimerKind, Timing, ValidatorEntry,
+    ValidatorIndex, ValidatorSet, View, Vote, VoteKind, hash_bytes,
 };
 
 pub const CHAIN: ChainId = ChainId(99);
@@ -33,7 +33,13 @@ pub fn secret(index: usize) -> u64 {
 
 impl Harness {
     pub fn new(n: usize, byzantine: Vec<usize>, last_height: Option<Height>) -> Self {
-        let entries = (0..n).map(|i| ValidatorEntry { public_key: secret(i), operator: vec![], power: 1 }).collect();
+        let entries = (0..n)
+            .map(|i| ValidatorEntry {
+                public_key: secret(i),
+                operator: vec![],
+                power: 1,
+            })
+            .collect();
         let validators = Arc::new(ValidatorSet::new(entries).unwrap());
         let genesis = Header::genesis(Epoch(0), 0, [0; 32]);
         let mut harness = Harness {
@@ -94,7 +100,11 @@ impl Harness {
                     self.pool.push((to.0 as usize, node, message));
                     Vec::new()
                 }
-                Action::ScheduleTimeout { view, kind, after_ms } => {
+                Action::ScheduleTimeout {
+                    view,
+                    kind,
+                    after_ms,
+                } => {
                     self.sequence += 1;
                     self.timers[node].insert((self.now_ms + after_ms, self.sequence), (view, kind));
                     Vec::new()
@@ -110,10 +120,22 @@ impl Harness {
                     };
                     self.handle(node, event)
                 }
-                Action::VerifyProposal { view, parent, header, payload } => {
+                Action::VerifyProposal {
+                    view,
+                    parent,
+                    header,
+                    payload,
+                } => {
                     let valid = header.state_root == parent.transactions_root
                         && header.transactions_root == hash_bytes(b"txs", &payload);
-                    self.handle(node, Event::ProposalVerified { view, block: header.hash(), valid })
+                    self.handle(
+                        node,
+                        Event::ProposalVerified {
+                            view,
+                            block: header.hash(),
+                            valid,
+                        },
+                    )
                 }
                 Action::Sign(message) => {
                     let signature = TestScheme::sign(&secret(node), &message.signing_bytes(CHAIN));
@@ -133,14 +155,20 @@ impl Harness {
     }
 
     fn learn(&mut self, message: &Message<TestScheme>) {
-        if let Message::Certified { header: Some(header), certificate } = message {
+        if let Message::Certified {
+            header: Some(header),
+            certificate,
+        } = message
+        {
             self.certified.insert(certificate.vote.view, header.clone());
         }
     }
 
     pub fn handle(&mut self, node: usize, event: Event<TestScheme>) -> Vec<Action<TestScheme>> {
         let now = self.now_ms;
-        self.engines[node].as_mut().map_or_else(Vec::new, |engine| engine.handle(now, event))
+        self.engines[node]
+            .as_mut()
+            .map_or_else(Vec::new, |engine| engine.handle(now, event))
     }
 
     /// Delivers pool entry `index`; `keep` leaves a copy (duplication).
@@ -149,19 +177,31 @@ impl Harness {
             return;
         }
         let index = index % self.pool.len();
-        let (to, from, message) = if keep { self.pool[index].clone() } else { self.pool.swap_remove(index) };
+        let (to, from, message) = if keep {
+            self.pool[index].clone()
+        } else {
+            self.pool.swap_remove(index)
+        };
         if self.byzantine.contains(&to) {
             self.byzantine_react(to, &message);
             return;
         }
-        let actions = self.handle(to, Event::Message { from: ValidatorIndex(from as u32), message });
+        let actions = self.handle(
+            to,
+            Event::Message {
+                from: ValidatorIndex(from as u32),
+                message,
+            },
+        );
         self.perform(to, actions);
     }
 
     /// Fires the next timer of `node` (advancing time to it).
     pub fn fire(&mut self, node: usize) {
         let node = node % self.n();
-        let Some(((at, _), (view, kind))) = self.timers[node].pop_first() else { return };
+        let Some(((at, _), (view, kind))) = self.timers[node].pop_first() else {
+            return;
+        };
         self.now_ms = self.now_ms.max(at);
         let actions = self.handle(node, Event::Timeout { view, kind });
         self.perform(node, actions);
@@ -173,9 +213,18 @@ impl Harness {
     fn byzantine_react(&mut self, me: usize, message: &Message<TestScheme>) {
         let mut out = Vec::new();
         let vote = |view: View, kind: VoteKind| {
-            let vote = Vote { epoch: Epoch(0), view, kind };
-            let signature = TestScheme::sign(&secret(me), &Signable::Vote(vote).signing_bytes(CHAIN));
-            Message::Vote(SignedVote { vote, signer: ValidatorIndex(me as u32), signature })
+            let vote = Vote {
+                epoch: Epoch(0),
+                view,
+                kind,
+            };
+            let signature =
+                TestScheme::sign(&secret(me), &Signable::Vote(vote).signing_bytes(CHAIN));
+            Message::Vote(SignedVote {
+                vote,
+                signer: ValidatorIndex(me as u32),
+                signature,
+            })
         };
         match message {
             Message::Proposal(proposal) => {
@@ -185,9 +234,8 @@ impl Harness {
                 out.push(vote(proposal.view, VoteKind::Nullify));
                 self.byzantine_propose(me, View(proposal.view.0 + 1), &mut out);
             }
-            Message::Vote(signed) => {
-                out.push(vote(signed.vote.view, VoteKind::Nullify));
-                self.byzantine_propose(me, View(signed.vote.view.0 + 1), &mut out);
+            Message::Certified { certificate, .. } | Message::Nullification(certificate) => {
+                self.byzantine_propose(me, View(certificate.vote.view.0 + 1), &mut out);
             }
             _ => {}
         }
@@ -204,8 +252,13 @@ impl Harness {
         if self.validators.leader(view) != ValidatorIndex(me as u32) {
             return;
         }
-        let parents: Vec<(View, Header)> =
-            self.certified.range(..view).rev().take(2).map(|(v, h)| (*v, h.clone())).collect();
+        let parents: Vec<(View, Header)> = self
+            .certified
+            .range(..view)
+            .rev()
+            .take(2)
+            .map(|(v, h)| (*v, h.clone()))
+            .collect();
         for (parent_view, parent) in parents {
             for variant in 0..2u8 {
                 let payload = vec![variant, me as u8];
@@ -220,10 +273,20 @@ impl Harness {
                     transactions_root: hash_bytes(b"txs", &payload),
                     payload_hash: Header::payload_hash_of(&payload),
                 };
-                let signable =
-                    Signable::Proposal { epoch: Epoch(0), view, parent_view, block: header.hash() };
+                let signable = Signable::Proposal {
+                    epoch: Epoch(0),
+                    view,
+                    parent_view,
+                    block: header.hash(),
+                };
                 let signature = TestScheme::sign(&secret(me), &signable.signing_bytes(CHAIN));
-                out.push(Message::Proposal(SignedProposal { view, parent_view, header, payload, signature }));
+                out.push(Message::Proposal(SignedProposal {
+                    view,
+                    parent_view,
+                    header,
+                    payload,
+                    signature,
+                }));
             }
         }
     }
@@ -251,7 +314,13 @@ impl Harness {
             self.byzantine_react(to, &message);
             return;
         }
-        let actions = self.handle(to, Event::Message { from: ValidatorIndex(from as u32), message });
+        let actions = self.handle(
+            to,
+            Event::Message {
+                from: ValidatorIndex(from as u32),
+                message,
+            },
+        );
         self.perform(to, actions);
     }
 

@@ -1,0 +1,47 @@
+//! `vanna genesis demo`: prints the demo chain's genesis file.
+
+use vanna_runtime::sandbox::demo_genesis;
+
+use crate::CliResult;
+
+/// The demo accounts: two market makers and two traders, with USD.
+pub const DEMO_ACCOUNTS: [(&str, u64); 4] = [
+    ("mm-north", 2_000_000),
+    ("mm-south", 2_000_000),
+    ("alice", 250_000),
+    ("bob", 400_000),
+];
+
+#[derive(clap::Subcommand)]
+pub enum Genesis {
+    /// Print the genesis of the demo chain as JSON.
+    Demo,
+}
+
+pub fn run(command: &Genesis) -> CliResult {
+    match command {
+        Genesis::Demo => println!("{}", demo_genesis(&DEMO_ACCOUNTS).0.to_json()),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_file_matches_the_command() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/genesis/demo.json"
+        );
+        let file = std::fs::read_to_string(path).expect("deploy/genesis/demo.json exists");
+        let genesis = vanna_runtime::Genesis::from_json(&file).expect("it parses");
+        assert_eq!(
+            genesis,
+            demo_genesis(&DEMO_ACCOUNTS).0,
+            "regenerate with `vanna genesis demo > deploy/genesis/demo.json`"
+        );
+        genesis.build().expect("it builds a state");
+    }
+}
