@@ -12,19 +12,31 @@ use crate::crypto::{PublicKey, transaction_hash};
 use crate::error::{Field, RuntimeError};
 use crate::events::{ActionOutcome, ActionResult, Asset, CancelReason, Event, Receipt, TxStatus};
 use crate::ids::{Address, OrderId, SeriesId};
-use crate::limits::{
-    MAX_ACTIONS_PER_TRANSACTION, MAX_TRANSACTION_BYTES, MAX_TRANSACTIONS_PER_BLOCK,
-};
+use crate::limits::{MAX_ACTIONS_PER_TRANSACTION, MAX_TRANSACTION_BYTES, MAX_TRANSACTIONS_PER_BLOCK};
 use crate::money::{Amount, Price};
+use crate::staking::EvidenceRecord;
 use crate::state::State;
 use crate::trading::{OrderRequest, TimeInForce, parse_lots, parse_order, parse_ticks};
 
 /// What consensus tells the runtime about a block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct BlockContext {
     pub height: u64,
     /// Block time in milliseconds since the Unix epoch; never decreases.
     pub time_ms: u64,
+    /// Consensus keys of the validators whose signatures finalized the
+    /// previous block, for downtime accounting; `None` skips it (tools only).
+    #[serde(skip)]
+    pub signers: Option<Vec<[u8; 48]>>,
+    /// Evidence of equivocation, verified by consensus, to slash and jail.
+    pub evidence: Vec<EvidenceRecord>,
+}
+
+impl BlockContext {
+    /// The next block after `state`, `step_ms` later, with no signing record or evidence.
+    pub fn after(state: &State, step_ms: u64) -> Self {
+        BlockContext { height: state.height + 1, time_ms: state.time_ms + step_ms, ..BlockContext::default() }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -49,21 +61,13 @@ pub fn apply_block(
     transactions: &[Vec<u8>],
 ) -> Result<BlockOutput, RuntimeError> {
     if transactions.len() > MAX_TRANSACTIONS_PER_BLOCK {
-        return Err(RuntimeError::BlockFull {
-            max: MAX_TRANSACTIONS_PER_BLOCK,
-        });
+        return Err(RuntimeError::BlockFull { max: MAX_TRANSACTIONS_PER_BLOCK });
     }
     let mut events = state.begin_block(context)?;
-    let receipts = transactions
-        .iter()
-        .map(|bytes| state.apply_transaction(bytes, &mut events))
-        .collect();
+    let receipts = transactions.iter().map(|bytes| state.apply_transaction(bytes, &mut events)).collect();
+    state.end_block(context, &mut events);
     let state_root = state.state_root();
-    Ok(BlockOutput {
-        receipts,
-        events,
-        state_root,
-    })
+    Ok(BlockOutput { receipts, events, state_root })
 }
 
 /// An envelope that passed every check: signature, chain id, nonce.
@@ -88,8 +92,29 @@ impl State {
         self.time_ms = context.time_ms;
         self.commitment.touch_global();
         let mut events = Vec::new();
+        for evidence in &context.evidence {
+            self.apply_evidence(evidence, &mut events);
+        }
         self.expire_orders(&mut events);
         Ok(events)
+    }
+
+    /// The last step before the root: downtime accounting, fee rewards to the
+    /// active set, and at an epoch boundary the next active set.
+    pub fn end_block(&mut self, context: &BlockContext, events: &mut Vec<Event>) {
+        if let Some(signers) = &context.signers {
+            self.record_signatures(signers, events);
+        }
+        self.distribute_fees(events);
+        if self.height.is_multiple_of(self.staking.params.epoch_blocks.max(1)) {
+            self.staking.active = self.staking.next_validator_set();
+            self.staking.epoch += 1;
+            self.commitment.touch_staking();
+            events.push(Event::ValidatorSetChanged {
+                epoch: self.staking.epoch,
+                validators: self.staking.active.clone(),
+            });
+        }
     }
 
     fn expire_orders(&mut self, events: &mut Vec<Event>) {
@@ -104,14 +129,8 @@ impl State {
     /// Applies one signed transaction and returns its receipt.
     pub fn apply_transaction(&mut self, bytes: &[u8], events: &mut Vec<Event>) -> Receipt {
         let tx_hash = transaction_hash(bytes);
-        let mut receipt = Receipt {
-            tx_hash,
-            sender: None,
-            nonce: None,
-            status: TxStatus::Included {
-                actions: Vec::new(),
-            },
-        };
+        let mut receipt =
+            Receipt { tx_hash, sender: None, nonce: None, status: TxStatus::Included { actions: Vec::new() } };
         let admitted = match self.admit(bytes, &mut receipt) {
             Ok(admitted) => admitted,
             Err(error) => {
@@ -128,12 +147,10 @@ impl State {
         let results = admitted
             .actions
             .iter()
-            .map(
-                |action| match self.apply_action(admitted.owner, action, events) {
-                    Ok(outcome) => ActionResult::Ok(outcome),
-                    Err(error) => ActionResult::Failed { error },
-                },
-            )
+            .map(|action| match self.apply_action(admitted.owner, action, events) {
+                Ok(outcome) => ActionResult::Ok(outcome),
+                Err(error) => ActionResult::Failed { error },
+            })
             .collect();
         receipt.status = TxStatus::Included { actions: results };
         receipt
@@ -142,34 +159,22 @@ impl State {
     /// The envelope checks, cheapest first. Changes nothing.
     fn admit(&self, bytes: &[u8], receipt: &mut Receipt) -> Result<Admitted, RuntimeError> {
         if bytes.len() > MAX_TRANSACTION_BYTES {
-            return Err(RuntimeError::TransactionTooLarge {
-                size: bytes.len(),
-                max: MAX_TRANSACTION_BYTES,
-            });
+            return Err(RuntimeError::TransactionTooLarge { size: bytes.len(), max: MAX_TRANSACTION_BYTES });
         }
-        let signed = wire::SignedTransaction::decode(bytes)
-            .map_err(|e| RuntimeError::Malformed(e.to_string()))?;
+        let signed = wire::SignedTransaction::decode(bytes).map_err(|e| RuntimeError::Malformed(e.to_string()))?;
         let body = wire::TransactionBody::decode(signed.body.as_slice())
             .map_err(|e| RuntimeError::Malformed(e.to_string()))?;
         let sender = Address::from_slice(&body.sender)?;
         receipt.sender = Some(sender);
         receipt.nonce = Some(body.nonce);
         if body.chain_id != self.params.chain_id {
-            return Err(RuntimeError::WrongChainId {
-                expected: self.params.chain_id.clone(),
-                got: body.chain_id,
-            });
+            return Err(RuntimeError::WrongChainId { expected: self.params.chain_id.clone(), got: body.chain_id });
         }
-        let owner = *self
-            .account_index
-            .get(&sender)
-            .ok_or(RuntimeError::UnknownAccount(sender))?;
+        let owner = *self.account_index.get(&sender).ok_or(RuntimeError::UnknownAccount(sender))?;
         let account = &self.accounts[owner as usize];
         // Reuse the parsed key when the account has signed before.
         let (key, new_key) = match &account.public_key {
-            Some(known) if known.compressed().as_slice() == signed.public_key.as_slice() => {
-                (known.clone(), false)
-            }
+            Some(known) if known.compressed().as_slice() == signed.public_key.as_slice() => (known.clone(), false),
             _ => {
                 let key = PublicKey::from_compressed(&signed.public_key)?;
                 let derived = key.address();
@@ -181,33 +186,18 @@ impl State {
         };
         key.verify(&signed.body, &signed.signature)?;
         if body.nonce < account.nonce {
-            return Err(RuntimeError::StaleNonce {
-                account: sender,
-                expected: account.nonce,
-                got: body.nonce,
-            });
+            return Err(RuntimeError::StaleNonce { account: sender, expected: account.nonce, got: body.nonce });
         }
         if body.nonce > account.nonce {
-            return Err(RuntimeError::FutureNonce {
-                account: sender,
-                expected: account.nonce,
-                got: body.nonce,
-            });
+            return Err(RuntimeError::FutureNonce { account: sender, expected: account.nonce, got: body.nonce });
         }
         if body.actions.is_empty() {
             return Err(RuntimeError::NoActions);
         }
         if body.actions.len() > MAX_ACTIONS_PER_TRANSACTION {
-            return Err(RuntimeError::TooManyActions {
-                count: body.actions.len(),
-                max: MAX_ACTIONS_PER_TRANSACTION,
-            });
+            return Err(RuntimeError::TooManyActions { count: body.actions.len(), max: MAX_ACTIONS_PER_TRANSACTION });
         }
-        Ok(Admitted {
-            owner,
-            public_key: new_key.then_some(key),
-            actions: body.actions,
-        })
+        Ok(Admitted { owner, public_key: new_key.then_some(key), actions: body.actions })
     }
 
     fn apply_action(
@@ -216,16 +206,12 @@ impl State {
         action: &wire::Action,
         events: &mut Vec<Event>,
     ) -> Result<ActionOutcome, RuntimeError> {
-        let kind = action
-            .kind
-            .as_ref()
-            .ok_or_else(|| RuntimeError::Malformed("action has no kind".into()))?;
+        let kind = action.kind.as_ref().ok_or_else(|| RuntimeError::Malformed("action has no kind".into()))?;
         match kind {
             Kind::Transfer(transfer) => self.transfer(owner, transfer, events),
             Kind::PlaceOrder(order) => {
                 let request = parse_order(self, order)?;
-                self.place_order(owner, &request, None, events)
-                    .map(ActionOutcome::Order)
+                self.place_order(owner, &request, None, events).map(ActionOutcome::Order)
             }
             Kind::CancelOrder(cancel) => {
                 let id = self.resolve_order(owner, cancel.order.as_ref())?;
@@ -238,12 +224,17 @@ impl State {
                 self.require_authority(owner, "list series")?;
                 let id = self.list_series(&list.series)?;
                 let spec = &self.market(id).spec;
-                events.push(Event::SeriesListed {
-                    series: spec.name.clone(),
-                    expiry_ms: spec.expiry_ms,
-                });
+                events.push(Event::SeriesListed { series: spec.name.clone(), expiry_ms: spec.expiry_ms });
                 Ok(ActionOutcome::SeriesListed)
             }
+            Kind::RegisterValidator(register) => self.register_validator(owner, register, events),
+            Kind::EditValidator(edit) => self.edit_validator(owner, edit),
+            Kind::Delegate(delegate) => self.delegate(owner, delegate, events),
+            Kind::Undelegate(undelegate) => self.undelegate(owner, undelegate, events),
+            Kind::Redelegate(redelegate) => self.redelegate(owner, redelegate, events),
+            Kind::WithdrawUnbonded(_) => self.withdraw_unbonded(owner, events),
+            Kind::ClaimRewards(claim) => self.claim_rewards(owner, claim, events),
+            Kind::Unjail(_) => self.unjail(owner, events),
             Kind::SetIndexPrice(set) => {
                 self.require_authority(owner, "set index prices")?;
                 let price = Price::parse(&set.price, Field::IndexPrice)?;
@@ -253,10 +244,7 @@ impl State {
                     .ok_or_else(|| RuntimeError::UnknownUnderlying(set.underlying.clone()))?;
                 spec.index_price = price;
                 self.commitment.touch_underlying(&set.underlying);
-                events.push(Event::IndexPriceSet {
-                    underlying: set.underlying.clone(),
-                    price,
-                });
+                events.push(Event::IndexPriceSet { underlying: set.underlying.clone(), price });
                 Ok(ActionOutcome::IndexPriceSet)
             }
         }
@@ -287,9 +275,7 @@ impl State {
         };
         let amount = Amount::parse(&transfer.amount, Field::Amount)?;
         if amount.is_zero() {
-            return Err(RuntimeError::NotPositive {
-                field: Field::Amount,
-            });
+            return Err(RuntimeError::NotPositive { field: Field::Amount });
         }
         let sender = &self.accounts[owner as usize];
         let available = match asset {
@@ -317,37 +303,22 @@ impl State {
         }
         self.commitment.touch_account(owner);
         self.commitment.touch_account(receiver);
-        events.push(Event::Transferred {
-            from,
-            to,
-            asset,
-            amount,
-        });
+        events.push(Event::Transferred { from, to, asset, amount });
         Ok(ActionOutcome::Transferred)
     }
 
     /// Finds an open order of `owner` by order id or client order id.
-    fn resolve_order(
-        &self,
-        owner: u64,
-        order: Option<&wire::OrderRef>,
-    ) -> Result<OrderId, RuntimeError> {
+    fn resolve_order(&self, owner: u64, order: Option<&wire::OrderRef>) -> Result<OrderId, RuntimeError> {
         use wire::order_ref::Id;
         let account = &self.accounts[owner as usize];
         match order.and_then(|order| order.id.as_ref()) {
             Some(Id::OrderId(id)) => {
                 let id = OrderId(*id);
-                if account.open_orders.contains(&id) {
-                    Ok(id)
-                } else {
-                    Err(RuntimeError::UnknownOrder(id))
-                }
+                if account.open_orders.contains(&id) { Ok(id) } else { Err(RuntimeError::UnknownOrder(id)) }
             }
-            Some(Id::ClientOrderId(client)) => account
-                .client_orders
-                .get(client)
-                .copied()
-                .ok_or(RuntimeError::UnknownClientOrderId(*client)),
+            Some(Id::ClientOrderId(client)) => {
+                account.client_orders.get(client).copied().ok_or(RuntimeError::UnknownClientOrderId(*client))
+            }
             None => Err(RuntimeError::MissingOrderRef),
         }
     }
@@ -363,23 +334,14 @@ impl State {
         // The series the cancel covers; None means every series.
         let series: Option<Vec<SeriesId>> = match scope {
             Scope::Series(name) => {
-                let series = *self
-                    .series_by_name
-                    .get(name)
-                    .ok_or_else(|| RuntimeError::UnknownSeries(name.clone()))?;
+                let series = *self.series_by_name.get(name).ok_or_else(|| RuntimeError::UnknownSeries(name.clone()))?;
                 Some(vec![series])
             }
             Scope::Underlying(symbol) => {
                 if !self.underlyings.contains_key(symbol) {
                     return Err(RuntimeError::UnknownUnderlying(symbol.clone()));
                 }
-                Some(
-                    self.markets
-                        .iter()
-                        .filter(|m| &m.spec.underlying == symbol)
-                        .map(|m| m.id)
-                        .collect(),
-                )
+                Some(self.markets.iter().filter(|m| &m.spec.underlying == symbol).map(|m| m.id).collect())
             }
             Scope::Everything(true) => None,
             Scope::Everything(false) => return Err(RuntimeError::MissingScope),
@@ -388,18 +350,12 @@ impl State {
             .open_orders
             .iter()
             .copied()
-            .filter(|id| {
-                series
-                    .as_ref()
-                    .is_none_or(|series| series.contains(&self.orders[id].series))
-            })
+            .filter(|id| series.as_ref().is_none_or(|series| series.contains(&self.orders[id].series)))
             .collect();
         for id in &ids {
             self.remove_order(*id, CancelReason::User, events);
         }
-        Ok(ActionOutcome::Cancelled {
-            orders: ids.len() as u32,
-        })
+        Ok(ActionOutcome::Cancelled { orders: ids.len() as u32 })
     }
 
     /// Amends price and/or size. A pure size decrease keeps time priority;
@@ -413,11 +369,7 @@ impl State {
         let id = self.resolve_order(owner, replace.order.as_ref())?;
         let info = self.orders[&id].clone();
         let market = self.market(info.series);
-        let remaining = market
-            .book
-            .get(id.0)
-            .expect("open orders rest")
-            .remaining_lots;
+        let remaining = market.book.get(id.0).expect("open orders rest").remaining_lots;
         let price_ticks = match replace.price.as_str() {
             "" => market.ticks(info.price)?,
             text => parse_ticks(market, text)?,
@@ -432,10 +384,7 @@ impl State {
         }
         if same_price && lots < remaining {
             self.reduce_order(id, lots, CancelReason::User, events);
-            return Ok(ActionOutcome::Reduced {
-                order: id,
-                remaining: self.market(info.series).contracts(lots),
-            });
+            return Ok(ActionOutcome::Reduced { order: id, remaining: self.market(info.series).contracts(lots) });
         }
         let request = OrderRequest {
             series: info.series,
@@ -453,7 +402,6 @@ impl State {
             client_order_id: info.client_order_id,
             self_trade: info.self_trade,
         };
-        self.place_order(owner, &request, Some(id), events)
-            .map(ActionOutcome::Replaced)
+        self.place_order(owner, &request, Some(id), events).map(ActionOutcome::Replaced)
     }
 }

@@ -17,6 +17,7 @@ use vanna_proto::v1 as wire;
 use crate::error::RuntimeError;
 use crate::ids::{Address, SeriesId};
 use crate::instrument::{OptionKind, UnderlyingSpec};
+use crate::staking::{Delegation, Staking, Validator};
 use crate::state::{Market, State};
 
 /// Tracks which leaves changed since the last root.
@@ -27,6 +28,10 @@ pub(crate) struct Commitment {
     dirty_series: BTreeSet<SeriesId>,
     dirty_underlyings: BTreeSet<String>,
     global_dirty: bool,
+    dirty_validators: BTreeSet<Address>,
+    dirty_delegations: BTreeSet<(Address, Address)>,
+    dirty_queues: BTreeSet<Address>,
+    staking_dirty: bool,
 }
 
 impl Commitment {
@@ -46,6 +51,22 @@ impl Commitment {
 
     pub(crate) fn touch_global(&mut self) {
         self.global_dirty = true;
+    }
+
+    pub(crate) fn touch_validator(&mut self, operator: Address) {
+        self.dirty_validators.insert(operator);
+    }
+
+    pub(crate) fn touch_delegation(&mut self, delegator: Address, validator: Address) {
+        self.dirty_delegations.insert((delegator, validator));
+    }
+
+    pub(crate) fn touch_queues(&mut self, delegator: Address) {
+        self.dirty_queues.insert(delegator);
+    }
+
+    pub(crate) fn touch_staking(&mut self) {
+        self.staking_dirty = true;
     }
 }
 
@@ -92,6 +113,98 @@ fn underlying_state(spec: &UnderlyingSpec) -> wire::UnderlyingState {
     }
 }
 
+fn validator_key(operator: &Address) -> Hash {
+    tagged_key(b"vanna/validator", operator.as_bytes())
+}
+
+fn delegation_key(delegator: &Address, validator: &Address) -> Hash {
+    let mut id = [0u8; 40];
+    id[..20].copy_from_slice(delegator.as_bytes());
+    id[20..].copy_from_slice(validator.as_bytes());
+    tagged_key(b"vanna/delegation", &id)
+}
+
+fn queues_key(delegator: &Address) -> Hash {
+    tagged_key(b"vanna/staking-queues", delegator.as_bytes())
+}
+
+fn staking_key() -> Hash {
+    tagged_key(b"vanna/staking", b"")
+}
+
+fn validator_state(v: &Validator) -> wire::ValidatorState {
+    wire::ValidatorState {
+        operator: v.operator.as_bytes().to_vec(),
+        consensus_key: v.consensus_key.to_vec(),
+        moniker: v.moniker.clone(),
+        commission_rate: v.commission_rate.to_string(),
+        max_commission_rate: v.max_commission_rate.to_string(),
+        max_commission_change: v.max_commission_change.to_string(),
+        last_commission_change_ms: v.last_commission_change_ms,
+        tokens: v.tokens,
+        shares: v.shares.to_string(),
+        jailed: v.jailed,
+        jailed_until_ms: v.jailed_until_ms,
+        tombstoned: v.tombstoned,
+        reward_per_share: v.reward_per_share.to_string(),
+        reward_pool: v.reward_pool,
+        commission_pending: v.commission_pending,
+        reward_carry: v.reward_carry.to_string(),
+        missed_in_window: v.missed_in_window,
+    }
+}
+
+fn delegation_state(delegator: &Address, validator: &Address, d: &Delegation) -> wire::DelegationState {
+    wire::DelegationState {
+        delegator: delegator.as_bytes().to_vec(),
+        validator: validator.as_bytes().to_vec(),
+        shares: d.shares.to_string(),
+        reward_per_share_paid: d.reward_per_share_paid.to_string(),
+    }
+}
+
+fn queues_state(staking: &Staking, delegator: &Address) -> Option<wire::DelegatorQueuesState> {
+    let range = (*delegator, 0)..=(*delegator, u64::MAX);
+    let unbonding: Vec<_> = staking
+        .unbonding
+        .range(range.clone())
+        .map(|(_, e)| wire::UnbondingEntryState {
+            validator: e.validator.as_bytes().to_vec(),
+            creation_height: e.creation_height,
+            completion_ms: e.completion_ms,
+            initial_balance: e.initial_balance,
+            balance: e.balance,
+        })
+        .collect();
+    let redelegations: Vec<_> = staking
+        .redelegations
+        .range(range)
+        .map(|(_, e)| wire::RedelegationEntryState {
+            from_validator: e.from.as_bytes().to_vec(),
+            to_validator: e.to.as_bytes().to_vec(),
+            creation_height: e.creation_height,
+            completion_ms: e.completion_ms,
+            initial_balance: e.initial_balance,
+            shares_at_destination: e.shares_at_destination.to_string(),
+        })
+        .collect();
+    (!unbonding.is_empty() || !redelegations.is_empty()).then(|| wire::DelegatorQueuesState {
+        delegator: delegator.as_bytes().to_vec(),
+        unbonding,
+        redelegations,
+    })
+}
+
+fn staking_state(staking: &Staking) -> wire::StakingGlobalState {
+    wire::StakingGlobalState {
+        epoch: staking.epoch,
+        burned: staking.burned,
+        active_set: staking.active.iter().map(|m| m.operator.as_bytes().to_vec()).collect(),
+        active_powers: staking.active.iter().map(|m| m.power).collect(),
+        fees_distributed: staking.fees_distributed,
+    }
+}
+
 fn value_hash(bytes: &[u8]) -> Hash {
     Sha256::digest(bytes).into()
 }
@@ -104,30 +217,51 @@ impl State {
         for owner in dirty_accounts {
             let account = self.account_state(owner);
             let address = self.accounts[owner as usize].address;
-            self.commitment
-                .tree
-                .insert(account_key(&address), value_hash(&account.encode_to_vec()));
+            self.commitment.tree.insert(account_key(&address), value_hash(&account.encode_to_vec()));
         }
         let dirty_series = std::mem::take(&mut self.commitment.dirty_series);
         for series in dirty_series {
             let market = self.market(series);
             let state = series_state(market);
-            self.commitment
-                .tree
-                .insert(series_key(&state.name), value_hash(&state.encode_to_vec()));
+            self.commitment.tree.insert(series_key(&state.name), value_hash(&state.encode_to_vec()));
         }
         let dirty_underlyings = std::mem::take(&mut self.commitment.dirty_underlyings);
         for symbol in dirty_underlyings {
             let state = underlying_state(&self.underlyings[&symbol]);
-            self.commitment
-                .tree
-                .insert(underlying_key(&symbol), value_hash(&state.encode_to_vec()));
+            self.commitment.tree.insert(underlying_key(&symbol), value_hash(&state.encode_to_vec()));
         }
         if std::mem::take(&mut self.commitment.global_dirty) {
             let global = self.global_state();
-            self.commitment
-                .tree
-                .insert(global_key(), value_hash(&global.encode_to_vec()));
+            self.commitment.tree.insert(global_key(), value_hash(&global.encode_to_vec()));
+        }
+        for operator in std::mem::take(&mut self.commitment.dirty_validators) {
+            let state = validator_state(&self.staking.validators[&operator]);
+            self.commitment.tree.insert(validator_key(&operator), value_hash(&state.encode_to_vec()));
+        }
+        for (delegator, validator) in std::mem::take(&mut self.commitment.dirty_delegations) {
+            let key = delegation_key(&delegator, &validator);
+            match self.staking.delegations.get(&(delegator, validator)) {
+                Some(d) => {
+                    let state = delegation_state(&delegator, &validator, d);
+                    self.commitment.tree.insert(key, value_hash(&state.encode_to_vec()));
+                }
+                None => {
+                    self.commitment.tree.remove(&key);
+                }
+            }
+        }
+        for delegator in std::mem::take(&mut self.commitment.dirty_queues) {
+            let key = queues_key(&delegator);
+            match queues_state(&self.staking, &delegator) {
+                Some(state) => self.commitment.tree.insert(key, value_hash(&state.encode_to_vec())),
+                None => {
+                    self.commitment.tree.remove(&key);
+                }
+            }
+        }
+        if std::mem::take(&mut self.commitment.staking_dirty) {
+            let state = staking_state(&self.staking);
+            self.commitment.tree.insert(staking_key(), value_hash(&state.encode_to_vec()));
         }
         self.commitment.tree.root()
     }
@@ -190,11 +324,7 @@ impl State {
         wire::AccountState {
             address: account.address.as_bytes().to_vec(),
             nonce: account.nonce,
-            public_key: account
-                .public_key
-                .as_ref()
-                .map(|key| key.compressed().to_vec())
-                .unwrap_or_default(),
+            public_key: account.public_key.as_ref().map(|key| key.compressed().to_vec()).unwrap_or_default(),
             usd: account.usd.to_string(),
             usd_locked: account.usd_locked.to_string(),
             vanna: account.vanna.to_string(),
@@ -209,10 +339,7 @@ impl State {
         let owner = *self.account_index.get(address)?;
         let account = self.account_state(owner).encode_to_vec();
         let proof = self.commitment.tree.prove(&account_key(address));
-        Some(wire::AccountProof {
-            account,
-            siblings: proof.siblings.iter().map(|s| s.to_vec()).collect(),
-        })
+        Some(wire::AccountProof { account, siblings: proof.siblings.iter().map(|s| s.to_vec()).collect() })
     }
 
     /// Recomputes the root from nothing; tests compare it with the incremental one.
@@ -220,10 +347,7 @@ impl State {
         let mut tree = SparseMerkleTree::new();
         for owner in 0..self.accounts.len() as u64 {
             let address = self.accounts[owner as usize].address;
-            tree.insert(
-                account_key(&address),
-                value_hash(&self.account_state(owner).encode_to_vec()),
-            );
+            tree.insert(account_key(&address), value_hash(&self.account_state(owner).encode_to_vec()));
         }
         for market in &self.markets {
             let state = series_state(market);
@@ -231,15 +355,25 @@ impl State {
         }
         for spec in self.underlyings.values() {
             let state = underlying_state(spec);
-            tree.insert(
-                underlying_key(&spec.symbol),
-                value_hash(&state.encode_to_vec()),
-            );
+            tree.insert(underlying_key(&spec.symbol), value_hash(&state.encode_to_vec()));
         }
-        tree.insert(
-            global_key(),
-            value_hash(&self.global_state().encode_to_vec()),
-        );
+        tree.insert(global_key(), value_hash(&self.global_state().encode_to_vec()));
+        for (operator, validator) in &self.staking.validators {
+            tree.insert(validator_key(operator), value_hash(&validator_state(validator).encode_to_vec()));
+        }
+        for ((delegator, validator), d) in &self.staking.delegations {
+            let state = delegation_state(delegator, validator, d);
+            tree.insert(delegation_key(delegator, validator), value_hash(&state.encode_to_vec()));
+        }
+        let mut delegators = BTreeSet::new();
+        delegators.extend(self.staking.unbonding.keys().map(|(d, _)| *d));
+        delegators.extend(self.staking.redelegations.keys().map(|(d, _)| *d));
+        for delegator in delegators {
+            if let Some(state) = queues_state(&self.staking, &delegator) {
+                tree.insert(queues_key(&delegator), value_hash(&state.encode_to_vec()));
+            }
+        }
+        tree.insert(staking_key(), value_hash(&staking_state(&self.staking).encode_to_vec()));
         tree.root()
     }
 }
@@ -254,13 +388,12 @@ pub fn verify_account_proof(
     proof_bytes: &[u8],
 ) -> Result<wire::AccountState, RuntimeError> {
     let refuse = |why: &str| RuntimeError::Malformed(format!("account proof refused: {why}"));
-    let proof =
-        wire::AccountProof::decode(proof_bytes).map_err(|_| refuse("not an AccountProof"))?;
+    let proof = wire::AccountProof::decode(proof_bytes).map_err(|_| refuse("not an AccountProof"))?;
     if proof.encode_to_vec() != proof_bytes {
         return Err(refuse("not canonically encoded"));
     }
-    let account = wire::AccountState::decode(proof.account.as_slice())
-        .map_err(|_| refuse("account bytes do not decode"))?;
+    let account =
+        wire::AccountState::decode(proof.account.as_slice()).map_err(|_| refuse("account bytes do not decode"))?;
     if account.encode_to_vec() != proof.account {
         return Err(refuse("account bytes not canonically encoded"));
     }
@@ -269,18 +402,10 @@ pub fn verify_account_proof(
     }
     let mut siblings = Vec::with_capacity(proof.siblings.len());
     for sibling in &proof.siblings {
-        let hash: Hash = sibling
-            .as_slice()
-            .try_into()
-            .map_err(|_| refuse("sibling is not 32 bytes"))?;
+        let hash: Hash = sibling.as_slice().try_into().map_err(|_| refuse("sibling is not 32 bytes"))?;
         siblings.push(hash);
     }
-    if !vanna_merkle::verify_inclusion(
-        root,
-        &account_key(address),
-        &value_hash(&proof.account),
-        &siblings,
-    ) {
+    if !vanna_merkle::verify_inclusion(root, &account_key(address), &value_hash(&proof.account), &siblings) {
         return Err(refuse("does not match the state root"));
     }
     Ok(account)

@@ -21,8 +21,7 @@ impl PublicKey {
     /// Parses a 33-byte compressed SEC1 key.
     pub fn from_compressed(bytes: &[u8]) -> Result<Self, RuntimeError> {
         let compressed: [u8; 33] = bytes.try_into().map_err(|_| RuntimeError::BadPublicKey)?;
-        let key =
-            VerifyingKey::from_sec1_bytes(&compressed).map_err(|_| RuntimeError::BadPublicKey)?;
+        let key = VerifyingKey::from_sec1_bytes(&compressed).map_err(|_| RuntimeError::BadPublicKey)?;
         Ok(PublicKey { key, compressed })
     }
 
@@ -53,27 +52,19 @@ pub fn address_of(compressed: &[u8; 33]) -> Address {
 }
 
 /// Verifies a 64-byte r || s signature over a SHA-256 digest, refusing high S.
-pub fn verify_prehash(
-    key: &VerifyingKey,
-    digest: &[u8; 32],
-    signature: &[u8],
-) -> Result<(), RuntimeError> {
-    let signature =
-        Signature::from_slice(signature).map_err(|_| RuntimeError::BadSignatureEncoding)?;
+pub fn verify_prehash(key: &VerifyingKey, digest: &[u8; 32], signature: &[u8]) -> Result<(), RuntimeError> {
+    let signature = Signature::from_slice(signature).map_err(|_| RuntimeError::BadSignatureEncoding)?;
     // k256 also refuses high S; checking first gives the signer a precise reason.
     if bool::from(signature.s().is_high()) {
         return Err(RuntimeError::HighS);
     }
-    key.verify_prehash(digest, &signature)
-        .map_err(|_| RuntimeError::BadSignature)
+    key.verify_prehash(digest, &signature).map_err(|_| RuntimeError::BadSignature)
 }
 
 /// Signs SHA-256 of `message` and returns the 64-byte low-S r || s form.
 pub fn sign(key: &SigningKey, message: &[u8]) -> [u8; 64] {
     let digest: [u8; 32] = Sha256::digest(message).into();
-    let (signature, _) = key
-        .sign_prehash_recoverable(&digest)
-        .expect("signing a 32-byte digest cannot fail");
+    let (signature, _) = key.sign_prehash_recoverable(&digest).expect("signing a 32-byte digest cannot fail");
     let signature = signature.normalize_s().unwrap_or(signature);
     signature.to_bytes().into()
 }
@@ -81,10 +72,7 @@ pub fn sign(key: &SigningKey, message: &[u8]) -> [u8; 64] {
 /// The compressed public key of a signing key.
 pub fn public_key_of(key: &SigningKey) -> [u8; 33] {
     let point = key.verifying_key().to_encoded_point(true);
-    point
-        .as_bytes()
-        .try_into()
-        .expect("a compressed point is 33 bytes")
+    point.as_bytes().try_into().expect("a compressed point is 33 bytes")
 }
 
 /// SHA-256 of the whole signed transaction bytes: the transaction's id.
@@ -106,14 +94,8 @@ mod tests {
         let public = PublicKey::from_compressed(&public_key_of(&signing)).unwrap();
         let signature = sign(&signing, b"body");
         assert_eq!(public.verify(b"body", &signature), Ok(()));
-        assert_eq!(
-            public.verify(b"other", &signature),
-            Err(RuntimeError::BadSignature)
-        );
-        assert_eq!(
-            public.verify(b"body", &signature[..63]),
-            Err(RuntimeError::BadSignatureEncoding)
-        );
+        assert_eq!(public.verify(b"other", &signature), Err(RuntimeError::BadSignature));
+        assert_eq!(public.verify(b"body", &signature[..63]), Err(RuntimeError::BadSignatureEncoding));
     }
 
     #[test]
@@ -122,21 +104,12 @@ mod tests {
         let public = PublicKey::from_compressed(&public_key_of(&signing)).unwrap();
         let low = Signature::from_slice(&sign(&signing, b"m")).unwrap();
         let high = Signature::from_scalars(low.r(), -*low.s()).unwrap();
-        assert_eq!(
-            public.verify(b"m", &high.to_bytes()),
-            Err(RuntimeError::HighS)
-        );
+        assert_eq!(public.verify(b"m", &high.to_bytes()), Err(RuntimeError::HighS));
     }
 
     #[test]
     fn bad_public_keys_are_refused() {
-        assert_eq!(
-            PublicKey::from_compressed(&[2; 32]),
-            Err(RuntimeError::BadPublicKey)
-        );
-        assert_eq!(
-            PublicKey::from_compressed(&[5; 33]),
-            Err(RuntimeError::BadPublicKey)
-        );
+        assert_eq!(PublicKey::from_compressed(&[2; 32]), Err(RuntimeError::BadPublicKey));
+        assert_eq!(PublicKey::from_compressed(&[5; 33]), Err(RuntimeError::BadPublicKey));
     }
 }

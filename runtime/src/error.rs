@@ -56,17 +56,9 @@ pub enum RuntimeError {
     #[error("wrong chain id: transaction is for {got:?}, this chain is {expected:?}")]
     WrongChainId { expected: String, got: String },
     #[error("stale nonce {got}: account {account} expects {expected} (already used)")]
-    StaleNonce {
-        account: Address,
-        expected: u64,
-        got: u64,
-    },
+    StaleNonce { account: Address, expected: u64, got: u64 },
     #[error("future nonce {got}: account {account} expects {expected}")]
-    FutureNonce {
-        account: Address,
-        expected: u64,
-        got: u64,
-    },
+    FutureNonce { account: Address, expected: u64, got: u64 },
     #[error("unknown account {0}: it holds nothing yet, fund it first")]
     UnknownAccount(Address),
     #[error("transaction has no actions")]
@@ -100,11 +92,7 @@ pub enum RuntimeError {
     #[error("series {0} is already listed")]
     SeriesExists(String),
     #[error("series {name} expired at {expiry_ms} ms; block time is {now_ms} ms")]
-    SeriesExpired {
-        name: String,
-        expiry_ms: u64,
-        now_ms: u64,
-    },
+    SeriesExpired { name: String, expiry_ms: u64, now_ms: u64 },
     #[error("underlying {underlying} already has {max} series listed")]
     TooManySeries { underlying: String, max: usize },
     #[error("only the listing authority may {0}")]
@@ -146,20 +134,11 @@ pub enum RuntimeError {
     #[error(
         "selling calls beyond the long position ({long} contracts, {already_offered} already offered) is naked call selling, which is refused"
     )]
-    NakedCall {
-        long: Decimal,
-        already_offered: Decimal,
-    },
-    #[error(
-        "insufficient collateral: this needs {required} USD locked but the account holds {cash} USD"
-    )]
+    NakedCall { long: Decimal, already_offered: Decimal },
+    #[error("insufficient collateral: this needs {required} USD locked but the account holds {cash} USD")]
     InsufficientCollateral { required: Decimal, cash: Decimal },
     #[error("insufficient funds: {needed} {asset} needed, {available} available")]
-    InsufficientFunds {
-        asset: &'static str,
-        needed: Decimal,
-        available: Decimal,
-    },
+    InsufficientFunds { asset: &'static str, needed: Decimal, available: Decimal },
     #[error("client order id {0} is already used by an open order")]
     DuplicateClientOrderId(u64),
     #[error("no open order {0}")]
@@ -180,6 +159,58 @@ pub enum RuntimeError {
     MissingScope,
     #[error("transfer to the sender itself")]
     SelfTransfer,
+
+    // --- staking ---
+    #[error("{0} already operates a validator")]
+    ValidatorExists(Address),
+    #[error("no validator operated by {0}")]
+    UnknownValidator(Address),
+    #[error("consensus key is not a valid BLS12-381 G1 key (48 bytes compressed)")]
+    BadConsensusKey,
+    #[error("proof of possession does not verify for this consensus key")]
+    BadProofOfPossession,
+    #[error("this consensus key is already registered or was tombstoned")]
+    ConsensusKeyTaken,
+    #[error("moniker must be 1 to {max} characters")]
+    BadMoniker { max: usize },
+    #[error("{what} must be a fraction between 0 and 1, got {value}")]
+    BadRate { what: &'static str, value: Decimal },
+    #[error("commission {rate} is above the validator's maximum {max}")]
+    CommissionAboveMax { rate: Decimal, max: Decimal },
+    #[error("commission may move at most {max_change} per change, asked {change}")]
+    CommissionChangeTooLarge { change: Decimal, max_change: Decimal },
+    #[error("commission changed less than 24 hours ago; next change allowed at {next_ms} ms")]
+    CommissionChangeTooSoon { next_ms: u64 },
+    #[error("self-stake would be {stake} VANNA, below the minimum of {min}")]
+    BelowMinSelfStake { stake: Decimal, min: Decimal },
+    #[error("validator {0} is jailed")]
+    ValidatorJailed(Address),
+    #[error("validator {0} is tombstoned for double signing and can never return")]
+    Tombstoned(Address),
+    #[error("validator {0} is not jailed")]
+    NotJailed(Address),
+    #[error("validator is jailed until {until_ms} ms; block time is {now_ms} ms")]
+    StillJailed { until_ms: u64, now_ms: u64 },
+    #[error("validator {0} has no stake left to delegate to (fully slashed)")]
+    ValidatorHasNoStake(Address),
+    #[error("insufficient stake: {requested} VANNA asked, {available} delegated")]
+    InsufficientStake { requested: Decimal, available: Decimal },
+    #[error("amount is too small to buy a single share")]
+    AmountTooSmall,
+    #[error("already {max} unbonding entries with this validator; wait for one to mature")]
+    TooManyUnbondingEntries { max: usize },
+    #[error("already {max} redelegations between these validators; wait for one to mature")]
+    TooManyRedelegationEntries { max: usize },
+    #[error("stake redelegated to {0} is still maturing; it cannot be moved on until then")]
+    RedelegationChain(Address),
+    #[error("redelegation to the same validator")]
+    SelfRedelegation,
+    #[error("nothing has matured to withdraw")]
+    NothingToWithdraw,
+    #[error("no delegation from this account to validator {0}")]
+    NoDelegation(Address),
+    #[error("at most {max} validators may be registered")]
+    TooManyValidators { max: usize },
 }
 
 impl RuntimeError {
@@ -242,6 +273,31 @@ impl RuntimeError {
             RuntimeError::TooManyPositions { .. } => "too_many_positions",
             RuntimeError::MissingScope => "missing_scope",
             RuntimeError::SelfTransfer => "self_transfer",
+            RuntimeError::ValidatorExists(_) => "validator_exists",
+            RuntimeError::UnknownValidator(_) => "unknown_validator",
+            RuntimeError::BadConsensusKey => "bad_consensus_key",
+            RuntimeError::BadProofOfPossession => "bad_proof_of_possession",
+            RuntimeError::ConsensusKeyTaken => "consensus_key_taken",
+            RuntimeError::BadMoniker { .. } => "bad_moniker",
+            RuntimeError::BadRate { .. } => "bad_rate",
+            RuntimeError::CommissionAboveMax { .. } => "commission_above_max",
+            RuntimeError::CommissionChangeTooLarge { .. } => "commission_change_too_large",
+            RuntimeError::CommissionChangeTooSoon { .. } => "commission_change_too_soon",
+            RuntimeError::BelowMinSelfStake { .. } => "below_min_self_stake",
+            RuntimeError::ValidatorJailed(_) => "validator_jailed",
+            RuntimeError::Tombstoned(_) => "tombstoned",
+            RuntimeError::NotJailed(_) => "not_jailed",
+            RuntimeError::StillJailed { .. } => "still_jailed",
+            RuntimeError::ValidatorHasNoStake(_) => "validator_has_no_stake",
+            RuntimeError::InsufficientStake { .. } => "insufficient_stake",
+            RuntimeError::AmountTooSmall => "amount_too_small",
+            RuntimeError::TooManyUnbondingEntries { .. } => "too_many_unbonding_entries",
+            RuntimeError::TooManyRedelegationEntries { .. } => "too_many_redelegation_entries",
+            RuntimeError::RedelegationChain(_) => "redelegation_chain",
+            RuntimeError::SelfRedelegation => "self_redelegation",
+            RuntimeError::NothingToWithdraw => "nothing_to_withdraw",
+            RuntimeError::NoDelegation(_) => "no_delegation",
+            RuntimeError::TooManyValidators { .. } => "too_many_validators",
         }
     }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::error::RuntimeError;
 use crate::ids::{Address, OrderId};
 use crate::money::{Amount, Price};
+use crate::staking::{Offence, ValidatorPower};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Asset {
@@ -116,6 +117,66 @@ pub enum Event {
         underlying: String,
         price: Price,
     },
+    ValidatorRegistered {
+        operator: Address,
+        moniker: String,
+        self_stake: Amount,
+    },
+    Delegated {
+        delegator: Address,
+        validator: Address,
+        amount: Amount,
+    },
+    Undelegated {
+        delegator: Address,
+        validator: Address,
+        amount: Amount,
+        completion_ms: u64,
+    },
+    Redelegated {
+        delegator: Address,
+        from: Address,
+        to: Address,
+        amount: Amount,
+    },
+    UnbondingWithdrawn {
+        delegator: Address,
+        amount: Amount,
+    },
+    RewardsClaimed {
+        delegator: Address,
+        validator: Address,
+        rewards: Amount,
+        commission: Amount,
+    },
+    FeesDistributed {
+        amount: Amount,
+        remaining_in_pool: Amount,
+    },
+    Slashed {
+        validator: Address,
+        offence: Offence,
+        infraction_height: u64,
+        height: u64,
+        bonded: Amount,
+        unbonding: Amount,
+        redelegated: Amount,
+        reporter_reward: Amount,
+        burned: Amount,
+    },
+    Jailed {
+        validator: Address,
+        offence: Offence,
+        height: u64,
+        until_ms: u64,
+    },
+    Unjailed {
+        validator: Address,
+    },
+    ValidatorSetChanged {
+        epoch: u64,
+        validators: Vec<ValidatorPower>,
+    },
 }
 
 /// The result of one order action.
@@ -138,6 +199,7 @@ pub enum ActionOutcome {
     Reduced { order: OrderId, remaining: Decimal },
     SeriesListed,
     IndexPriceSet,
+    Staked,
 }
 
 /// What happened to one transaction.
@@ -163,10 +225,7 @@ pub enum ActionResult {
     },
 }
 
-fn serialize_error<S: serde::Serializer>(
-    error: &RuntimeError,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+fn serialize_error<S: serde::Serializer>(error: &RuntimeError, serializer: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeStruct;
     let mut state = serializer.serialize_struct("Error", 2)?;
     state.serialize_field("code", error.code())?;

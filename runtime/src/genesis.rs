@@ -13,6 +13,7 @@ use crate::ids::{Address, SeriesId};
 use crate::instrument::{SeriesSpec, UnderlyingSpec};
 use crate::limits::{MAX_SERIES_PER_UNDERLYING, MAX_UNDERLYINGS};
 use crate::money::Amount;
+use crate::staking::{Staking, StakingParams};
 use crate::state::{FeeSchedule, Market, Params, State};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +39,32 @@ pub struct Genesis {
     #[serde(default)]
     pub series: Vec<String>,
     pub accounts: Vec<GenesisAccount>,
+    #[serde(default)]
+    pub staking: GenesisStaking,
+}
+
+/// Staking at genesis: parameters and the first validators, whose self-stake
+/// is bonded from their operators' VANNA.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GenesisStaking {
+    pub params: StakingParams,
+    pub validators: Vec<GenesisValidator>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisValidator {
+    pub operator: Address,
+    /// Hex of the 48-byte compressed BLS12-381 G1 key.
+    pub consensus_key: String,
+    /// Hex of the key's 96-byte proof of possession.
+    pub proof_of_possession: String,
+    pub moniker: String,
+    pub commission_rate: Decimal,
+    pub max_commission_rate: Decimal,
+    pub max_commission_change: Decimal,
+    pub self_stake: Amount,
 }
 
 fn invalid(why: String) -> RuntimeError {
@@ -63,10 +90,7 @@ impl Genesis {
             return Err(invalid("fee rates must be at least 0 and below 1".into()));
         }
         if self.fees.premium_cap <= Decimal::ZERO || self.fees.premium_cap >= Decimal::ONE {
-            return Err(invalid(
-                "premium_cap must be above 0 and below 1, so a fee never exceeds the premium"
-                    .into(),
-            ));
+            return Err(invalid("premium_cap must be above 0 and below 1, so a fee never exceeds the premium".into()));
         }
         if self.underlyings.len() > MAX_UNDERLYINGS {
             return Err(invalid(format!("at most {MAX_UNDERLYINGS} underlyings")));
@@ -74,10 +98,7 @@ impl Genesis {
         let mut underlyings = BTreeMap::new();
         for spec in &self.underlyings {
             spec.validate()?;
-            if underlyings
-                .insert(spec.symbol.clone(), spec.clone())
-                .is_some()
-            {
+            if underlyings.insert(spec.symbol.clone(), spec.clone()).is_some() {
                 return Err(invalid(format!("underlying {} listed twice", spec.symbol)));
             }
         }
@@ -103,8 +124,25 @@ impl Genesis {
             fee_pool: Amount::ZERO,
             next_order_id: 1,
             next_sequence: 1,
+            staking: Staking { params: self.staking.params.clone(), ..Staking::default() },
             commitment: Commitment::default(),
         };
+        let params = &self.staking.params;
+        let fraction_ok = |f: Decimal| f >= Decimal::ZERO && f <= Decimal::ONE;
+        if params.epoch_blocks == 0
+            || params.max_active_validators == 0
+            || params.signed_blocks_window == 0
+            || params.signed_blocks_window > crate::staking::MAX_SIGNED_BLOCKS_WINDOW
+            || params.max_entries == 0
+            || ![params.double_sign_slash, params.downtime_slash, params.reporter_reward, params.max_missed_fraction]
+                .into_iter()
+                .all(fraction_ok)
+        {
+            return Err(invalid(
+                "staking params out of range (fractions in [0, 1], counts positive, window at most 10000)".into(),
+            ));
+        }
+        state.commitment.touch_staking();
         for symbol in state.underlyings.keys().cloned().collect::<Vec<_>>() {
             state.commitment.touch_underlying(&symbol);
         }
@@ -114,16 +152,31 @@ impl Genesis {
         }
         for account in &self.accounts {
             if state.account_index.contains_key(&account.address) {
-                return Err(invalid(format!(
-                    "account {} appears twice",
-                    account.address
-                )));
+                return Err(invalid(format!("account {} appears twice", account.address)));
             }
             let owner = state.account_or_create(account.address);
             let created = &mut state.accounts[owner as usize];
             created.usd = account.usd;
             created.vanna = account.vanna;
         }
+        for validator in &self.staking.validators {
+            let owner = *state
+                .account_index
+                .get(&validator.operator)
+                .ok_or_else(|| invalid(format!("validator operator {} has no genesis account", validator.operator)))?;
+            let register = vanna_proto::v1::RegisterValidator {
+                consensus_key: hex::decode(&validator.consensus_key).map_err(|_| RuntimeError::BadConsensusKey)?,
+                proof_of_possession: hex::decode(&validator.proof_of_possession)
+                    .map_err(|_| RuntimeError::BadProofOfPossession)?,
+                moniker: validator.moniker.clone(),
+                commission_rate: validator.commission_rate.to_string(),
+                max_commission_rate: validator.max_commission_rate.to_string(),
+                max_commission_change: validator.max_commission_change.to_string(),
+                self_stake: validator.self_stake.to_string(),
+            };
+            state.register_validator(owner, &register, &mut Vec::new())?;
+        }
+        state.staking.active = state.staking.next_validator_set();
         Ok(state)
     }
 }
@@ -146,26 +199,12 @@ impl State {
                 now_ms: self.time_ms,
             });
         }
-        let listed = self
-            .markets
-            .iter()
-            .filter(|market| market.spec.underlying == spec.underlying)
-            .count();
+        let listed = self.markets.iter().filter(|market| market.spec.underlying == spec.underlying).count();
         if listed >= MAX_SERIES_PER_UNDERLYING {
-            return Err(RuntimeError::TooManySeries {
-                underlying: spec.underlying,
-                max: MAX_SERIES_PER_UNDERLYING,
-            });
+            return Err(RuntimeError::TooManySeries { underlying: spec.underlying, max: MAX_SERIES_PER_UNDERLYING });
         }
-        if (spec.strike.value() * underlying.lot_size.value())
-            .normalize()
-            .scale()
-            > crate::money::ASSET_SCALE
-        {
-            return Err(RuntimeError::TooPrecise {
-                field: Field::Strike,
-                max_decimals: crate::money::ASSET_SCALE,
-            });
+        if (spec.strike.value() * underlying.lot_size.value()).normalize().scale() > crate::money::ASSET_SCALE {
+            return Err(RuntimeError::TooPrecise { field: Field::Strike, max_decimals: crate::money::ASSET_SCALE });
         }
         let id = SeriesId(self.markets.len() as u32);
         self.series_by_name.insert(spec.name.clone(), id);
@@ -214,13 +253,10 @@ mod tests {
         rate.fees.taker_rate = Decimal::NEGATIVE_ONE;
         assert!(refused(rate).contains("fee rates"));
         let mut underlying = demo();
-        underlying
-            .underlyings
-            .push(underlying.underlyings[0].clone());
+        underlying.underlyings.push(underlying.underlyings[0].clone());
         assert!(refused(underlying).contains("listed twice"));
         let mut precise = demo();
-        precise.underlyings[0].tick_size =
-            crate::money::Price::new(Decimal::new(1, 5), Field::TickSize).unwrap();
+        precise.underlyings[0].tick_size = crate::money::Price::new(Decimal::new(1, 5), Field::TickSize).unwrap();
         assert!(refused(precise).contains("decimal places"));
         let mut unknown = demo();
         unknown.series.push("SOL-25DEC26-100-C".into());
@@ -242,16 +278,11 @@ mod tests {
     #[test]
     fn series_per_underlying_is_bounded() {
         let mut genesis = demo();
-        genesis.series = (1..=MAX_SERIES_PER_UNDERLYING)
-            .map(|strike| format!("BTC-25DEC26-{strike}-C"))
-            .collect();
+        genesis.series = (1..=MAX_SERIES_PER_UNDERLYING).map(|strike| format!("BTC-25DEC26-{strike}-C")).collect();
         let mut state = genesis.build().unwrap();
         assert_eq!(
             state.list_series("BTC-25DEC26-999999-C"),
-            Err(RuntimeError::TooManySeries {
-                underlying: "BTC".into(),
-                max: MAX_SERIES_PER_UNDERLYING
-            })
+            Err(RuntimeError::TooManySeries { underlying: "BTC".into(), max: MAX_SERIES_PER_UNDERLYING })
         );
         assert!(state.list_series("ETH-25DEC26-999999-C").is_ok());
     }

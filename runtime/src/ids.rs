@@ -14,9 +14,7 @@ pub struct Address(pub [u8; 20]);
 
 impl Address {
     pub fn from_slice(bytes: &[u8]) -> Result<Self, RuntimeError> {
-        let array: [u8; 20] = bytes
-            .try_into()
-            .map_err(|_| RuntimeError::BadAddress(bytes.len()))?;
+        let array: [u8; 20] = bytes.try_into().map_err(|_| RuntimeError::BadAddress(bytes.len()))?;
         Ok(Address(array))
     }
 
@@ -83,14 +81,8 @@ mod tests {
         let text = address.to_string();
         assert_eq!(text, format!("0x{}", "ab".repeat(20)));
         assert_eq!(text.parse::<Address>().unwrap(), address);
-        assert_eq!(
-            "0xabcd".parse::<Address>(),
-            Err(RuntimeError::BadAddress(2))
-        );
+        assert_eq!("0xabcd".parse::<Address>(), Err(RuntimeError::BadAddress(2)));
         assert!("0xzz".parse::<Address>().is_err());
-        assert_eq!(
-            Address::from_slice(&[0; 21]),
-            Err(RuntimeError::BadAddress(21))
-        );
+        assert_eq!(Address::from_slice(&[0; 21]), Err(RuntimeError::BadAddress(21)));
     }
 }

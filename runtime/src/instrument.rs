@@ -13,9 +13,7 @@ use crate::money::{ASSET_SCALE, Price, Quantity};
 /// Expiry time of day: 08:00 UTC, in milliseconds after midnight.
 pub const EXPIRY_TIME_OF_DAY_MS: u64 = 8 * 3_600_000;
 const MS_PER_DAY: u64 = 86_400_000;
-const MONTHS: [&str; 12] = [
-    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-];
+const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
 
 /// What is traded on an underlying: tick and lot sizes, and the reference index
 /// price that fees are computed on.
@@ -31,16 +29,12 @@ impl UnderlyingSpec {
     /// Symbols are 2 to 10 upper-case letters; premium = price × quantity must fit
     /// the quote asset's six decimals, so tick and lot decimals add up to at most six.
     pub fn validate(&self) -> Result<(), RuntimeError> {
-        let symbol_ok = (2..=10).contains(&self.symbol.len())
-            && self.symbol.bytes().all(|b| b.is_ascii_uppercase());
+        let symbol_ok = (2..=10).contains(&self.symbol.len()) && self.symbol.bytes().all(|b| b.is_ascii_uppercase());
         if !symbol_ok {
             return Err(RuntimeError::UnknownUnderlying(self.symbol.clone()));
         }
         if self.tick_size.value().scale() + self.lot_size.value().scale() > ASSET_SCALE {
-            return Err(RuntimeError::TooPrecise {
-                field: Field::TickSize,
-                max_decimals: ASSET_SCALE,
-            });
+            return Err(RuntimeError::TooPrecise { field: Field::TickSize, max_decimals: ASSET_SCALE });
         }
         Ok(())
     }
@@ -67,10 +61,7 @@ impl SeriesSpec {
     /// Parses a canonical name. The day has no leading zero (`BTC-5JAN27-...`),
     /// the strike no trailing zeros, so every series has exactly one name.
     pub fn parse(name: &str) -> Result<Self, RuntimeError> {
-        let bad = |why| RuntimeError::BadSeriesName {
-            name: name.chars().take(64).collect(),
-            why,
-        };
+        let bad = |why| RuntimeError::BadSeriesName { name: name.chars().take(64).collect(), why };
         if name.len() > 64 {
             return Err(bad("longer than 64 characters"));
         }
@@ -84,25 +75,13 @@ impl SeriesSpec {
             _ => return Err(bad("kind must be C or P")),
         };
         let expiry_ms = parse_date(date).ok_or_else(|| bad("date must look like 27DEC26"))?;
-        let strike = Price::parse(strike, Field::Strike)
-            .map_err(|_| bad("strike must be a positive decimal"))?;
-        let spec = SeriesSpec {
-            underlying: underlying.to_string(),
-            expiry_ms,
-            strike,
-            kind,
-            name: String::new(),
-        };
+        let strike = Price::parse(strike, Field::Strike).map_err(|_| bad("strike must be a positive decimal"))?;
+        let spec = SeriesSpec { underlying: underlying.to_string(), expiry_ms, strike, kind, name: String::new() };
         let canonical = spec.format_name();
         if canonical != name {
-            return Err(bad(
-                "not in canonical form (no leading zero in the day, no trailing zeros in the strike)",
-            ));
+            return Err(bad("not in canonical form (no leading zero in the day, no trailing zeros in the strike)"));
         }
-        Ok(SeriesSpec {
-            name: canonical,
-            ..spec
-        })
+        Ok(SeriesSpec { name: canonical, ..spec })
     }
 
     pub fn format_name(&self) -> String {
@@ -112,15 +91,7 @@ impl SeriesSpec {
             OptionKind::Call => 'C',
             OptionKind::Put => 'P',
         };
-        format!(
-            "{}-{}{}{:02}-{}-{}",
-            self.underlying,
-            day,
-            MONTHS[(month - 1) as usize],
-            year % 100,
-            self.strike,
-            kind
-        )
+        format!("{}-{}{}{:02}-{}-{}", self.underlying, day, MONTHS[(month - 1) as usize], year % 100, self.strike, kind)
     }
 
     /// Cash a short put must hold per contract: the strike.
@@ -142,10 +113,7 @@ fn parse_date(text: &str) -> Option<u64> {
     }
     let (day, rest) = text.split_at(text.len() - 5);
     let (month, year) = rest.split_at(3);
-    if day.starts_with('0')
-        || !day.bytes().all(|b| b.is_ascii_digit())
-        || !year.bytes().all(|b| b.is_ascii_digit())
-    {
+    if day.starts_with('0') || !day.bytes().all(|b| b.is_ascii_digit()) || !year.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let day: u32 = day.parse().ok()?;
@@ -173,8 +141,7 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = month as i64;
-    let day_of_year =
-        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day as i64 - 1;
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day as i64 - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -184,8 +151,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let mp = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;

@@ -21,6 +21,7 @@ pub mod instrument;
 pub mod limits;
 pub mod money;
 pub mod sandbox;
+pub mod staking;
 pub mod state;
 pub mod trading;
 pub mod tx;

@@ -19,10 +19,7 @@ pub const MAX_DECIMAL_CHARS: usize = 40;
 /// no sign, no exponent, no spaces. Keeps parsing strict so that two different
 /// strings never mean the same signed value by accident.
 pub fn parse_decimal(text: &str, field: Field) -> Result<Decimal, RuntimeError> {
-    let bad = || RuntimeError::MalformedNumber {
-        field,
-        text: text.chars().take(MAX_DECIMAL_CHARS).collect(),
-    };
+    let bad = || RuntimeError::MalformedNumber { field, text: text.chars().take(MAX_DECIMAL_CHARS).collect() };
     if text.is_empty() || text.len() > MAX_DECIMAL_CHARS {
         return Err(bad());
     }
@@ -41,9 +38,7 @@ pub fn parse_decimal(text: &str, field: Field) -> Result<Decimal, RuntimeError> 
 }
 
 /// A non-negative amount of an asset with at most [`ASSET_SCALE`] decimal places.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "Decimal", into = "Decimal")]
 pub struct Amount(Decimal);
 
@@ -56,10 +51,7 @@ impl Amount {
             return Err(RuntimeError::Negative { field });
         }
         if value.normalize().scale() > ASSET_SCALE {
-            return Err(RuntimeError::TooPrecise {
-                field,
-                max_decimals: ASSET_SCALE,
-            });
+            return Err(RuntimeError::TooPrecise { field, max_decimals: ASSET_SCALE });
         }
         Ok(Amount(value.normalize()))
     }
@@ -71,28 +63,14 @@ impl Amount {
     /// Rounds a computed non-negative value up to the asset's precision: used for
     /// what an account pays or must hold (fees, collateral).
     pub fn round_up(value: Decimal) -> Self {
-        assert!(
-            !value.is_sign_negative() || value.is_zero(),
-            "round_up of a negative value"
-        );
-        Amount(
-            value
-                .round_dp_with_strategy(ASSET_SCALE, RoundingStrategy::ToPositiveInfinity)
-                .normalize(),
-        )
+        assert!(!value.is_sign_negative() || value.is_zero(), "round_up of a negative value");
+        Amount(value.round_dp_with_strategy(ASSET_SCALE, RoundingStrategy::ToPositiveInfinity).normalize())
     }
 
     /// Rounds a computed non-negative value down: used for what an account receives.
     pub fn round_down(value: Decimal) -> Self {
-        assert!(
-            !value.is_sign_negative() || value.is_zero(),
-            "round_down of a negative value"
-        );
-        Amount(
-            value
-                .round_dp_with_strategy(ASSET_SCALE, RoundingStrategy::ToZero)
-                .normalize(),
-        )
+        assert!(!value.is_sign_negative() || value.is_zero(), "round_down of a negative value");
+        Amount(value.round_dp_with_strategy(ASSET_SCALE, RoundingStrategy::ToZero).normalize())
     }
 
     pub fn value(self) -> Decimal {
@@ -106,12 +84,7 @@ impl Amount {
     /// Addition; amounts are bounded far below Decimal's range by genesis supply,
     /// so overflow is a broken invariant, not an input error.
     pub fn plus(self, other: Amount) -> Amount {
-        Amount(
-            self.0
-                .checked_add(other.0)
-                .expect("amount overflow")
-                .normalize(),
-        )
+        Amount(self.0.checked_add(other.0).expect("amount overflow").normalize())
     }
 
     /// Subtraction that refuses to go below zero.
@@ -121,12 +94,17 @@ impl Amount {
 
     /// Multiplies by a non-negative whole count (lots, contracts).
     pub fn times(self, count: u64) -> Amount {
-        Amount(
-            self.0
-                .checked_mul(Decimal::from(count))
-                .expect("amount overflow")
-                .normalize(),
-        )
+        Amount(self.0.checked_mul(Decimal::from(count)).expect("amount overflow").normalize())
+    }
+
+    /// The amount in millionths: the integer form the staking ledger counts in.
+    pub fn to_micro(self) -> u64 {
+        let micro = self.0 * Decimal::from(1_000_000u32);
+        u64::try_from(micro).expect("amounts are bounded by the genesis supply")
+    }
+
+    pub fn from_micro(micro: u64) -> Amount {
+        Amount(Decimal::new(micro as i64, ASSET_SCALE).normalize())
     }
 
     /// The smaller of two amounts.
@@ -166,10 +144,7 @@ impl Price {
             return Err(RuntimeError::NotPositive { field });
         }
         if value.normalize().scale() > ASSET_SCALE {
-            return Err(RuntimeError::TooPrecise {
-                field,
-                max_decimals: ASSET_SCALE,
-            });
+            return Err(RuntimeError::TooPrecise { field, max_decimals: ASSET_SCALE });
         }
         Ok(Price(value.normalize()))
     }
@@ -213,10 +188,7 @@ impl Quantity {
             return Err(RuntimeError::NotPositive { field });
         }
         if value.normalize().scale() > ASSET_SCALE {
-            return Err(RuntimeError::TooPrecise {
-                field,
-                max_decimals: ASSET_SCALE,
-            });
+            return Err(RuntimeError::TooPrecise { field, max_decimals: ASSET_SCALE });
         }
         Ok(Quantity(value.normalize()))
     }
@@ -259,18 +231,10 @@ mod tests {
 
     #[test]
     fn parse_is_strict() {
-        for bad in [
-            "", ".", "1.", ".5", "-1", "+1", "1e5", "1.2.3", " 1", "1_000", "０",
-        ] {
-            assert!(
-                parse_decimal(bad, Field::Amount).is_err(),
-                "{bad:?} must be refused"
-            );
+        for bad in ["", ".", "1.", ".5", "-1", "+1", "1e5", "1.2.3", " 1", "1_000", "０"] {
+            assert!(parse_decimal(bad, Field::Amount).is_err(), "{bad:?} must be refused");
         }
-        assert_eq!(
-            parse_decimal("0012.50", Field::Amount).unwrap(),
-            dec("12.5")
-        );
+        assert_eq!(parse_decimal("0012.50", Field::Amount).unwrap(), dec("12.5"));
         let long = "1".repeat(MAX_DECIMAL_CHARS + 1);
         assert!(parse_decimal(&long, Field::Amount).is_err());
     }
@@ -280,28 +244,16 @@ mod tests {
         assert!(Amount::parse("1.000001", Field::Amount).is_ok());
         assert!(matches!(
             Amount::parse("1.0000001", Field::Amount),
-            Err(RuntimeError::TooPrecise {
-                max_decimals: 6,
-                ..
-            })
+            Err(RuntimeError::TooPrecise { max_decimals: 6, .. })
         ));
-        assert!(matches!(
-            Amount::new(dec("-1"), Field::Amount),
-            Err(RuntimeError::Negative { .. })
-        ));
-        assert_eq!(
-            Amount::parse("1.5000000", Field::Amount).unwrap(),
-            Amount::parse("1.5", Field::Amount).unwrap()
-        );
+        assert!(matches!(Amount::new(dec("-1"), Field::Amount), Err(RuntimeError::Negative { .. })));
+        assert_eq!(Amount::parse("1.5000000", Field::Amount).unwrap(), Amount::parse("1.5", Field::Amount).unwrap());
     }
 
     #[test]
     fn rounding_directions() {
         assert_eq!(Amount::round_up(dec("0.0000001")).value(), dec("0.000001"));
-        assert_eq!(
-            Amount::round_down(dec("0.0000019")).value(),
-            dec("0.000001")
-        );
+        assert_eq!(Amount::round_down(dec("0.0000019")).value(), dec("0.000001"));
         assert_eq!(Amount::round_up(dec("2")).value(), dec("2"));
     }
 
@@ -316,15 +268,17 @@ mod tests {
     }
 
     #[test]
+    fn micro_units_round_trip() {
+        let amount = Amount::parse("1234.000567", Field::Amount).unwrap();
+        assert_eq!(amount.to_micro(), 1_234_000_567);
+        assert_eq!(Amount::from_micro(1_234_000_567), amount);
+        assert_eq!(Amount::from_micro(0), Amount::ZERO);
+    }
+
+    #[test]
     fn price_and_quantity_must_be_positive() {
-        assert!(matches!(
-            Price::parse("0", Field::Price),
-            Err(RuntimeError::NotPositive { .. })
-        ));
-        assert!(matches!(
-            Quantity::parse("0.0", Field::Quantity),
-            Err(RuntimeError::NotPositive { .. })
-        ));
+        assert!(matches!(Price::parse("0", Field::Price), Err(RuntimeError::NotPositive { .. })));
+        assert!(matches!(Quantity::parse("0.0", Field::Quantity), Err(RuntimeError::NotPositive { .. })));
         assert!(Price::parse("0.000001", Field::Price).is_ok());
     }
 }

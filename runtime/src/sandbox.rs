@@ -9,10 +9,11 @@ use vanna_proto::v1 as wire;
 
 use crate::block::{BlockContext, BlockOutput, apply_block};
 use crate::error::RuntimeError;
-use crate::genesis::{Genesis, GenesisAccount};
+use crate::genesis::{Genesis, GenesisAccount, GenesisValidator};
 use crate::ids::Address;
 use crate::instrument::UnderlyingSpec;
 use crate::money::{Amount, Price, Quantity};
+use crate::staking::EvidenceRecord;
 use crate::state::{FeeSchedule, State};
 use crate::tx::Signer;
 
@@ -26,26 +27,27 @@ pub struct Sandbox {
     pending: Vec<Vec<u8>>,
     pending_per_sender: BTreeMap<Address, u64>,
     pub block_interval_ms: u64,
+    /// Validators (by consensus key) that do not sign the next blocks.
+    pub offline: std::collections::BTreeSet<[u8; 48]>,
+    /// Evidence to hand to the next block.
+    pub evidence: Vec<EvidenceRecord>,
 }
 
 impl Sandbox {
-    pub fn new(
-        genesis: &Genesis,
-        signers: impl IntoIterator<Item = (String, Signer)>,
-    ) -> Result<Self, RuntimeError> {
+    pub fn new(genesis: &Genesis, signers: impl IntoIterator<Item = (String, Signer)>) -> Result<Self, RuntimeError> {
         Ok(Sandbox {
             state: genesis.build()?,
             signers: signers.into_iter().collect(),
             pending: Vec::new(),
             pending_per_sender: BTreeMap::new(),
             block_interval_ms: 1_000,
+            offline: Default::default(),
+            evidence: Vec::new(),
         })
     }
 
     pub fn signer(&self, name: &str) -> &Signer {
-        self.signers
-            .get(name)
-            .unwrap_or_else(|| panic!("no signer named {name}"))
+        self.signers.get(name).unwrap_or_else(|| panic!("no signer named {name}"))
     }
 
     pub fn address(&self, name: &str) -> Address {
@@ -54,10 +56,7 @@ impl Sandbox {
 
     /// The nonce the next transaction of `address` should carry.
     pub fn next_nonce(&self, address: &Address) -> u64 {
-        let committed = self
-            .state
-            .account(address)
-            .map_or(0, |account| account.nonce);
+        let committed = self.state.account(address).map_or(0, |account| account.nonce);
         committed + self.pending_per_sender.get(address).copied().unwrap_or(0)
     }
 
@@ -77,30 +76,75 @@ impl Sandbox {
 
     /// Applies the queued transactions as the next block.
     pub fn produce_block(&mut self) -> BlockOutput {
+        let signers = self
+            .state
+            .staking
+            .active
+            .iter()
+            .map(|member| member.consensus_key)
+            .filter(|key| !self.offline.contains(key))
+            .collect();
         let context = BlockContext {
-            height: self.state.height + 1,
-            time_ms: self.state.time_ms + self.block_interval_ms,
+            signers: Some(signers),
+            evidence: std::mem::take(&mut self.evidence),
+            ..BlockContext::after(&self.state, self.block_interval_ms)
         };
         let transactions = std::mem::take(&mut self.pending);
         self.pending_per_sender.clear();
-        apply_block(&mut self.state, &context, &transactions)
-            .expect("the sandbox builds valid block contexts")
+        apply_block(&mut self.state, &context, &transactions).expect("the sandbox builds valid block contexts")
     }
+}
+
+/// Adds validators to a genesis: each named operator gets `self_stake` VANNA
+/// plus `extra` liquid VANNA, a BLS key derived from its name, and registers
+/// with the given commission. Returns their signers to add to the sandbox.
+pub fn add_validators(genesis: &mut Genesis, validators: &[(&str, u64, u64, &str)]) -> Vec<(String, Signer)> {
+    let dec = |text: &str| text.parse::<Decimal>().expect("literal decimal");
+    let mut signers = Vec::new();
+    for (name, self_stake, extra, commission) in validators {
+        let signer = Signer::from_seed(&format!("vanna-demo/{name}"));
+        let secret = consensus_secret(name);
+        let public = secret_to_public(&secret);
+        genesis.accounts.push(GenesisAccount {
+            address: signer.address(),
+            usd: Amount::ZERO,
+            vanna: Amount::new(Decimal::from(self_stake + extra), crate::error::Field::Genesis).expect("valid"),
+        });
+        genesis.staking.validators.push(GenesisValidator {
+            operator: signer.address(),
+            consensus_key: hex::encode(public),
+            proof_of_possession: hex::encode(vanna_consensus::proof_of_possession(&secret).to_bytes()),
+            moniker: name.to_string(),
+            commission_rate: dec(commission),
+            max_commission_rate: dec("0.5"),
+            max_commission_change: dec("0.02"),
+            self_stake: Amount::new(Decimal::from(*self_stake), crate::error::Field::Genesis).expect("valid"),
+        });
+        signers.push((name.to_string(), signer));
+    }
+    signers
+}
+
+/// The BLS consensus key of a demo validator, derived from its name.
+pub fn consensus_secret(name: &str) -> vanna_consensus::BlsSecretKey {
+    use sha2::{Digest, Sha256};
+    let seed: [u8; 32] = Sha256::digest(format!("vanna-demo/consensus/{name}")).into();
+    vanna_consensus::BlsSecretKey::from_seed(&seed).expect("32 bytes of seed")
+}
+
+/// The compressed public key of a consensus secret.
+pub fn secret_to_public(secret: &vanna_consensus::BlsSecretKey) -> [u8; 48] {
+    use vanna_consensus::Scheme;
+    vanna_consensus::Bls::public_key(secret).to_bytes()
 }
 
 /// The demo market: BTC and ETH with a December expiry, a listing authority
 /// and the given funded accounts (name, USD). Keys derive from the names.
 pub fn demo_genesis(accounts: &[(&str, u64)]) -> (Genesis, Vec<(String, Signer)>) {
     let dec = |text: &str| text.parse::<Decimal>().expect("literal decimal");
-    let mut signers = vec![(
-        "authority".to_string(),
-        Signer::from_seed("vanna-demo/authority"),
-    )];
+    let mut signers = vec![("authority".to_string(), Signer::from_seed("vanna-demo/authority"))];
     for (name, _) in accounts {
-        signers.push((
-            name.to_string(),
-            Signer::from_seed(&format!("vanna-demo/{name}")),
-        ));
+        signers.push((name.to_string(), Signer::from_seed(&format!("vanna-demo/{name}"))));
     }
     let mut genesis_accounts = vec![GenesisAccount {
         address: signers[0].1.address(),
@@ -135,17 +179,11 @@ pub fn demo_genesis(accounts: &[(&str, u64)]) -> (Genesis, Vec<(String, Signer)>
         chain_id: DEMO_CHAIN_ID.to_string(),
         genesis_time_ms: DEMO_GENESIS_TIME_MS,
         listing_authority: signers[0].1.address(),
-        fees: FeeSchedule {
-            maker_rate: dec("0.0002"),
-            taker_rate: dec("0.0005"),
-            premium_cap: dec("0.125"),
-        },
-        underlyings: vec![
-            underlying("BTC", "0.5", "0.01", "97000"),
-            underlying("ETH", "0.1", "0.1", "3500"),
-        ],
+        fees: FeeSchedule { maker_rate: dec("0.0002"), taker_rate: dec("0.0005"), premium_cap: dec("0.125") },
+        underlyings: vec![underlying("BTC", "0.5", "0.01", "97000"), underlying("ETH", "0.1", "0.1", "3500")],
         series,
         accounts: genesis_accounts,
+        staking: Default::default(),
     };
     (genesis, signers)
 }

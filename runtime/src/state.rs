@@ -14,6 +14,7 @@ use crate::error::{Field, RuntimeError};
 use crate::ids::{Address, OrderId, SeriesId};
 use crate::instrument::{OptionKind, SeriesSpec, UnderlyingSpec};
 use crate::money::{Amount, Price, Quantity};
+use crate::staking::Staking;
 
 /// Fees as options venues charge them: a rate of the underlying's notional
 /// (index price × contracts), capped at a fraction of the option's premium.
@@ -77,8 +78,7 @@ impl Exposure {
     pub fn requirement(&self, market: &Market) -> Amount {
         let mut required = self.buy_lock;
         if market.spec.kind == OptionKind::Put {
-            let worst_short_lots =
-                (self.open_sell_lots as i128 - self.position_lots as i128).max(0) as u64;
+            let worst_short_lots = (self.open_sell_lots as i128 - self.position_lots as i128).max(0) as u64;
             required = required.plus(market.strike_per_lot.times(worst_short_lots));
         }
         required
@@ -120,9 +120,7 @@ impl Account {
 
     /// USD not held as collateral: what transfers and new orders may use.
     pub fn usd_free(&self) -> Amount {
-        self.usd
-            .minus(self.usd_locked)
-            .expect("invariant: locked USD never exceeds the balance")
+        self.usd.minus(self.usd_locked).expect("invariant: locked USD never exceeds the balance")
     }
 
     pub fn exposure(&self, series: SeriesId) -> Exposure {
@@ -183,24 +181,14 @@ pub struct Market {
 impl Market {
     pub fn new(id: SeriesId, spec: SeriesSpec, underlying: &UnderlyingSpec) -> Self {
         let strike_per_lot = Amount::round_up(spec.strike.value() * underlying.lot_size.value());
-        Market {
-            id,
-            spec,
-            tick: underlying.tick_size,
-            lot: underlying.lot_size,
-            strike_per_lot,
-            book: Book::new(),
-        }
+        Market { id, spec, tick: underlying.tick_size, lot: underlying.lot_size, strike_per_lot, book: Book::new() }
     }
 
     /// Converts a price to whole ticks, refusing prices off the tick grid.
     pub fn ticks(&self, price: Price) -> Result<u64, RuntimeError> {
         let ticks = price.value() / self.tick.value();
         if !ticks.fract().is_zero() {
-            return Err(RuntimeError::OffTick {
-                price: price.value(),
-                tick: self.tick.value(),
-            });
+            return Err(RuntimeError::OffTick { price: price.value(), tick: self.tick.value() });
         }
         Ok(u64::try_from(ticks).expect("prices are bounded by MAX_PRICE_USD"))
     }
@@ -209,17 +197,13 @@ impl Market {
     pub fn lots(&self, quantity: Quantity) -> Result<u64, RuntimeError> {
         let lots = quantity.value() / self.lot.value();
         if !lots.fract().is_zero() {
-            return Err(RuntimeError::OffLot {
-                quantity: quantity.value(),
-                lot: self.lot.value(),
-            });
+            return Err(RuntimeError::OffLot { quantity: quantity.value(), lot: self.lot.value() });
         }
         Ok(u64::try_from(lots).expect("quantities are bounded by MAX_ORDER_CONTRACTS"))
     }
 
     pub fn price_of(&self, ticks: u64) -> Price {
-        Price::new(self.tick.value() * Decimal::from(ticks), Field::Price)
-            .expect("a tick count is a valid price")
+        Price::new(self.tick.value() * Decimal::from(ticks), Field::Price).expect("a tick count is a valid price")
     }
 
     pub fn contracts(&self, lots: u64) -> Decimal {
@@ -249,20 +233,17 @@ pub struct State {
     pub next_order_id: u64,
     /// Time priority: every order that rests takes the next sequence number.
     pub next_sequence: u64,
+    pub staking: Staking,
     pub(crate) commitment: Commitment,
 }
 
 impl State {
     pub fn account(&self, address: &Address) -> Option<&Account> {
-        self.account_index
-            .get(address)
-            .map(|&owner| &self.accounts[owner as usize])
+        self.account_index.get(address).map(|&owner| &self.accounts[owner as usize])
     }
 
     pub fn series(&self, name: &str) -> Option<&Market> {
-        self.series_by_name
-            .get(name)
-            .map(|id| &self.markets[id.0 as usize])
+        self.series_by_name.get(name).map(|id| &self.markets[id.0 as usize])
     }
 
     pub fn market(&self, id: SeriesId) -> &Market {
@@ -281,18 +262,17 @@ impl State {
         owner
     }
 
-    /// Sum of every USD balance plus the fee pool: constant after genesis.
+    /// Every USD balance, the fee pool and the staking ledger's unclaimed
+    /// rewards and commissions: constant after genesis.
     pub fn total_usd(&self) -> Amount {
-        self.accounts
-            .iter()
-            .fold(self.fee_pool, |total, account| total.plus(account.usd))
+        let held = self.fee_pool.plus(Amount::from_micro(self.staking.usd_held()));
+        self.accounts.iter().fold(held, |total, account| total.plus(account.usd))
     }
 
-    /// Sum of every VANNA balance: constant after genesis (until staking mints or burns).
+    /// Liquid, bonded, unbonding and burned VANNA: constant after genesis.
     pub fn total_vanna(&self) -> Amount {
-        self.accounts
-            .iter()
-            .fold(Amount::ZERO, |total, account| total.plus(account.vanna))
+        let held = Amount::from_micro(self.staking.vanna_held() + self.staking.burned);
+        self.accounts.iter().fold(held, |total, account| total.plus(account.vanna))
     }
 
     /// Checks the invariants that tie accounts, orders and books together.
@@ -301,19 +281,14 @@ impl State {
         let mut per_account: BTreeMap<(u64, SeriesId), Exposure> = BTreeMap::new();
         for (id, info) in &self.orders {
             let market = self.market(info.series);
-            let resting = market
-                .book
-                .get(id.0)
-                .expect("every open order rests in its book");
+            let resting = market.book.get(id.0).expect("every open order rests in its book");
             let owner = self.account_index[&info.owner];
             assert_eq!(resting.owner, owner);
             let exposure = per_account.entry((owner, info.series)).or_default();
             match info.side {
                 Side::Buy => {
                     exposure.open_buy_lots += resting.remaining_lots;
-                    exposure.buy_lock = exposure
-                        .buy_lock
-                        .plus(info.buy_lock_per_lot.times(resting.remaining_lots));
+                    exposure.buy_lock = exposure.buy_lock.plus(info.buy_lock_per_lot.times(resting.remaining_lots));
                 }
                 Side::Sell => exposure.open_sell_lots += resting.remaining_lots,
             }
@@ -321,30 +296,15 @@ impl State {
                 exposure.reduce_only_orders += 1;
             }
         }
-        let listed: usize = self
-            .accounts
-            .iter()
-            .map(|account| account.open_orders.len())
-            .sum();
-        assert_eq!(
-            listed,
-            self.orders.len(),
-            "every open order is listed by its account"
-        );
+        let listed: usize = self.accounts.iter().map(|account| account.open_orders.len()).sum();
+        assert_eq!(listed, self.orders.len(), "every open order is listed by its account");
         let book_orders: usize = self.markets.iter().map(|market| market.book.len()).sum();
-        assert_eq!(
-            book_orders,
-            self.orders.len(),
-            "books and the order index agree"
-        );
+        assert_eq!(book_orders, self.orders.len(), "books and the order index agree");
         let mut positions_net: BTreeMap<SeriesId, i64> = BTreeMap::new();
         for account in &self.accounts {
             let mut locked = Amount::ZERO;
             for (series, exposure) in &account.exposures {
-                let from_orders = per_account
-                    .get(&(account.owner, *series))
-                    .copied()
-                    .unwrap_or_default();
+                let from_orders = per_account.get(&(account.owner, *series)).copied().unwrap_or_default();
                 assert_eq!(exposure.open_buy_lots, from_orders.open_buy_lots);
                 assert_eq!(exposure.open_sell_lots, from_orders.open_sell_lots);
                 assert_eq!(exposure.buy_lock, from_orders.buy_lock);
@@ -353,43 +313,36 @@ impl State {
                 let market = self.market(*series);
                 if market.spec.kind == OptionKind::Call {
                     assert!(exposure.position_lots >= 0, "no naked short calls");
-                    assert!(
-                        exposure.open_sell_lots as i64 <= exposure.position_lots,
-                        "call sells are covered"
-                    );
+                    assert!(exposure.open_sell_lots as i64 <= exposure.position_lots, "call sells are covered");
                 }
                 locked = locked.plus(exposure.requirement(market));
                 *positions_net.entry(*series).or_default() += exposure.position_lots;
             }
-            assert_eq!(
-                account.usd_locked, locked,
-                "locked USD matches the collateral rule for {}",
-                account.address
-            );
-            assert!(
-                account.usd_locked <= account.usd,
-                "locked USD never exceeds the balance"
-            );
+            assert_eq!(account.usd_locked, locked, "locked USD matches the collateral rule for {}", account.address);
+            assert!(account.usd_locked <= account.usd, "locked USD never exceeds the balance");
             for id in &account.open_orders {
-                assert_eq!(
-                    self.orders[id].owner, account.address,
-                    "open order {id} belongs to its account"
-                );
+                assert_eq!(self.orders[id].owner, account.address, "open order {id} belongs to its account");
             }
             for (client_id, id) in &account.client_orders {
                 assert_eq!(self.orders[id].client_order_id, *client_id);
             }
         }
         for (series, net) in positions_net {
-            assert_eq!(
-                net,
-                0,
-                "positions in {} sum to zero",
-                self.market(series).spec.name
-            );
+            assert_eq!(net, 0, "positions in {} sum to zero", self.market(series).spec.name);
         }
         for market in &self.markets {
             market.book.check_invariants();
+        }
+        for validator in self.staking.validators.values() {
+            let delegations: Vec<_> =
+                self.staking.delegations.iter().filter(|((_, v), _)| *v == validator.operator).collect();
+            let shares: u128 = delegations.iter().map(|(_, d)| d.shares).sum();
+            assert_eq!(shares, validator.shares, "a validator's shares are its delegations' shares");
+            let owed: u64 = delegations
+                .iter()
+                .map(|((delegator, _), _)| self.staking.pending_rewards(delegator, &validator.operator))
+                .sum();
+            assert!(owed <= validator.reward_pool, "a validator's pool covers what its delegators are owed");
         }
     }
 }

@@ -13,8 +13,8 @@ use crate::events::{CancelReason, Event, Fill, OrderOutcome};
 use crate::ids::{OrderId, SeriesId};
 use crate::instrument::OptionKind;
 use crate::limits::{
-    MAX_FILLS_PER_ORDER, MAX_MARKET_SWEEP_LEVELS, MAX_OPEN_ORDERS_PER_ACCOUNT,
-    MAX_OPEN_ORDERS_PER_SERIES, MAX_ORDER_CONTRACTS, MAX_PRICE_USD, MAX_SERIES_PER_ACCOUNT,
+    MAX_FILLS_PER_ORDER, MAX_MARKET_SWEEP_LEVELS, MAX_OPEN_ORDERS_PER_ACCOUNT, MAX_OPEN_ORDERS_PER_SERIES,
+    MAX_ORDER_CONTRACTS, MAX_PRICE_USD, MAX_SERIES_PER_ACCOUNT,
 };
 use crate::money::{Amount, Price, Quantity};
 use crate::state::{Exposure, Market, OrderInfo, SelfTrade, State};
@@ -32,10 +32,7 @@ pub enum TimeInForce {
 
 impl TimeInForce {
     fn may_rest(self) -> bool {
-        matches!(
-            self,
-            TimeInForce::GoodTilCancelled | TimeInForce::GoodTilTime
-        )
+        matches!(self, TimeInForce::GoodTilCancelled | TimeInForce::GoodTilTime)
     }
 }
 
@@ -59,10 +56,7 @@ pub struct OrderRequest {
 pub fn parse_ticks(market: &Market, text: &str) -> Result<u64, RuntimeError> {
     let price = Price::parse(text, Field::Price)?;
     if price.value() > Decimal::from(MAX_PRICE_USD) {
-        return Err(RuntimeError::PriceTooHigh {
-            price: price.value(),
-            max: Decimal::from(MAX_PRICE_USD),
-        });
+        return Err(RuntimeError::PriceTooHigh { price: price.value(), max: Decimal::from(MAX_PRICE_USD) });
     }
     market.ticks(price)
 }
@@ -80,17 +74,10 @@ pub fn parse_lots(market: &Market, text: &str) -> Result<u64, RuntimeError> {
 }
 
 /// Parses and checks a `PlaceOrder` against the listing and the block time.
-pub fn parse_order(
-    state: &State,
-    order: &vanna_proto::v1::PlaceOrder,
-) -> Result<OrderRequest, RuntimeError> {
-    use vanna_proto::v1::{
-        OrderType, SelfTradePrevention, Side as WireSide, TimeInForce as WireTif,
-    };
-    let series = *state
-        .series_by_name
-        .get(&order.series)
-        .ok_or_else(|| RuntimeError::UnknownSeries(order.series.clone()))?;
+pub fn parse_order(state: &State, order: &vanna_proto::v1::PlaceOrder) -> Result<OrderRequest, RuntimeError> {
+    use vanna_proto::v1::{OrderType, SelfTradePrevention, Side as WireSide, TimeInForce as WireTif};
+    let series =
+        *state.series_by_name.get(&order.series).ok_or_else(|| RuntimeError::UnknownSeries(order.series.clone()))?;
     let market = state.market(series);
     if state.time_ms >= market.spec.expiry_ms {
         return Err(RuntimeError::SeriesExpired {
@@ -137,9 +124,7 @@ pub fn parse_order(
     }
     match time_in_force {
         TimeInForce::GoodTilTime if order.expire_at_ms <= state.time_ms => {
-            return Err(RuntimeError::BadExpiry {
-                now_ms: state.time_ms,
-            });
+            return Err(RuntimeError::BadExpiry { now_ms: state.time_ms });
         }
         TimeInForce::GoodTilTime => {}
         _ if order.expire_at_ms != 0 => return Err(RuntimeError::ExpiryWithoutGtt),
@@ -196,25 +181,13 @@ impl<'a> RuntimePolicy<'a> {
     }
 
     fn position(&self, owner: u64) -> i64 {
-        let base = self.state[owner as usize]
-            .exposure(self.series)
-            .position_lots;
-        base + self
-            .deltas
-            .iter()
-            .filter(|(o, _)| *o == owner)
-            .map(|(_, d)| d)
-            .sum::<i64>()
+        let base = self.state[owner as usize].exposure(self.series).position_lots;
+        base + self.deltas.iter().filter(|(o, _)| *o == owner).map(|(_, d)| d).sum::<i64>()
     }
 }
 
 impl MatchPolicy for RuntimePolicy<'_> {
-    fn on_maker(
-        &mut self,
-        maker: &RestingOrder,
-        taker: &Taker,
-        _taker_remaining_lots: u64,
-    ) -> MakerDecision {
+    fn on_maker(&mut self, maker: &RestingOrder, taker: &Taker, _taker_remaining_lots: u64) -> MakerDecision {
         if self.stop_next {
             return MakerDecision::StopTaker;
         }
@@ -245,14 +218,7 @@ impl MatchPolicy for RuntimePolicy<'_> {
 
     fn on_fill(&mut self, fill: &vanna_book::Fill) {
         let lots = fill.lots as i64;
-        self.deltas.push((
-            fill.maker_owner,
-            if self.maker_side == Side::Sell {
-                -lots
-            } else {
-                lots
-            },
-        ));
+        self.deltas.push((fill.maker_owner, if self.maker_side == Side::Sell { -lots } else { lots }));
     }
 }
 
@@ -293,21 +259,9 @@ impl State {
         let account = &self.accounts[owner as usize];
         let market = self.market(request.series);
         let mut request = request.clone();
-        let replaced = replacing.map(|id| {
-            (
-                self.orders[&id].clone(),
-                market
-                    .book
-                    .get(id.0)
-                    .expect("open orders rest")
-                    .remaining_lots,
-            )
-        });
-        let in_series = account
-            .open_orders
-            .iter()
-            .filter(|id| self.orders[id].series == request.series)
-            .count();
+        let replaced = replacing
+            .map(|id| (self.orders[&id].clone(), market.book.get(id.0).expect("open orders rest").remaining_lots));
+        let in_series = account.open_orders.iter().filter(|id| self.orders[id].series == request.series).count();
         let (open_total, open_in_series) = match &replaced {
             Some(_) => (account.open_orders.len() - 1, in_series - 1),
             None => (account.open_orders.len(), in_series),
@@ -316,28 +270,18 @@ impl State {
             && replacing.is_none()
             && account.client_orders.contains_key(&request.client_order_id)
         {
-            return Err(RuntimeError::DuplicateClientOrderId(
-                request.client_order_id,
-            ));
+            return Err(RuntimeError::DuplicateClientOrderId(request.client_order_id));
         }
         if request.time_in_force.may_rest() {
             if open_total >= MAX_OPEN_ORDERS_PER_ACCOUNT {
-                return Err(RuntimeError::TooManyOpenOrders {
-                    max: MAX_OPEN_ORDERS_PER_ACCOUNT,
-                });
+                return Err(RuntimeError::TooManyOpenOrders { max: MAX_OPEN_ORDERS_PER_ACCOUNT });
             }
             if open_in_series >= MAX_OPEN_ORDERS_PER_SERIES {
-                return Err(RuntimeError::TooManyOpenOrdersInSeries {
-                    max: MAX_OPEN_ORDERS_PER_SERIES,
-                });
+                return Err(RuntimeError::TooManyOpenOrdersInSeries { max: MAX_OPEN_ORDERS_PER_SERIES });
             }
         }
-        if !account.exposures.contains_key(&request.series)
-            && account.exposures.len() >= MAX_SERIES_PER_ACCOUNT
-        {
-            return Err(RuntimeError::TooManyPositions {
-                max: MAX_SERIES_PER_ACCOUNT,
-            });
+        if !account.exposures.contains_key(&request.series) && account.exposures.len() >= MAX_SERIES_PER_ACCOUNT {
+            return Err(RuntimeError::TooManyPositions { max: MAX_SERIES_PER_ACCOUNT });
         }
         // The exposure without the order being replaced.
         let mut exposure = account.exposure(request.series);
@@ -353,9 +297,7 @@ impl State {
             let already = self.reduce_only_lots(owner, request.series, request.side, replacing);
             let room = closable.saturating_sub(already);
             if room == 0 {
-                return Err(RuntimeError::ReduceOnlyWouldIncrease {
-                    position: market.signed_contracts(position),
-                });
+                return Err(RuntimeError::ReduceOnlyWouldIncrease { position: market.signed_contracts(position) });
             }
             request.lots = request.lots.min(room);
         }
@@ -387,20 +329,11 @@ impl State {
         };
         if request.post_only {
             let crossing = match request.side {
-                Side::Buy => book
-                    .best_ask()
-                    .filter(|(ask, _)| *ask <= price_ticks)
-                    .map(|(ask, _)| ("ask", ask)),
-                Side::Sell => book
-                    .best_bid()
-                    .filter(|(bid, _)| *bid >= price_ticks)
-                    .map(|(bid, _)| ("bid", bid)),
+                Side::Buy => book.best_ask().filter(|(ask, _)| *ask <= price_ticks).map(|(ask, _)| ("ask", ask)),
+                Side::Sell => book.best_bid().filter(|(bid, _)| *bid >= price_ticks).map(|(bid, _)| ("bid", bid)),
             };
             if let Some((side, ticks)) = crossing {
-                return Err(RuntimeError::PostOnlyWouldCross {
-                    side,
-                    best: market.price_of(ticks).value(),
-                });
+                return Err(RuntimeError::PostOnlyWouldCross { side, best: market.price_of(ticks).value() });
             }
         }
         if request.time_in_force == TimeInForce::FillOrKill {
@@ -416,23 +349,14 @@ impl State {
         let price = market.price_of(price_ticks);
         let before = account.exposure(request.series).requirement(market);
         let lock_per_lot = self.buy_lock_per_lot(request.series, request.side, price);
-        add_to_exposure(
-            &mut exposure,
-            request.side,
-            request.lots,
-            lock_per_lot,
-            request.reduce_only,
-        );
+        add_to_exposure(&mut exposure, request.side, request.lots, lock_per_lot, request.reduce_only);
         let required = account
             .usd_locked
             .minus(before)
             .expect("an exposure's requirement is part of the locked total")
             .plus(exposure.requirement(market));
         if required > account.usd {
-            return Err(RuntimeError::InsufficientCollateral {
-                required: required.value(),
-                cash: account.usd.value(),
-            });
+            return Err(RuntimeError::InsufficientCollateral { required: required.value(), cash: account.usd.value() });
         }
         Ok((request, price_ticks))
     }
@@ -450,13 +374,7 @@ impl State {
     }
 
     /// Lots of open reduce-only orders of `owner` on `side` in `series`.
-    fn reduce_only_lots(
-        &self,
-        owner: u64,
-        series: SeriesId,
-        side: Side,
-        except: Option<OrderId>,
-    ) -> u64 {
+    fn reduce_only_lots(&self, owner: u64, series: SeriesId, side: Side, except: Option<OrderId>) -> u64 {
         let account = &self.accounts[owner as usize];
         if account.exposure(series).reduce_only_orders == 0 {
             return 0;
@@ -478,12 +396,7 @@ impl State {
     /// policy the match will apply (self-trade prevention, reduce-only makers).
     fn fillable_lots(&self, owner: u64, request: &OrderRequest, limit_ticks: u64) -> u64 {
         let book = &self.market(request.series).book;
-        let mut policy = RuntimePolicy::new(
-            &self.accounts,
-            request.series,
-            request.side,
-            request.self_trade,
-        );
+        let mut policy = RuntimePolicy::new(&self.accounts, request.series, request.side, request.self_trade);
         let taker = self.taker(owner, OrderId(u64::MAX), request, limit_ticks);
         let mut filled = 0u64;
         let mut fills = 0u32;
@@ -503,9 +416,7 @@ impl State {
                     MakerDecision::StopTaker => return filled,
                     MakerDecision::CancelMaker => {}
                     MakerDecision::Fill { max_lots } => {
-                        let lots = max_lots
-                            .min(maker.remaining_lots)
-                            .min(request.lots - filled);
+                        let lots = max_lots.min(maker.remaining_lots).min(request.lots - filled);
                         filled += lots;
                         fills += 1;
                         policy.on_fill(&vanna_book::Fill {
@@ -532,11 +443,7 @@ impl State {
             limit_price_ticks: limit_ticks,
             lots: request.lots,
             max_fills: MAX_FILLS_PER_ORDER,
-            flags: if request.reduce_only {
-                FLAG_REDUCE_ONLY
-            } else {
-                0
-            },
+            flags: if request.reduce_only { FLAG_REDUCE_ONLY } else { 0 },
         }
     }
 
@@ -577,13 +484,7 @@ impl State {
         });
         // Until it rests or leaves, the order counts as open in full.
         self.update_exposure(owner, series, |exposure| {
-            add_to_exposure(
-                exposure,
-                info.side,
-                request.lots,
-                info.buy_lock_per_lot,
-                info.reduce_only,
-            )
+            add_to_exposure(exposure, info.side, request.lots, info.buy_lock_per_lot, info.reduce_only)
         });
         let account = &mut self.accounts[owner as usize];
         account.open_orders.insert(order_id);
@@ -596,11 +497,8 @@ impl State {
         let mut match_events = Vec::new();
         let (outcome, self_trade_hit) = {
             let market = &mut self.markets[series.0 as usize];
-            let mut policy =
-                RuntimePolicy::new(&self.accounts, series, request.side, request.self_trade);
-            let outcome = market
-                .book
-                .match_incoming(&taker, &mut policy, &mut match_events);
+            let mut policy = RuntimePolicy::new(&self.accounts, series, request.side, request.self_trade);
+            let outcome = market.book.match_incoming(&taker, &mut policy, &mut match_events);
             (outcome, policy.self_trade_hit)
         };
         let mut touched = vec![owner];
@@ -611,11 +509,7 @@ impl State {
                     self.settle_fill(series, &fill, request.side, events);
                 }
                 MatchEvent::MakerCancelled { order } => {
-                    let reason = if order.owner == owner {
-                        CancelReason::SelfTrade
-                    } else {
-                        CancelReason::ReduceOnly
-                    };
+                    let reason = if order.owner == owner { CancelReason::SelfTrade } else { CancelReason::ReduceOnly };
                     self.release_order(OrderId(order.id), order.remaining_lots, reason, events);
                 }
             }
@@ -624,10 +518,7 @@ impl State {
         let cancel_incoming = self_trade_hit && request.self_trade != SelfTrade::CancelResting;
         let cancelled = if remaining == 0 {
             None
-        } else if outcome.stop == StopReason::LimitReached
-            && request.time_in_force.may_rest()
-            && !cancel_incoming
-        {
+        } else if outcome.stop == StopReason::LimitReached && request.time_in_force.may_rest() && !cancel_incoming {
             let resting = RestingOrder {
                 id: order_id.0,
                 owner,
@@ -638,10 +529,7 @@ impl State {
                 flags: taker.flags,
             };
             self.next_sequence += 1;
-            self.markets[series.0 as usize]
-                .book
-                .insert(resting)
-                .expect("a checked order rests without crossing");
+            self.markets[series.0 as usize].book.insert(resting).expect("a checked order rests without crossing");
             if request.time_in_force == TimeInForce::GoodTilTime {
                 self.gtt_expiries.insert((request.expire_at_ms, order_id));
             }
@@ -686,17 +574,8 @@ impl State {
     }
 
     /// Moves premium and fees for one fill and updates both positions.
-    fn settle_fill(
-        &mut self,
-        series: SeriesId,
-        fill: &vanna_book::Fill,
-        taker_side: Side,
-        events: &mut Vec<Event>,
-    ) {
-        assert_ne!(
-            fill.maker_owner, fill.taker_owner,
-            "self-trade prevention never lets an account trade with itself"
-        );
+    fn settle_fill(&mut self, series: SeriesId, fill: &vanna_book::Fill, taker_side: Side, events: &mut Vec<Event>) {
+        assert_ne!(fill.maker_owner, fill.taker_owner, "self-trade prevention never lets an account trade with itself");
         let market = self.market(series);
         let price = market.price_of(fill.price_ticks);
         let contracts = market.contracts(fill.lots);
@@ -723,10 +602,7 @@ impl State {
         self.update_exposure(buyer, series, |exposure| {
             exposure.position_lots += fill.lots as i64;
             exposure.open_buy_lots -= fill.lots;
-            exposure.buy_lock = exposure
-                .buy_lock
-                .minus(buyer_lock)
-                .expect("fills release what the order locked");
+            exposure.buy_lock = exposure.buy_lock.minus(buyer_lock).expect("fills release what the order locked");
             if buyer_done && buyer_reduce_only {
                 exposure.reduce_only_orders -= 1;
             }
@@ -739,24 +615,13 @@ impl State {
             }
         });
         let buyer_account = &mut self.accounts[buyer as usize];
-        buyer_account.usd = buyer_account
-            .usd
-            .minus(premium.plus(buyer_fee))
-            .expect("the buy order's lock covered premium and fee");
-        assert!(
-            buyer_account.usd_locked <= buyer_account.usd,
-            "buyer stays collateralised"
-        );
+        buyer_account.usd =
+            buyer_account.usd.minus(premium.plus(buyer_fee)).expect("the buy order's lock covered premium and fee");
+        assert!(buyer_account.usd_locked <= buyer_account.usd, "buyer stays collateralised");
         let seller_account = &mut self.accounts[seller as usize];
-        seller_account.usd = seller_account
-            .usd
-            .plus(premium)
-            .minus(seller_fee)
-            .expect("a fee is capped below the premium received");
-        assert!(
-            seller_account.usd_locked <= seller_account.usd,
-            "seller stays collateralised"
-        );
+        seller_account.usd =
+            seller_account.usd.plus(premium).minus(seller_fee).expect("a fee is capped below the premium received");
+        assert!(seller_account.usd_locked <= seller_account.usd, "seller stays collateralised");
         self.fee_pool = self.fee_pool.plus(buyer_fee).plus(seller_fee);
         self.commitment.touch_global();
         if fill.maker_remaining_lots == 0 {
@@ -780,12 +645,7 @@ impl State {
 
     /// Applies `change` to an account's exposure in `series`, keeping the
     /// locked total equal to the collateral rule and dropping empty exposures.
-    pub(crate) fn update_exposure(
-        &mut self,
-        owner: u64,
-        series: SeriesId,
-        change: impl FnOnce(&mut Exposure),
-    ) {
+    pub(crate) fn update_exposure(&mut self, owner: u64, series: SeriesId, change: impl FnOnce(&mut Exposure)) {
         let market = &self.markets[series.0 as usize];
         let account = &mut self.accounts[owner as usize];
         let exposure = account.exposures.entry(series).or_default();
@@ -795,29 +655,18 @@ impl State {
         if exposure.is_empty() {
             account.exposures.remove(&series);
         }
-        account.usd_locked = account
-            .usd_locked
-            .minus(before)
-            .expect("requirement is part of the locked total")
-            .plus(after);
+        account.usd_locked =
+            account.usd_locked.minus(before).expect("requirement is part of the locked total").plus(after);
         self.commitment.touch_account(owner);
     }
 
     /// Removes an open order's remaining lots from its owner's exposure and the
     /// book, and forgets it. `remaining` is what was left when it stopped.
-    fn release_order(
-        &mut self,
-        id: OrderId,
-        remaining: u64,
-        reason: CancelReason,
-        events: &mut Vec<Event>,
-    ) {
+    fn release_order(&mut self, id: OrderId, remaining: u64, reason: CancelReason, events: &mut Vec<Event>) {
         let info = self.orders[&id].clone();
         let owner = self.account_index[&info.owner];
         self.markets[info.series.0 as usize].book.cancel(id.0);
-        self.update_exposure(owner, info.series, |exposure| {
-            remove_from_exposure(exposure, &info, remaining)
-        });
+        self.update_exposure(owner, info.series, |exposure| remove_from_exposure(exposure, &info, remaining));
         self.forget_order(id);
         let market = self.market(info.series);
         events.push(Event::OrderCancelled {
@@ -846,51 +695,26 @@ impl State {
     }
 
     /// Cancels an open order by its owner's request, or by expiry.
-    pub(crate) fn remove_order(
-        &mut self,
-        id: OrderId,
-        reason: CancelReason,
-        events: &mut Vec<Event>,
-    ) {
+    pub(crate) fn remove_order(&mut self, id: OrderId, reason: CancelReason, events: &mut Vec<Event>) {
         let info = &self.orders[&id];
-        let remaining = self
-            .market(info.series)
-            .book
-            .get(id.0)
-            .expect("open orders rest")
-            .remaining_lots;
+        let remaining = self.market(info.series).book.get(id.0).expect("open orders rest").remaining_lots;
         self.release_order(id, remaining, reason, events);
     }
 
     /// Shrinks an open order in place, keeping its time priority.
-    pub(crate) fn reduce_order(
-        &mut self,
-        id: OrderId,
-        new_lots: u64,
-        reason: CancelReason,
-        events: &mut Vec<Event>,
-    ) {
+    pub(crate) fn reduce_order(&mut self, id: OrderId, new_lots: u64, reason: CancelReason, events: &mut Vec<Event>) {
         let info = self.orders[&id].clone();
         let owner = self.account_index[&info.owner];
         let market = &mut self.markets[info.series.0 as usize];
-        let before = market
-            .book
-            .get(id.0)
-            .expect("open orders rest")
-            .remaining_lots;
+        let before = market.book.get(id.0).expect("open orders rest").remaining_lots;
         assert!(new_lots > 0 && new_lots < before, "reduce shrinks an order");
-        market
-            .book
-            .reduce(id.0, new_lots)
-            .expect("a smaller size is a valid reduction");
+        market.book.reduce(id.0, new_lots).expect("a smaller size is a valid reduction");
         let released = before - new_lots;
         self.update_exposure(owner, info.series, |exposure| match info.side {
             Side::Buy => {
                 exposure.open_buy_lots -= released;
-                exposure.buy_lock = exposure
-                    .buy_lock
-                    .minus(info.buy_lock_per_lot.times(released))
-                    .expect("lock covers the order");
+                exposure.buy_lock =
+                    exposure.buy_lock.minus(info.buy_lock_per_lot.times(released)).expect("lock covers the order");
             }
             Side::Sell => exposure.open_sell_lots -= released,
         });
@@ -921,12 +745,7 @@ impl State {
         let mut room_buy = (-position).max(0) as u64;
         for id in ids {
             let side = self.orders[&id].side;
-            let remaining = self
-                .market(series)
-                .book
-                .get(id.0)
-                .expect("open orders rest")
-                .remaining_lots;
+            let remaining = self.market(series).book.get(id.0).expect("open orders rest").remaining_lots;
             let room = match side {
                 Side::Sell => &mut room_sell,
                 Side::Buy => &mut room_buy,
@@ -945,20 +764,10 @@ impl State {
 }
 
 fn remaining_after(fill: &vanna_book::Fill, order: OrderId) -> u64 {
-    if order.0 == fill.maker_id {
-        fill.maker_remaining_lots
-    } else {
-        u64::MAX
-    }
+    if order.0 == fill.maker_id { fill.maker_remaining_lots } else { u64::MAX }
 }
 
-fn add_to_exposure(
-    exposure: &mut Exposure,
-    side: Side,
-    lots: u64,
-    lock_per_lot: Amount,
-    reduce_only: bool,
-) {
+fn add_to_exposure(exposure: &mut Exposure, side: Side, lots: u64, lock_per_lot: Amount, reduce_only: bool) {
     match side {
         Side::Buy => {
             exposure.open_buy_lots += lots;

@@ -27,11 +27,7 @@ impl Signer {
     pub fn new(key: SigningKey) -> Self {
         let public_key = public_key_of(&key);
         let address = crate::crypto::address_of(&public_key);
-        Signer {
-            key,
-            public_key,
-            address,
-        }
+        Signer { key, public_key, address }
     }
 
     /// A key derived from a seed phrase: for demos, tests and benchmarks only.
@@ -39,10 +35,7 @@ impl Signer {
         use sha2::{Digest, Sha256};
         let mut counter = 0u32;
         loop {
-            let digest = Sha256::new()
-                .chain_update(seed.as_bytes())
-                .chain_update(counter.to_be_bytes())
-                .finalize();
+            let digest = Sha256::new().chain_update(seed.as_bytes()).chain_update(counter.to_be_bytes()).finalize();
             if let Ok(key) = SigningKey::from_bytes(&digest) {
                 return Signer::new(key);
             }
@@ -64,12 +57,7 @@ impl Signer {
         }
         .encode_to_vec();
         let signature = sign(&self.key, &body).to_vec();
-        wire::SignedTransaction {
-            body,
-            public_key: self.public_key.to_vec(),
-            signature,
-        }
-        .encode_to_vec()
+        wire::SignedTransaction { body, public_key: self.public_key.to_vec(), signature }.encode_to_vec()
     }
 }
 
@@ -79,12 +67,7 @@ pub fn action(kind: Kind) -> wire::Action {
 }
 
 /// A GTC limit order; adjust the other fields with struct update syntax.
-pub fn limit_order(
-    series: &str,
-    side: wire::Side,
-    price: &str,
-    quantity: &str,
-) -> wire::PlaceOrder {
+pub fn limit_order(series: &str, side: wire::Side, price: &str, quantity: &str) -> wire::PlaceOrder {
     wire::PlaceOrder {
         series: series.to_string(),
         side: side as i32,
@@ -114,17 +97,13 @@ pub fn place(order: wire::PlaceOrder) -> wire::Action {
 
 pub fn cancel(order_id: u64) -> wire::Action {
     action(Kind::CancelOrder(wire::CancelOrder {
-        order: Some(wire::OrderRef {
-            id: Some(wire::order_ref::Id::OrderId(order_id)),
-        }),
+        order: Some(wire::OrderRef { id: Some(wire::order_ref::Id::OrderId(order_id)) }),
     }))
 }
 
 pub fn cancel_by_client_id(client_order_id: u64) -> wire::Action {
     action(Kind::CancelOrder(wire::CancelOrder {
-        order: Some(wire::OrderRef {
-            id: Some(wire::order_ref::Id::ClientOrderId(client_order_id)),
-        }),
+        order: Some(wire::OrderRef { id: Some(wire::order_ref::Id::ClientOrderId(client_order_id)) }),
     }))
 }
 
@@ -134,9 +113,7 @@ pub fn cancel_all(scope: wire::cancel_all::Scope) -> wire::Action {
 
 pub fn replace(order_id: u64, price: &str, quantity: &str) -> wire::Action {
     action(Kind::ReplaceOrder(wire::ReplaceOrder {
-        order: Some(wire::OrderRef {
-            id: Some(wire::order_ref::Id::OrderId(order_id)),
-        }),
+        order: Some(wire::OrderRef { id: Some(wire::order_ref::Id::OrderId(order_id)) }),
         price: price.to_string(),
         quantity: quantity.to_string(),
     }))
@@ -151,14 +128,9 @@ pub fn transfer(to: Address, asset: wire::Asset, amount: &str) -> wire::Action {
 }
 
 pub fn list_series(series: &str) -> wire::Action {
-    action(Kind::ListSeries(wire::ListSeries {
-        series: series.to_string(),
-    }))
+    action(Kind::ListSeries(wire::ListSeries { series: series.to_string() }))
 }
 
 pub fn set_index_price(underlying: &str, price: &str) -> wire::Action {
-    action(Kind::SetIndexPrice(wire::SetIndexPrice {
-        underlying: underlying.to_string(),
-        price: price.to_string(),
-    }))
+    action(Kind::SetIndexPrice(wire::SetIndexPrice { underlying: underlying.to_string(), price: price.to_string() }))
 }

@@ -14,18 +14,10 @@ use vanna_runtime::tx::{Signer, limit_order, list_series, place, set_index_price
 
 fn rejected(chain: &mut Sandbox, bytes: Vec<u8>) -> RuntimeError {
     let alice = chain.address("alice");
-    let before = prost::Message::encode_to_vec(
-        &chain
-            .state
-            .account_state(chain.state.account(&alice).unwrap().owner),
-    );
+    let before = prost::Message::encode_to_vec(&chain.state.account_state(chain.state.account(&alice).unwrap().owner));
     chain.submit_raw(bytes);
     let block = chain.produce_block();
-    let after = prost::Message::encode_to_vec(
-        &chain
-            .state
-            .account_state(chain.state.account(&alice).unwrap().owner),
-    );
+    let after = prost::Message::encode_to_vec(&chain.state.account_state(chain.state.account(&alice).unwrap().owner));
     assert_eq!(before, after, "a rejected transaction changes nothing");
     match &block.receipts[0].status {
         TxStatus::Rejected { error } => error.clone(),
@@ -43,37 +35,20 @@ fn envelope_refusals_name_their_reason() {
     let alice = chain.signer("alice").clone();
     assert_eq!(
         rejected(&mut chain, alice.sign("other-chain", 0, order_action())),
-        RuntimeError::WrongChainId {
-            expected: DEMO_CHAIN_ID.into(),
-            got: "other-chain".into()
-        }
+        RuntimeError::WrongChainId { expected: DEMO_CHAIN_ID.into(), got: "other-chain".into() }
     );
     assert_eq!(
         rejected(&mut chain, alice.sign(DEMO_CHAIN_ID, 1, order_action())),
-        RuntimeError::FutureNonce {
-            account: alice.address(),
-            expected: 0,
-            got: 1
-        }
+        RuntimeError::FutureNonce { account: alice.address(), expected: 0, got: 1 }
     );
-    assert_eq!(
-        rejected(&mut chain, alice.sign(DEMO_CHAIN_ID, 0, vec![])),
-        RuntimeError::NoActions
-    );
-    let too_many = (0..=MAX_ACTIONS_PER_TRANSACTION)
-        .map(|_| transfer(chain.address("bob"), wire::Asset::Usd, "1"))
-        .collect();
+    assert_eq!(rejected(&mut chain, alice.sign(DEMO_CHAIN_ID, 0, vec![])), RuntimeError::NoActions);
+    let too_many =
+        (0..=MAX_ACTIONS_PER_TRANSACTION).map(|_| transfer(chain.address("bob"), wire::Asset::Usd, "1")).collect();
     assert_eq!(
         rejected(&mut chain, alice.sign(DEMO_CHAIN_ID, 0, too_many)),
-        RuntimeError::TooManyActions {
-            count: MAX_ACTIONS_PER_TRANSACTION + 1,
-            max: MAX_ACTIONS_PER_TRANSACTION
-        }
+        RuntimeError::TooManyActions { count: MAX_ACTIONS_PER_TRANSACTION + 1, max: MAX_ACTIONS_PER_TRANSACTION }
     );
-    assert!(matches!(
-        rejected(&mut chain, vec![0xff; 10]),
-        RuntimeError::Malformed(_)
-    ));
+    assert!(matches!(rejected(&mut chain, vec![0xff; 10]), RuntimeError::Malformed(_)));
     assert!(matches!(
         rejected(&mut chain, vec![0; MAX_TRANSACTION_BYTES + 1]),
         RuntimeError::TransactionTooLarge { size, max: MAX_TRANSACTION_BYTES } if size == MAX_TRANSACTION_BYTES + 1
@@ -97,214 +72,85 @@ fn envelope_refusals_name_their_reason() {
     let high = Signature::from_scalars(low.r(), -*low.s()).unwrap();
     let mut twin = signed.clone();
     twin.signature = high.to_bytes().to_vec();
-    assert_eq!(
-        rejected(&mut chain, twin.encode_to_vec()),
-        RuntimeError::HighS
-    );
+    assert_eq!(rejected(&mut chain, twin.encode_to_vec()), RuntimeError::HighS);
     let bob = chain.signer("bob").clone();
-    let bob_signed =
-        wire::SignedTransaction::decode(bob.sign(DEMO_CHAIN_ID, 0, order_action()).as_slice())
-            .unwrap();
+    let bob_signed = wire::SignedTransaction::decode(bob.sign(DEMO_CHAIN_ID, 0, order_action()).as_slice()).unwrap();
     let mut wrong_key = signed.clone();
     wrong_key.public_key = bob_signed.public_key;
     assert_eq!(
         rejected(&mut chain, wrong_key.encode_to_vec()),
-        RuntimeError::SenderMismatch {
-            sender: alice.address(),
-            derived: bob.address()
-        }
+        RuntimeError::SenderMismatch { sender: alice.address(), derived: bob.address() }
     );
     signed.signature.truncate(63);
-    assert_eq!(
-        rejected(&mut chain, signed.encode_to_vec()),
-        RuntimeError::BadSignatureEncoding
-    );
+    assert_eq!(rejected(&mut chain, signed.encode_to_vec()), RuntimeError::BadSignatureEncoding);
 
     // The genuine one applies once; its replay is stale.
     chain.submit_raw(good.clone());
-    assert!(matches!(
-        chain.produce_block().receipts[0].status,
-        TxStatus::Included { .. }
-    ));
-    assert_eq!(
-        rejected(&mut chain, good),
-        RuntimeError::StaleNonce {
-            account: alice.address(),
-            expected: 1,
-            got: 0
-        }
-    );
+    assert!(matches!(chain.produce_block().receipts[0].status, TxStatus::Included { .. }));
+    assert_eq!(rejected(&mut chain, good), RuntimeError::StaleNonce { account: alice.address(), expected: 1, got: 0 });
 }
 
 #[test]
 fn a_failed_action_consumes_the_nonce_and_nothing_else() {
     let mut chain = sandbox();
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![place(limit_order(CALL, Side::Buy, "100.3", "1"))],
-    );
-    assert_eq!(
-        action_error(&receipt),
-        RuntimeError::OffTick {
-            price: dec("100.3"),
-            tick: dec("0.5")
-        }
-    );
+    let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order(CALL, Side::Buy, "100.3", "1"))]);
+    assert_eq!(action_error(&receipt), RuntimeError::OffTick { price: dec("100.3"), tick: dec("0.5") });
     let account = chain.state.account(&chain.address("alice")).unwrap();
     assert_eq!(account.nonce, 1);
     assert!(account.open_orders.is_empty() && account.usd_locked.is_zero());
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![place(limit_order(CALL, Side::Buy, "100", "0.015"))],
-    );
-    assert_eq!(
-        action_error(&receipt),
-        RuntimeError::OffLot {
-            quantity: dec("0.015"),
-            lot: dec("0.01")
-        }
-    );
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![place(limit_order(
-            "BTC-25DEC26-123-C",
-            Side::Buy,
-            "100",
-            "1",
-        ))],
-    );
-    assert_eq!(
-        action_error(&receipt),
-        RuntimeError::UnknownSeries("BTC-25DEC26-123-C".into())
-    );
+    let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order(CALL, Side::Buy, "100", "0.015"))]);
+    assert_eq!(action_error(&receipt), RuntimeError::OffLot { quantity: dec("0.015"), lot: dec("0.01") });
+    let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order("BTC-25DEC26-123-C", Side::Buy, "100", "1"))]);
+    assert_eq!(action_error(&receipt), RuntimeError::UnknownSeries("BTC-25DEC26-123-C".into()));
 }
 
 #[test]
 fn transfers_move_only_free_funds() {
     let mut chain = sandbox();
-    run(
-        &mut chain,
-        "alice",
-        vec![place(limit_order(PUT, Side::Sell, "5000", "9"))],
-    );
+    run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Sell, "5000", "9"))]);
     let (alice, bob) = (chain.address("alice"), chain.address("bob"));
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![transfer(bob, wire::Asset::Usd, "100001")],
-    );
+    let (receipt, _) = run(&mut chain, "alice", vec![transfer(bob, wire::Asset::Usd, "100001")]);
     assert_eq!(
         action_error(&receipt),
-        RuntimeError::InsufficientFunds {
-            asset: "USD",
-            needed: dec("100001"),
-            available: dec("100000")
-        }
+        RuntimeError::InsufficientFunds { asset: "USD", needed: dec("100001"), available: dec("100000") }
     );
     let newcomer = Signer::from_seed("newcomer").address();
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![transfer(newcomer, wire::Asset::Usd, "100000")],
-    );
+    let (receipt, _) = run(&mut chain, "alice", vec![transfer(newcomer, wire::Asset::Usd, "100000")]);
     assert_eq!(outcomes(&receipt)[0], Ok(ActionOutcome::Transferred));
-    assert_eq!(
-        chain.state.account(&newcomer).unwrap().usd.value(),
-        dec("100000")
-    );
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![transfer(alice, wire::Asset::Usd, "1")],
-    );
+    assert_eq!(chain.state.account(&newcomer).unwrap().usd.value(), dec("100000"));
+    let (receipt, _) = run(&mut chain, "alice", vec![transfer(alice, wire::Asset::Usd, "1")]);
     assert_eq!(action_error(&receipt), RuntimeError::SelfTransfer);
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![transfer(newcomer, wire::Asset::Vanna, "1")],
-    );
+    let (receipt, _) = run(&mut chain, "alice", vec![transfer(newcomer, wire::Asset::Vanna, "1")]);
     assert_eq!(
         action_error(&receipt),
-        RuntimeError::InsufficientFunds {
-            asset: "VANNA",
-            needed: dec("1"),
-            available: dec("0")
-        }
+        RuntimeError::InsufficientFunds { asset: "VANNA", needed: dec("1"), available: dec("0") }
     );
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![transfer(newcomer, wire::Asset::Usd, "0.0000001")],
-    );
-    assert!(matches!(
-        action_error(&receipt),
-        RuntimeError::TooPrecise {
-            max_decimals: 6,
-            ..
-        }
-    ));
+    let (receipt, _) = run(&mut chain, "alice", vec![transfer(newcomer, wire::Asset::Usd, "0.0000001")]);
+    assert!(matches!(action_error(&receipt), RuntimeError::TooPrecise { max_decimals: 6, .. }));
 }
 
 #[test]
 fn only_the_listing_authority_lists_and_sets_index_prices() {
     let mut chain = sandbox();
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![list_series("BTC-25DEC26-120000-C")],
-    );
-    assert_eq!(
-        action_error(&receipt),
-        RuntimeError::NotAuthorized("list series")
-    );
+    let (receipt, _) = run(&mut chain, "alice", vec![list_series("BTC-25DEC26-120000-C")]);
+    assert_eq!(action_error(&receipt), RuntimeError::NotAuthorized("list series"));
     let (receipt, _) = run(
         &mut chain,
         "authority",
-        vec![
-            list_series("BTC-25DEC26-120000-C"),
-            list_series("BTC-25DEC26-120000-C"),
-            list_series("BTC-1JAN26-1-C"),
-        ],
+        vec![list_series("BTC-25DEC26-120000-C"), list_series("BTC-25DEC26-120000-C"), list_series("BTC-1JAN26-1-C")],
     );
     let results = outcomes(&receipt);
     assert_eq!(results[0], Ok(ActionOutcome::SeriesListed));
-    assert_eq!(
-        results[1],
-        Err(RuntimeError::SeriesExists("BTC-25DEC26-120000-C".into()))
-    );
-    assert!(matches!(
-        results[2],
-        Err(RuntimeError::SeriesExpired { .. })
-    ));
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![place(limit_order(
-            "BTC-25DEC26-120000-C",
-            Side::Buy,
-            "100",
-            "1",
-        ))],
-    );
+    assert_eq!(results[1], Err(RuntimeError::SeriesExists("BTC-25DEC26-120000-C".into())));
+    assert!(matches!(results[2], Err(RuntimeError::SeriesExpired { .. })));
+    let (receipt, _) =
+        run(&mut chain, "alice", vec![place(limit_order("BTC-25DEC26-120000-C", Side::Buy, "100", "1"))]);
     assert_eq!(order(&receipt).resting_contracts, dec("1"));
     let (receipt, _) = run(&mut chain, "alice", vec![set_index_price("BTC", "1")]);
-    assert_eq!(
-        action_error(&receipt),
-        RuntimeError::NotAuthorized("set index prices")
-    );
-    let (receipt, _) = run(
-        &mut chain,
-        "authority",
-        vec![set_index_price("BTC", "90000")],
-    );
+    assert_eq!(action_error(&receipt), RuntimeError::NotAuthorized("set index prices"));
+    let (receipt, _) = run(&mut chain, "authority", vec![set_index_price("BTC", "90000")]);
     assert_eq!(outcomes(&receipt)[0], Ok(ActionOutcome::IndexPriceSet));
-    assert_eq!(
-        chain.state.underlyings["BTC"].index_price.value(),
-        dec("90000")
-    );
+    assert_eq!(chain.state.underlyings["BTC"].index_price.value(), dec("90000"));
 }
 
 #[test]
@@ -313,121 +159,47 @@ fn order_limits_hold_at_their_edges() {
     // Open orders per series: the 64th rests, the 65th is refused.
     let bids = |from: u32, count: u32| {
         (from..from + count)
-            .map(|i| {
-                place(limit_order(
-                    CALL,
-                    Side::Buy,
-                    &format!("{}", 100 + i),
-                    "0.01",
-                ))
-            })
+            .map(|i| place(limit_order(CALL, Side::Buy, &format!("{}", 100 + i), "0.01")))
             .collect::<Vec<_>>()
     };
     run(&mut chain, "alice", bids(0, 32));
     run(&mut chain, "alice", bids(32, 32));
     let (receipt, _) = run(&mut chain, "alice", bids(64, 1));
-    assert_eq!(
-        action_error(&receipt),
-        RuntimeError::TooManyOpenOrdersInSeries {
-            max: MAX_OPEN_ORDERS_PER_SERIES
-        }
-    );
+    assert_eq!(action_error(&receipt), RuntimeError::TooManyOpenOrdersInSeries { max: MAX_OPEN_ORDERS_PER_SERIES });
     // Open orders per account: fill up 4 × 64 across series, then one more is refused.
-    for series in [
-        "BTC-25DEC26-90000-C",
-        "BTC-25DEC26-110000-C",
-        "ETH-25DEC26-3000-C",
-    ] {
+    for series in ["BTC-25DEC26-90000-C", "BTC-25DEC26-110000-C", "ETH-25DEC26-3000-C"] {
         for batch in 0..2 {
             let orders = (0..32)
-                .map(|i| {
-                    place(limit_order(
-                        series,
-                        Side::Buy,
-                        &format!("{}", 10 + batch * 32 + i),
-                        "1",
-                    ))
-                })
+                .map(|i| place(limit_order(series, Side::Buy, &format!("{}", 10 + batch * 32 + i), "1")))
                 .collect();
             run(&mut chain, "alice", orders);
         }
     }
-    assert_eq!(
-        chain
-            .state
-            .account(&chain.address("alice"))
-            .unwrap()
-            .open_orders
-            .len(),
-        MAX_OPEN_ORDERS_PER_ACCOUNT
-    );
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![place(limit_order(
-            "ETH-25DEC26-3500-C",
-            Side::Buy,
-            "1",
-            "1",
-        ))],
-    );
-    assert_eq!(
-        action_error(&receipt),
-        RuntimeError::TooManyOpenOrders {
-            max: MAX_OPEN_ORDERS_PER_ACCOUNT
-        }
-    );
+    assert_eq!(chain.state.account(&chain.address("alice")).unwrap().open_orders.len(), MAX_OPEN_ORDERS_PER_ACCOUNT);
+    let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order("ETH-25DEC26-3500-C", Side::Buy, "1", "1"))]);
+    assert_eq!(action_error(&receipt), RuntimeError::TooManyOpenOrders { max: MAX_OPEN_ORDERS_PER_ACCOUNT });
     // Price and size bounds.
-    let (receipt, _) = run(
-        &mut chain,
-        "bob",
-        vec![place(limit_order(CALL, Side::Buy, "10000000.5", "1"))],
-    );
-    assert!(matches!(
-        action_error(&receipt),
-        RuntimeError::PriceTooHigh { .. }
-    ));
-    let (receipt, _) = run(
-        &mut chain,
-        "bob",
-        vec![place(limit_order(CALL, Side::Buy, "0.5", "1000000.01"))],
-    );
-    assert!(matches!(
-        action_error(&receipt),
-        RuntimeError::QuantityTooLarge { .. }
-    ));
-    let (receipt, _) = run(
-        &mut chain,
-        "bob",
-        vec![place(limit_order(CALL, Side::Buy, "0.5", "1000000"))],
-    );
+    let (receipt, _) = run(&mut chain, "bob", vec![place(limit_order(CALL, Side::Buy, "10000000.5", "1"))]);
+    assert!(matches!(action_error(&receipt), RuntimeError::PriceTooHigh { .. }));
+    let (receipt, _) = run(&mut chain, "bob", vec![place(limit_order(CALL, Side::Buy, "0.5", "1000000.01"))]);
+    assert!(matches!(action_error(&receipt), RuntimeError::QuantityTooLarge { .. }));
+    let (receipt, _) = run(&mut chain, "bob", vec![place(limit_order(CALL, Side::Buy, "0.5", "1000000"))]);
     assert_eq!(order(&receipt).resting_contracts, dec("1000000"));
 }
 
 #[test]
 fn one_order_sweeps_at_most_max_fills_resting_orders() {
-    let (genesis, signers) =
-        vanna_runtime::sandbox::demo_genesis(&[("maker", 100_000_000), ("taker", 100_000_000)]);
+    let (genesis, signers) = vanna_runtime::sandbox::demo_genesis(&[("maker", 100_000_000), ("taker", 100_000_000)]);
     let mut chain = Sandbox::new(&genesis, signers).unwrap();
     // An account rests at most 64 orders in a series: spread the asks over makers.
     let makers = (MAX_FILLS_PER_ORDER as usize).div_ceil(MAX_OPEN_ORDERS_PER_SERIES) + 1;
     for m in 0..makers {
         let signer = Signer::from_seed(&format!("maker-{m}"));
-        chain.submit(
-            "maker",
-            vec![transfer(signer.address(), wire::Asset::Usd, "1000000")],
-        );
+        chain.submit("maker", vec![transfer(signer.address(), wire::Asset::Usd, "1000000")]);
         chain.produce_block();
         for batch in 0..2 {
             let asks = (0..32)
-                .map(|i| {
-                    place(limit_order(
-                        PUT,
-                        Side::Sell,
-                        &format!("{}", 1000 + batch * 32 + i),
-                        "0.01",
-                    ))
-                })
+                .map(|i| place(limit_order(PUT, Side::Sell, &format!("{}", 1000 + batch * 32 + i), "0.01")))
                 .collect();
             let nonce = chain.next_nonce(&signer.address());
             chain.submit_raw(signer.sign(DEMO_CHAIN_ID, nonce, asks));
@@ -436,47 +208,25 @@ fn one_order_sweeps_at_most_max_fills_resting_orders() {
     }
     let resting = chain.state.series(PUT).unwrap().book.len();
     assert!(resting > MAX_FILLS_PER_ORDER as usize);
-    let (receipt, block) = run(
-        &mut chain,
-        "taker",
-        vec![place(limit_order(PUT, Side::Buy, "2000", "100"))],
-    );
+    let (receipt, block) = run(&mut chain, "taker", vec![place(limit_order(PUT, Side::Buy, "2000", "100"))]);
     let outcome = order(&receipt);
     assert_eq!(fills(&block).len(), MAX_FILLS_PER_ORDER as usize);
-    assert_eq!(
-        outcome.cancelled,
-        Some(vanna_runtime::events::CancelReason::MaxFills)
-    );
-    assert_eq!(
-        outcome.resting_contracts,
-        dec("0"),
-        "a capped sweep never rests into a crossed book"
-    );
+    assert_eq!(outcome.cancelled, Some(vanna_runtime::events::CancelReason::MaxFills));
+    assert_eq!(outcome.resting_contracts, dec("0"), "a capped sweep never rests into a crossed book");
 }
 
 #[test]
 fn blocks_are_bounded_and_contexts_must_follow() {
     let mut chain = sandbox();
-    let context = vanna_runtime::BlockContext {
-        height: 5,
-        time_ms: chain.state.time_ms,
-    };
+    let context = vanna_runtime::BlockContext { height: 5, time_ms: chain.state.time_ms, ..Default::default() };
     assert!(vanna_runtime::apply_block(&mut chain.state, &context, &[]).is_err());
-    let context = vanna_runtime::BlockContext {
-        height: 1,
-        time_ms: chain.state.time_ms - 1,
-    };
+    let context = vanna_runtime::BlockContext { height: 1, time_ms: chain.state.time_ms - 1, ..Default::default() };
     assert!(vanna_runtime::apply_block(&mut chain.state, &context, &[]).is_err());
-    let context = vanna_runtime::BlockContext {
-        height: 1,
-        time_ms: chain.state.time_ms,
-    };
+    let context = vanna_runtime::BlockContext { height: 1, time_ms: chain.state.time_ms, ..Default::default() };
     let too_many = vec![Vec::new(); MAX_TRANSACTIONS_PER_BLOCK + 1];
     assert_eq!(
         vanna_runtime::apply_block(&mut chain.state, &context, &too_many).unwrap_err(),
-        RuntimeError::BlockFull {
-            max: MAX_TRANSACTIONS_PER_BLOCK
-        }
+        RuntimeError::BlockFull { max: MAX_TRANSACTIONS_PER_BLOCK }
     );
     assert_eq!(chain.state.height, 0, "a refused block changes nothing");
 }
@@ -484,42 +234,17 @@ fn blocks_are_bounded_and_contexts_must_follow() {
 #[test]
 fn series_per_account_are_bounded() {
     let mut chain = sandbox();
-    let strikes: Vec<String> = (1..=MAX_SERIES_PER_ACCOUNT as u32 + 1)
-        .map(|i| format!("BTC-25DEC26-{}-C", 200_000 + i))
-        .collect();
+    let strikes: Vec<String> =
+        (1..=MAX_SERIES_PER_ACCOUNT as u32 + 1).map(|i| format!("BTC-25DEC26-{}-C", 200_000 + i)).collect();
     for batch in strikes.chunks(MAX_ACTIONS_PER_TRANSACTION) {
-        run(
-            &mut chain,
-            "authority",
-            batch.iter().map(|name| list_series(name)).collect(),
-        );
+        run(&mut chain, "authority", batch.iter().map(|name| list_series(name)).collect());
     }
     for batch in strikes[..MAX_SERIES_PER_ACCOUNT].chunks(MAX_ACTIONS_PER_TRANSACTION) {
-        let orders = batch
-            .iter()
-            .map(|name| place(limit_order(name, Side::Buy, "1", "0.01")))
-            .collect();
+        let orders = batch.iter().map(|name| place(limit_order(name, Side::Buy, "1", "0.01"))).collect();
         run(&mut chain, "alice", orders);
     }
-    assert_eq!(
-        chain
-            .state
-            .account(&chain.address("alice"))
-            .unwrap()
-            .exposures
-            .len(),
-        MAX_SERIES_PER_ACCOUNT
-    );
+    assert_eq!(chain.state.account(&chain.address("alice")).unwrap().exposures.len(), MAX_SERIES_PER_ACCOUNT);
     let last = strikes.last().unwrap();
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![place(limit_order(last, Side::Buy, "1", "0.01"))],
-    );
-    assert_eq!(
-        action_error(&receipt),
-        RuntimeError::TooManyPositions {
-            max: MAX_SERIES_PER_ACCOUNT
-        }
-    );
+    let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order(last, Side::Buy, "1", "0.01"))]);
+    assert_eq!(action_error(&receipt), RuntimeError::TooManyPositions { max: MAX_SERIES_PER_ACCOUNT });
 }

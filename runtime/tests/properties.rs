@@ -70,22 +70,12 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// Prices in steps of 250 USD around 500 (BTC) or of 10 around 50 (ETH); sizes in lots.
 fn price(series: usize, steps: u32) -> String {
-    if series == ETH {
-        format!("{}", steps * 10)
-    } else {
-        format!("{}", steps * 250)
-    }
+    if series == ETH { format!("{}", steps * 10) } else { format!("{}", steps * 250) }
 }
 
 fn quantity(series: usize, lots: u32) -> String {
-    let lot = if series == ETH {
-        rust_decimal::Decimal::new(1, 1)
-    } else {
-        rust_decimal::Decimal::new(1, 2)
-    };
-    (lot * rust_decimal::Decimal::from(lots))
-        .normalize()
-        .to_string()
+    let lot = if series == ETH { rust_decimal::Decimal::new(1, 1) } else { rust_decimal::Decimal::new(1, 2) };
+    (lot * rust_decimal::Decimal::from(lots)).normalize().to_string()
 }
 
 fn open_order(chain: &Sandbox, account: &str, pick: u64) -> Option<u64> {
@@ -93,25 +83,12 @@ fn open_order(chain: &Sandbox, account: &str, pick: u64) -> Option<u64> {
     if orders.is_empty() {
         return None;
     }
-    orders
-        .iter()
-        .nth((pick % orders.len() as u64) as usize)
-        .map(|id| id.0)
+    orders.iter().nth((pick % orders.len() as u64) as usize).map(|id| id.0)
 }
 
 fn action(chain: &Sandbox, op: &Op) -> Option<(usize, Action)> {
     Some(match op {
-        Op::Limit {
-            account,
-            series,
-            buy,
-            price_steps,
-            lots,
-            tif,
-            post_only,
-            reduce_only,
-            stp,
-        } => {
+        Op::Limit { account, series, buy, price_steps, lots, tif, post_only, reduce_only, stp } => {
             let side = if *buy { Side::Buy } else { Side::Sell };
             let tif = [
                 TimeInForce::Gtc,
@@ -132,79 +109,32 @@ fn action(chain: &Sandbox, op: &Op) -> Option<(usize, Action)> {
                 post_only: *post_only && tif == TimeInForce::Gtc,
                 reduce_only: *reduce_only,
                 self_trade_prevention: stp as i32,
-                ..limit_order(
-                    SERIES[*series],
-                    side,
-                    &price(*series, *price_steps),
-                    &quantity(*series, *lots),
-                )
+                ..limit_order(SERIES[*series], side, &price(*series, *price_steps), &quantity(*series, *lots))
             };
             (*account, place(order))
         }
-        Op::Market {
-            account,
-            series,
-            buy,
-            lots,
-        } => {
+        Op::Market { account, series, buy, lots } => {
             let side = if *buy { Side::Buy } else { Side::Sell };
-            (
-                *account,
-                place(market_order(
-                    SERIES[*series],
-                    side,
-                    &quantity(*series, *lots),
-                )),
-            )
+            (*account, place(market_order(SERIES[*series], side, &quantity(*series, *lots))))
         }
-        Op::Cancel { account, pick } => (
-            *account,
-            cancel(open_order(chain, ACCOUNTS[*account], *pick)?),
-        ),
-        Op::Replace {
-            account,
-            pick,
-            price_steps,
-            lots,
-        } => {
+        Op::Cancel { account, pick } => (*account, cancel(open_order(chain, ACCOUNTS[*account], *pick)?)),
+        Op::Replace { account, pick, price_steps, lots } => {
             let id = open_order(chain, ACCOUNTS[*account], *pick)?;
             let info = &chain.state.orders[&vanna_runtime::OrderId(id)];
-            let series = if chain.state.market(info.series).spec.underlying == "ETH" {
-                ETH
-            } else {
-                0
-            };
-            (
-                *account,
-                replace(id, &price(series, *price_steps), &quantity(series, *lots)),
-            )
+            let series = if chain.state.market(info.series).spec.underlying == "ETH" { ETH } else { 0 };
+            (*account, replace(id, &price(series, *price_steps), &quantity(series, *lots)))
         }
-        Op::CancelAll { account } => (
-            *account,
-            cancel_all(vanna_proto::v1::cancel_all::Scope::Everything(true)),
-        ),
-        Op::Transfer {
-            account,
-            to,
-            amount,
-        } => (
-            *account,
-            transfer(
-                chain.address(ACCOUNTS[*to]),
-                vanna_proto::v1::Asset::Usd,
-                &amount.to_string(),
-            ),
-        ),
+        Op::CancelAll { account } => (*account, cancel_all(vanna_proto::v1::cancel_all::Scope::Everything(true))),
+        Op::Transfer { account, to, amount } => {
+            (*account, transfer(chain.address(ACCOUNTS[*to]), vanna_proto::v1::Asset::Usd, &amount.to_string()))
+        }
         Op::EndBlock => return None,
     })
 }
 
 fn small_sandbox() -> Sandbox {
-    let (genesis, signers) = vanna_runtime::sandbox::demo_genesis(&[
-        ("alice", 1_000_000),
-        ("bob", 800_000),
-        ("carol", 1_500_000),
-    ]);
+    let (genesis, signers) =
+        vanna_runtime::sandbox::demo_genesis(&[("alice", 1_000_000), ("bob", 800_000), ("carol", 1_500_000)]);
     Sandbox::new(&genesis, signers).unwrap()
 }
 
@@ -228,11 +158,7 @@ fn run_ops_counting(ops: &[Op]) -> (Sandbox, Vec<[u8; 32]>, Activity) {
     let mut end_block = |chain: &mut Sandbox| {
         let block = chain.produce_block();
         activity.fills += fills(&block).len();
-        activity.refused_actions += block
-            .receipts
-            .iter()
-            .filter(|receipt| receipt.first_error().is_some())
-            .count();
+        activity.refused_actions += block.receipts.iter().filter(|receipt| receipt.first_error().is_some()).count();
         for receipt in &block.receipts {
             assert!(
                 matches!(receipt.status, TxStatus::Included { .. }),
@@ -242,11 +168,7 @@ fn run_ops_counting(ops: &[Op]) -> (Sandbox, Vec<[u8; 32]>, Activity) {
         chain.state.check_invariants();
         assert_eq!(chain.state.total_usd(), total, "USD is conserved");
         for market in &chain.state.markets {
-            assert!(
-                !market.book.is_crossed(),
-                "book {} left crossed",
-                market.spec.name
-            );
+            assert!(!market.book.is_crossed(), "book {} left crossed", market.spec.name);
         }
         assert_eq!(block.state_root, chain.state.state_root_from_scratch());
         roots.push(block.state_root);
@@ -273,20 +195,13 @@ fn the_generator_exercises_matching_and_refusals() {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let mut total = Activity::default();
     for _ in 0..20 {
-        let ops = prop::collection::vec(op(), 40..60)
-            .new_tree(&mut runner)
-            .unwrap()
-            .current();
+        let ops = prop::collection::vec(op(), 40..60).new_tree(&mut runner).unwrap().current();
         let (_, _, activity) = run_ops_counting(&ops);
         total.fills += activity.fills;
         total.refused_actions += activity.refused_actions;
     }
     assert!(total.fills >= 80, "only {} fills", total.fills);
-    assert!(
-        total.refused_actions >= 20,
-        "only {} refusals",
-        total.refused_actions
-    );
+    assert!(total.refused_actions >= 20, "only {} refusals", total.refused_actions);
 }
 
 proptest! {

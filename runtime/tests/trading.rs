@@ -6,26 +6,16 @@ use common::*;
 use vanna_proto::v1::{SelfTradePrevention, Side, TimeInForce, cancel_all::Scope};
 use vanna_runtime::RuntimeError;
 use vanna_runtime::events::{ActionOutcome, CancelReason, Event};
-use vanna_runtime::tx::{
-    cancel, cancel_all, cancel_by_client_id, limit_order, market_order, place, replace,
-};
+use vanna_runtime::tx::{cancel, cancel_all, cancel_by_client_id, limit_order, market_order, place, replace};
 
 #[test]
 fn a_cross_moves_premium_and_fees_exactly() {
     let mut chain = sandbox();
-    let (receipt, _) = run(
-        &mut chain,
-        "bob",
-        vec![place(limit_order(PUT, Side::Sell, "4000", "1"))],
-    );
+    let (receipt, _) = run(&mut chain, "bob", vec![place(limit_order(PUT, Side::Sell, "4000", "1"))]);
     assert_eq!(order(&receipt).resting_contracts, dec("1"));
     // A cash-secured put locks the strike.
     assert_eq!(usd(&chain, "bob"), (dec("1000000"), dec("100000")));
-    let (receipt, block) = run(
-        &mut chain,
-        "alice",
-        vec![place(limit_order(PUT, Side::Buy, "4100", "1"))],
-    );
+    let (receipt, block) = run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Buy, "4100", "1"))]);
     let outcome = order(&receipt);
     assert_eq!(outcome.filled_contracts, dec("1"));
     assert_eq!(outcome.resting_contracts, dec("0"));
@@ -46,16 +36,8 @@ fn fees_are_capped_at_a_fraction_of_the_premium_and_rounded_up() {
     let mut chain = sandbox();
     // A deep out-of-the-money put: premium 10 per contract, 0.13 contracts.
     let series = "BTC-25DEC26-90000-P";
-    run(
-        &mut chain,
-        "bob",
-        vec![place(limit_order(series, Side::Sell, "10", "0.13"))],
-    );
-    let (_, block) = run(
-        &mut chain,
-        "alice",
-        vec![place(limit_order(series, Side::Buy, "10", "0.13"))],
-    );
+    run(&mut chain, "bob", vec![place(limit_order(series, Side::Sell, "10", "0.13"))]);
+    let (_, block) = run(&mut chain, "alice", vec![place(limit_order(series, Side::Buy, "10", "0.13"))]);
     let fill = &fills(&block)[0];
     assert_eq!(fill.premium.value(), dec("1.3"));
     // 12.5% of 1.3 = 0.1625 < 0.05% of 97,000 × 0.13.
@@ -65,27 +47,15 @@ fn fees_are_capped_at_a_fraction_of_the_premium_and_rounded_up() {
 
 #[test]
 fn buyers_must_hold_premium_plus_fees() {
-    let (genesis, signers) =
-        vanna_runtime::sandbox::demo_genesis(&[("poor", 1_000), ("bob", 1_000_000)]);
+    let (genesis, signers) = vanna_runtime::sandbox::demo_genesis(&[("poor", 1_000), ("bob", 1_000_000)]);
     let mut chain = vanna_runtime::sandbox::Sandbox::new(&genesis, signers).unwrap();
     // 900 premium + 12.5% cap = 1012.5 > 1000.
-    let (receipt, _) = run(
-        &mut chain,
-        "poor",
-        vec![place(limit_order(CALL, Side::Buy, "900", "1"))],
-    );
+    let (receipt, _) = run(&mut chain, "poor", vec![place(limit_order(CALL, Side::Buy, "900", "1"))]);
     assert_eq!(
         action_error(&receipt),
-        RuntimeError::InsufficientCollateral {
-            required: dec("1012.5"),
-            cash: dec("1000")
-        }
+        RuntimeError::InsufficientCollateral { required: dec("1012.5"), cash: dec("1000") }
     );
-    let (receipt, _) = run(
-        &mut chain,
-        "poor",
-        vec![place(limit_order(CALL, Side::Buy, "888", "1"))],
-    );
+    let (receipt, _) = run(&mut chain, "poor", vec![place(limit_order(CALL, Side::Buy, "888", "1"))]);
     assert_eq!(order(&receipt).resting_contracts, dec("1"));
     assert_eq!(usd(&chain, "poor"), (dec("1000"), dec("999")));
 }
@@ -93,63 +63,22 @@ fn buyers_must_hold_premium_plus_fees() {
 #[test]
 fn naked_calls_are_refused_and_closing_releases_collateral() {
     let mut chain = sandbox();
-    let (receipt, _) = run(
-        &mut chain,
-        "bob",
-        vec![place(limit_order(CALL, Side::Sell, "5000", "1"))],
-    );
-    assert_eq!(
-        action_error(&receipt),
-        RuntimeError::NakedCall {
-            long: dec("0"),
-            already_offered: dec("0")
-        }
-    );
+    let (receipt, _) = run(&mut chain, "bob", vec![place(limit_order(CALL, Side::Sell, "5000", "1"))]);
+    assert_eq!(action_error(&receipt), RuntimeError::NakedCall { long: dec("0"), already_offered: dec("0") });
     // Bob writes a put, then buys it back: the strike lock is released.
-    run(
-        &mut chain,
-        "bob",
-        vec![place(limit_order(PUT, Side::Sell, "4000", "2"))],
-    );
-    run(
-        &mut chain,
-        "alice",
-        vec![place(limit_order(PUT, Side::Buy, "4000", "2"))],
-    );
+    run(&mut chain, "bob", vec![place(limit_order(PUT, Side::Sell, "4000", "2"))]);
+    run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Buy, "4000", "2"))]);
     assert_eq!(usd(&chain, "bob").1, dec("200000"));
-    run(
-        &mut chain,
-        "alice",
-        vec![place(limit_order(PUT, Side::Sell, "4200", "2"))],
-    );
-    let (receipt, _) = run(
-        &mut chain,
-        "bob",
-        vec![place(limit_order(PUT, Side::Buy, "4200", "2"))],
-    );
+    run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Sell, "4200", "2"))]);
+    let (receipt, _) = run(&mut chain, "bob", vec![place(limit_order(PUT, Side::Buy, "4200", "2"))]);
     assert_eq!(order(&receipt).filled_contracts, dec("2"));
     assert_eq!(position(&chain, "bob", PUT), dec("0"));
     assert_eq!(usd(&chain, "bob").1, dec("0"));
     // Alice, long calls, may sell what she holds and no more.
-    run(
-        &mut chain,
-        "carol",
-        vec![place(limit_order(PUT, Side::Sell, "1", "1"))],
-    );
-    run(
-        &mut chain,
-        "bob",
-        vec![place(limit_order(CALL, Side::Buy, "5000", "1"))],
-    );
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![place(limit_order(CALL, Side::Sell, "5000", "1"))],
-    );
-    assert!(matches!(
-        action_error(&receipt),
-        RuntimeError::NakedCall { .. }
-    ));
+    run(&mut chain, "carol", vec![place(limit_order(PUT, Side::Sell, "1", "1"))]);
+    run(&mut chain, "bob", vec![place(limit_order(CALL, Side::Buy, "5000", "1"))]);
+    let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order(CALL, Side::Sell, "5000", "1"))]);
+    assert!(matches!(action_error(&receipt), RuntimeError::NakedCall { .. }));
 }
 
 #[test]
@@ -158,23 +87,11 @@ fn post_only_ioc_fok_and_market_orders() {
     run(
         &mut chain,
         "bob",
-        vec![
-            place(limit_order(PUT, Side::Sell, "4000", "1")),
-            place(limit_order(PUT, Side::Sell, "4010", "1")),
-        ],
+        vec![place(limit_order(PUT, Side::Sell, "4000", "1")), place(limit_order(PUT, Side::Sell, "4010", "1"))],
     );
-    let post_only = vanna_proto::v1::PlaceOrder {
-        post_only: true,
-        ..limit_order(PUT, Side::Buy, "4000", "1")
-    };
+    let post_only = vanna_proto::v1::PlaceOrder { post_only: true, ..limit_order(PUT, Side::Buy, "4000", "1") };
     let (receipt, _) = run(&mut chain, "alice", vec![place(post_only)]);
-    assert_eq!(
-        action_error(&receipt),
-        RuntimeError::PostOnlyWouldCross {
-            side: "ask",
-            best: dec("4000")
-        }
-    );
+    assert_eq!(action_error(&receipt), RuntimeError::PostOnlyWouldCross { side: "ask", best: dec("4000") });
 
     let fok = vanna_proto::v1::PlaceOrder {
         time_in_force: TimeInForce::Fok as i32,
@@ -182,23 +99,9 @@ fn post_only_ioc_fok_and_market_orders() {
     };
     let before = chain.state.state_root_from_scratch();
     let (receipt, _) = run(&mut chain, "alice", vec![place(fok)]);
-    assert_eq!(
-        action_error(&receipt),
-        RuntimeError::FillOrKillUnfilled {
-            wanted: dec("3"),
-            available: dec("2")
-        }
-    );
-    assert_eq!(
-        chain.state.series(PUT).unwrap().book.len(),
-        2,
-        "a refused FOK touches no order"
-    );
-    assert_ne!(
-        before,
-        chain.state.state_root_from_scratch(),
-        "only the nonce and block values moved"
-    );
+    assert_eq!(action_error(&receipt), RuntimeError::FillOrKillUnfilled { wanted: dec("3"), available: dec("2") });
+    assert_eq!(chain.state.series(PUT).unwrap().book.len(), 2, "a refused FOK touches no order");
+    assert_ne!(before, chain.state.state_root_from_scratch(), "only the nonce and block values moved");
 
     let ioc = vanna_proto::v1::PlaceOrder {
         time_in_force: TimeInForce::Ioc as i32,
@@ -207,32 +110,16 @@ fn post_only_ioc_fok_and_market_orders() {
     let (receipt, _) = run(&mut chain, "alice", vec![place(ioc)]);
     let outcome = order(&receipt);
     assert_eq!(
-        (
-            outcome.filled_contracts,
-            outcome.resting_contracts,
-            outcome.cancelled
-        ),
+        (outcome.filled_contracts, outcome.resting_contracts, outcome.cancelled),
         (dec("1"), dec("0"), Some(CancelReason::Unfilled))
     );
 
-    let (receipt, block) = run(
-        &mut chain,
-        "carol",
-        vec![place(market_order(PUT, Side::Buy, "5"))],
-    );
+    let (receipt, block) = run(&mut chain, "carol", vec![place(market_order(PUT, Side::Buy, "5"))]);
     assert_eq!(order(&receipt).filled_contracts, dec("1"));
     assert_eq!(fills(&block)[0].price.value(), dec("4010"));
-    let (receipt, _) = run(
-        &mut chain,
-        "carol",
-        vec![place(market_order(PUT, Side::Buy, "1"))],
-    );
+    let (receipt, _) = run(&mut chain, "carol", vec![place(market_order(PUT, Side::Buy, "1"))]);
     assert_eq!(action_error(&receipt), RuntimeError::NoLiquidity);
-    assert_eq!(
-        usd(&chain, "carol").1,
-        dec("0"),
-        "nothing stays locked after an IOC"
-    );
+    assert_eq!(usd(&chain, "carol").1, dec("0"), "nothing stays locked after an IOC");
 }
 
 #[test]
@@ -249,13 +136,7 @@ fn good_til_time_orders_expire_by_block_time() {
     let block = chain.produce_block();
     assert!(block.events.is_empty());
     let block = chain.produce_block();
-    assert!(matches!(
-        block.events[0],
-        Event::OrderCancelled {
-            reason: CancelReason::Expired,
-            ..
-        }
-    ));
+    assert!(matches!(block.events[0], Event::OrderCancelled { reason: CancelReason::Expired, .. }));
     assert_eq!(usd(&chain, "alice").1, dec("0"));
     let stale = vanna_proto::v1::PlaceOrder {
         time_in_force: TimeInForce::Gtt as i32,
@@ -263,10 +144,7 @@ fn good_til_time_orders_expire_by_block_time() {
         ..limit_order(CALL, Side::Buy, "100", "1")
     };
     let (receipt, _) = run(&mut chain, "alice", vec![place(stale)]);
-    assert!(matches!(
-        action_error(&receipt),
-        RuntimeError::BadExpiry { .. }
-    ));
+    assert!(matches!(action_error(&receipt), RuntimeError::BadExpiry { .. }));
 }
 
 #[test]
@@ -292,19 +170,8 @@ fn cancel_by_id_client_id_and_cancel_all_scopes() {
         other => panic!("{other:?}"),
     };
     let (receipt, _) = run(&mut chain, "alice", vec![place(with_client(1, CALL))]);
-    assert_eq!(
-        action_error(&receipt),
-        RuntimeError::DuplicateClientOrderId(1)
-    );
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![
-            cancel(first.0),
-            cancel_by_client_id(2),
-            cancel_by_client_id(2),
-        ],
-    );
+    assert_eq!(action_error(&receipt), RuntimeError::DuplicateClientOrderId(1));
+    let (receipt, _) = run(&mut chain, "alice", vec![cancel(first.0), cancel_by_client_id(2), cancel_by_client_id(2)]);
     let results = outcomes(&receipt);
     assert_eq!(results[0], Ok(ActionOutcome::Cancelled { orders: 1 }));
     assert_eq!(results[1], Ok(ActionOutcome::Cancelled { orders: 1 }));
@@ -315,93 +182,37 @@ fn cancel_by_id_client_id_and_cancel_all_scopes() {
         RuntimeError::UnknownOrder(vanna_runtime::OrderId(first.0 + 2)),
         "bob cannot cancel alice's order"
     );
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![cancel_all(Scope::Series(PUT.into()))],
-    );
-    assert_eq!(
-        outcomes(&receipt)[0],
-        Ok(ActionOutcome::Cancelled { orders: 1 })
-    );
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![cancel_all(Scope::Underlying("ETH".into()))],
-    );
-    assert_eq!(
-        outcomes(&receipt)[0],
-        Ok(ActionOutcome::Cancelled { orders: 2 })
-    );
-    run(
-        &mut chain,
-        "alice",
-        vec![place(with_client(6, CALL)), place(with_client(7, PUT))],
-    );
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![cancel_all(Scope::Everything(true))],
-    );
-    assert_eq!(
-        outcomes(&receipt)[0],
-        Ok(ActionOutcome::Cancelled { orders: 2 })
-    );
+    let (receipt, _) = run(&mut chain, "alice", vec![cancel_all(Scope::Series(PUT.into()))]);
+    assert_eq!(outcomes(&receipt)[0], Ok(ActionOutcome::Cancelled { orders: 1 }));
+    let (receipt, _) = run(&mut chain, "alice", vec![cancel_all(Scope::Underlying("ETH".into()))]);
+    assert_eq!(outcomes(&receipt)[0], Ok(ActionOutcome::Cancelled { orders: 2 }));
+    run(&mut chain, "alice", vec![place(with_client(6, CALL)), place(with_client(7, PUT))]);
+    let (receipt, _) = run(&mut chain, "alice", vec![cancel_all(Scope::Everything(true))]);
+    assert_eq!(outcomes(&receipt)[0], Ok(ActionOutcome::Cancelled { orders: 2 }));
     assert_eq!(usd(&chain, "alice").1, dec("0"));
 }
 
 #[test]
 fn replace_keeps_priority_only_for_a_pure_size_decrease() {
     let mut chain = sandbox();
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![place(limit_order(CALL, Side::Buy, "100", "3"))],
-    );
+    let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order(CALL, Side::Buy, "100", "3"))]);
     let alice = order(&receipt).order;
-    let (receipt, _) = run(
-        &mut chain,
-        "bob",
-        vec![place(limit_order(CALL, Side::Buy, "100", "3"))],
-    );
+    let (receipt, _) = run(&mut chain, "bob", vec![place(limit_order(CALL, Side::Buy, "100", "3"))]);
     let bob = order(&receipt).order;
     let (receipt, _) = run(&mut chain, "alice", vec![replace(alice.0, "", "2")]);
-    assert_eq!(
-        outcomes(&receipt)[0],
-        Ok(ActionOutcome::Reduced {
-            order: alice,
-            remaining: dec("2")
-        })
-    );
+    assert_eq!(outcomes(&receipt)[0], Ok(ActionOutcome::Reduced { order: alice, remaining: dec("2") }));
     let book = &chain.state.series(CALL).unwrap().book;
-    let queue: Vec<u64> = book
-        .level_orders(vanna_book::Side::Buy, 200)
-        .map(|o| o.id)
-        .collect();
-    assert_eq!(
-        queue,
-        vec![alice.0, bob.0],
-        "a size decrease keeps alice first"
-    );
+    let queue: Vec<u64> = book.level_orders(vanna_book::Side::Buy, 200).map(|o| o.id).collect();
+    assert_eq!(queue, vec![alice.0, bob.0], "a size decrease keeps alice first");
     let (receipt, _) = run(&mut chain, "alice", vec![replace(alice.0, "", "4")]);
     assert_eq!(order(&receipt).order, alice, "the id survives a replace");
     let book = &chain.state.series(CALL).unwrap().book;
-    let queue: Vec<u64> = book
-        .level_orders(vanna_book::Side::Buy, 200)
-        .map(|o| o.id)
-        .collect();
-    assert_eq!(
-        queue,
-        vec![bob.0, alice.0],
-        "a size increase goes to the back"
-    );
+    let queue: Vec<u64> = book.level_orders(vanna_book::Side::Buy, 200).map(|o| o.id).collect();
+    assert_eq!(queue, vec![bob.0, alice.0], "a size increase goes to the back");
     let (receipt, _) = run(&mut chain, "alice", vec![replace(alice.0, "100", "4")]);
     assert_eq!(action_error(&receipt), RuntimeError::EmptyReplace);
     let (receipt, _) = run(&mut chain, "alice", vec![replace(alice.0, "100.25", "")]);
-    assert!(matches!(
-        action_error(&receipt),
-        RuntimeError::OffTick { .. }
-    ));
+    assert!(matches!(action_error(&receipt), RuntimeError::OffTick { .. }));
     let (receipt, _) = run(&mut chain, "alice", vec![replace(alice.0, "101", "")]);
     assert_eq!(order(&receipt).resting_contracts, dec("4"));
     // 4 × (101 + 12.625) for alice.
@@ -416,28 +227,17 @@ fn self_trade_prevention_modes() {
         (SelfTradePrevention::CancelBoth, false, false),
     ] {
         let mut chain = sandbox();
-        run(
-            &mut chain,
-            "alice",
-            vec![place(limit_order(PUT, Side::Sell, "4000", "1"))],
-        );
+        run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Sell, "4000", "1"))]);
         let incoming = vanna_proto::v1::PlaceOrder {
             self_trade_prevention: mode as i32,
             ..limit_order(PUT, Side::Buy, "4000", "1")
         };
         let (receipt, block) = run(&mut chain, "alice", vec![place(incoming)]);
         let outcome = order(&receipt);
-        assert!(
-            fills(&block).is_empty(),
-            "{mode:?}: never trades with itself"
-        );
+        assert!(fills(&block).is_empty(), "{mode:?}: never trades with itself");
         let asks = chain.state.series(PUT).unwrap().book.best_ask().is_some();
         assert_eq!(asks, expect_resting_left, "{mode:?}");
-        assert_eq!(
-            outcome.resting_contracts == dec("1"),
-            expect_incoming_rests,
-            "{mode:?}"
-        );
+        assert_eq!(outcome.resting_contracts == dec("1"), expect_incoming_rests, "{mode:?}");
     }
 }
 
@@ -448,98 +248,34 @@ fn reduce_only_orders_are_clipped_and_trimmed() {
         reduce_only: true,
         ..limit_order(PUT, side, price, quantity)
     };
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![place(reduce_only(Side::Sell, "4000", "1"))],
-    );
-    assert_eq!(
-        action_error(&receipt),
-        RuntimeError::ReduceOnlyWouldIncrease { position: dec("0") }
-    );
-    run(
-        &mut chain,
-        "bob",
-        vec![place(limit_order(PUT, Side::Sell, "4000", "2"))],
-    );
-    run(
-        &mut chain,
-        "alice",
-        vec![place(limit_order(PUT, Side::Buy, "4000", "2"))],
-    );
+    let (receipt, _) = run(&mut chain, "alice", vec![place(reduce_only(Side::Sell, "4000", "1"))]);
+    assert_eq!(action_error(&receipt), RuntimeError::ReduceOnlyWouldIncrease { position: dec("0") });
+    run(&mut chain, "bob", vec![place(limit_order(PUT, Side::Sell, "4000", "2"))]);
+    run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Buy, "4000", "2"))]);
     // Long 2: a reduce-only sell of 5 is clipped to 2.
-    let (receipt, _) = run(
-        &mut chain,
-        "alice",
-        vec![place(reduce_only(Side::Sell, "5000", "5"))],
-    );
+    let (receipt, _) = run(&mut chain, "alice", vec![place(reduce_only(Side::Sell, "5000", "5"))]);
     assert_eq!(order(&receipt).resting_contracts, dec("2"));
     // A plain sell that fills shrinks the position; the reduce-only order is trimmed.
-    run(
-        &mut chain,
-        "alice",
-        vec![place(limit_order(PUT, Side::Sell, "4500", "1"))],
-    );
-    let (_, block) = run(
-        &mut chain,
-        "carol",
-        vec![place(limit_order(PUT, Side::Buy, "4500", "1"))],
-    );
-    assert!(block.events.iter().any(|e| matches!(
-        e,
-        Event::OrderReduced {
-            reason: CancelReason::ReduceOnly,
-            ..
-        }
-    )));
+    run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Sell, "4500", "1"))]);
+    let (_, block) = run(&mut chain, "carol", vec![place(limit_order(PUT, Side::Buy, "4500", "1"))]);
+    assert!(block.events.iter().any(|e| matches!(e, Event::OrderReduced { reason: CancelReason::ReduceOnly, .. })));
     let alice = chain.state.account(&chain.address("alice")).unwrap();
     let remaining: u64 = alice
         .open_orders
         .iter()
-        .map(|id| {
-            chain
-                .state
-                .series(PUT)
-                .unwrap()
-                .book
-                .get(id.0)
-                .unwrap()
-                .remaining_lots
-        })
+        .map(|id| chain.state.series(PUT).unwrap().book.get(id.0).unwrap().remaining_lots)
         .sum();
-    assert_eq!(
-        remaining, 100,
-        "one contract = 100 lots left, the size of the position"
-    );
+    assert_eq!(remaining, 100, "one contract = 100 lots left, the size of the position");
 }
 
 #[test]
 fn sweeps_take_levels_in_price_then_time_order() {
     let mut chain = sandbox();
-    run(
-        &mut chain,
-        "bob",
-        vec![place(limit_order(PUT, Side::Sell, "4010", "1"))],
-    );
-    run(
-        &mut chain,
-        "carol",
-        vec![place(limit_order(PUT, Side::Sell, "4000", "1"))],
-    );
-    run(
-        &mut chain,
-        "bob",
-        vec![place(limit_order(PUT, Side::Sell, "4000", "1"))],
-    );
-    let (receipt, block) = run(
-        &mut chain,
-        "alice",
-        vec![place(limit_order(PUT, Side::Buy, "4010", "2.5"))],
-    );
-    let sellers: Vec<_> = fills(&block)
-        .iter()
-        .map(|f| (f.maker, f.price.value(), f.contracts))
-        .collect();
+    run(&mut chain, "bob", vec![place(limit_order(PUT, Side::Sell, "4010", "1"))]);
+    run(&mut chain, "carol", vec![place(limit_order(PUT, Side::Sell, "4000", "1"))]);
+    run(&mut chain, "bob", vec![place(limit_order(PUT, Side::Sell, "4000", "1"))]);
+    let (receipt, block) = run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Buy, "4010", "2.5"))]);
+    let sellers: Vec<_> = fills(&block).iter().map(|f| (f.maker, f.price.value(), f.contracts)).collect();
     assert_eq!(
         sellers,
         vec![

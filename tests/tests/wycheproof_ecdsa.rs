@@ -48,37 +48,20 @@ fn vanna_accepts(key: &VerifyingKey, message: &[u8], der: &[u8]) -> bool {
 
 #[test]
 fn agrees_with_every_wycheproof_bitcoin_case() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/vectors/ecdsa_secp256k1_sha256_bitcoin_test.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/vectors/ecdsa_secp256k1_sha256_bitcoin_test.json");
     let file: File = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let (mut checked, mut valid, mut invalid, mut acceptable) = (0, 0, 0, 0);
     for group in &file.groups {
-        let key =
-            VerifyingKey::from_sec1_bytes(&hex::decode(&group.public_key.uncompressed).unwrap())
-                .unwrap();
+        let key = VerifyingKey::from_sec1_bytes(&hex::decode(&group.public_key.uncompressed).unwrap()).unwrap();
         for case in &group.tests {
-            let accepted = vanna_accepts(
-                &key,
-                &hex::decode(&case.msg).unwrap(),
-                &hex::decode(&case.sig).unwrap(),
-            );
+            let accepted = vanna_accepts(&key, &hex::decode(&case.msg).unwrap(), &hex::decode(&case.sig).unwrap());
             match case.result.as_str() {
                 "valid" => {
-                    assert!(
-                        accepted,
-                        "case {} ({}) is valid but was refused",
-                        case.id, case.comment
-                    );
+                    assert!(accepted, "case {} ({}) is valid but was refused", case.id, case.comment);
                     valid += 1;
                 }
                 "invalid" => {
-                    assert!(
-                        !accepted,
-                        "case {} ({}) is invalid but was accepted",
-                        case.id, case.comment
-                    );
+                    assert!(!accepted, "case {} ({}) is invalid but was accepted", case.id, case.comment);
                     invalid += 1;
                 }
                 "acceptable" => acceptable += 1,

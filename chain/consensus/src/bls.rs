@@ -28,14 +28,10 @@ impl std::fmt::Debug for BlsSecretKey {
 impl BlsSecretKey {
     /// Derives a key from at least 32 bytes of secret input keying material.
     pub fn from_seed(ikm: &[u8]) -> Result<Self, Error> {
-        SecretKey::key_gen(ikm, &[])
-            .map(Self)
-            .map_err(|_| Error::Encoding("seed shorter than 32 bytes"))
+        SecretKey::key_gen(ikm, &[]).map(Self).map_err(|_| Error::Encoding("seed shorter than 32 bytes"))
     }
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        SecretKey::from_bytes(bytes)
-            .map(Self)
-            .map_err(|_| Error::Encoding("secret key"))
+        SecretKey::from_bytes(bytes).map(Self).map_err(|_| Error::Encoding("secret key"))
     }
     pub fn to_bytes(&self) -> [u8; 32] {
         self.0.to_bytes()
@@ -49,11 +45,7 @@ pub struct BlsPublicKey(PublicKey);
 impl std::fmt::Debug for BlsPublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let bytes = self.to_bytes();
-        write!(
-            f,
-            "BlsPublicKey({:02x}{:02x}{:02x}{:02x}..)",
-            bytes[0], bytes[1], bytes[2], bytes[3]
-        )
+        write!(f, "BlsPublicKey({:02x}{:02x}{:02x}{:02x}..)", bytes[0], bytes[1], bytes[2], bytes[3])
     }
 }
 
@@ -64,9 +56,7 @@ impl BlsPublicKey {
         if bytes.len() != 48 {
             return Err(Error::Encoding("public key must be 48 compressed bytes"));
         }
-        PublicKey::key_validate(bytes)
-            .map(Self)
-            .map_err(|_| Error::Encoding("public key"))
+        PublicKey::key_validate(bytes).map(Self).map_err(|_| Error::Encoding("public key"))
     }
     pub fn to_bytes(&self) -> [u8; 48] {
         self.0.compress()
@@ -80,11 +70,7 @@ pub struct BlsSignature(Signature);
 impl std::fmt::Debug for BlsSignature {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let bytes = self.to_bytes();
-        write!(
-            f,
-            "BlsSignature({:02x}{:02x}{:02x}{:02x}..)",
-            bytes[0], bytes[1], bytes[2], bytes[3]
-        )
+        write!(f, "BlsSignature({:02x}{:02x}{:02x}{:02x}..)", bytes[0], bytes[1], bytes[2], bytes[3])
     }
 }
 
@@ -95,9 +81,7 @@ impl BlsSignature {
         if bytes.len() != 96 {
             return Err(Error::Encoding("signature must be 96 compressed bytes"));
         }
-        Signature::sig_validate(bytes, true)
-            .map(Self)
-            .map_err(|_| Error::Encoding("signature"))
+        Signature::sig_validate(bytes, true).map(Self).map_err(|_| Error::Encoding("signature"))
     }
     pub fn to_bytes(&self) -> [u8; 96] {
         self.0.compress()
@@ -112,20 +96,14 @@ pub fn proof_of_possession(secret: &BlsSecretKey) -> BlsSignature {
 
 /// Checked by the staking ledger when a validator registers its key.
 pub fn verify_proof_of_possession(key: &BlsPublicKey, proof: &BlsSignature) -> bool {
-    proof
-        .0
-        .verify(false, &key.to_bytes(), DST_POP, &[], &key.0, false)
-        == BLST_ERROR::BLST_SUCCESS
+    proof.0.verify(false, &key.to_bytes(), DST_POP, &[], &key.0, false) == BLST_ERROR::BLST_SUCCESS
 }
 
 /// Verifies encoded key and signature under any ciphersuite tag; used by the
 /// reference-vector tests, which also cover the basic (non-PoP) suite.
 #[cfg(test)]
 pub(crate) fn verify_encoded(key: &[u8], message: &[u8], signature: &[u8], dst: &[u8]) -> bool {
-    let (Ok(key), Ok(signature)) = (
-        BlsPublicKey::from_bytes(key),
-        BlsSignature::from_bytes(signature),
-    ) else {
+    let (Ok(key), Ok(signature)) = (BlsPublicKey::from_bytes(key), BlsSignature::from_bytes(signature)) else {
         return false;
     };
     signature.0.verify(false, message, dst, &[], &key.0, false) == BLST_ERROR::BLST_SUCCESS
@@ -147,16 +125,11 @@ impl Scheme for Bls {
     }
     fn verify(key: &BlsPublicKey, message: &[u8], signature: &BlsSignature) -> bool {
         // Key and signature were group-checked when decoded.
-        signature
-            .0
-            .verify(false, message, DST_SIGNATURE, &[], &key.0, false)
-            == BLST_ERROR::BLST_SUCCESS
+        signature.0.verify(false, message, DST_SIGNATURE, &[], &key.0, false) == BLST_ERROR::BLST_SUCCESS
     }
     fn aggregate(signatures: &[&BlsSignature]) -> Option<BlsSignature> {
         let raw: Vec<&Signature> = signatures.iter().map(|s| &s.0).collect();
-        AggregateSignature::aggregate(&raw, false)
-            .ok()
-            .map(|a| BlsSignature(a.to_signature()))
+        AggregateSignature::aggregate(&raw, false).ok().map(|a| BlsSignature(a.to_signature()))
     }
     fn verify_aggregate(keys: &[&BlsPublicKey], message: &[u8], aggregate: &BlsSignature) -> bool {
         let raw: Vec<&PublicKey> = keys.iter().map(|k| &k.0).collect();
@@ -164,10 +137,7 @@ impl Scheme for Bls {
             return false;
         };
         let key = aggregate_key.to_public_key();
-        aggregate
-            .0
-            .verify(false, message, DST_SIGNATURE, &[], &key, false)
-            == BLST_ERROR::BLST_SUCCESS
+        aggregate.0.verify(false, message, DST_SIGNATURE, &[], &key, false) == BLST_ERROR::BLST_SUCCESS
     }
 }
 
@@ -179,9 +149,7 @@ mod tests {
     const BASIC_DST: &[u8] = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_NUL_";
 
     fn vectors(file: &str) -> serde_json::Value {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/vectors")
-            .join(file);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors").join(file);
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
     }
 
@@ -191,11 +159,7 @@ mod tests {
         let json = vectors(file);
         let mut cases = 0;
         for group in json["testGroups"].as_array().unwrap() {
-            assert_eq!(
-                group["ciphersuite"].as_str().unwrap().as_bytes(),
-                dst,
-                "{file}: ciphersuite"
-            );
+            assert_eq!(group["ciphersuite"].as_str().unwrap().as_bytes(), dst, "{file}: ciphersuite");
             let key = hex::decode(group["publicKey"]["pk"].as_str().unwrap()).unwrap();
             for case in group["tests"].as_array().unwrap() {
                 let message = hex::decode(case["msg"].as_str().unwrap()).unwrap();
@@ -215,20 +179,13 @@ mod tests {
                 cases += 1;
             }
         }
-        assert_eq!(
-            cases as u64,
-            json["numberOfTests"].as_u64().unwrap_or(cases as u64),
-            "{file}: case count"
-        );
+        assert_eq!(cases as u64, json["numberOfTests"].as_u64().unwrap_or(cases as u64), "{file}: case count");
         cases
     }
 
     #[test]
     fn agrees_with_every_wycheproof_pop_case() {
-        assert_eq!(
-            check_file("bls_sig_g2_pop_verify_test.json", DST_SIGNATURE),
-            26
-        );
+        assert_eq!(check_file("bls_sig_g2_pop_verify_test.json", DST_SIGNATURE), 26);
     }
 
     #[test]
@@ -255,27 +212,16 @@ mod tests {
     fn encodings_round_trip_and_reject_identity() {
         let secret = key(3);
         let public = Bls::public_key(&secret);
-        assert_eq!(
-            BlsPublicKey::from_bytes(&public.to_bytes()).unwrap(),
-            public
-        );
+        assert_eq!(BlsPublicKey::from_bytes(&public.to_bytes()).unwrap(), public);
         let signature = Bls::sign(&secret, b"m");
-        assert_eq!(
-            BlsSignature::from_bytes(&signature.to_bytes()).unwrap(),
-            signature
-        );
+        assert_eq!(BlsSignature::from_bytes(&signature.to_bytes()).unwrap(), signature);
         let mut identity_key = [0u8; 48];
         identity_key[0] = 0xc0;
         assert!(BlsPublicKey::from_bytes(&identity_key).is_err());
         let mut identity_signature = [0u8; 96];
         identity_signature[0] = 0xc0;
         assert!(BlsSignature::from_bytes(&identity_signature).is_err());
-        assert_eq!(
-            BlsSecretKey::from_bytes(&secret.to_bytes())
-                .unwrap()
-                .to_bytes(),
-            secret.to_bytes()
-        );
+        assert_eq!(BlsSecretKey::from_bytes(&secret.to_bytes()).unwrap().to_bytes(), secret.to_bytes());
     }
 
     #[test]

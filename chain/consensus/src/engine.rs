@@ -4,9 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::evidence::{Evidence, Offence, Signed};
-use crate::messages::{
-    Certificate, Message, Signable, SignedProposal, SignedVote, SignerBitmap, Vote, VoteKind,
-};
+use crate::messages::{Certificate, Message, Signable, SignedProposal, SignedVote, SignerBitmap, Vote, VoteKind};
 use crate::scheme::Scheme;
 use crate::types::{BlockHash, ChainId, Epoch, Header, Height, Root, ValidatorIndex, View};
 use crate::validators::ValidatorSet;
@@ -14,9 +12,9 @@ use crate::validators::ValidatorSet;
 /// Finalized blocks kept to answer peers' block requests; older ones are the
 /// node's block store's business.
 const SERVED_FINALIZED_BLOCKS: usize = 256;
-/// Certificates below the current view rebroadcast on each retry, so that a
-/// node that missed them (loss, partition) can validate new proposals.
-const REBROADCAST_CERTIFICATES: usize = 32;
+/// Nullifications rebroadcast at most per retry tick (the ones since the
+/// highest certified block, which a peer needs to validate new proposals).
+const REBROADCAST_NULLIFICATIONS: usize = 256;
 /// Outstanding block requests at most; more waits for the next retry.
 const MAX_WANTED_BLOCKS: usize = 64;
 /// Blocks in one response, so a node that fell behind walks back quickly.
@@ -36,12 +34,7 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        Self {
-            leader_timeout_ms: 1_000,
-            retry_ms: 500,
-            max_backoff_exponent: 5,
-            max_clock_drift_ms: 500,
-        }
+        Self { leader_timeout_ms: 1_000, retry_ms: 500, max_backoff_exponent: 5, max_clock_drift_ms: 500 }
     }
 }
 
@@ -251,6 +244,7 @@ pub struct Consensus<S: Scheme> {
     own_proposal: Option<(View, View, Header, Vec<u8>)>,
     done: bool,
     last_reply_ms: BTreeMap<ValidatorIndex, u64>,
+    finalized_at_last_tick: Option<Height>,
     out: Vec<Action<S>>,
 }
 
@@ -268,18 +262,10 @@ impl<S: Scheme> Consensus<S> {
         let anchor_hash = config.anchor.hash();
         let anchor_view = config.anchor_view;
         let mut blocks = BTreeMap::new();
-        blocks.insert(
-            anchor_hash,
-            Block {
-                header: config.anchor.clone(),
-                payload: None,
-            },
-        );
+        blocks.insert(anchor_hash, Block { header: config.anchor.clone(), payload: None });
         let mut committed = BTreeMap::new();
         committed.insert(config.anchor.height, anchor_hash);
-        let done = config
-            .last_height
-            .is_some_and(|last| config.anchor.height >= last);
+        let done = config.last_height.is_some_and(|last| config.anchor.height >= last);
         let mut engine = Self {
             finalized: Finalized {
                 view: anchor_view,
@@ -299,10 +285,13 @@ impl<S: Scheme> Consensus<S> {
             own_proposal: None,
             done,
             last_reply_ms: BTreeMap::new(),
+            finalized_at_last_tick: None,
             out: Vec::new(),
         };
         if !engine.done {
             engine.enter_view(View(anchor_view.0 + 1), true);
+            let after_ms = engine.config.timing.retry_ms;
+            engine.out.push(Action::ScheduleTimeout { view: engine.view, kind: TimerKind::Retry, after_ms });
             engine.progress();
         }
         let actions = std::mem::take(&mut engine.out);
@@ -328,29 +317,7 @@ impl<S: Scheme> Consensus<S> {
     }
     /// Whether messages for `view` are still processed (and equivocations in it detected).
     pub fn tracks_view(&self, view: View) -> bool {
-        !self.done
-            && view > self.finalized.view
-            && view.0 <= self.view.0.saturating_add(self.config.view_window)
-    }
-    /// One line per tracked view, for debugging simulator runs.
-    pub fn describe(&self) -> String {
-        let mut out = format!("view {} finalized {}@{} ", self.view.0, self.finalized.header.height.0, self.finalized.view.0);
-        for (view, round) in &self.rounds {
-            out.push_str(&format!(
-                "[{} p{}{:?} n{}f{}x{} N{}F{}X{} pv{:?}] ",
-                view.0,
-                u8::from(round.proposal.is_some()),
-                round.verification,
-                u8::from(round.voted_notarize),
-                u8::from(round.voted_finalize),
-                u8::from(round.voted_nullify),
-                u8::from(round.notarization.is_some()),
-                u8::from(round.finalization.is_some()),
-                u8::from(round.nullification.is_some()),
-                round.proposal.as_ref().map(|p| p.parent_view.0),
-            ));
-        }
-        out
+        !self.done && view > self.finalized.view && view.0 <= self.view.0.saturating_add(self.config.view_window)
     }
     pub fn config(&self) -> &Config<S> {
         &self.config
@@ -368,13 +335,9 @@ impl<S: Scheme> Consensus<S> {
         match event {
             Event::Message { from, message } => self.on_message(from, message),
             Event::Timeout { view, kind } => self.on_timeout(view, kind),
-            Event::ProposalPayload {
-                view,
-                block_time_ms,
-                state_root,
-                transactions_root,
-                payload,
-            } => self.on_payload(view, block_time_ms, state_root, transactions_root, payload),
+            Event::ProposalPayload { view, block_time_ms, state_root, transactions_root, payload } => {
+                self.on_payload(view, block_time_ms, state_root, transactions_root, payload)
+            }
             Event::ProposalVerified { view, block, valid } => self.on_verified(view, block, valid),
             Event::Signed { message, signature } => self.on_signed(message, signature),
         }
@@ -395,26 +358,16 @@ impl<S: Scheme> Consensus<S> {
         match message {
             Message::Proposal(proposal) => self.on_proposal(proposal, false),
             Message::Vote(vote) => self.on_vote(vote),
-            Message::Certified {
-                header,
-                certificate,
-            } => self.on_certified_message(header, certificate),
+            Message::Certified { header, certificate } => self.on_certified_message(header, certificate),
             Message::Nullification(certificate) => {
-                if certificate.vote.kind != VoteKind::Nullify
-                    || !self.is_new_certificate(&certificate)
-                {
+                if certificate.vote.kind != VoteKind::Nullify || !self.is_new_certificate(&certificate) {
                     return;
                 }
-                if certificate
-                    .verify(self.config.chain, self.config.epoch, self.validators())
-                    .is_ok()
-                {
+                if certificate.verify(self.config.chain, self.config.epoch, self.validators()).is_ok() {
                     self.on_certificate(certificate, None, false);
                 }
             }
-            Message::Status {
-                epoch, finalized, ..
-            } => {
+            Message::Status { epoch, finalized, .. } => {
                 if epoch == self.config.epoch && finalized < self.finalized.header.height {
                     self.reply_with_finalization(from);
                 }
@@ -448,13 +401,7 @@ impl<S: Scheme> Consensus<S> {
         }
         self.last_reply_ms.insert(from, self.now_ms);
         let header = Some(self.finalized.header.clone());
-        self.out.push(Action::Send {
-            to: from,
-            message: Message::Certified {
-                header,
-                certificate,
-            },
-        });
+        self.out.push(Action::Send { to: from, message: Message::Certified { header, certificate } });
     }
 
     fn is_new_certificate(&self, certificate: &Certificate<S>) -> bool {
@@ -485,10 +432,7 @@ impl<S: Scheme> Consensus<S> {
             }
             return;
         }
-        if certificate
-            .verify(self.config.chain, self.config.epoch, self.validators())
-            .is_ok()
-        {
+        if certificate.verify(self.config.chain, self.config.epoch, self.validators()).is_ok() {
             self.on_certificate(certificate, header, false);
         }
     }
@@ -496,20 +440,14 @@ impl<S: Scheme> Consensus<S> {
     fn store_header(&mut self, header: Header) {
         let hash = header.hash();
         if header.height > self.finalized.header.height {
-            self.blocks.entry(hash).or_insert(Block {
-                header,
-                payload: None,
-            });
+            self.blocks.entry(hash).or_insert(Block { header, payload: None });
         }
     }
 
     fn store_block(&mut self, header: Header, payload: Vec<u8>) {
         let hash = header.hash();
         if header.height > self.finalized.header.height {
-            let block = self.blocks.entry(hash).or_insert(Block {
-                header,
-                payload: None,
-            });
+            let block = self.blocks.entry(hash).or_insert(Block { header, payload: None });
             block.payload = Some(payload);
         }
     }
@@ -519,22 +457,15 @@ impl<S: Scheme> Consensus<S> {
             return Some((self.finalized.hash, self.finalized.header.height));
         }
         let round = self.rounds.get(&view)?;
-        let certificate = round
-            .notarization
-            .as_ref()
-            .or(round.finalization.as_ref())?;
+        let certificate = round.notarization.as_ref().or(round.finalization.as_ref())?;
         match certificate.vote.kind {
-            VoteKind::Notarize { height, block } | VoteKind::Finalize { height, block } => {
-                Some((block, height))
-            }
+            VoteKind::Notarize { height, block } | VoteKind::Finalize { height, block } => Some((block, height)),
             VoteKind::Nullify => None,
         }
     }
 
     fn nullified(&self, view: View) -> bool {
-        self.rounds
-            .get(&view)
-            .is_some_and(|r| r.nullification.is_some())
+        self.rounds.get(&view).is_some_and(|r| r.nullification.is_some())
     }
 
     fn enter_view(&mut self, view: View, after_notarization: bool) {
@@ -542,25 +473,11 @@ impl<S: Scheme> Consensus<S> {
             return;
         }
         self.view = view;
-        self.consecutive_nullified = if after_notarization {
-            0
-        } else {
-            self.consecutive_nullified.saturating_add(1)
-        };
-        let exponent = self
-            .consecutive_nullified
-            .min(self.config.timing.max_backoff_exponent);
-        let after_ms = self
-            .config
-            .timing
-            .leader_timeout_ms
-            .saturating_mul(1u64 << exponent.min(20));
+        self.consecutive_nullified = if after_notarization { 0 } else { self.consecutive_nullified.saturating_add(1) };
+        let exponent = self.consecutive_nullified.min(self.config.timing.max_backoff_exponent);
+        let after_ms = self.config.timing.leader_timeout_ms.saturating_mul(1u64 << exponent.min(20));
         self.rounds.entry(view).or_default();
-        self.out.push(Action::ScheduleTimeout {
-            view,
-            kind: TimerKind::Leader,
-            after_ms,
-        });
+        self.out.push(Action::ScheduleTimeout { view, kind: TimerKind::Leader, after_ms });
         // Views advance while blocks are missing; ask again (another peer) as they do.
         self.retry_block_requests();
     }
@@ -615,12 +532,7 @@ impl<S: Scheme> Consensus<S> {
             // The epoch is full: re-propose its last block so a later view can finalize it.
             self.own_proposal = Some((view, parent_view, parent, Vec::new()));
             self.round(view).proposed = true;
-            self.out.push(Action::Sign(Signable::Proposal {
-                epoch,
-                view,
-                parent_view,
-                block: parent_hash,
-            }));
+            self.out.push(Action::Sign(Signable::Proposal { epoch, view, parent_view, block: parent_hash }));
             return;
         }
         self.round(view).payload_requested = Some((parent_view, parent.clone()));
@@ -666,49 +578,26 @@ impl<S: Scheme> Consensus<S> {
         let block = header.hash();
         self.own_proposal = Some((view, parent_view, header, payload));
         let epoch = self.config.epoch;
-        self.out.push(Action::Sign(Signable::Proposal {
-            epoch,
-            view,
-            parent_view,
-            block,
-        }));
+        self.out.push(Action::Sign(Signable::Proposal { epoch, view, parent_view, block }));
     }
 
     fn on_signed(&mut self, message: Signable, signature: S::Signature) {
         let Some(me) = self.config.me else { return };
         match message {
-            Signable::Proposal {
-                view,
-                parent_view,
-                block,
-                ..
-            } => {
-                let Some((own_view, own_parent_view, header, payload)) = self.own_proposal.clone()
-                else {
+            Signable::Proposal { view, parent_view, block, .. } => {
+                let Some((own_view, own_parent_view, header, payload)) = self.own_proposal.clone() else {
                     return;
                 };
                 if own_view != view || own_parent_view != parent_view || header.hash() != block {
                     return;
                 }
-                let proposal = SignedProposal {
-                    view,
-                    parent_view,
-                    header,
-                    payload,
-                    signature,
-                };
-                self.out
-                    .push(Action::Broadcast(Message::Proposal(proposal.clone())));
+                let proposal = SignedProposal { view, parent_view, header, payload, signature };
+                self.out.push(Action::Broadcast(Message::Proposal(proposal.clone())));
                 self.on_proposal(proposal, true);
             }
             Signable::Vote(vote) => {
-                let signed = SignedVote {
-                    vote,
-                    signer: me,
-                    signature,
-                };
-                self.out
-                    .push(Action::Broadcast(Message::Vote(signed.clone())));
+                let signed = SignedVote { vote, signer: me, signature };
+                self.out.push(Action::Broadcast(Message::Vote(signed.clone())));
                 if self.tracks_view(vote.view) {
                     self.round(vote.view).my_votes.push(signed.clone());
                 }
@@ -731,20 +620,9 @@ impl<S: Scheme> Consensus<S> {
             if existing.signable() == signable {
                 return;
             }
-            let first = Signed {
-                message: existing.signable(),
-                signature: existing.signature.clone(),
-            };
+            let first = Signed { message: existing.signable(), signature: existing.signature.clone() };
             if self.verify_single(leader, &signable, &proposal.signature) {
-                self.report(
-                    view,
-                    leader,
-                    first,
-                    Signed {
-                        message: signable,
-                        signature: proposal.signature,
-                    },
-                );
+                self.report(view, leader, first, Signed { message: signable, signature: proposal.signature });
             }
             return;
         }
@@ -760,37 +638,18 @@ impl<S: Scheme> Consensus<S> {
         self.round(view).proposal = Some(proposal);
     }
 
-    fn verify_single(
-        &self,
-        signer: ValidatorIndex,
-        message: &Signable,
-        signature: &S::Signature,
-    ) -> bool {
-        self.validators().get(signer).is_some_and(|entry| {
-            S::verify(
-                &entry.public_key,
-                &message.signing_bytes(self.config.chain),
-                signature,
-            )
-        })
+    fn verify_single(&self, signer: ValidatorIndex, message: &Signable, signature: &S::Signature) -> bool {
+        self.validators()
+            .get(signer)
+            .is_some_and(|entry| S::verify(&entry.public_key, &message.signing_bytes(self.config.chain), signature))
     }
 
-    fn report(
-        &mut self,
-        view: View,
-        offender: ValidatorIndex,
-        first: Signed<S>,
-        second: Signed<S>,
-    ) {
+    fn report(&mut self, view: View, offender: ValidatorIndex, first: Signed<S>, second: Signed<S>) {
         let Some(offence) = Offence::between(&first.message, &second.message) else {
             return;
         };
         if self.round(view).reported.insert((offender, offence)) {
-            self.out.push(Action::Evidence(Evidence {
-                offender,
-                first,
-                second,
-            }));
+            self.out.push(Action::Evidence(Evidence { offender, first, second }));
         }
     }
 
@@ -803,8 +662,7 @@ impl<S: Scheme> Consensus<S> {
         let Some(round) = self.rounds.get(&view) else {
             return;
         };
-        if round.voted_notarize || round.voted_nullify || round.verification != Verification::NotYet
-        {
+        if round.voted_notarize || round.voted_nullify || round.verification != Verification::NotYet {
             return;
         }
         let Some(proposal) = round.proposal.clone() else {
@@ -840,10 +698,7 @@ impl<S: Scheme> Consensus<S> {
             && header.view == view
             && header.proposer == self.validators().leader(view)
             && header.height.0 == parent_height.0 + 1
-            && self
-                .config
-                .last_height
-                .is_none_or(|last| header.height <= last)
+            && self.config.last_height.is_none_or(|last| header.height <= last)
             && header.payload_hash == Header::payload_hash_of(&proposal.payload);
         if !structurally_valid {
             self.round(view).verification = Verification::Invalid;
@@ -857,30 +712,18 @@ impl<S: Scheme> Consensus<S> {
             self.round(view).verification = Verification::Invalid;
             return;
         }
-        if header.block_time_ms
-            > self
-                .now_ms
-                .saturating_add(self.config.timing.max_clock_drift_ms)
-        {
+        if header.block_time_ms > self.now_ms.saturating_add(self.config.timing.max_clock_drift_ms) {
             // Too far ahead of our clock; maybe not later (re-checked on the next event).
             return;
         }
-        let own = self
-            .own_proposal
-            .as_ref()
-            .is_some_and(|(v, _, h, _)| *v == view && h.hash() == hash);
+        let own = self.own_proposal.as_ref().is_some_and(|(v, _, h, _)| *v == view && h.hash() == hash);
         if own {
             self.round(view).verification = Verification::Valid;
             self.vote_notarize(view, header.height, hash);
         } else {
             self.round(view).verification = Verification::Requested;
             let header = proposal.header.clone();
-            self.out.push(Action::VerifyProposal {
-                view,
-                parent,
-                header,
-                payload: proposal.payload,
-            });
+            self.out.push(Action::VerifyProposal { view, parent, header, payload: proposal.payload });
         }
     }
 
@@ -891,19 +734,10 @@ impl<S: Scheme> Consensus<S> {
         if round.verification != Verification::Requested {
             return;
         }
-        let Some(height) = round
-            .proposal
-            .as_ref()
-            .filter(|p| p.header.hash() == block)
-            .map(|p| p.header.height)
-        else {
+        let Some(height) = round.proposal.as_ref().filter(|p| p.header.hash() == block).map(|p| p.header.height) else {
             return;
         };
-        round.verification = if valid {
-            Verification::Valid
-        } else {
-            Verification::Invalid
-        };
+        round.verification = if valid { Verification::Valid } else { Verification::Invalid };
         if valid && view == self.view {
             self.vote_notarize(view, height, block);
         }
@@ -916,11 +750,7 @@ impl<S: Scheme> Consensus<S> {
             return;
         }
         round.voted_notarize = true;
-        self.out.push(Action::Sign(Signable::Vote(Vote {
-            epoch,
-            view,
-            kind: VoteKind::Notarize { height, block },
-        })));
+        self.out.push(Action::Sign(Signable::Vote(Vote { epoch, view, kind: VoteKind::Notarize { height, block } })));
     }
 
     fn on_vote(&mut self, vote: SignedVote<S>) {
@@ -934,12 +764,7 @@ impl<S: Scheme> Consensus<S> {
         let new_class = class(&vote.vote.kind);
         let mut counted = true;
         for previous_class in 0..3u8 {
-            let Some(previous) = self
-                .round(view)
-                .first_votes
-                .get(&(signer, previous_class))
-                .cloned()
-            else {
+            let Some(previous) = self.round(view).first_votes.get(&(signer, previous_class)).cloned() else {
                 continue;
             };
             if previous.vote == vote.vote {
@@ -964,19 +789,8 @@ impl<S: Scheme> Consensus<S> {
                 }
                 continue;
             }
-            let first = Signed {
-                message: previous_signable,
-                signature: previous.signature.clone(),
-            };
-            self.report(
-                view,
-                signer,
-                first,
-                Signed {
-                    message: signable,
-                    signature: vote.signature.clone(),
-                },
-            );
+            let first = Signed { message: previous_signable, signature: previous.signature.clone() };
+            self.report(view, signer, first, Signed { message: signable, signature: vote.signature.clone() });
         }
         if !counted {
             return;
@@ -995,9 +809,7 @@ impl<S: Scheme> Consensus<S> {
     fn forget_vote(&mut self, view: View, vote: &SignedVote<S>) {
         let power = self.validators().power(vote.signer);
         let round = self.round(view);
-        round
-            .first_votes
-            .remove(&(vote.signer, class(&vote.vote.kind)));
+        round.first_votes.remove(&(vote.signer, class(&vote.vote.kind)));
         if let Some(tally) = round.tallies.get_mut(&vote.vote.kind)
             && tally.pending.remove(&vote.signer).is_some()
         {
@@ -1009,11 +821,7 @@ impl<S: Scheme> Consensus<S> {
     fn check_tally(&mut self, vote: Vote) {
         let chain = self.config.chain;
         let validators = Arc::clone(&self.config.validators);
-        let Some(tally) = self
-            .rounds
-            .get_mut(&vote.view)
-            .and_then(|r| r.tallies.get_mut(&vote.kind))
-        else {
+        let Some(tally) = self.rounds.get_mut(&vote.view).and_then(|r| r.tallies.get_mut(&vote.kind)) else {
             return;
         };
         if !validators.is_quorum(tally.verified_power.saturating_add(tally.pending_power)) {
@@ -1025,9 +833,7 @@ impl<S: Scheme> Consensus<S> {
         let mut rejected = Vec::new();
         if !batch_verify::<S>(&validators, &message, &pending) {
             for (signer, signature) in &pending {
-                let valid = validators
-                    .get(*signer)
-                    .is_some_and(|e| S::verify(&e.public_key, &message, signature));
+                let valid = validators.get(*signer).is_some_and(|e| S::verify(&e.public_key, &message, signature));
                 if !valid {
                     rejected.push(*signer);
                 }
@@ -1035,9 +841,7 @@ impl<S: Scheme> Consensus<S> {
         }
         for (signer, signature) in pending {
             if !rejected.contains(&signer) {
-                tally.verified_power = tally
-                    .verified_power
-                    .saturating_add(validators.power(signer));
+                tally.verified_power = tally.verified_power.saturating_add(validators.power(signer));
                 tally.verified.insert(signer, signature);
             }
         }
@@ -1048,11 +852,7 @@ impl<S: Scheme> Consensus<S> {
                 signers.set(*signer);
             }
             let signatures: Vec<&S::Signature> = tally.verified.values().collect();
-            S::aggregate(&signatures).map(|signature| Certificate {
-                vote,
-                signers,
-                signature,
-            })
+            S::aggregate(&signatures).map(|signature| Certificate { vote, signers, signature })
         } else {
             None
         };
@@ -1067,12 +867,7 @@ impl<S: Scheme> Consensus<S> {
         }
     }
 
-    fn on_certificate(
-        &mut self,
-        certificate: Certificate<S>,
-        header: Option<Header>,
-        formed_here: bool,
-    ) {
+    fn on_certificate(&mut self, certificate: Certificate<S>, header: Option<Header>, formed_here: bool) {
         let view = certificate.vote.view;
         if let Some(header) = header.clone() {
             self.store_header(header);
@@ -1088,12 +883,8 @@ impl<S: Scheme> Consensus<S> {
                     tally.certified = true;
                 }
                 if formed_here {
-                    let header =
-                        header.or_else(|| self.blocks.get(&block).map(|b| b.header.clone()));
-                    self.out.push(Action::Broadcast(Message::Certified {
-                        header,
-                        certificate,
-                    }));
+                    let header = header.or_else(|| self.blocks.get(&block).map(|b| b.header.clone()));
+                    self.out.push(Action::Broadcast(Message::Certified { header, certificate }));
                 }
                 // The finality vote: only if this view did not time out for us.
                 let epoch = self.config.epoch;
@@ -1102,8 +893,7 @@ impl<S: Scheme> Consensus<S> {
                 if !round.voted_nullify && !round.voted_finalize && is_validator {
                     round.voted_finalize = true;
                     let kind = VoteKind::Finalize { height, block };
-                    self.out
-                        .push(Action::Sign(Signable::Vote(Vote { epoch, view, kind })));
+                    self.out.push(Action::Sign(Signable::Vote(Vote { epoch, view, kind })));
                 }
                 self.enter_view(View(view.0 + 1), true);
             }
@@ -1117,20 +907,13 @@ impl<S: Scheme> Consensus<S> {
                     tally.certified = true;
                 }
                 if formed_here {
-                    let header =
-                        header.or_else(|| self.blocks.get(&block).map(|b| b.header.clone()));
-                    self.out.push(Action::Broadcast(Message::Certified {
-                        header,
-                        certificate: certificate.clone(),
-                    }));
+                    let header = header.or_else(|| self.blocks.get(&block).map(|b| b.header.clone()));
+                    self.out.push(Action::Broadcast(Message::Certified { header, certificate: certificate.clone() }));
                 }
-                let target_height =
-                    self.finalize_target
-                        .as_ref()
-                        .map_or(Height(0), |c| match c.vote.kind {
-                            VoteKind::Finalize { height, .. } => height,
-                            _ => Height(0),
-                        });
+                let target_height = self.finalize_target.as_ref().map_or(Height(0), |c| match c.vote.kind {
+                    VoteKind::Finalize { height, .. } => height,
+                    _ => Height(0),
+                });
                 if height > self.finalized.header.height && height > target_height {
                     self.finalize_target = Some(certificate);
                 }
@@ -1144,8 +927,7 @@ impl<S: Scheme> Consensus<S> {
                 }
                 round.nullification = Some(certificate.clone());
                 if formed_here {
-                    self.out
-                        .push(Action::Broadcast(Message::Nullification(certificate)));
+                    self.out.push(Action::Broadcast(Message::Nullification(certificate)));
                 }
                 self.enter_view(View(view.0 + 1), false);
             }
@@ -1199,23 +981,11 @@ impl<S: Scheme> Consensus<S> {
             };
             let header = stored.header.clone();
             self.committed.insert(header.height, hash);
-            self.out.push(Action::Finalized {
-                header,
-                payload,
-                proof: certificate.clone(),
-            });
+            self.out.push(Action::Finalized { header, payload, proof: certificate.clone() });
         }
-        let header = self
-            .blocks
-            .get(&block)
-            .map(|b| b.header.clone())
-            .unwrap_or_else(|| self.finalized.header.clone());
-        self.finalized = Finalized {
-            view: certificate.vote.view,
-            hash: block,
-            header,
-            certificate: Some(certificate.clone()),
-        };
+        let header = self.blocks.get(&block).map(|b| b.header.clone()).unwrap_or_else(|| self.finalized.header.clone());
+        self.finalized =
+            Finalized { view: certificate.vote.view, hash: block, header, certificate: Some(certificate.clone()) };
         self.finalize_target = None;
         self.prune();
         if self.config.last_height.is_some_and(|last| height >= last) {
@@ -1233,12 +1003,9 @@ impl<S: Scheme> Consensus<S> {
             self.committed.pop_first();
         }
         let committed: BTreeSet<BlockHash> = self.committed.values().copied().collect();
-        self.blocks.retain(|hash, block| {
-            block.header.height > finalized_height || committed.contains(hash)
-        });
+        self.blocks.retain(|hash, block| block.header.height > finalized_height || committed.contains(hash));
         let blocks = &self.blocks;
-        self.wanted
-            .retain(|hash, _| !blocks.get(hash).is_some_and(|b| b.payload.is_some()));
+        self.wanted.retain(|hash, _| blocks.get(hash).is_none_or(|b| b.payload.is_none()));
     }
 
     fn want(&mut self, hash: BlockHash) {
@@ -1257,31 +1024,21 @@ impl<S: Scheme> Consensus<S> {
         if Some(ValidatorIndex(peer as u32)) == self.config.me {
             peer = (peer + 1) % n;
         }
-        self.out.push(Action::Send {
-            to: ValidatorIndex(peer as u32),
-            message: Message::BlockRequest { block },
-        });
+        self.out.push(Action::Send { to: ValidatorIndex(peer as u32), message: Message::BlockRequest { block } });
     }
 
     fn serve_block(&mut self, to: ValidatorIndex, block: BlockHash) {
         let mut blocks = Vec::new();
         let mut cursor = block;
         while blocks.len() < MAX_BLOCKS_PER_RESPONSE {
-            let Some(Block {
-                header,
-                payload: Some(payload),
-            }) = self.blocks.get(&cursor)
-            else {
+            let Some(Block { header, payload: Some(payload) }) = self.blocks.get(&cursor) else {
                 break;
             };
             blocks.push((header.clone(), payload.clone()));
             cursor = header.parent;
         }
         if !blocks.is_empty() {
-            self.out.push(Action::Send {
-                to,
-                message: Message::BlockResponse { blocks },
-            });
+            self.out.push(Action::Send { to, message: Message::BlockResponse { blocks } });
         }
     }
 
@@ -1314,47 +1071,44 @@ impl<S: Scheme> Consensus<S> {
     }
 
     fn on_timeout(&mut self, view: View, kind: TimerKind) {
-        if view != self.view {
-            return;
-        }
         match kind {
             TimerKind::Leader => {
+                if view != self.view {
+                    return;
+                }
                 let epoch = self.config.epoch;
                 let is_validator = self.config.me.is_some();
                 let round = self.round(view);
                 if is_validator && !round.voted_nullify {
                     round.voted_nullify = true;
-                    self.out.push(Action::Sign(Signable::Vote(Vote {
-                        epoch,
-                        view,
-                        kind: VoteKind::Nullify,
-                    })));
+                    let vote = Vote { epoch, view, kind: VoteKind::Nullify };
+                    self.out.push(Action::Sign(Signable::Vote(vote)));
                 }
             }
-            TimerKind::Retry => self.rebroadcast(view),
+            TimerKind::Retry => {
+                // A periodic tick, whatever the view: rebroadcast only when
+                // finality made no progress since the previous tick.
+                let finalized = self.finalized.header.height;
+                if self.finalized_at_last_tick == Some(finalized) {
+                    self.rebroadcast(self.view);
+                }
+                self.finalized_at_last_tick = Some(finalized);
+                let after_ms = self.config.timing.retry_ms;
+                self.out.push(Action::ScheduleTimeout { view: self.view, kind: TimerKind::Retry, after_ms });
+            }
         }
-        let after_ms = self.config.timing.retry_ms;
-        self.out.push(Action::ScheduleTimeout {
-            view,
-            kind: TimerKind::Retry,
-            after_ms,
-        });
     }
 
+    /// What a stuck peer may be missing: our votes in the current view, the
+    /// highest certified block, every nullification after it (needed to
+    /// validate proposals extending it), our latest finalization, our status.
     fn rebroadcast(&mut self, view: View) {
         let mut messages = Vec::new();
         if let Some(round) = self.rounds.get(&view) {
             messages.extend(round.my_votes.iter().cloned().map(Message::Vote));
         }
-        for (_, round) in self
-            .rounds
-            .range(..view)
-            .rev()
-            .take(REBROADCAST_CERTIFICATES)
-        {
-            if let Some(certificate) = &round.nullification {
-                messages.push(Message::Nullification(certificate.clone()));
-            }
+        let mut nullifications = Vec::new();
+        for (_, round) in self.rounds.range(..view).rev() {
             if let Some(certificate) = round.finalization.as_ref().or(round.notarization.as_ref()) {
                 let header = match certificate.vote.kind {
                     VoteKind::Notarize { block, .. } | VoteKind::Finalize { block, .. } => {
@@ -1362,24 +1116,22 @@ impl<S: Scheme> Consensus<S> {
                     }
                     VoteKind::Nullify => None,
                 };
-                messages.push(Message::Certified {
-                    header,
-                    certificate: certificate.clone(),
-                });
+                messages.push(Message::Certified { header, certificate: certificate.clone() });
+                break;
+            }
+            match &round.nullification {
+                Some(certificate) if nullifications.len() < REBROADCAST_NULLIFICATIONS => {
+                    nullifications.push(Message::Nullification(certificate.clone()));
+                }
+                _ => break,
             }
         }
+        messages.extend(nullifications);
         if let Some(certificate) = self.finalized.certificate.clone() {
-            messages.push(Message::Certified {
-                header: Some(self.finalized.header.clone()),
-                certificate,
-            });
+            messages.push(Message::Certified { header: Some(self.finalized.header.clone()), certificate });
         }
         let (epoch, finalized) = (self.config.epoch, self.finalized.header.height);
-        messages.push(Message::Status {
-            epoch,
-            view,
-            finalized,
-        });
+        messages.push(Message::Status { epoch, view, finalized });
         self.out.extend(messages.into_iter().map(Action::Broadcast));
         self.retry_block_requests();
     }
@@ -1428,9 +1180,7 @@ pub fn verify_votes<S: Scheme>(
     votes
         .iter()
         .filter(|(signer, signature)| {
-            validators
-                .get(**signer)
-                .is_some_and(|e| S::verify(&e.public_key, &message, signature))
+            validators.get(**signer).is_some_and(|e| S::verify(&e.public_key, &message, signature))
         })
         .map(|(signer, _)| *signer)
         .collect()

@@ -26,18 +26,11 @@ impl Offence {
             return None;
         }
         match (a, b) {
-            (Signable::Proposal { .. }, Signable::Proposal { .. }) => {
-                Some(Offence::ConflictingProposals)
-            }
+            (Signable::Proposal { .. }, Signable::Proposal { .. }) => Some(Offence::ConflictingProposals),
             (Signable::Vote(x), Signable::Vote(y)) => match (x.kind, y.kind) {
-                (VoteKind::Notarize { .. }, VoteKind::Notarize { .. }) => {
-                    Some(Offence::ConflictingNotarizes)
-                }
-                (VoteKind::Finalize { .. }, VoteKind::Finalize { .. }) => {
-                    Some(Offence::ConflictingFinalizes)
-                }
-                (VoteKind::Finalize { .. }, VoteKind::Nullify)
-                | (VoteKind::Nullify, VoteKind::Finalize { .. }) => {
+                (VoteKind::Notarize { .. }, VoteKind::Notarize { .. }) => Some(Offence::ConflictingNotarizes),
+                (VoteKind::Finalize { .. }, VoteKind::Finalize { .. }) => Some(Offence::ConflictingFinalizes),
+                (VoteKind::Finalize { .. }, VoteKind::Nullify) | (VoteKind::Nullify, VoteKind::Finalize { .. }) => {
                     Some(Offence::FinalizeAndNullify)
                 }
                 _ => None,
@@ -71,20 +64,12 @@ impl<S: Scheme> Evidence<S> {
     /// Deterministic check against the validator set of the evidence's epoch.
     pub fn verify(&self, chain: ChainId, validators: &ValidatorSet<S>) -> Result<Offence, Error> {
         let offence = self.offence().ok_or(Error::NoConflict)?;
-        let entry = validators
-            .get(self.offender)
-            .ok_or(Error::UnknownValidator(self.offender.0))?;
-        if offence == Offence::ConflictingProposals
-            && validators.leader(self.first.message.view()) != self.offender
-        {
+        let entry = validators.get(self.offender).ok_or(Error::UnknownValidator(self.offender.0))?;
+        if offence == Offence::ConflictingProposals && validators.leader(self.first.message.view()) != self.offender {
             return Err(Error::NotLeader);
         }
         for signed in [&self.first, &self.second] {
-            if !S::verify(
-                &entry.public_key,
-                &signed.message.signing_bytes(chain),
-                &signed.signature,
-            ) {
+            if !S::verify(&entry.public_key, &signed.message.signing_bytes(chain), &signed.signature) {
                 return Err(Error::InvalidSignature);
             }
         }

@@ -59,12 +59,7 @@ impl Signable {
         out.extend_from_slice(SIGNING_DOMAIN);
         out.extend_from_slice(&chain.0.to_be_bytes());
         match self {
-            Signable::Proposal {
-                epoch,
-                view,
-                parent_view,
-                block,
-            } => {
+            Signable::Proposal { epoch, view, parent_view, block } => {
                 out.push(1);
                 out.extend_from_slice(&epoch.0.to_be_bytes());
                 out.extend_from_slice(&view.0.to_be_bytes());
@@ -137,9 +132,7 @@ impl SignerBitmap {
     }
     pub fn contains(&self, index: ValidatorIndex) -> bool {
         let i = index.0 as usize;
-        self.0
-            .get(i / 8)
-            .is_some_and(|byte| byte & (1 << (i % 8)) != 0)
+        self.0.get(i / 8).is_some_and(|byte| byte & (1 << (i % 8)) != 0)
     }
     /// Signer indices in ascending order, after checking the bitmap fits a set of
     /// `validators` members exactly (no stray bits, no extra bytes).
@@ -178,12 +171,7 @@ pub struct Certificate<S: Scheme> {
 impl<S: Scheme> Certificate<S> {
     /// Checks the domain, the bitmap, the quorum and then the aggregate signature
     /// once against the sum of the signers' public keys.
-    pub fn verify(
-        &self,
-        chain: ChainId,
-        epoch: Epoch,
-        validators: &ValidatorSet<S>,
-    ) -> Result<(), Error> {
+    pub fn verify(&self, chain: ChainId, epoch: Epoch, validators: &ValidatorSet<S>) -> Result<(), Error> {
         if self.vote.epoch != epoch {
             return Err(Error::WrongDomain);
         }
@@ -191,9 +179,7 @@ impl<S: Scheme> Certificate<S> {
         let mut power: u64 = 0;
         let mut keys = Vec::with_capacity(signers.len());
         for index in &signers {
-            let entry = validators
-                .get(*index)
-                .ok_or(Error::UnknownValidator(index.0))?;
+            let entry = validators.get(*index).ok_or(Error::UnknownValidator(index.0))?;
             power = power.saturating_add(entry.power);
             keys.push(&entry.public_key);
         }
@@ -201,11 +187,7 @@ impl<S: Scheme> Certificate<S> {
             return Err(Error::NoQuorum);
         }
         let message = Signable::Vote(self.vote).signing_bytes(chain);
-        if S::verify_aggregate(&keys, &message, &self.signature) {
-            Ok(())
-        } else {
-            Err(Error::InvalidSignature)
-        }
+        if S::verify_aggregate(&keys, &message, &self.signature) { Ok(()) } else { Err(Error::InvalidSignature) }
     }
 }
 

@@ -21,11 +21,7 @@ pub trait Scheme: Clone + Debug + 'static {
     fn aggregate(signatures: &[&Self::Signature]) -> Option<Self::Signature>;
     /// One check that `aggregate` is the sum of signatures by `keys` on `message`.
     /// Safe against rogue keys only because every key proved possession.
-    fn verify_aggregate(
-        keys: &[&Self::PublicKey],
-        message: &[u8],
-        aggregate: &Self::Signature,
-    ) -> bool;
+    fn verify_aggregate(keys: &[&Self::PublicKey], message: &[u8], aggregate: &Self::Signature) -> bool;
 }
 
 /// A cheap, deterministic and INSECURE scheme for bulk simulation: anyone who
@@ -41,9 +37,7 @@ impl TestScheme {
         input.extend_from_slice(&key.to_be_bytes());
         input.extend_from_slice(message);
         let digest = hash_bytes(b"vanna/test-scheme", &input);
-        u64::from_be_bytes([
-            digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7],
-        ])
+        u64::from_be_bytes([digest[0], digest[1], digest[2], digest[3], digest[4], digest[5], digest[6], digest[7]])
     }
 }
 
@@ -75,9 +69,7 @@ impl Scheme for TestScheme {
         if keys.is_empty() {
             return false;
         }
-        let expected = keys
-            .iter()
-            .fold(0u64, |sum, k| sum.wrapping_add(Self::tag(**k, message)));
+        let expected = keys.iter().fold(0u64, |sum, k| sum.wrapping_add(Self::tag(**k, message)));
         expected == *aggregate
     }
 }

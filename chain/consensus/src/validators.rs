@@ -47,16 +47,10 @@ impl<S: Scheme> ValidatorSet<S> {
             if index > 0 && entries[index - 1].public_key == entry.public_key {
                 return Err(Error::DuplicateKey);
             }
-            total_power = total_power
-                .checked_add(entry.power)
-                .ok_or(Error::PowerOverflow)?;
+            total_power = total_power.checked_add(entry.power).ok_or(Error::PowerOverflow)?;
         }
         let schedule = leader_schedule(&entries, total_power);
-        Ok(Self {
-            entries,
-            total_power,
-            schedule,
-        })
+        Ok(Self { entries, total_power, schedule })
     }
 
     pub fn len(&self) -> usize {
@@ -78,10 +72,7 @@ impl<S: Scheme> ValidatorSet<S> {
         self.get(index).map_or(0, |e| e.power)
     }
     pub fn index_of(&self, key: &S::PublicKey) -> Option<ValidatorIndex> {
-        self.entries
-            .iter()
-            .position(|e| &e.public_key == key)
-            .map(|i| ValidatorIndex(i as u32))
+        self.entries.iter().position(|e| &e.public_key == key).map(|i| ValidatorIndex(i as u32))
     }
 
     /// More than two thirds of the total power.
@@ -100,10 +91,7 @@ impl<S: Scheme> ValidatorSet<S> {
 /// Smooth weighted round robin (as in nginx and CometBFT's proposer priority):
 /// every slot adds each validator's power to its credit, the highest credit
 /// leads (lowest index on ties) and pays back the total.
-fn leader_schedule<S: Scheme>(
-    entries: &[ValidatorEntry<S>],
-    total_power: u64,
-) -> Vec<ValidatorIndex> {
+fn leader_schedule<S: Scheme>(entries: &[ValidatorEntry<S>], total_power: u64) -> Vec<ValidatorIndex> {
     let slots = entries.len() * SCHEDULE_SLOTS_PER_VALIDATOR;
     let mut credit = vec![0i128; entries.len()];
     let mut schedule = Vec::with_capacity(slots);
@@ -130,11 +118,7 @@ mod tests {
         let entries = powers
             .iter()
             .enumerate()
-            .map(|(i, p)| ValidatorEntry {
-                public_key: i as u64 + 1,
-                operator: vec![i as u8],
-                power: *p,
-            })
+            .map(|(i, p)| ValidatorEntry { public_key: i as u64 + 1, operator: vec![i as u8], power: *p })
             .collect();
         ValidatorSet::new(entries).unwrap()
     }
@@ -162,44 +146,18 @@ mod tests {
     #[test]
     fn order_does_not_depend_on_input_and_rejects_bad_sets() {
         let a = ValidatorSet::<TestScheme>::new(vec![
-            ValidatorEntry {
-                public_key: 9,
-                operator: vec![],
-                power: 1,
-            },
-            ValidatorEntry {
-                public_key: 3,
-                operator: vec![],
-                power: 2,
-            },
+            ValidatorEntry { public_key: 9, operator: vec![], power: 1 },
+            ValidatorEntry { public_key: 3, operator: vec![], power: 2 },
         ])
         .unwrap();
         assert_eq!(a.index_of(&3), Some(ValidatorIndex(0)));
-        assert_eq!(
-            ValidatorSet::<TestScheme>::new(vec![]).unwrap_err(),
-            Error::EmptyValidatorSet
-        );
+        assert_eq!(ValidatorSet::<TestScheme>::new(vec![]).unwrap_err(), Error::EmptyValidatorSet);
         let duplicate = vec![
-            ValidatorEntry {
-                public_key: 3,
-                operator: vec![],
-                power: 1,
-            },
-            ValidatorEntry {
-                public_key: 3,
-                operator: vec![],
-                power: 1,
-            },
+            ValidatorEntry { public_key: 3, operator: vec![], power: 1 },
+            ValidatorEntry { public_key: 3, operator: vec![], power: 1 },
         ];
-        assert_eq!(
-            ValidatorSet::<TestScheme>::new(duplicate).unwrap_err(),
-            Error::DuplicateKey
-        );
-        let zero = vec![ValidatorEntry::<TestScheme> {
-            public_key: 3,
-            operator: vec![],
-            power: 0,
-        }];
+        assert_eq!(ValidatorSet::<TestScheme>::new(duplicate).unwrap_err(), Error::DuplicateKey);
+        let zero = vec![ValidatorEntry::<TestScheme> { public_key: 3, operator: vec![], power: 0 }];
         assert_eq!(ValidatorSet::new(zero).unwrap_err(), Error::ZeroPower(0));
     }
 }

@@ -31,11 +31,7 @@ fn a_silent_validator_costs_a_view_not_liveness() {
         harness.run_fifo(1);
     }
     harness.assert_safe();
-    assert!(
-        harness.finalized[0].len() >= 10,
-        "{} blocks",
-        harness.finalized[0].len()
-    );
+    assert!(harness.finalized[0].len() >= 10, "{} blocks", harness.finalized[0].len());
 }
 
 #[test]
@@ -57,17 +53,24 @@ fn an_equivocating_byzantine_is_caught_and_safety_holds() {
     harness.run_fifo(30_000);
     harness.assert_safe();
     assert!(harness.finalized[0].len() >= 5);
-    let offences: Vec<Offence> = harness
-        .evidence
-        .iter()
-        .map(|(_, e)| e.offence().unwrap())
-        .collect();
+    let offences: Vec<Offence> = harness.evidence.iter().map(|(_, e)| e.offence().unwrap()).collect();
     assert!(offences.contains(&Offence::FinalizeAndNullify));
     assert!(offences.contains(&Offence::ConflictingProposals));
     for (_, evidence) in &harness.evidence {
         assert_eq!(evidence.offender.0, 3);
-        evidence
-            .verify(harness::CHAIN, &harness.validators)
-            .unwrap();
+        evidence.verify(harness::CHAIN, &harness.validators).unwrap();
     }
+}
+
+#[test]
+fn duplicated_messages_are_harmless_and_not_evidence() {
+    let mut harness = Harness::new(4, vec![], None);
+    for _ in 0..4_000 {
+        // Every message arrives twice in a row (a copy, then the original in FIFO order).
+        harness.deliver(0, true);
+        harness.run_fifo(1);
+    }
+    harness.assert_safe();
+    assert!(harness.finalized[0].len() >= 10);
+    assert!(harness.evidence.is_empty());
 }

@@ -1,6 +1,7 @@
 //! Property: whatever the delivery order, losses, duplicates and timer
 //! firings, and with one byzantine validator of four signing everything,
-//! honest validators never finalize conflicting blocks.
+//! honest validators never finalize conflicting blocks; and once delivery
+//! becomes orderly again, finality resumes.
 
 mod harness;
 
@@ -48,6 +49,13 @@ proptest! {
             }
         }
         harness.assert_safe();
+        // Then the network stabilises: finality must resume, still safely.
+        let before: Vec<usize> = harness.finalized.iter().map(Vec::len).collect();
+        harness.run_fifo(6_000);
+        harness.assert_safe();
+        for node in (0..4).filter(|node| *node != byzantine) {
+            prop_assert!(harness.finalized[node].len() > before[node], "node {} made no progress", node);
+        }
         for (_, evidence) in &harness.evidence {
             prop_assert_eq!(evidence.offender.0 as usize, byzantine);
         }

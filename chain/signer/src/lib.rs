@@ -16,9 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use vanna_consensus::{
-    BlockHash, ChainId, Epoch, Height, Offence, Scheme, Signable, View, Vote, VoteKind,
-};
+use vanna_consensus::{BlockHash, ChainId, Epoch, Height, Offence, Scheme, Signable, View, Vote, VoteKind};
 
 /// Interchange format version.
 const INTERCHANGE_VERSION: u32 = 1;
@@ -64,21 +62,14 @@ pub struct Record {
 impl Record {
     pub fn from_signable(message: &Signable) -> Record {
         let (kind, parent_view, height, block) = match *message {
-            Signable::Proposal {
-                parent_view, block, ..
-            } => ("proposal", Some(parent_view.0), None, Some(block)),
-            Signable::Vote(Vote {
-                kind: VoteKind::Notarize { height, block },
-                ..
-            }) => ("notarize", None, Some(height.0), Some(block)),
-            Signable::Vote(Vote {
-                kind: VoteKind::Finalize { height, block },
-                ..
-            }) => ("finalize", None, Some(height.0), Some(block)),
-            Signable::Vote(Vote {
-                kind: VoteKind::Nullify,
-                ..
-            }) => ("nullify", None, None, None),
+            Signable::Proposal { parent_view, block, .. } => ("proposal", Some(parent_view.0), None, Some(block)),
+            Signable::Vote(Vote { kind: VoteKind::Notarize { height, block }, .. }) => {
+                ("notarize", None, Some(height.0), Some(block))
+            }
+            Signable::Vote(Vote { kind: VoteKind::Finalize { height, block }, .. }) => {
+                ("finalize", None, Some(height.0), Some(block))
+            }
+            Signable::Vote(Vote { kind: VoteKind::Nullify, .. }) => ("nullify", None, None, None),
         };
         Record {
             kind: kind.to_owned(),
@@ -91,14 +82,7 @@ impl Record {
     }
 
     fn watermark(epoch: u64, view: u64) -> Record {
-        Record {
-            kind: "watermark".to_owned(),
-            epoch,
-            view,
-            parent_view: None,
-            height: None,
-            block: None,
-        }
+        Record { kind: "watermark".to_owned(), epoch, view, parent_view: None, height: None, block: None }
     }
 
     /// `None` for a watermark record.
@@ -117,21 +101,10 @@ impl Record {
             "watermark" => Ok(None),
             "proposal" => {
                 let parent_view = View(self.parent_view.ok_or_else(malformed)?);
-                Ok(Some(Signable::Proposal {
-                    epoch,
-                    view,
-                    parent_view,
-                    block: block()?,
-                }))
+                Ok(Some(Signable::Proposal { epoch, view, parent_view, block: block()? }))
             }
-            "notarize" => vote(VoteKind::Notarize {
-                height: height()?,
-                block: block()?,
-            }),
-            "finalize" => vote(VoteKind::Finalize {
-                height: height()?,
-                block: block()?,
-            }),
+            "notarize" => vote(VoteKind::Notarize { height: height()?, block: block()? }),
+            "finalize" => vote(VoteKind::Finalize { height: height()?, block: block()? }),
             "nullify" => vote(VoteKind::Nullify),
             _ => Err(malformed()),
         }
@@ -166,11 +139,7 @@ pub struct FileBackend {
 impl FileBackend {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(&path)?;
+        let file = OpenOptions::new().create(true).append(true).read(true).open(&path)?;
         Ok(Self { path, file })
     }
 
@@ -221,10 +190,7 @@ impl Backend for FileBackend {
         }
         std::fs::rename(&temporary, &self.path)?;
         self.sync_directory()?;
-        self.file = OpenOptions::new()
-            .append(true)
-            .read(true)
-            .open(&self.path)?;
+        self.file = OpenOptions::new().append(true).read(true).open(&self.path)?;
         Ok(())
     }
 }
@@ -238,24 +204,14 @@ pub struct MemoryBackend {
 
 impl Backend for MemoryBackend {
     fn load(&mut self) -> Result<Vec<Record>, Error> {
-        Ok(self
-            .disk
-            .lock()
-            .map_err(|_| Error::Malformed("poisoned".into()))?
-            .clone())
+        Ok(self.disk.lock().map_err(|_| Error::Malformed("poisoned".into()))?.clone())
     }
     fn append(&mut self, record: &Record) -> Result<(), Error> {
-        self.disk
-            .lock()
-            .map_err(|_| Error::Malformed("poisoned".into()))?
-            .push(record.clone());
+        self.disk.lock().map_err(|_| Error::Malformed("poisoned".into()))?.push(record.clone());
         Ok(())
     }
     fn replace(&mut self, records: &[Record]) -> Result<(), Error> {
-        *self
-            .disk
-            .lock()
-            .map_err(|_| Error::Malformed("poisoned".into()))? = records.to_vec();
+        *self.disk.lock().map_err(|_| Error::Malformed("poisoned".into()))? = records.to_vec();
         Ok(())
     }
 }
@@ -273,13 +229,7 @@ pub struct ProtectionStore<B: Backend> {
 impl<B: Backend> ProtectionStore<B> {
     pub fn open(chain: ChainId, mut backend: B) -> Result<Self, Error> {
         let records = backend.load()?;
-        let mut store = Self {
-            chain,
-            backend,
-            signed: BTreeMap::new(),
-            watermark: None,
-            records: 0,
-        };
+        let mut store = Self { chain, backend, signed: BTreeMap::new(), watermark: None, records: 0 };
         for record in &records {
             store.remember(record)?;
         }
@@ -293,10 +243,7 @@ impl<B: Backend> ProtectionStore<B> {
                 self.watermark = Some(self.watermark.map_or(mark, |m| m.max(mark)));
             }
             Some(message) => {
-                let slot = self
-                    .signed
-                    .entry((message.epoch(), message.view()))
-                    .or_default();
+                let slot = self.signed.entry((message.epoch(), message.view())).or_default();
                 if !slot.contains(&message) {
                     slot.push(message);
                     self.records += 1;
@@ -337,9 +284,7 @@ impl<B: Backend> ProtectionStore<B> {
         if self.watermark.is_some_and(|m| m >= mark) {
             return Ok(());
         }
-        let kept = self
-            .signed
-            .split_off(&(epoch, View(view.0.saturating_add(1))));
+        let kept = self.signed.split_off(&(epoch, View(view.0.saturating_add(1))));
         let mut records = vec![Record::watermark(epoch.0, view.0)];
         records.extend(kept.values().flatten().map(Record::from_signable));
         self.backend.replace(&records)?;
@@ -354,12 +299,7 @@ impl<B: Backend> ProtectionStore<B> {
             version: INTERCHANGE_VERSION,
             chain: self.chain.0,
             watermark: self.watermark.map(|(e, v)| (e.0, v.0)),
-            records: self
-                .signed
-                .values()
-                .flatten()
-                .map(Record::from_signable)
-                .collect(),
+            records: self.signed.values().flatten().map(Record::from_signable).collect(),
         }
     }
 
@@ -369,10 +309,7 @@ impl<B: Backend> ProtectionStore<B> {
             return Err(Error::Version(interchange.version));
         }
         if interchange.chain != self.chain.0 {
-            return Err(Error::WrongChain {
-                expected: self.chain.0,
-                found: interchange.chain,
-            });
+            return Err(Error::WrongChain { expected: self.chain.0, found: interchange.chain });
         }
         for record in &interchange.records {
             // Validate everything before writing anything.
@@ -385,10 +322,7 @@ impl<B: Backend> ProtectionStore<B> {
         }
         for record in &interchange.records {
             if let Some(message) = record.to_signable()?
-                && !self
-                    .signed
-                    .get(&(message.epoch(), message.view()))
-                    .is_some_and(|s| s.contains(&message))
+                && !self.signed.get(&(message.epoch(), message.view())).is_some_and(|s| s.contains(&message))
             {
                 self.backend.append(record)?;
                 self.remember(record)?;
@@ -414,10 +348,7 @@ impl<S: Scheme, B: Backend> Signer<S, B> {
     /// Records durably, then signs; refuses conflicts.
     pub fn sign(&mut self, message: &Signable) -> Result<S::Signature, Error> {
         self.store.check_and_record(message)?;
-        Ok(S::sign(
-            &self.secret,
-            &message.signing_bytes(self.store.chain),
-        ))
+        Ok(S::sign(&self.secret, &message.signing_bytes(self.store.chain)))
     }
 
     pub fn store(&self) -> &ProtectionStore<B> {
@@ -436,33 +367,15 @@ mod tests {
     const CHAIN: ChainId = ChainId(7);
 
     fn notarize(view: u64, block: u8) -> Signable {
-        let kind = VoteKind::Notarize {
-            height: Height(view),
-            block: BlockHash([block; 32]),
-        };
-        Signable::Vote(Vote {
-            epoch: Epoch(0),
-            view: View(view),
-            kind,
-        })
+        let kind = VoteKind::Notarize { height: Height(view), block: BlockHash([block; 32]) };
+        Signable::Vote(Vote { epoch: Epoch(0), view: View(view), kind })
     }
     fn finalize(view: u64, block: u8) -> Signable {
-        let kind = VoteKind::Finalize {
-            height: Height(view),
-            block: BlockHash([block; 32]),
-        };
-        Signable::Vote(Vote {
-            epoch: Epoch(0),
-            view: View(view),
-            kind,
-        })
+        let kind = VoteKind::Finalize { height: Height(view), block: BlockHash([block; 32]) };
+        Signable::Vote(Vote { epoch: Epoch(0), view: View(view), kind })
     }
     fn nullify(view: u64) -> Signable {
-        Signable::Vote(Vote {
-            epoch: Epoch(0),
-            view: View(view),
-            kind: VoteKind::Nullify,
-        })
+        Signable::Vote(Vote { epoch: Epoch(0), view: View(view), kind: VoteKind::Nullify })
     }
     fn proposal(view: u64, block: u8) -> Signable {
         Signable::Proposal {
@@ -474,8 +387,7 @@ mod tests {
     }
 
     fn temporary_path(name: &str) -> PathBuf {
-        let directory =
-            std::env::temp_dir().join(format!("vanna-signer-{}-{name}", std::process::id()));
+        let directory = std::env::temp_dir().join(format!("vanna-signer-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&directory);
         std::fs::create_dir_all(&directory).unwrap();
         directory.join("protection.jsonl")
@@ -486,29 +398,14 @@ mod tests {
         let mut store = ProtectionStore::open(CHAIN, MemoryBackend::default()).unwrap();
         store.check_and_record(&notarize(5, 1)).unwrap();
         store.check_and_record(&notarize(5, 1)).unwrap();
-        assert!(matches!(
-            store.check_and_record(&notarize(5, 2)),
-            Err(Error::Conflict(Offence::ConflictingNotarizes))
-        ));
+        assert!(matches!(store.check_and_record(&notarize(5, 2)), Err(Error::Conflict(Offence::ConflictingNotarizes))));
         store.check_and_record(&nullify(5)).unwrap();
-        assert!(matches!(
-            store.check_and_record(&finalize(5, 1)),
-            Err(Error::Conflict(Offence::FinalizeAndNullify))
-        ));
+        assert!(matches!(store.check_and_record(&finalize(5, 1)), Err(Error::Conflict(Offence::FinalizeAndNullify))));
         store.check_and_record(&finalize(6, 1)).unwrap();
-        assert!(matches!(
-            store.check_and_record(&nullify(6)),
-            Err(Error::Conflict(Offence::FinalizeAndNullify))
-        ));
-        assert!(matches!(
-            store.check_and_record(&finalize(6, 2)),
-            Err(Error::Conflict(Offence::ConflictingFinalizes))
-        ));
+        assert!(matches!(store.check_and_record(&nullify(6)), Err(Error::Conflict(Offence::FinalizeAndNullify))));
+        assert!(matches!(store.check_and_record(&finalize(6, 2)), Err(Error::Conflict(Offence::ConflictingFinalizes))));
         store.check_and_record(&proposal(7, 1)).unwrap();
-        assert!(matches!(
-            store.check_and_record(&proposal(7, 2)),
-            Err(Error::Conflict(Offence::ConflictingProposals))
-        ));
+        assert!(matches!(store.check_and_record(&proposal(7, 2)), Err(Error::Conflict(Offence::ConflictingProposals))));
         // Notarizing one block and finalizing another notarized one is not an offence.
         store.check_and_record(&notarize(8, 1)).unwrap();
         store.check_and_record(&finalize(8, 2)).unwrap();
@@ -526,50 +423,28 @@ mod tests {
             signer.sign(&nullify(11)).unwrap();
             // Dropped without any shutdown step, like a killed process.
         }
-        let mut signer = Signer::<TestScheme, _>::new(
-            3,
-            ProtectionStore::open(CHAIN, FileBackend::open(&path).unwrap()).unwrap(),
-        );
-        assert!(matches!(
-            signer.sign(&notarize(10, 2)),
-            Err(Error::Conflict(_))
-        ));
-        assert!(matches!(
-            signer.sign(&finalize(11, 1)),
-            Err(Error::Conflict(_))
-        ));
-        assert_eq!(
-            signer.sign(&notarize(10, 1)).unwrap(),
-            TestScheme::sign(&3, &notarize(10, 1).signing_bytes(CHAIN))
-        );
+        let mut signer =
+            Signer::<TestScheme, _>::new(3, ProtectionStore::open(CHAIN, FileBackend::open(&path).unwrap()).unwrap());
+        assert!(matches!(signer.sign(&notarize(10, 2)), Err(Error::Conflict(_))));
+        assert!(matches!(signer.sign(&finalize(11, 1)), Err(Error::Conflict(_))));
+        assert_eq!(signer.sign(&notarize(10, 1)).unwrap(), TestScheme::sign(&3, &notarize(10, 1).signing_bytes(CHAIN)));
     }
 
     #[test]
     fn a_torn_final_line_is_ignored() {
         let path = temporary_path("torn");
         {
-            let mut store =
-                ProtectionStore::open(CHAIN, FileBackend::open(&path).unwrap()).unwrap();
+            let mut store = ProtectionStore::open(CHAIN, FileBackend::open(&path).unwrap()).unwrap();
             store.check_and_record(&notarize(1, 1)).unwrap();
         }
-        OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(b"{\"kind\":\"notar")
-            .unwrap();
+        OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"kind\":\"notar").unwrap();
         let mut store = ProtectionStore::open(CHAIN, FileBackend::open(&path).unwrap()).unwrap();
-        assert!(matches!(
-            store.check_and_record(&notarize(1, 2)),
-            Err(Error::Conflict(_))
-        ));
+        assert!(matches!(store.check_and_record(&notarize(1, 2)), Err(Error::Conflict(_))));
     }
 
     #[test]
     fn export_then_import_on_a_fresh_store_preserves_refusals() {
-        let mut old =
-            ProtectionStore::open(CHAIN, FileBackend::open(temporary_path("export")).unwrap())
-                .unwrap();
+        let mut old = ProtectionStore::open(CHAIN, FileBackend::open(temporary_path("export")).unwrap()).unwrap();
         old.check_and_record(&notarize(3, 1)).unwrap();
         old.check_and_record(&nullify(4)).unwrap();
         old.check_and_record(&proposal(5, 9)).unwrap();
@@ -581,37 +456,21 @@ mod tests {
         fresh.import(&serde_json::from_str(&json).unwrap()).unwrap();
         drop(fresh);
         let mut fresh = ProtectionStore::open(CHAIN, FileBackend::open(&path).unwrap()).unwrap();
-        assert!(matches!(
-            fresh.check_and_record(&notarize(3, 2)),
-            Err(Error::Conflict(_))
-        ));
-        assert!(matches!(
-            fresh.check_and_record(&finalize(4, 1)),
-            Err(Error::Conflict(_))
-        ));
-        assert!(matches!(
-            fresh.check_and_record(&proposal(5, 8)),
-            Err(Error::Conflict(_))
-        ));
-        assert!(matches!(
-            fresh.check_and_record(&notarize(2, 1)),
-            Err(Error::BelowWatermark(0, 2))
-        ));
+        assert!(matches!(fresh.check_and_record(&notarize(3, 2)), Err(Error::Conflict(_))));
+        assert!(matches!(fresh.check_and_record(&finalize(4, 1)), Err(Error::Conflict(_))));
+        assert!(matches!(fresh.check_and_record(&proposal(5, 8)), Err(Error::Conflict(_))));
+        assert!(matches!(fresh.check_and_record(&notarize(2, 1)), Err(Error::BelowWatermark(0, 2))));
         fresh.check_and_record(&notarize(6, 1)).unwrap();
 
         let mut other_chain = ProtectionStore::open(ChainId(8), MemoryBackend::default()).unwrap();
-        assert!(matches!(
-            other_chain.import(&serde_json::from_str(&json).unwrap()),
-            Err(Error::WrongChain { .. })
-        ));
+        assert!(matches!(other_chain.import(&serde_json::from_str(&json).unwrap()), Err(Error::WrongChain { .. })));
     }
 
     #[test]
     fn pruning_survives_restart() {
         let path = temporary_path("prune");
         {
-            let mut store =
-                ProtectionStore::open(CHAIN, FileBackend::open(&path).unwrap()).unwrap();
+            let mut store = ProtectionStore::open(CHAIN, FileBackend::open(&path).unwrap()).unwrap();
             for view in 1..=20 {
                 store.check_and_record(&notarize(view, 1)).unwrap();
             }
@@ -620,13 +479,7 @@ mod tests {
         }
         let mut store = ProtectionStore::open(CHAIN, FileBackend::open(&path).unwrap()).unwrap();
         assert_eq!(store.export().records.len(), 6);
-        assert!(matches!(
-            store.check_and_record(&notarize(15, 2)),
-            Err(Error::BelowWatermark(0, 15))
-        ));
-        assert!(matches!(
-            store.check_and_record(&notarize(21, 2)),
-            Err(Error::Conflict(_))
-        ));
+        assert!(matches!(store.check_and_record(&notarize(15, 2)), Err(Error::BelowWatermark(0, 15))));
+        assert!(matches!(store.check_and_record(&notarize(21, 2)), Err(Error::Conflict(_))));
     }
 }

@@ -19,10 +19,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use vanna_consensus::{
-    Action, BlockHash, Bls, BlsSecretKey, Certificate, ChainId, Config, Consensus, Epoch, Event,
-    Header, Height, MAX_BLOCKS_PER_RESPONSE, Message, Offence, Scheme, Signable, SignedProposal,
-    SignedVote, TestScheme, Timing, ValidatorEntry, ValidatorIndex, ValidatorSet, View, Vote,
-    VoteKind, hash_bytes,
+    Action, BlockHash, Bls, BlsSecretKey, Certificate, ChainId, Config, Consensus, Epoch, Event, Header, Height,
+    MAX_BLOCKS_PER_RESPONSE, Message, Offence, Scheme, Signable, SignedProposal, SignedVote, TestScheme, Timing,
+    ValidatorEntry, ValidatorIndex, ValidatorSet, View, Vote, VoteKind, hash_bytes,
 };
 use vanna_signer::{MemoryBackend, ProtectionStore, Signer};
 
@@ -157,8 +156,7 @@ impl Summary {
         self.messages += report.messages;
         for violation in report.violations.iter().take(3) {
             if self.violation_samples.len() < 20 {
-                self.violation_samples
-                    .push(format!("seed {}: {violation}", report.seed));
+                self.violation_samples.push(format!("seed {}: {violation}", report.seed));
             }
         }
     }
@@ -220,12 +218,7 @@ struct Simulation<'a, S: SimScheme> {
 }
 
 fn timing() -> Timing {
-    Timing {
-        leader_timeout_ms: 250,
-        retry_ms: 200,
-        max_backoff_exponent: 4,
-        max_clock_drift_ms: 500,
-    }
+    Timing { leader_timeout_ms: 250, retry_ms: 200, max_backoff_exponent: 4, max_clock_drift_ms: 500 }
 }
 
 impl<'a, S: SimScheme> Simulation<'a, S> {
@@ -236,31 +229,20 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
         let entries = secrets
             .iter()
             .enumerate()
-            .map(|(i, s)| ValidatorEntry {
-                public_key: S::public_key(s),
-                operator: vec![i as u8],
-                power: 1,
-            })
+            .map(|(i, s)| ValidatorEntry { public_key: S::public_key(s), operator: vec![i as u8], power: 1 })
             .collect();
         let validators = Arc::new(ValidatorSet::new(entries).expect("distinct simulated keys"));
         let genesis = Header::genesis(Epoch(0), 0, [0; 32]);
         // Byzantine validators: the last `byzantine` positions in set order, each with a seeded behaviour.
         let byzantine = config.byzantine.min(n);
-        let behaviours = [
-            Byzantine::Silent,
-            Byzantine::DoubleVoter,
-            Byzantine::EquivocatingLeader,
-        ];
+        let behaviours = [Byzantine::Silent, Byzantine::DoubleVoter, Byzantine::EquivocatingLeader];
         let first_behaviour = rng.below(3) as usize;
         let profile = NetworkProfile::draw(&mut rng, config);
         let mut nodes = Vec::with_capacity(n);
         for secret in secrets {
-            let index = validators
-                .index_of(&S::public_key(&secret))
-                .expect("member");
+            let index = validators.index_of(&S::public_key(&secret)).expect("member");
             let position = index.0 as usize;
-            let role =
-                (position >= n - byzantine).then(|| behaviours[(first_behaviour + position) % 3]);
+            let role = (position >= n - byzantine).then(|| behaviours[(first_behaviour + position) % 3]);
             let clock_skew_ms = rng.below(101) as i64 - 50;
             nodes.push(Node {
                 secret,
@@ -270,11 +252,7 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
                 store: BTreeMap::new(),
                 epoch_ends: BTreeMap::new(),
                 signer: None,
-                durable: Durable {
-                    tip: genesis.clone(),
-                    tip_view: View(0),
-                    disk: MemoryBackend::default(),
-                },
+                durable: Durable { tip: genesis.clone(), tip_view: View(0), disk: MemoryBackend::default() },
                 incarnation: 0,
                 clock_skew_ms,
                 seen: BTreeMap::new(),
@@ -313,8 +291,7 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
         for node in 0..self.nodes.len() {
             self.start(node, 0);
         }
-        let crash_budget =
-            (self.nodes.len().saturating_sub(1) / 3).saturating_sub(self.config.byzantine);
+        let crash_budget = (self.nodes.len().saturating_sub(1) / 3).saturating_sub(self.config.byzantine);
         let crash_plan = self.network.plan_faults(
             &mut self.rng,
             self.config,
@@ -333,7 +310,7 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
             }
             processed += 1;
             self.dispatch(now, event);
-            if processed % 64 == 0 && self.finished() {
+            if processed.is_multiple_of(64) && self.finished() {
                 break;
             }
         }
@@ -354,11 +331,6 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
                 continue;
             }
             let state = &self.nodes[node];
-            if std::env::var("SIM_DEBUG").is_ok() {
-                if let Some(e) = state.engine.as_ref() {
-                    eprintln!("DEBUG node {node} {}", e.describe());
-                }
-            }
             match state.recovery_views {
                 Some(views) => {
                     recovery = recovery.max(views);
@@ -369,14 +341,11 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
                         self.violations.push(message);
                     }
                 }
-                None => self.violations.push(format!(
-                    "liveness: node {node} never finalized after stabilisation"
-                )),
+                None => self.violations.push(format!("liveness: node {node} never finalized after stabilisation")),
             }
             for missing in state.expected_evidence.difference(&state.found_evidence) {
-                self.violations.push(format!(
-                    "node {node} saw an equivocation by {missing:?} without producing evidence"
-                ));
+                self.violations
+                    .push(format!("node {node} saw an equivocation by {missing:?} without producing evidence"));
             }
         }
         RunReport {
@@ -408,11 +377,7 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
         let durable = &self.nodes[node].durable;
         let (epoch, last_height) = self.epoch_of(durable.tip.height);
         // A tip that ends an epoch anchors the next one at view 0.
-        let anchor_view = if durable.tip.epoch == epoch {
-            durable.tip_view
-        } else {
-            View(0)
-        };
+        let anchor_view = if durable.tip.epoch == epoch { durable.tip_view } else { View(0) };
         Config {
             chain: SIM_CHAIN,
             epoch,
@@ -434,8 +399,7 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
         let state = &mut self.nodes[node];
         state.incarnation += 1;
         state.seen.clear();
-        let store =
-            ProtectionStore::open(SIM_CHAIN, state.durable.disk.clone()).expect("memory store");
+        let store = ProtectionStore::open(SIM_CHAIN, state.durable.disk.clone()).expect("memory store");
         state.signer = Some(Signer::new(state.secret.clone(), store));
         let config = self.engine_config(node);
         let local = self.local_time(node, now);
@@ -451,21 +415,9 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
     fn dispatch(&mut self, now: u64, event: SimEvent<S>) {
         match event {
             SimEvent::Deliver { to, from, message } => self.deliver(now, to, from, message),
-            SimEvent::Timer {
-                node,
-                incarnation,
-                epoch,
-                view,
-                kind,
-            } => {
+            SimEvent::Timer { node, incarnation, epoch, view, kind } => {
                 let state = &self.nodes[node];
-                if std::env::var("SIM_DEBUG").is_ok() && node == 0 { eprintln!("TIMER t={now} inc {incarnation}/{} ep {epoch:?}/{:?} view {view:?} {kind:?} cur {:?}", state.incarnation, state.engine.as_ref().map(|e| e.config().epoch), state.engine.as_ref().map(|e| e.view())); }
-                if state.incarnation != incarnation
-                    || state
-                        .engine
-                        .as_ref()
-                        .is_none_or(|e| e.config().epoch != epoch)
-                {
+                if state.incarnation != incarnation || state.engine.as_ref().is_none_or(|e| e.config().epoch != epoch) {
                     return;
                 }
                 self.feed(node, now, Event::Timeout { view, kind });
@@ -513,19 +465,9 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
         {
             // Stragglers in a finished epoch get the certificate that ended it
             // (in reply to their votes and proposals only, so replies never echo).
-            let from_straggler = matches!(
-                message,
-                Message::Proposal(_) | Message::Vote(_) | Message::Status { .. }
-            );
-            if let Some((header, certificate)) = self.nodes[to]
-                .epoch_ends
-                .get(&epoch)
-                .filter(|_| from_straggler)
-            {
-                let reply = Message::Certified {
-                    header: Some(header.clone()),
-                    certificate: certificate.clone(),
-                };
+            let from_straggler = matches!(message, Message::Proposal(_) | Message::Vote(_) | Message::Status { .. });
+            if let Some((header, certificate)) = self.nodes[to].epoch_ends.get(&epoch).filter(|_| from_straggler) {
+                let reply = Message::Certified { header: Some(header.clone()), certificate: certificate.clone() };
                 self.network.send(&mut self.rng, now, to, from, reply);
             }
             return;
@@ -542,13 +484,7 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
                 blocks.push((header.clone(), payload.clone()));
                 cursor = header.parent;
             }
-            self.network.send(
-                &mut self.rng,
-                now,
-                to,
-                from,
-                Message::BlockResponse { blocks },
-            );
+            self.network.send(&mut self.rng, now, to, from, Message::BlockResponse { blocks });
             return;
         }
         if self.honest(to) {
@@ -569,26 +505,15 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
                 let leader = self.validators.leader(p.view);
                 let signable = p.signable();
                 let ok = p.payload.len() <= engine.config().max_payload_bytes;
-                (
-                    leader,
-                    signable,
-                    ok && self.signature_valid(leader, &signable, &p.signature),
-                )
+                (leader, signable, ok && self.signature_valid(leader, &signable, &p.signature))
             }
             Message::Vote(v) => {
                 let signable = Signable::Vote(v.vote);
-                (
-                    v.signer,
-                    signable,
-                    self.signature_valid(v.signer, &signable, &v.signature),
-                )
+                (v.signer, signable, self.signature_valid(v.signer, &signable, &v.signature))
             }
             _ => return,
         };
-        if !valid
-            || !engine.tracks_view(signable.view())
-            || signable.epoch() != engine.config().epoch
-        {
+        if !valid || !engine.tracks_view(signable.view()) || signable.epoch() != engine.config().epoch {
             return;
         }
         let key = (signer, signable.epoch(), signable.view());
@@ -597,21 +522,13 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
         if seen.contains(&signable) {
             return;
         }
-        if seen
-            .iter()
-            .any(|previous| Offence::between(previous, &signable).is_some())
-        {
+        if seen.iter().any(|previous| Offence::between(previous, &signable).is_some()) {
             state.expected_evidence.insert(key);
         }
         seen.push(signable);
     }
 
-    fn signature_valid(
-        &self,
-        signer: ValidatorIndex,
-        message: &Signable,
-        signature: &S::Signature,
-    ) -> bool {
+    fn signature_valid(&self, signer: ValidatorIndex, message: &Signable, signature: &S::Signature) -> bool {
         self.validators
             .get(signer)
             .is_some_and(|e| S::verify(&e.public_key, &message.signing_bytes(SIM_CHAIN), signature))
@@ -658,26 +575,16 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
                 Vec::new()
             }
             Action::Send { to, message } => {
-                self.network
-                    .send(&mut self.rng, now, node, to.0 as usize, message);
+                self.network.send(&mut self.rng, now, node, to.0 as usize, message);
                 Vec::new()
             }
-            Action::ScheduleTimeout {
-                view,
-                kind,
-                after_ms,
-            } => {
+            Action::ScheduleTimeout { view, kind, after_ms } => {
                 let state = &self.nodes[node];
                 let Some(engine) = state.engine.as_ref() else {
                     return Vec::new();
                 };
-                let event = SimEvent::Timer {
-                    node,
-                    incarnation: state.incarnation,
-                    epoch: engine.config().epoch,
-                    view,
-                    kind,
-                };
+                let event =
+                    SimEvent::Timer { node, incarnation: state.incarnation, epoch: engine.config().epoch, view, kind };
                 self.network.schedule(now + after_ms, event);
                 Vec::new()
             }
@@ -692,23 +599,10 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
                 };
                 self.engine_handle(node, local, event)
             }
-            Action::VerifyProposal {
-                view,
-                parent,
-                header,
-                payload,
-            } => {
+            Action::VerifyProposal { view, parent, header, payload } => {
                 let valid = header.state_root == state_after(&parent)
                     && header.transactions_root == hash_bytes(b"vanna/sim/txs", &payload);
-                self.engine_handle(
-                    node,
-                    local,
-                    Event::ProposalVerified {
-                        view,
-                        block: header.hash(),
-                        valid,
-                    },
-                )
+                self.engine_handle(node, local, Event::ProposalVerified { view, block: header.hash(), valid })
             }
             Action::Sign(message) => {
                 let signature = if self.honest(node) {
@@ -727,11 +621,7 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
                 };
                 self.engine_handle(node, local, Event::Signed { message, signature })
             }
-            Action::Finalized {
-                header,
-                payload,
-                proof,
-            } => {
+            Action::Finalized { header, payload, proof } => {
                 self.on_finalized(node, header, payload, proof);
                 Vec::new()
             }
@@ -740,26 +630,14 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
                 let offender = evidence.offender;
                 match evidence.verify(SIM_CHAIN, &self.validators) {
                     Ok(_) => {}
-                    Err(error) => self
-                        .violations
-                        .push(format!("node {node} produced invalid evidence: {error}")),
+                    Err(error) => self.violations.push(format!("node {node} produced invalid evidence: {error}")),
                 }
                 let offender_position = offender.0 as usize;
-                if self
-                    .nodes
-                    .get(offender_position)
-                    .is_none_or(|n| n.role.is_none())
-                {
-                    self.violations.push(format!(
-                        "node {node} produced evidence against honest validator {}",
-                        offender.0
-                    ));
+                if self.nodes.get(offender_position).is_none_or(|n| n.role.is_none()) {
+                    self.violations
+                        .push(format!("node {node} produced evidence against honest validator {}", offender.0));
                 }
-                let key = (
-                    offender,
-                    evidence.first.message.epoch(),
-                    evidence.first.message.view(),
-                );
+                let key = (offender, evidence.first.message.epoch(), evidence.first.message.view());
                 self.nodes[node].found_evidence.insert(key);
                 Vec::new()
             }
@@ -767,10 +645,7 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
     }
 
     fn engine_handle(&mut self, node: usize, local: u64, event: Event<S>) -> Vec<Action<S>> {
-        self.nodes[node]
-            .engine
-            .as_mut()
-            .map_or_else(Vec::new, |engine| engine.handle(local, event))
+        self.nodes[node].engine.as_mut().map_or_else(Vec::new, |engine| engine.handle(local, event))
     }
 
     fn payload(&mut self, node: usize, view: View) -> Vec<u8> {
@@ -783,73 +658,45 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
 
     fn broadcast(&mut self, node: usize, now: u64, message: Message<S>) {
         let n = self.nodes.len();
-        match (self.nodes[node].role, &message) {
-            (Some(Byzantine::DoubleVoter), Message::Vote(vote)) => {
-                let split = self.rng.below(n as u64 + 1) as usize;
-                let mut conflicting = Vec::new();
-                match vote.vote.kind {
-                    VoteKind::Notarize { height, block } => {
-                        let other = BlockHash(hash_bytes(b"vanna/sim/other", &block.0));
-                        let kind = VoteKind::Notarize {
-                            height,
-                            block: other,
-                        };
-                        conflicting.push(self.byzantine_vote(node, Vote { kind, ..vote.vote }));
-                    }
-                    VoteKind::Finalize { .. } => {
-                        conflicting.push(self.byzantine_vote(
-                            node,
-                            Vote {
-                                kind: VoteKind::Nullify,
-                                ..vote.vote
-                            },
-                        ));
-                    }
-                    VoteKind::Nullify => {}
+        let conflicting = match (self.nodes[node].role, &message) {
+            (Some(Byzantine::DoubleVoter), Message::Vote(vote)) => match vote.vote.kind {
+                VoteKind::Notarize { height, block } => {
+                    let other = BlockHash(hash_bytes(b"vanna/sim/other", &block.0));
+                    let kind = VoteKind::Notarize { height, block: other };
+                    Some(self.byzantine_vote(node, Vote { kind, ..vote.vote }))
                 }
-                for to in (0..n).filter(|t| *t != node) {
-                    let chosen = if to < split {
-                        message.clone()
-                    } else {
-                        conflicting
-                            .first()
-                            .cloned()
-                            .unwrap_or_else(|| message.clone())
-                    };
-                    self.network.send(&mut self.rng, now, node, to, chosen);
+                // Contradicts the finality rule.
+                VoteKind::Finalize { .. } => {
+                    Some(self.byzantine_vote(node, Vote { kind: VoteKind::Nullify, ..vote.vote }))
                 }
-            }
+                VoteKind::Nullify => None,
+            },
             (Some(Byzantine::EquivocatingLeader), Message::Proposal(proposal)) => {
-                let second = self.second_proposal(node, proposal);
-                let split = self.rng.below(n as u64 + 1) as usize;
-                for to in (0..n).filter(|t| *t != node) {
-                    let chosen = if to < split {
-                        message.clone()
-                    } else {
-                        Message::Proposal(second.clone())
-                    };
-                    self.network.send(&mut self.rng, now, node, to, chosen);
-                }
+                Some(Message::Proposal(self.second_proposal(node, proposal)))
             }
-            _ => {
-                for to in (0..n).filter(|t| *t != node) {
-                    self.network
-                        .send(&mut self.rng, now, node, to, message.clone());
+            _ => None,
+        };
+        for to in (0..n).filter(|t| *t != node) {
+            let Some(second) = conflicting.as_ref() else {
+                self.network.send(&mut self.rng, now, node, to, message.clone());
+                continue;
+            };
+            // Each peer gets the honest message, the conflicting one, or both:
+            // splitting the network is the attack, overlap is what detection sees.
+            match self.rng.below(3) {
+                0 => self.network.send(&mut self.rng, now, node, to, message.clone()),
+                1 => self.network.send(&mut self.rng, now, node, to, second.clone()),
+                _ => {
+                    self.network.send(&mut self.rng, now, node, to, second.clone());
+                    self.network.send(&mut self.rng, now, node, to, message.clone());
                 }
             }
         }
     }
 
     fn byzantine_vote(&self, node: usize, vote: Vote) -> Message<S> {
-        let signature = S::sign(
-            &self.nodes[node].secret,
-            &Signable::Vote(vote).signing_bytes(SIM_CHAIN),
-        );
-        Message::Vote(SignedVote {
-            vote,
-            signer: self.nodes[node].index,
-            signature,
-        })
+        let signature = S::sign(&self.nodes[node].secret, &Signable::Vote(vote).signing_bytes(SIM_CHAIN));
+        Message::Vote(SignedVote { vote, signer: self.nodes[node].index, signature })
     }
 
     fn second_proposal(&self, node: usize, proposal: &SignedProposal<S>) -> SignedProposal<S> {
@@ -863,45 +710,22 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
             // A re-proposal: equivocate on the block itself.
             header.block_time_ms += 1;
         }
-        let mut second = SignedProposal {
-            payload,
-            header,
-            ..proposal.clone()
-        };
-        second.signature = S::sign(
-            &self.nodes[node].secret,
-            &second.signable().signing_bytes(SIM_CHAIN),
-        );
+        let mut second = SignedProposal { payload, header, ..proposal.clone() };
+        second.signature = S::sign(&self.nodes[node].secret, &second.signable().signing_bytes(SIM_CHAIN));
         second
     }
 
-    fn on_finalized(
-        &mut self,
-        node: usize,
-        header: Header,
-        payload: Vec<u8>,
-        proof: Certificate<S>,
-    ) {
+    fn on_finalized(&mut self, node: usize, header: Header, payload: Vec<u8>, proof: Certificate<S>) {
         let hash = header.hash();
         let proof_view = proof.vote.view;
-        if self
-            .config
-            .epoch_length
-            .is_some_and(|length| header.height.0 % length.max(1) == 0)
-        {
-            self.nodes[node]
-                .epoch_ends
-                .insert(header.epoch, (header.clone(), proof));
+        if self.config.epoch_length.is_some_and(|length| header.height.0.is_multiple_of(length.max(1))) {
+            self.nodes[node].epoch_ends.insert(header.epoch, (header.clone(), proof));
         }
-        self.nodes[node]
-            .store
-            .insert(hash, (header.clone(), payload));
+        self.nodes[node].store.insert(hash, (header.clone(), payload));
         let honest = self.honest(node);
         let state = &mut self.nodes[node];
         if honest {
-            if header.height.0 != state.durable.tip.height.0 + 1
-                || header.parent != state.durable.tip.hash()
-            {
+            if header.height.0 != state.durable.tip.height.0 + 1 || header.parent != state.durable.tip.hash() {
                 let message = format!(
                     "node {node} finalized height {} not extending its tip {}",
                     header.height.0, state.durable.tip.height.0
@@ -910,10 +734,7 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
             }
             match self.canonical.get(&header.height) {
                 Some(existing) if *existing != hash => {
-                    self.violations.push(format!(
-                        "safety: conflicting blocks finalized at height {}",
-                        header.height.0
-                    ));
+                    self.violations.push(format!("safety: conflicting blocks finalized at height {}", header.height.0));
                 }
                 Some(_) => {}
                 None => {
@@ -935,19 +756,14 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
         if let Some(signer) = state.signer.as_mut()
             && proof_view.0 > 0
         {
-            let _ = signer
-                .store_mut()
-                .prune_through(epoch, View(proof_view.0 - 1));
+            let _ = signer.store_mut().prune_through(epoch, View(proof_view.0 - 1));
         }
     }
 
     /// Called after every batch of actions: an engine that finished its epoch
     /// hands over to the next one.
     fn roll_epoch(&mut self, node: usize, now: u64) {
-        let done = self.nodes[node]
-            .engine
-            .as_ref()
-            .is_some_and(|e| e.is_done());
+        let done = self.nodes[node].engine.as_ref().is_some_and(|e| e.is_done());
         if !done {
             return;
         }

@@ -59,24 +59,10 @@ impl NetworkProfile {
 
 #[derive(Debug)]
 pub enum SimEvent<S: Scheme> {
-    Deliver {
-        to: usize,
-        from: usize,
-        message: Message<S>,
-    },
-    Timer {
-        node: usize,
-        incarnation: u64,
-        epoch: Epoch,
-        view: View,
-        kind: TimerKind,
-    },
-    Crash {
-        node: usize,
-    },
-    Restart {
-        node: usize,
-    },
+    Deliver { to: usize, from: usize, message: Message<S> },
+    Timer { node: usize, incarnation: u64, epoch: Epoch, view: View, kind: TimerKind },
+    Crash { node: usize },
+    Restart { node: usize },
     Stable,
 }
 
@@ -92,19 +78,12 @@ pub struct Network<S: Scheme> {
 
 impl<S: Scheme> Network<S> {
     pub fn new(profile: NetworkProfile) -> Self {
-        Self {
-            profile,
-            queue: BTreeMap::new(),
-            sequence: 0,
-            now_ms: 0,
-            delivered: 0,
-        }
+        Self { profile, queue: BTreeMap::new(), sequence: 0, now_ms: 0, delivered: 0 }
     }
 
     pub fn schedule(&mut self, at_ms: u64, event: SimEvent<S>) {
         self.sequence += 1;
-        self.queue
-            .insert((at_ms.max(self.now_ms), self.sequence), event);
+        self.queue.insert((at_ms.max(self.now_ms), self.sequence), event);
     }
 
     pub fn next(&mut self) -> Option<(u64, SimEvent<S>)> {
@@ -120,36 +99,21 @@ impl<S: Scheme> Network<S> {
         self.profile.partitions.iter().any(|(start, end, side)| {
             *start <= now
                 && now < *end
-                && side.get(from).copied().unwrap_or(false)
-                    != side.get(to).copied().unwrap_or(false)
+                && side.get(from).copied().unwrap_or(false) != side.get(to).copied().unwrap_or(false)
         })
     }
 
     pub fn send(&mut self, rng: &mut Rng, now: u64, from: usize, to: usize, message: Message<S>) {
-        if from == to
-            || self.partitioned(now, from, to)
-            || rng.per_mille(self.profile.loss_per_mille)
-        {
+        if from == to || self.partitioned(now, from, to) || rng.per_mille(self.profile.loss_per_mille) {
             return;
         }
-        let copies = if rng.per_mille(self.profile.duplicate_per_mille) {
-            2
-        } else {
-            1
-        };
+        let copies = if rng.per_mille(self.profile.duplicate_per_mille) { 2 } else { 1 };
         for _ in 0..copies {
             let mut delay = rng.range(self.profile.min_delay_ms, self.profile.max_delay_ms);
             if rng.per_mille(self.profile.slow_per_mille) {
                 delay += rng.range(1, self.profile.slow_extra_ms);
             }
-            self.schedule(
-                now + delay,
-                SimEvent::Deliver {
-                    to,
-                    from,
-                    message: message.clone(),
-                },
-            );
+            self.schedule(now + delay, SimEvent::Deliver { to, from, message: message.clone() });
         }
     }
 

@@ -9,9 +9,7 @@ use vanna_proto::v1::{PlaceOrder, Side, TimeInForce, cancel_all::Scope};
 use vanna_runtime::BlockOutput;
 use vanna_runtime::events::{ActionOutcome, ActionResult, Event, TxStatus};
 use vanna_runtime::sandbox::{Sandbox, demo_genesis};
-use vanna_runtime::tx::{
-    cancel_all, cancel_by_client_id, limit_order, market_order, place, replace,
-};
+use vanna_runtime::tx::{cancel_all, cancel_by_client_id, limit_order, market_order, place, replace};
 
 use crate::CliResult;
 
@@ -38,54 +36,38 @@ pub fn run(args: &Args) -> CliResult {
         genesis.fees.maker_rate, genesis.fees.taker_rate, genesis.fees.premium_cap
     );
 
-    step(
-        &mut chain,
-        args,
-        "Market makers quote puts on both sides (cash-secured) and bid for calls",
-        |chain| {
-            let quote = |series: &str, side, price: &str, size: &str, client| {
-                place(PlaceOrder {
-                    client_order_id: client,
-                    ..limit_order(series, side, price, size)
-                })
-            };
-            chain.submit(
-                "mm-north",
-                vec![
-                    quote("BTC-25DEC26-100000-P", Side::Buy, "6100", "2", 1),
-                    quote("BTC-25DEC26-100000-P", Side::Sell, "6300", "2", 2),
-                    quote("BTC-25DEC26-90000-P", Side::Buy, "2650", "3", 3),
-                    quote("BTC-25DEC26-90000-P", Side::Sell, "2800", "3", 4),
-                    quote("BTC-25DEC26-100000-C", Side::Buy, "8900", "1.5", 5),
-                    quote("ETH-25DEC26-3500-P", Side::Buy, "210", "10", 6),
-                    quote("ETH-25DEC26-3500-P", Side::Sell, "225", "10", 7),
-                ],
-            );
-            chain.submit(
-                "mm-south",
-                vec![
-                    quote("BTC-25DEC26-100000-P", Side::Buy, "6150", "1", 1),
-                    quote("BTC-25DEC26-100000-P", Side::Sell, "6300", "1", 2),
-                    quote("BTC-25DEC26-100000-P", Side::Sell, "6350", "4", 3),
-                    quote("BTC-25DEC26-110000-C", Side::Buy, "5100", "2", 4),
-                ],
-            );
-        },
-    )?;
+    step(&mut chain, args, "Market makers quote puts on both sides (cash-secured) and bid for calls", |chain| {
+        let quote = |series: &str, side, price: &str, size: &str, client| {
+            place(PlaceOrder { client_order_id: client, ..limit_order(series, side, price, size) })
+        };
+        chain.submit(
+            "mm-north",
+            vec![
+                quote("BTC-25DEC26-100000-P", Side::Buy, "6100", "2", 1),
+                quote("BTC-25DEC26-100000-P", Side::Sell, "6300", "2", 2),
+                quote("BTC-25DEC26-90000-P", Side::Buy, "2650", "3", 3),
+                quote("BTC-25DEC26-90000-P", Side::Sell, "2800", "3", 4),
+                quote("BTC-25DEC26-100000-C", Side::Buy, "8900", "1.5", 5),
+                quote("ETH-25DEC26-3500-P", Side::Buy, "210", "10", 6),
+                quote("ETH-25DEC26-3500-P", Side::Sell, "225", "10", 7),
+            ],
+        );
+        chain.submit(
+            "mm-south",
+            vec![
+                quote("BTC-25DEC26-100000-P", Side::Buy, "6150", "1", 1),
+                quote("BTC-25DEC26-100000-P", Side::Sell, "6300", "1", 2),
+                quote("BTC-25DEC26-100000-P", Side::Sell, "6350", "4", 3),
+                quote("BTC-25DEC26-110000-C", Side::Buy, "5100", "2", 4),
+            ],
+        );
+    })?;
     step(
         &mut chain,
         args,
         "Takers cross: alice lifts 2.5 puts through two levels, bob sells a put into the bid",
         |chain| {
-            chain.submit(
-                "alice",
-                vec![place(limit_order(
-                    "BTC-25DEC26-100000-P",
-                    Side::Buy,
-                    "6350",
-                    "2.5",
-                ))],
-            );
+            chain.submit("alice", vec![place(limit_order("BTC-25DEC26-100000-P", Side::Buy, "6350", "2.5"))]);
             chain.submit(
                 "bob",
                 vec![place(PlaceOrder {
@@ -103,10 +85,7 @@ pub fn run(args: &Args) -> CliResult {
         "Amends: mm-south re-prices its ask (loses priority), mm-north shrinks its bid (keeps it) and pulls a call bid by client id",
         |chain| {
             chain.submit("mm-south", vec![replace(mm_south_ask, "6250", "")]);
-            chain.submit(
-                "mm-north",
-                vec![replace(mm_north_bid, "", "1"), cancel_by_client_id(5)],
-            );
+            chain.submit("mm-north", vec![replace(mm_north_bid, "", "1"), cancel_by_client_id(5)]);
         },
     )?;
     step(
@@ -114,15 +93,7 @@ pub fn run(args: &Args) -> CliResult {
         args,
         "Refusals change nothing: a naked call, a post-only that would cross, a price off the tick, a buy beyond the cash",
         |chain| {
-            chain.submit(
-                "alice",
-                vec![place(limit_order(
-                    "BTC-25DEC26-100000-C",
-                    Side::Sell,
-                    "8900",
-                    "1",
-                ))],
-            );
+            chain.submit("alice", vec![place(limit_order("BTC-25DEC26-100000-C", Side::Sell, "8900", "1"))]);
             chain.submit(
                 "alice",
                 vec![place(PlaceOrder {
@@ -130,24 +101,8 @@ pub fn run(args: &Args) -> CliResult {
                     ..limit_order("BTC-25DEC26-100000-P", Side::Buy, "6300", "1")
                 })],
             );
-            chain.submit(
-                "bob",
-                vec![place(limit_order(
-                    "BTC-25DEC26-90000-P",
-                    Side::Buy,
-                    "2650.25",
-                    "1",
-                ))],
-            );
-            chain.submit(
-                "alice",
-                vec![place(limit_order(
-                    "BTC-25DEC26-90000-P",
-                    Side::Buy,
-                    "2800",
-                    "100",
-                ))],
-            );
+            chain.submit("bob", vec![place(limit_order("BTC-25DEC26-90000-P", Side::Buy, "2650.25", "1"))]);
+            chain.submit("alice", vec![place(limit_order("BTC-25DEC26-90000-P", Side::Buy, "2800", "100"))]);
         },
     )?;
     step(
@@ -162,39 +117,20 @@ pub fn run(args: &Args) -> CliResult {
                     ..market_order("BTC-25DEC26-100000-P", Side::Sell, "1.25")
                 })],
             );
-            chain.submit(
-                "bob",
-                vec![place(market_order("ETH-25DEC26-3500-P", Side::Buy, "4"))],
-            );
+            chain.submit("bob", vec![place(market_order("ETH-25DEC26-3500-P", Side::Buy, "4"))]);
         },
     )?;
-    step(
-        &mut chain,
-        args,
-        "mm-north cancels everything it quotes on ETH",
-        |chain| {
-            chain.submit(
-                "mm-north",
-                vec![cancel_all(Scope::Underlying("ETH".into()))],
-            );
-        },
-    )?;
+    step(&mut chain, args, "mm-north cancels everything it quotes on ETH", |chain| {
+        chain.submit("mm-north", vec![cancel_all(Scope::Underlying("ETH".into()))]);
+    })?;
 
     print_books(&chain);
     print_accounts(&chain);
     let root = chain.state.state_root();
     let alice = chain.address("alice");
-    let proof = chain
-        .state
-        .prove_account(&alice)
-        .ok_or("alice has no account")?
-        .encode_to_vec();
+    let proof = chain.state.prove_account(&alice).ok_or("alice has no account")?.encode_to_vec();
     let proven = vanna_runtime::verify_account_proof(&root, &alice, &proof)?;
-    println!(
-        "\nstate root after height {}: {}",
-        chain.state.height,
-        hex::encode(root)
-    );
+    println!("\nstate root after height {}: {}", chain.state.height, hex::encode(root));
     println!(
         "proof for alice ({} bytes) checks against the root alone: usd {} locked {}, {} position(s), {} open order(s)",
         proof.len(),
@@ -208,28 +144,13 @@ pub fn run(args: &Args) -> CliResult {
 }
 
 /// The order id behind one of `name`'s client order ids.
-fn open_order(
-    chain: &Sandbox,
-    name: &str,
-    client_order_id: u64,
-) -> Result<u64, Box<dyn std::error::Error>> {
-    let account = chain
-        .state
-        .account(&chain.address(name))
-        .ok_or("unknown demo account")?;
-    let id = account
-        .client_orders
-        .get(&client_order_id)
-        .ok_or("demo order is no longer open")?;
+fn open_order(chain: &Sandbox, name: &str, client_order_id: u64) -> Result<u64, Box<dyn std::error::Error>> {
+    let account = chain.state.account(&chain.address(name)).ok_or("unknown demo account")?;
+    let id = account.client_orders.get(&client_order_id).ok_or("demo order is no longer open")?;
     Ok(id.0)
 }
 
-fn step(
-    chain: &mut Sandbox,
-    args: &Args,
-    title: &str,
-    submit: impl FnOnce(&mut Sandbox),
-) -> CliResult {
+fn step(chain: &mut Sandbox, args: &Args, title: &str, submit: impl FnOnce(&mut Sandbox)) -> CliResult {
     submit(chain);
     let block = chain.produce_block();
     if args.json {
@@ -251,10 +172,7 @@ fn name_of(chain: &Sandbox, address: &vanna_runtime::Address) -> String {
 
 fn print_block(chain: &Sandbox, block: &BlockOutput) {
     for receipt in &block.receipts {
-        let who = receipt
-            .sender
-            .map(|sender| name_of(chain, &sender))
-            .unwrap_or_default();
+        let who = receipt.sender.map(|sender| name_of(chain, &sender)).unwrap_or_default();
         match &receipt.status {
             TxStatus::Rejected { error } => {
                 println!("  {who}: transaction rejected [{}] {error}", error.code())
@@ -291,46 +209,24 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                 fill.price,
                 name_of(
                     chain,
-                    if fill.taker_side == vanna_runtime::events::OrderSide::Buy {
-                        &fill.taker
-                    } else {
-                        &fill.maker
-                    }
+                    if fill.taker_side == vanna_runtime::events::OrderSide::Buy { &fill.taker } else { &fill.maker }
                 ),
                 name_of(
                     chain,
-                    if fill.taker_side == vanna_runtime::events::OrderSide::Buy {
-                        &fill.maker
-                    } else {
-                        &fill.taker
-                    }
+                    if fill.taker_side == vanna_runtime::events::OrderSide::Buy { &fill.maker } else { &fill.taker }
                 ),
                 fill.premium,
                 fill.maker_fee,
                 fill.taker_fee
             ),
-            Event::OrderCancelled {
-                order,
-                owner,
-                series,
-                remaining,
-                reason,
-            } => {
+            Event::OrderCancelled { order, owner, series, remaining, reason } => {
                 println!(
                     "    cancelled {order} of {} in {series}: {remaining} contracts ({reason:?})",
                     name_of(chain, owner)
                 )
             }
-            Event::OrderReduced {
-                order,
-                owner,
-                remaining,
-                reason,
-            } => {
-                println!(
-                    "    reduced {order} of {} to {remaining} contracts ({reason:?})",
-                    name_of(chain, owner)
-                )
+            Event::OrderReduced { order, owner, remaining, reason } => {
+                println!("    reduced {order} of {} to {remaining} contracts ({reason:?})", name_of(chain, owner))
             }
             _ => {}
         }
@@ -348,9 +244,7 @@ fn print_books(chain: &Sandbox) {
                 .book
                 .depth(side, 5)
                 .iter()
-                .map(|(ticks, lots)| {
-                    format!("{} x {}", market.price_of(*ticks), market.contracts(*lots))
-                })
+                .map(|(ticks, lots)| format!("{} x {}", market.price_of(*ticks), market.contracts(*lots)))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -365,26 +259,16 @@ fn print_books(chain: &Sandbox) {
 
 fn print_accounts(chain: &Sandbox) {
     println!("\n== accounts");
-    println!(
-        "  {:<9} {:>14} {:>12} {:>14}  positions",
-        "account", "USD", "locked", "free"
-    );
+    println!("  {:<9} {:>14} {:>12} {:>14}  positions", "account", "USD", "locked", "free");
     for name in TRADERS {
-        let account = chain
-            .state
-            .account(&chain.address(name))
-            .expect("demo account");
+        let account = chain.state.account(&chain.address(name)).expect("demo account");
         let positions: Vec<String> = account
             .exposures
             .iter()
             .filter(|(_, exposure)| exposure.position_lots != 0)
             .map(|(series, exposure)| {
                 let market = chain.state.market(*series);
-                format!(
-                    "{} {:+}",
-                    market.spec.name,
-                    market.signed_contracts(exposure.position_lots)
-                )
+                format!("{} {:+}", market.spec.name, market.signed_contracts(exposure.position_lots))
             })
             .collect();
         println!(
@@ -393,11 +277,7 @@ fn print_accounts(chain: &Sandbox) {
             account.usd.to_string(),
             account.usd_locked.to_string(),
             account.usd_free().to_string(),
-            if positions.is_empty() {
-                "-".to_string()
-            } else {
-                positions.join(", ")
-            }
+            if positions.is_empty() { "-".to_string() } else { positions.join(", ") }
         );
     }
     let total: Decimal = chain.state.total_usd().value();

@@ -5,12 +5,8 @@ use vanna_runtime::sandbox::demo_genesis;
 use crate::CliResult;
 
 /// The demo accounts: two market makers and two traders, with USD.
-pub const DEMO_ACCOUNTS: [(&str, u64); 4] = [
-    ("mm-north", 2_000_000),
-    ("mm-south", 2_000_000),
-    ("alice", 250_000),
-    ("bob", 400_000),
-];
+pub const DEMO_ACCOUNTS: [(&str, u64); 4] =
+    [("mm-north", 2_000_000), ("mm-south", 2_000_000), ("alice", 250_000), ("bob", 400_000)];
 
 #[derive(clap::Subcommand)]
 pub enum Genesis {
@@ -31,10 +27,7 @@ mod tests {
 
     #[test]
     fn deploy_file_matches_the_command() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../deploy/genesis/demo.json"
-        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/genesis/demo.json");
         let file = std::fs::read_to_string(path).expect("deploy/genesis/demo.json exists");
         let genesis = vanna_runtime::Genesis::from_json(&file).expect("it parses");
         assert_eq!(

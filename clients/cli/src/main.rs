@@ -6,16 +6,13 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod demo;
 mod genesis;
+mod simulate;
 
 /// The error type every subcommand returns; the message is printed as is.
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 #[derive(Parser)]
-#[command(
-    name = "vanna",
-    version,
-    about = "Vanna: a proof-of-stake chain that settles crypto options"
-)]
+#[command(name = "vanna", version, about = "Vanna: a proof-of-stake chain that settles crypto options")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +28,8 @@ enum Command {
     /// Reproducible benchmarks; add --json for machine-readable output.
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// Deterministic consensus simulation over many seeds; add --json for machine-readable output.
+    Simulate(simulate::Args),
 }
 
 fn main() {
@@ -38,6 +37,7 @@ fn main() {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Bench(bench) => bench::run(bench),
+        Command::Simulate(args) => simulate::run(&args),
         Command::Genesis(command) => genesis::run(&command),
     };
     if let Err(error) = result {

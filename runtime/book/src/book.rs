@@ -8,8 +8,8 @@ use std::collections::hash_map::Entry as HashEntry;
 use rustc_hash::FxHashMap;
 
 use crate::{
-    BookError, Fill, MakerDecision, MatchEvent, MatchOutcome, MatchPolicy, OrderId, OwnerId,
-    RestingOrder, Side, StopReason, Taker,
+    BookError, Fill, MakerDecision, MatchEvent, MatchOutcome, MatchPolicy, OrderId, OwnerId, RestingOrder, Side,
+    StopReason, Taker,
 };
 
 /// Hard upper bound on resting orders in one book: arena slots are `u32`
@@ -67,21 +67,14 @@ struct Arena {
 
 impl Arena {
     fn new() -> Self {
-        Arena {
-            nodes: Vec::new(),
-            free_head: NIL,
-        }
+        Arena { nodes: Vec::new(), free_head: NIL }
     }
 
     /// Stores `order` unlinked and returns its slot. The caller guarantees
     /// fewer than [`MAX_ORDERS`] orders are live.
     fn allocate(&mut self, order: RestingOrder) -> u32 {
         debug_assert!(order.remaining_lots > 0);
-        let node = Node {
-            order,
-            prev: NIL,
-            next: NIL,
-        };
+        let node = Node { order, prev: NIL, next: NIL };
         if self.free_head != NIL {
             let index = self.free_head;
             let slot = &mut self.nodes[index as usize];
@@ -203,9 +196,7 @@ impl Book {
 
     /// The resting order with this id.
     pub fn get(&self, id: OrderId) -> Option<&RestingOrder> {
-        self.ids
-            .get(&id)
-            .map(|&index| &self.arena.nodes[index as usize].order)
+        self.ids.get(&id).map(|&index| &self.arena.nodes[index as usize].order)
     }
 
     /// Best (highest) bid: `(price_ticks, total lots at that price)`.
@@ -220,9 +211,7 @@ impl Book {
 
     /// Best level of `side`: `(price_ticks, total lots)`.
     pub fn best(&self, side: Side) -> Option<(u64, u64)> {
-        self.levels[side_index(side)]
-            .first_key_value()
-            .map(|(&key, level)| (key_price(side, key), level.total_lots))
+        self.levels[side_index(side)].first_key_value().map(|(&key, level)| (key_price(side, key), level.total_lots))
     }
 
     /// Up to `levels` levels of `side`, best first, as `(price_ticks, total lots)`.
@@ -255,22 +244,14 @@ impl Book {
         self.levels[0]
             .values()
             .chain(self.levels[1].values())
-            .flat_map(move |level| LevelOrders {
-                nodes,
-                next: level.head,
-            })
+            .flat_map(move |level| LevelOrders { nodes, next: level.head })
     }
 
     /// Orders resting at `price_ticks` on `side`, oldest first (empty if no
     /// such level).
     pub fn level_orders(&self, side: Side, price_ticks: u64) -> LevelOrders<'_> {
-        let head = self.levels[side_index(side)]
-            .get(&level_key(side, price_ticks))
-            .map_or(NIL, |level| level.head);
-        LevelOrders {
-            nodes: &self.arena.nodes,
-            next: head,
-        }
+        let head = self.levels[side_index(side)].get(&level_key(side, price_ticks)).map_or(NIL, |level| level.head);
+        LevelOrders { nodes: &self.arena.nodes, next: head }
     }
 
     /// Read-only: how many lots a taker on `taker_side` could fill at or better
@@ -288,20 +269,14 @@ impl Book {
         let maker_side = taker_side.opposite();
         let limit_key = level_key(maker_side, limit_price_ticks);
         let mut total: u64 = 0;
-        for level in self.levels[side_index(maker_side)]
-            .range(..=limit_key)
-            .map(|(_, level)| level)
-        {
+        for level in self.levels[side_index(maker_side)].range(..=limit_key).map(|(_, level)| level) {
             if total >= cap {
                 break;
             }
             match skip_owner {
                 None => total = total.saturating_add(level.total_lots),
                 Some(owner) => {
-                    for order in (LevelOrders {
-                        nodes: &self.arena.nodes,
-                        next: level.head,
-                    }) {
+                    for order in (LevelOrders { nodes: &self.arena.nodes, next: level.head }) {
                         if order.owner != owner {
                             total = total.saturating_add(order.remaining_lots);
                             if total >= cap {
@@ -330,10 +305,7 @@ impl Book {
             return Err(BookError::InvalidPrice(order.price_ticks));
         }
         let opposite = order.side.opposite();
-        if let Some(&opposite_key) = self.levels[side_index(opposite)]
-            .first_key_value()
-            .map(|(key, _)| key)
-        {
+        if let Some(&opposite_key) = self.levels[side_index(opposite)].first_key_value().map(|(key, _)| key) {
             let opposite_best_ticks = key_price(opposite, opposite_key);
             let crosses = match order.side {
                 Side::Buy => order.price_ticks >= opposite_best_ticks,
@@ -348,25 +320,18 @@ impl Book {
             }
         }
         if self.ids.len() >= self.max_orders {
-            return Err(BookError::BookFull {
-                max_orders: self.max_orders,
-            });
+            return Err(BookError::BookFull { max_orders: self.max_orders });
         }
         let id_slot = match self.ids.entry(order.id) {
             HashEntry::Occupied(_) => return Err(BookError::DuplicateId(order.id)),
             HashEntry::Vacant(vacant) => vacant,
         };
-        let index = match self.levels[side_index(order.side)]
-            .entry(level_key(order.side, order.price_ticks))
-        {
+        let index = match self.levels[side_index(order.side)].entry(level_key(order.side, order.price_ticks)) {
             Entry::Occupied(mut occupied) => {
                 let level = occupied.get_mut();
                 let level_last_sequence = self.arena.nodes[level.tail as usize].order.sequence;
                 if order.sequence <= level_last_sequence {
-                    return Err(BookError::SequenceNotIncreasing {
-                        sequence: order.sequence,
-                        level_last_sequence,
-                    });
+                    return Err(BookError::SequenceNotIncreasing { sequence: order.sequence, level_last_sequence });
                 }
                 if level.total_lots.checked_add(order.remaining_lots).is_none() {
                     return Err(BookError::LevelTotalOverflow);
@@ -376,12 +341,7 @@ impl Book {
                 index
             }
             Entry::Vacant(vacant) => {
-                let level = vacant.insert(Level {
-                    head: NIL,
-                    tail: NIL,
-                    total_lots: 0,
-                    order_count: 0,
-                });
+                let level = vacant.insert(Level { head: NIL, tail: NIL, total_lots: 0, order_count: 0 });
                 let index = self.arena.allocate(order);
                 self.arena.push_back(level, index);
                 index
@@ -397,9 +357,7 @@ impl Book {
         let index = self.ids.remove(&id)?;
         let order = self.arena.nodes[index as usize].order;
         let side = side_index(order.side);
-        let Entry::Occupied(mut level_entry) =
-            self.levels[side].entry(level_key(order.side, order.price_ticks))
-        else {
+        let Entry::Occupied(mut level_entry) = self.levels[side].entry(level_key(order.side, order.price_ticks)) else {
             unreachable!("resting order {id} has no level");
         };
         self.arena.unlink(level_entry.get_mut(), index);
@@ -424,9 +382,7 @@ impl Book {
         let decrease = order.remaining_lots - new_remaining_lots;
         order.remaining_lots = new_remaining_lots;
         let key = level_key(order.side, order.price_ticks);
-        let level = self.levels[side_index(order.side)]
-            .get_mut(&key)
-            .expect("resting order has a level");
+        let level = self.levels[side_index(order.side)].get_mut(&key).expect("resting order has a level");
         level.total_lots -= decrease;
         Ok(())
     }
@@ -452,9 +408,7 @@ impl Book {
     ) -> MatchOutcome {
         let maker_side = taker.side.opposite();
         let limit_key = level_key(maker_side, taker.limit_price_ticks);
-        let Book {
-            arena, levels, ids, ..
-        } = self;
+        let Book { arena, levels, ids, .. } = self;
         let levels = &mut levels[side_index(maker_side)];
         let mut remaining = taker.lots;
         let mut steps: u32 = 0;
@@ -530,30 +484,18 @@ impl Book {
         };
 
         debug_assert!(!self.is_crossed());
-        MatchOutcome {
-            filled_lots: taker.lots - remaining,
-            remaining_lots: remaining,
-            stop,
-        }
+        MatchOutcome { filled_lots: taker.lots - remaining, remaining_lots: remaining, stop }
     }
 
     /// Asserts every structural invariant; panics with a description on the
     /// first violation. O(n): for tests and audits, not the hot path.
     pub fn check_invariants(&self) {
-        assert!(
-            !self.is_crossed(),
-            "book is crossed: bid {:?} ask {:?}",
-            self.best_bid(),
-            self.best_ask()
-        );
+        assert!(!self.is_crossed(), "book is crossed: bid {:?} ask {:?}", self.best_bid(), self.best_ask());
         let mut live = 0usize;
         for side in [Side::Buy, Side::Sell] {
             for (&key, level) in &self.levels[side_index(side)] {
                 let price_ticks = key_price(side, key);
-                assert!(
-                    level.order_count > 0 && level.head != NIL,
-                    "empty level {side:?} {price_ticks}"
-                );
+                assert!(level.order_count > 0 && level.head != NIL, "empty level {side:?} {price_ticks}");
                 let mut total_lots: u64 = 0;
                 let mut count = 0u32;
                 let mut previous = NIL;
@@ -562,22 +504,10 @@ impl Book {
                 while index != NIL {
                     let node = &self.arena.nodes[index as usize];
                     let order = &node.order;
-                    assert_eq!(
-                        node.prev, previous,
-                        "broken back link at order {}",
-                        order.id
-                    );
-                    assert!(
-                        order.remaining_lots > 0,
-                        "zero-lot order {} rests",
-                        order.id
-                    );
+                    assert_eq!(node.prev, previous, "broken back link at order {}", order.id);
+                    assert!(order.remaining_lots > 0, "zero-lot order {} rests", order.id);
                     assert_eq!(order.side, side, "order {} on the wrong side", order.id);
-                    assert_eq!(
-                        order.price_ticks, price_ticks,
-                        "order {} at the wrong level",
-                        order.id
-                    );
+                    assert_eq!(order.price_ticks, price_ticks, "order {} at the wrong level", order.id);
                     if let Some(last) = last_sequence {
                         assert!(
                             order.sequence > last,
@@ -586,45 +516,24 @@ impl Book {
                         );
                     }
                     last_sequence = Some(order.sequence);
-                    assert_eq!(
-                        self.ids.get(&order.id),
-                        Some(&index),
-                        "id index disagrees for order {}",
-                        order.id
-                    );
+                    assert_eq!(self.ids.get(&order.id), Some(&index), "id index disagrees for order {}", order.id);
                     total_lots += order.remaining_lots;
                     count += 1;
                     previous = index;
                     index = node.next;
                 }
-                assert_eq!(
-                    level.tail, previous,
-                    "tail mismatch at {side:?} {price_ticks}"
-                );
-                assert_eq!(
-                    level.total_lots, total_lots,
-                    "level total mismatch at {side:?} {price_ticks}"
-                );
-                assert_eq!(
-                    level.order_count, count,
-                    "level count mismatch at {side:?} {price_ticks}"
-                );
+                assert_eq!(level.tail, previous, "tail mismatch at {side:?} {price_ticks}");
+                assert_eq!(level.total_lots, total_lots, "level total mismatch at {side:?} {price_ticks}");
+                assert_eq!(level.order_count, count, "level count mismatch at {side:?} {price_ticks}");
                 live += count as usize;
             }
         }
-        assert_eq!(
-            self.ids.len(),
-            live,
-            "id index holds orders not in any level"
-        );
+        assert_eq!(self.ids.len(), live, "id index holds orders not in any level");
         let mut free = 0usize;
         let mut index = self.arena.free_head;
         while index != NIL {
             let node = &self.arena.nodes[index as usize];
-            assert_eq!(
-                node.order.remaining_lots, 0,
-                "free slot {index} holds an order"
-            );
+            assert_eq!(node.order.remaining_lots, 0, "free slot {index} holds an order");
             free += 1;
             assert!(free <= self.arena.nodes.len(), "free list has a cycle");
             index = node.next;
@@ -660,39 +569,18 @@ mod tests {
     use crate::NoPolicy;
 
     fn order(id: OrderId, side: Side, price_ticks: u64, lots: u64) -> RestingOrder {
-        RestingOrder {
-            id,
-            owner: id % 3,
-            side,
-            price_ticks,
-            remaining_lots: lots,
-            sequence: id,
-            flags: 0,
-        }
+        RestingOrder { id, owner: id % 3, side, price_ticks, remaining_lots: lots, sequence: id, flags: 0 }
     }
 
     fn taker(side: Side, limit_price_ticks: u64, lots: u64) -> Taker {
-        Taker {
-            id: 1_000,
-            owner: 99,
-            side,
-            limit_price_ticks,
-            lots,
-            max_fills: u32::MAX,
-            flags: 0,
-        }
+        Taker { id: 1_000, owner: 99, side, limit_price_ticks, lots, max_fills: u32::MAX, flags: 0 }
     }
 
     fn fills(events: &[MatchEvent]) -> Vec<(OrderId, u64, u64, u64)> {
         events
             .iter()
             .filter_map(|event| match event {
-                MatchEvent::Fill(fill) => Some((
-                    fill.maker_id,
-                    fill.price_ticks,
-                    fill.lots,
-                    fill.maker_remaining_lots,
-                )),
+                MatchEvent::Fill(fill) => Some((fill.maker_id, fill.price_ticks, fill.lots, fill.maker_remaining_lots)),
                 MatchEvent::MakerCancelled { .. } => None,
             })
             .collect()
@@ -729,25 +617,14 @@ mod tests {
 
     impl Script {
         fn new(answers: &[MakerDecision]) -> Self {
-            Script {
-                answers: answers.iter().rev().copied().collect(),
-                asked: Vec::new(),
-                filled: Vec::new(),
-            }
+            Script { answers: answers.iter().rev().copied().collect(), asked: Vec::new(), filled: Vec::new() }
         }
     }
 
     impl MatchPolicy for Script {
-        fn on_maker(
-            &mut self,
-            maker: &RestingOrder,
-            _: &Taker,
-            taker_remaining_lots: u64,
-        ) -> MakerDecision {
+        fn on_maker(&mut self, maker: &RestingOrder, _: &Taker, taker_remaining_lots: u64) -> MakerDecision {
             self.asked.push((maker.id, taker_remaining_lots));
-            self.answers
-                .pop()
-                .unwrap_or(MakerDecision::Fill { max_lots: u64::MAX })
+            self.answers.pop().unwrap_or(MakerDecision::Fill { max_lots: u64::MAX })
         }
 
         fn on_fill(&mut self, fill: &Fill) {
@@ -771,16 +648,8 @@ mod tests {
         assert_eq!(book.get(1), None);
         assert_eq!(book.reduce(1, 1), Err(BookError::UnknownOrder(1)));
         let mut events = Vec::new();
-        let outcome =
-            book.match_incoming(&taker(Side::Buy, u64::MAX, 5), &mut NoPolicy, &mut events);
-        assert_eq!(
-            outcome,
-            MatchOutcome {
-                filled_lots: 0,
-                remaining_lots: 5,
-                stop: StopReason::LimitReached
-            }
-        );
+        let outcome = book.match_incoming(&taker(Side::Buy, u64::MAX, 5), &mut NoPolicy, &mut events);
+        assert_eq!(outcome, MatchOutcome { filled_lots: 0, remaining_lots: 5, stop: StopReason::LimitReached });
         assert!(events.is_empty());
         book.check_invariants();
     }
@@ -798,20 +667,12 @@ mod tests {
         assert_eq!(book.best_bid(), Some((99, 8)));
         assert_eq!(book.best_ask(), Some((101, 8)));
         assert_eq!(book.depth(Side::Sell, 2), vec![(101, 8), (102, 4)]);
-        assert_eq!(
-            book.depth(Side::Sell, 10),
-            vec![(101, 8), (102, 4), (104, 10)]
-        );
+        assert_eq!(book.depth(Side::Sell, 10), vec![(101, 8), (102, 4), (104, 10)]);
         assert_eq!(book.depth(Side::Buy, 10), vec![(99, 8), (98, 1)]);
         assert_eq!(book.depth(Side::Buy, 0), vec![]);
         assert_eq!(book.level_count(Side::Sell), 3);
         assert_eq!(ids(&book), vec![5, 6, 7, 1, 2, 3, 4]);
-        assert_eq!(
-            book.level_orders(Side::Sell, 101)
-                .map(|o| o.id)
-                .collect::<Vec<_>>(),
-            vec![1, 2]
-        );
+        assert_eq!(book.level_orders(Side::Sell, 101).map(|o| o.id).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(book.level_orders(Side::Buy, 101).count(), 0);
         assert_eq!(book.get(3), Some(&order(3, Side::Sell, 102, 4)));
     }
@@ -826,10 +687,7 @@ mod tests {
         assert_eq!(book.available_lots(Side::Buy, u64::MAX, None, 10), 10);
         assert_eq!(book.available_lots(Side::Buy, u64::MAX, None, 0), 0);
         // Owner of order 1 is 1 % 3 == 1, shared with order 4.
-        assert_eq!(
-            book.available_lots(Side::Buy, u64::MAX, Some(1), u64::MAX),
-            7
-        );
+        assert_eq!(book.available_lots(Side::Buy, u64::MAX, Some(1), u64::MAX), 7);
         assert_eq!(book.available_lots(Side::Buy, 101, Some(1), u64::MAX), 3);
         assert_eq!(book.available_lots(Side::Sell, 0, None, u64::MAX), 9);
         assert_eq!(book.available_lots(Side::Sell, 99, None, u64::MAX), 8);
@@ -841,62 +699,26 @@ mod tests {
     fn insert_rejects_bad_orders_and_leaves_book_unchanged() {
         let mut book = sample();
         let before = ids(&book);
-        assert_eq!(
-            book.insert(order(1, Side::Sell, 110, 1)),
-            Err(BookError::DuplicateId(1))
-        );
-        assert_eq!(
-            book.insert(order(20, Side::Sell, 110, 0)),
-            Err(BookError::ZeroLots)
-        );
-        assert_eq!(
-            book.insert(order(20, Side::Sell, 0, 1)),
-            Err(BookError::InvalidPrice(0))
-        );
-        assert_eq!(
-            book.insert(order(20, Side::Buy, u64::MAX, 1)),
-            Err(BookError::InvalidPrice(u64::MAX))
-        );
+        assert_eq!(book.insert(order(1, Side::Sell, 110, 1)), Err(BookError::DuplicateId(1)));
+        assert_eq!(book.insert(order(20, Side::Sell, 110, 0)), Err(BookError::ZeroLots));
+        assert_eq!(book.insert(order(20, Side::Sell, 0, 1)), Err(BookError::InvalidPrice(0)));
+        assert_eq!(book.insert(order(20, Side::Buy, u64::MAX, 1)), Err(BookError::InvalidPrice(u64::MAX)));
         assert_eq!(
             book.insert(order(20, Side::Buy, 101, 1)),
-            Err(BookError::WouldCross {
-                side: Side::Buy,
-                price_ticks: 101,
-                opposite_best_ticks: 101
-            })
+            Err(BookError::WouldCross { side: Side::Buy, price_ticks: 101, opposite_best_ticks: 101 })
         );
         assert_eq!(
             book.insert(order(20, Side::Sell, 95, 1)),
-            Err(BookError::WouldCross {
-                side: Side::Sell,
-                price_ticks: 95,
-                opposite_best_ticks: 99
-            })
+            Err(BookError::WouldCross { side: Side::Sell, price_ticks: 95, opposite_best_ticks: 99 })
         );
-        let stale = RestingOrder {
-            sequence: 2,
-            ..order(20, Side::Sell, 101, 1)
-        };
-        assert_eq!(
-            book.insert(stale),
-            Err(BookError::SequenceNotIncreasing {
-                sequence: 2,
-                level_last_sequence: 2
-            })
-        );
+        let stale = RestingOrder { sequence: 2, ..order(20, Side::Sell, 101, 1) };
+        assert_eq!(book.insert(stale), Err(BookError::SequenceNotIncreasing { sequence: 2, level_last_sequence: 2 }));
         assert_eq!(book.insert(order(20, Side::Sell, 110, u64::MAX)), Ok(()));
-        assert_eq!(
-            book.insert(order(21, Side::Sell, 110, 1)),
-            Err(BookError::LevelTotalOverflow)
-        );
+        assert_eq!(book.insert(order(21, Side::Sell, 110, 1)), Err(BookError::LevelTotalOverflow));
         assert_eq!(book.cancel(20).map(|o| o.id), Some(20));
         assert_eq!(ids(&book), before);
         // A lower sequence is fine at a fresh level: priority is per level.
-        book.insert(RestingOrder {
-            sequence: 0,
-            ..order(20, Side::Sell, 105, 1)
-        })
-        .unwrap();
+        book.insert(RestingOrder { sequence: 0, ..order(20, Side::Sell, 105, 1) }).unwrap();
         book.check_invariants();
     }
 
@@ -906,10 +728,7 @@ mod tests {
         assert_eq!(book.max_orders(), 2);
         book.insert(order(1, Side::Buy, 10, 1)).unwrap();
         book.insert(order(2, Side::Buy, 10, 1)).unwrap();
-        assert_eq!(
-            book.insert(order(3, Side::Buy, 10, 1)),
-            Err(BookError::BookFull { max_orders: 2 })
-        );
+        assert_eq!(book.insert(order(3, Side::Buy, 10, 1)), Err(BookError::BookFull { max_orders: 2 }));
         book.cancel(1).unwrap();
         book.insert(order(3, Side::Buy, 10, 1)).unwrap();
         assert_eq!(ids(&book), vec![2, 3]);
@@ -945,27 +764,9 @@ mod tests {
     #[test]
     fn reduce_keeps_priority() {
         let mut book = sample();
-        assert_eq!(
-            book.reduce(1, 5),
-            Err(BookError::InvalidReduce {
-                current_lots: 5,
-                requested_lots: 5
-            })
-        );
-        assert_eq!(
-            book.reduce(1, 6),
-            Err(BookError::InvalidReduce {
-                current_lots: 5,
-                requested_lots: 6
-            })
-        );
-        assert_eq!(
-            book.reduce(1, 0),
-            Err(BookError::InvalidReduce {
-                current_lots: 5,
-                requested_lots: 0
-            })
-        );
+        assert_eq!(book.reduce(1, 5), Err(BookError::InvalidReduce { current_lots: 5, requested_lots: 5 }));
+        assert_eq!(book.reduce(1, 6), Err(BookError::InvalidReduce { current_lots: 5, requested_lots: 6 }));
+        assert_eq!(book.reduce(1, 0), Err(BookError::InvalidReduce { current_lots: 5, requested_lots: 0 }));
         book.reduce(1, 2).unwrap();
         assert_eq!(book.best_ask(), Some((101, 5)));
         assert_eq!(book.get(1).map(|o| o.remaining_lots), Some(2));
@@ -981,14 +782,7 @@ mod tests {
         let mut book = sample();
         let mut events = Vec::new();
         let outcome = book.match_incoming(&taker(Side::Buy, 101, 3), &mut NoPolicy, &mut events);
-        assert_eq!(
-            outcome,
-            MatchOutcome {
-                filled_lots: 3,
-                remaining_lots: 0,
-                stop: StopReason::Filled
-            }
-        );
+        assert_eq!(outcome, MatchOutcome { filled_lots: 3, remaining_lots: 0, stop: StopReason::Filled });
         assert_eq!(
             events,
             vec![MatchEvent::Fill(Fill {
@@ -1011,18 +805,8 @@ mod tests {
         let mut book = sample();
         let mut events = Vec::new();
         let outcome = book.match_incoming(&taker(Side::Buy, 103, 20), &mut NoPolicy, &mut events);
-        assert_eq!(
-            outcome,
-            MatchOutcome {
-                filled_lots: 12,
-                remaining_lots: 8,
-                stop: StopReason::LimitReached
-            }
-        );
-        assert_eq!(
-            fills(&events),
-            vec![(1, 101, 5, 0), (2, 101, 3, 0), (3, 102, 4, 0)]
-        );
+        assert_eq!(outcome, MatchOutcome { filled_lots: 12, remaining_lots: 8, stop: StopReason::LimitReached });
+        assert_eq!(fills(&events), vec![(1, 101, 5, 0), (2, 101, 3, 0), (3, 102, 4, 0)]);
         assert_eq!(book.best_ask(), Some((104, 10)));
         assert_eq!(book.get(1), None);
         assert_eq!(book.len(), 4);
@@ -1034,25 +818,11 @@ mod tests {
         let mut book = sample();
         let mut events = Vec::new();
         let outcome = book.match_incoming(&taker(Side::Sell, 0, 8), &mut NoPolicy, &mut events);
-        assert_eq!(
-            outcome,
-            MatchOutcome {
-                filled_lots: 8,
-                remaining_lots: 0,
-                stop: StopReason::Filled
-            }
-        );
+        assert_eq!(outcome, MatchOutcome { filled_lots: 8, remaining_lots: 0, stop: StopReason::Filled });
         assert_eq!(fills(&events), vec![(5, 99, 2, 0), (6, 99, 6, 0)]);
         let mut events = Vec::new();
         let outcome = book.match_incoming(&taker(Side::Sell, 0, 8), &mut NoPolicy, &mut events);
-        assert_eq!(
-            outcome,
-            MatchOutcome {
-                filled_lots: 1,
-                remaining_lots: 7,
-                stop: StopReason::LimitReached
-            }
-        );
+        assert_eq!(outcome, MatchOutcome { filled_lots: 1, remaining_lots: 7, stop: StopReason::LimitReached });
         assert_eq!(book.best_bid(), None);
         book.check_invariants();
     }
@@ -1064,14 +834,7 @@ mod tests {
         let outcome = book.match_incoming(&taker(Side::Buy, 100, 5), &mut NoPolicy, &mut events);
         assert_eq!(outcome.stop, StopReason::LimitReached);
         let outcome = book.match_incoming(&taker(Side::Buy, 101, 0), &mut NoPolicy, &mut events);
-        assert_eq!(
-            outcome,
-            MatchOutcome {
-                filled_lots: 0,
-                remaining_lots: 0,
-                stop: StopReason::Filled
-            }
-        );
+        assert_eq!(outcome, MatchOutcome { filled_lots: 0, remaining_lots: 0, stop: StopReason::Filled });
         assert!(events.is_empty());
         assert_eq!(book.len(), 7);
     }
@@ -1080,62 +843,26 @@ mod tests {
     fn max_fills_bounds_steps() {
         let mut book = sample();
         let mut events = Vec::new();
-        let limited = Taker {
-            max_fills: 2,
-            ..taker(Side::Buy, u64::MAX, 20)
-        };
+        let limited = Taker { max_fills: 2, ..taker(Side::Buy, u64::MAX, 20) };
         let outcome = book.match_incoming(&limited, &mut NoPolicy, &mut events);
-        assert_eq!(
-            outcome,
-            MatchOutcome {
-                filled_lots: 8,
-                remaining_lots: 12,
-                stop: StopReason::MaxFills
-            }
-        );
+        assert_eq!(outcome, MatchOutcome { filled_lots: 8, remaining_lots: 12, stop: StopReason::MaxFills });
         assert_eq!(events.len(), 2);
         // Exactly enough steps to fill: Filled wins.
-        let exact = Taker {
-            max_fills: 1,
-            ..taker(Side::Buy, u64::MAX, 4)
-        };
+        let exact = Taker { max_fills: 1, ..taker(Side::Buy, u64::MAX, 4) };
         events.clear();
         let outcome = book.match_incoming(&exact, &mut NoPolicy, &mut events);
         assert_eq!(outcome.stop, StopReason::Filled);
         // No steps allowed: MaxFills only if something crosses.
-        let none = Taker {
-            max_fills: 0,
-            ..taker(Side::Buy, u64::MAX, 4)
-        };
-        assert_eq!(
-            book.match_incoming(&none, &mut NoPolicy, &mut events).stop,
-            StopReason::MaxFills
-        );
-        let none_below = Taker {
-            max_fills: 0,
-            ..taker(Side::Buy, 50, 4)
-        };
-        assert_eq!(
-            book.match_incoming(&none_below, &mut NoPolicy, &mut events)
-                .stop,
-            StopReason::LimitReached
-        );
+        let none = Taker { max_fills: 0, ..taker(Side::Buy, u64::MAX, 4) };
+        assert_eq!(book.match_incoming(&none, &mut NoPolicy, &mut events).stop, StopReason::MaxFills);
+        let none_below = Taker { max_fills: 0, ..taker(Side::Buy, 50, 4) };
+        assert_eq!(book.match_incoming(&none_below, &mut NoPolicy, &mut events).stop, StopReason::LimitReached);
         // Policy cancellations count as steps too.
         let mut cancel_all = Script::new(&[MakerDecision::CancelMaker; 3]);
-        let bounded = Taker {
-            max_fills: 1,
-            ..taker(Side::Sell, 0, 4)
-        };
+        let bounded = Taker { max_fills: 1, ..taker(Side::Sell, 0, 4) };
         events.clear();
         let outcome = book.match_incoming(&bounded, &mut cancel_all, &mut events);
-        assert_eq!(
-            outcome,
-            MatchOutcome {
-                filled_lots: 0,
-                remaining_lots: 4,
-                stop: StopReason::MaxFills
-            }
-        );
+        assert_eq!(outcome, MatchOutcome { filled_lots: 0, remaining_lots: 4, stop: StopReason::MaxFills });
         assert_eq!(events.len(), 1);
         book.check_invariants();
     }
@@ -1146,20 +873,8 @@ mod tests {
         let mut events = Vec::new();
         let mut policy = Script::new(&[MakerDecision::CancelMaker]);
         let outcome = book.match_incoming(&taker(Side::Buy, 101, 4), &mut policy, &mut events);
-        assert_eq!(
-            outcome,
-            MatchOutcome {
-                filled_lots: 3,
-                remaining_lots: 1,
-                stop: StopReason::LimitReached
-            }
-        );
-        assert_eq!(
-            events[0],
-            MatchEvent::MakerCancelled {
-                order: order(1, Side::Sell, 101, 5)
-            }
-        );
+        assert_eq!(outcome, MatchOutcome { filled_lots: 3, remaining_lots: 1, stop: StopReason::LimitReached });
+        assert_eq!(events[0], MatchEvent::MakerCancelled { order: order(1, Side::Sell, 101, 5) });
         assert_eq!(fills(&events), vec![(2, 101, 3, 0)]);
         assert_eq!(policy.asked, vec![(1, 4), (2, 4)]);
         assert_eq!(policy.filled.len(), 1);
@@ -1172,28 +887,14 @@ mod tests {
     fn policy_fill_zero_is_cancel_maker() {
         let mut book = sample();
         let mut events = Vec::new();
-        let mut policy = Script::new(&[
-            MakerDecision::Fill { max_lots: 0 },
-            MakerDecision::Fill { max_lots: 0 },
-        ]);
+        let mut policy = Script::new(&[MakerDecision::Fill { max_lots: 0 }, MakerDecision::Fill { max_lots: 0 }]);
         let outcome = book.match_incoming(&taker(Side::Buy, 101, 4), &mut policy, &mut events);
-        assert_eq!(
-            outcome,
-            MatchOutcome {
-                filled_lots: 0,
-                remaining_lots: 4,
-                stop: StopReason::LimitReached
-            }
-        );
+        assert_eq!(outcome, MatchOutcome { filled_lots: 0, remaining_lots: 4, stop: StopReason::LimitReached });
         assert_eq!(
             events,
             vec![
-                MatchEvent::MakerCancelled {
-                    order: order(1, Side::Sell, 101, 5)
-                },
-                MatchEvent::MakerCancelled {
-                    order: order(2, Side::Sell, 101, 3)
-                },
+                MatchEvent::MakerCancelled { order: order(1, Side::Sell, 101, 5) },
+                MatchEvent::MakerCancelled { order: order(2, Side::Sell, 101, 3) },
             ]
         );
         assert!(policy.filled.is_empty());
@@ -1206,19 +907,9 @@ mod tests {
     fn policy_stop_taker_leaves_maker_untouched() {
         let mut book = sample();
         let mut events = Vec::new();
-        let mut policy = Script::new(&[
-            MakerDecision::Fill { max_lots: u64::MAX },
-            MakerDecision::StopTaker,
-        ]);
+        let mut policy = Script::new(&[MakerDecision::Fill { max_lots: u64::MAX }, MakerDecision::StopTaker]);
         let outcome = book.match_incoming(&taker(Side::Buy, 102, 20), &mut policy, &mut events);
-        assert_eq!(
-            outcome,
-            MatchOutcome {
-                filled_lots: 5,
-                remaining_lots: 15,
-                stop: StopReason::PolicyStopped
-            }
-        );
+        assert_eq!(outcome, MatchOutcome { filled_lots: 5, remaining_lots: 15, stop: StopReason::PolicyStopped });
         assert_eq!(fills(&events), vec![(1, 101, 5, 0)]);
         assert_eq!(book.get(2), Some(&order(2, Side::Sell, 101, 3)));
         book.check_invariants();
@@ -1235,25 +926,10 @@ mod tests {
             MakerDecision::CancelMaker,
         ]);
         let outcome = book.match_incoming(&taker(Side::Buy, 101, 10), &mut policy, &mut events);
-        assert_eq!(
-            outcome,
-            MatchOutcome {
-                filled_lots: 6,
-                remaining_lots: 4,
-                stop: StopReason::LimitReached
-            }
-        );
+        assert_eq!(outcome, MatchOutcome { filled_lots: 6, remaining_lots: 4, stop: StopReason::LimitReached });
         assert_eq!(policy.asked, vec![(1, 10), (1, 8), (1, 7), (2, 7)]);
-        assert_eq!(
-            fills(&events),
-            vec![(1, 101, 2, 3), (1, 101, 1, 2), (2, 101, 3, 0)]
-        );
-        assert_eq!(
-            events[2],
-            MatchEvent::MakerCancelled {
-                order: order(1, Side::Sell, 101, 2)
-            }
-        );
+        assert_eq!(fills(&events), vec![(1, 101, 2, 3), (1, 101, 1, 2), (2, 101, 3, 0)]);
+        assert_eq!(events[2], MatchEvent::MakerCancelled { order: order(1, Side::Sell, 101, 2) });
         assert_eq!(policy.filled.len(), 3);
         book.check_invariants();
         // max_lots above both remainders is clipped to the smaller one.
@@ -1283,11 +959,7 @@ mod tests {
         let mut events = Vec::new();
         let outcome = book.match_incoming(&taker(Side::Buy, 102, 15), &mut NoPolicy, &mut events);
         assert_eq!(outcome.remaining_lots, 3);
-        book.insert(RestingOrder {
-            remaining_lots: outcome.remaining_lots,
-            ..order(50, Side::Buy, 102, 1)
-        })
-        .unwrap();
+        book.insert(RestingOrder { remaining_lots: outcome.remaining_lots, ..order(50, Side::Buy, 102, 1) }).unwrap();
         assert_eq!(book.best_bid(), Some((102, 3)));
         assert_eq!(book.best_ask(), Some((104, 10)));
         book.check_invariants();
@@ -1295,18 +967,8 @@ mod tests {
 
     #[test]
     fn error_messages_are_descriptive() {
-        let error = BookError::WouldCross {
-            side: Side::Buy,
-            price_ticks: 5,
-            opposite_best_ticks: 4,
-        };
-        assert_eq!(
-            error.to_string(),
-            "Buy at 5 ticks would cross the opposite best at 4"
-        );
-        assert_eq!(
-            BookError::UnknownOrder(7).to_string(),
-            "order 7 is not in the book"
-        );
+        let error = BookError::WouldCross { side: Side::Buy, price_ticks: 5, opposite_best_ticks: 4 };
+        assert_eq!(error.to_string(), "Buy at 5 ticks would cross the opposite best at 4");
+        assert_eq!(BookError::UnknownOrder(7).to_string(), "order 7 is not in the book");
     }
 }

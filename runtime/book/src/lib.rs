@@ -141,12 +141,7 @@ pub enum MakerDecision {
 pub trait MatchPolicy {
     /// Decide what to do with `maker`, the oldest order at the best crossing
     /// price, while the taker still has `taker_remaining_lots` (> 0) to fill.
-    fn on_maker(
-        &mut self,
-        maker: &RestingOrder,
-        taker: &Taker,
-        taker_remaining_lots: u64,
-    ) -> MakerDecision;
+    fn on_maker(&mut self, maker: &RestingOrder, taker: &Taker, taker_remaining_lots: u64) -> MakerDecision;
 
     /// Called after each fill has been applied to the book, in fill order.
     fn on_fill(&mut self, fill: &Fill) {
@@ -233,9 +228,7 @@ pub enum BookError {
     #[error("price {0} ticks is not a valid resting price")]
     InvalidPrice(u64),
     /// Resting the order would cross the book; match it first.
-    #[error(
-        "{side:?} at {price_ticks} ticks would cross the opposite best at {opposite_best_ticks}"
-    )]
+    #[error("{side:?} at {price_ticks} ticks would cross the opposite best at {opposite_best_ticks}")]
     WouldCross {
         /// Side of the rejected order.
         side: Side,

@@ -6,8 +6,8 @@
 use proptest::prelude::*;
 
 use crate::{
-    Book, BookError, Fill, MakerDecision, MatchEvent, MatchOutcome, MatchPolicy, NoPolicy, OrderId,
-    OwnerId, RestingOrder, Side, StopReason, Taker,
+    Book, BookError, Fill, MakerDecision, MatchEvent, MatchOutcome, MatchPolicy, NoPolicy, OrderId, OwnerId,
+    RestingOrder, Side, StopReason, Taker,
 };
 
 /// The obviously-correct book: every order in one `Vec`, best maker found by a scan.
@@ -27,11 +27,7 @@ fn priority(order: &RestingOrder) -> (u64, u64) {
 
 impl Model {
     fn best(&self, side: Side) -> Option<u64> {
-        let prices = self
-            .orders
-            .iter()
-            .filter(|o| o.side == side)
-            .map(|o| o.price_ticks);
+        let prices = self.orders.iter().filter(|o| o.side == side).map(|o| o.price_ticks);
         match side {
             Side::Buy => prices.max(),
             Side::Sell => prices.min(),
@@ -39,11 +35,7 @@ impl Model {
     }
 
     fn level_total(&self, side: Side, price_ticks: u64) -> u64 {
-        self.orders
-            .iter()
-            .filter(|o| o.side == side && o.price_ticks == price_ticks)
-            .map(|o| o.remaining_lots)
-            .sum()
+        self.orders.iter().filter(|o| o.side == side && o.price_ticks == price_ticks).map(|o| o.remaining_lots).sum()
     }
 
     fn sorted(&self) -> Vec<RestingOrder> {
@@ -84,10 +76,7 @@ impl Model {
         if let Some(level_last_sequence) = level_last
             && order.sequence <= level_last_sequence
         {
-            return Err(BookError::SequenceNotIncreasing {
-                sequence: order.sequence,
-                level_last_sequence,
-            });
+            return Err(BookError::SequenceNotIncreasing { sequence: order.sequence, level_last_sequence });
         }
         self.orders.push(order);
         Ok(())
@@ -99,11 +88,7 @@ impl Model {
     }
 
     fn reduce(&mut self, id: OrderId, new_remaining_lots: u64) -> Result<(), BookError> {
-        let order = self
-            .orders
-            .iter_mut()
-            .find(|o| o.id == id)
-            .ok_or(BookError::UnknownOrder(id))?;
+        let order = self.orders.iter_mut().find(|o| o.id == id).ok_or(BookError::UnknownOrder(id))?;
         if new_remaining_lots == 0 || new_remaining_lots >= order.remaining_lots {
             return Err(BookError::InvalidReduce {
                 current_lots: order.remaining_lots,
@@ -174,11 +159,7 @@ impl Model {
                 }
             }
         };
-        MatchOutcome {
-            filled_lots: taker.lots - remaining,
-            remaining_lots: remaining,
-            stop,
-        }
+        MatchOutcome { filled_lots: taker.lots - remaining, remaining_lots: remaining, stop }
     }
 
     fn available_lots(&self, taker: &Taker, skip_owner: Option<OwnerId>, cap: u64) -> u64 {
@@ -200,19 +181,12 @@ struct HashPolicy {
 }
 
 impl MatchPolicy for HashPolicy {
-    fn on_maker(
-        &mut self,
-        maker: &RestingOrder,
-        taker: &Taker,
-        taker_remaining_lots: u64,
-    ) -> MakerDecision {
+    fn on_maker(&mut self, maker: &RestingOrder, taker: &Taker, taker_remaining_lots: u64) -> MakerDecision {
         if maker.owner == taker.owner {
             return MakerDecision::CancelMaker;
         }
-        let hash = (maker.id
-            ^ maker.remaining_lots.rotate_left(20)
-            ^ taker_remaining_lots.rotate_left(40))
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        let hash = (maker.id ^ maker.remaining_lots.rotate_left(20) ^ taker_remaining_lots.rotate_left(40))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
             >> 58;
         match hash % 12 {
             0 => MakerDecision::CancelMaker,
@@ -230,36 +204,16 @@ impl MatchPolicy for HashPolicy {
 #[derive(Clone, Debug)]
 enum Op {
     /// Match an incoming order, then rest its remainder if `rest`.
-    Place {
-        side: Side,
-        price_ticks: u64,
-        lots: u64,
-        owner: OwnerId,
-        max_fills: u32,
-        use_policy: bool,
-        rest: bool,
-    },
+    Place { side: Side, price_ticks: u64, lots: u64, owner: OwnerId, max_fills: u32, use_policy: bool, rest: bool },
     /// Rest directly (may be rejected); `reuse_id` picks a live id to provoke DuplicateId,
     /// `stale` uses sequence 0 to provoke SequenceNotIncreasing.
-    Insert {
-        side: Side,
-        price_ticks: u64,
-        lots: u64,
-        owner: OwnerId,
-        reuse_id: Option<usize>,
-        stale: bool,
-    },
+    Insert { side: Side, price_ticks: u64, lots: u64, owner: OwnerId, reuse_id: Option<usize>, stale: bool },
     /// Cancel a live order (picked by index) or, when `None`, an unknown id.
     Cancel { pick: Option<usize> },
     /// Reduce a live order (picked by index) to `new_lots`.
     Reduce { pick: usize, new_lots: u64 },
     /// Compare the read-only queries.
-    Query {
-        side: Side,
-        price_ticks: u64,
-        skip_owner: Option<OwnerId>,
-        cap: u64,
-    },
+    Query { side: Side, price_ticks: u64, skip_owner: Option<OwnerId>, cap: u64 },
 }
 
 fn side() -> impl Strategy<Value = Side> {
@@ -284,12 +238,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Runs one match on both implementations and checks every property of it.
-fn check_match(
-    book: &mut Book,
-    model: &mut Model,
-    taker: &Taker,
-    use_policy: bool,
-) -> MatchOutcome {
+fn check_match(book: &mut Book, model: &mut Model, taker: &Taker, use_policy: bool) -> MatchOutcome {
     let before: Vec<RestingOrder> = book.orders().copied().collect();
     let mut events = Vec::new();
     let mut model_events = Vec::new();
@@ -298,10 +247,7 @@ fn check_match(
         let mut model_policy = HashPolicy { fills_seen: 0 };
         let outcome = book.match_incoming(taker, &mut policy, &mut events);
         let model_outcome = model.match_incoming(taker, &mut model_policy, &mut model_events);
-        assert_eq!(
-            policy.fills_seen, outcome.filled_lots,
-            "on_fill saw every fill"
-        );
+        assert_eq!(policy.fills_seen, outcome.filled_lots, "on_fill saw every fill");
         (outcome, model_outcome)
     } else {
         (
@@ -345,19 +291,11 @@ fn check_match(
                 _ => {}
             }
         }
-        assert_eq!(
-            book.get(maker.id).map_or(0, |o| o.remaining_lots),
-            remaining
-        );
+        assert_eq!(book.get(maker.id).map_or(0, |o| o.remaining_lots), remaining);
         if touched {
-            let earlier_survivor = book
-                .level_orders(maker.side, maker.price_ticks)
-                .find(|o| o.sequence < maker.sequence);
-            assert_eq!(
-                earlier_survivor, None,
-                "order {} filled before an older one at its level",
-                maker.id
-            );
+            let earlier_survivor =
+                book.level_orders(maker.side, maker.price_ticks).find(|o| o.sequence < maker.sequence);
+            assert_eq!(earlier_survivor, None, "order {} filled before an older one at its level", maker.id);
         }
     }
     outcome
@@ -369,9 +307,7 @@ fn compare(book: &Book, model: &Model) {
     assert_eq!(book.len(), model.orders.len());
     assert_eq!(book.is_empty(), model.orders.is_empty());
     for side in [Side::Buy, Side::Sell] {
-        let best = model
-            .best(side)
-            .map(|price| (price, model.level_total(side, price)));
+        let best = model.best(side).map(|price| (price, model.level_total(side, price)));
         assert_eq!(book.best(side), best);
     }
 }
@@ -386,29 +322,13 @@ fn run(ops: &[Op]) {
     // Ids double as sequences: fresh, increasing, never 0 or 1 (0 is the unknown id).
     for (id, op) in (2..).zip(ops) {
         match *op {
-            Op::Place {
-                side,
-                price_ticks,
-                lots,
-                owner,
-                max_fills,
-                use_policy,
-                rest,
-            } => {
+            Op::Place { side, price_ticks, lots, owner, max_fills, use_policy, rest } => {
                 let limit_price_ticks = match (price_ticks, side) {
                     (12, Side::Buy) => u64::MAX,
                     (12, Side::Sell) => 0,
                     _ => price_ticks,
                 };
-                let taker = Taker {
-                    id,
-                    owner,
-                    side,
-                    limit_price_ticks,
-                    lots,
-                    max_fills,
-                    flags: 0,
-                };
+                let taker = Taker { id, owner, side, limit_price_ticks, lots, max_fills, flags: 0 };
                 let outcome = check_match(&mut book, &mut model, &taker, use_policy);
                 if rest && outcome.remaining_lots > 0 && outcome.stop == StopReason::LimitReached {
                     let order = RestingOrder {
@@ -427,19 +347,10 @@ fn run(ops: &[Op]) {
                     }
                 }
             }
-            Op::Insert {
-                side,
-                price_ticks,
-                lots,
-                owner,
-                reuse_id,
-                stale,
-            } => {
+            Op::Insert { side, price_ticks, lots, owner, reuse_id, stale } => {
                 let sequence = if stale { 0 } else { id };
                 let order = RestingOrder {
-                    id: reuse_id
-                        .and_then(|pick| live_id(&model, pick))
-                        .unwrap_or(id),
+                    id: reuse_id.and_then(|pick| live_id(&model, pick)).unwrap_or(id),
                     owner,
                     side,
                     price_ticks,
@@ -457,53 +368,28 @@ fn run(ops: &[Op]) {
                 let id = live_id(&model, pick).unwrap_or(0);
                 assert_eq!(book.reduce(id, new_lots), model.reduce(id, new_lots));
             }
-            Op::Query {
-                side,
-                price_ticks,
-                skip_owner,
-                cap,
-            } => {
-                let taker = Taker {
-                    id,
-                    owner: 0,
-                    side,
-                    limit_price_ticks: price_ticks,
-                    lots: 0,
-                    max_fills: 0,
-                    flags: 0,
-                };
+            Op::Query { side, price_ticks, skip_owner, cap } => {
+                let taker =
+                    Taker { id, owner: 0, side, limit_price_ticks: price_ticks, lots: 0, max_fills: 0, flags: 0 };
                 assert_eq!(
                     book.available_lots(side, price_ticks, skip_owner, cap),
                     model.available_lots(&taker, skip_owner, cap)
                 );
                 let levels = (cap % 5) as usize;
                 let model_depth: Vec<(u64, u64)> = {
-                    let mut prices: Vec<u64> = model
-                        .orders
-                        .iter()
-                        .filter(|o| o.side == side)
-                        .map(|o| o.price_ticks)
-                        .collect();
+                    let mut prices: Vec<u64> =
+                        model.orders.iter().filter(|o| o.side == side).map(|o| o.price_ticks).collect();
                     prices.sort_unstable();
                     prices.dedup();
                     if side == Side::Buy {
                         prices.reverse();
                     }
-                    prices
-                        .into_iter()
-                        .take(levels)
-                        .map(|price| (price, model.level_total(side, price)))
-                        .collect()
+                    prices.into_iter().take(levels).map(|price| (price, model.level_total(side, price))).collect()
                 };
                 assert_eq!(book.depth(side, levels), model_depth);
-                let level: Vec<RestingOrder> =
-                    book.level_orders(side, price_ticks).copied().collect();
-                let mut model_level: Vec<RestingOrder> = model
-                    .orders
-                    .iter()
-                    .filter(|o| o.side == side && o.price_ticks == price_ticks)
-                    .copied()
-                    .collect();
+                let level: Vec<RestingOrder> = book.level_orders(side, price_ticks).copied().collect();
+                let mut model_level: Vec<RestingOrder> =
+                    model.orders.iter().filter(|o| o.side == side && o.price_ticks == price_ticks).copied().collect();
                 model_level.sort_by_key(|o| o.sequence);
                 assert_eq!(level, model_level);
             }
@@ -529,14 +415,9 @@ fn long_deterministic_run_matches_reference_model() {
         let side = if step % 2 == 0 { Side::Buy } else { Side::Sell };
         let price_ticks = 1 + (step * 7919) % 12;
         ops.push(match step % 5 {
-            0 | 1 => Op::Insert {
-                side,
-                price_ticks,
-                lots: 1 + step % 6,
-                owner: step % 4,
-                reuse_id: None,
-                stale: false,
-            },
+            0 | 1 => {
+                Op::Insert { side, price_ticks, lots: 1 + step % 6, owner: step % 4, reuse_id: None, stale: false }
+            }
             2 => Op::Place {
                 side,
                 price_ticks,
@@ -546,13 +427,8 @@ fn long_deterministic_run_matches_reference_model() {
                 use_policy: step % 3 == 0,
                 rest: true,
             },
-            3 => Op::Cancel {
-                pick: Some((step * 31) as usize),
-            },
-            _ => Op::Reduce {
-                pick: step as usize,
-                new_lots: 1 + step % 3,
-            },
+            3 => Op::Cancel { pick: Some((step * 31) as usize) },
+            _ => Op::Reduce { pick: step as usize, new_lots: 1 + step % 3 },
         });
     }
     run(&ops);

@@ -150,10 +150,7 @@ impl Proof {
         }
         let (terminal_hash, answer) = match &self.terminal {
             Terminal::Empty => (EMPTY_HASH, None),
-            Terminal::Leaf {
-                key: leaf_key,
-                value_hash,
-            } => {
+            Terminal::Leaf { key: leaf_key, value_hash } => {
                 let answer = if leaf_key == key {
                     Some(*value_hash)
                 } else if common_prefix_bits(leaf_key, key) >= depth {
@@ -164,11 +161,7 @@ impl Proof {
                 (leaf_hash(leaf_key, value_hash), answer)
             }
         };
-        if fold_path(key, terminal_hash, &self.siblings) == *root {
-            Ok(answer)
-        } else {
-            Err(MerkleError::RootMismatch)
-        }
+        if fold_path(key, terminal_hash, &self.siblings) == *root { Ok(answer) } else { Err(MerkleError::RootMismatch) }
     }
 }
 
@@ -222,15 +215,7 @@ fn common_prefix_bits(a: &Hash, b: &Hash) -> usize {
 /// `siblings.len()` on `key`'s path, giving the root they imply.
 fn fold_path(key: &Hash, terminal_hash: Hash, siblings: &[Hash]) -> Hash {
     debug_assert!(siblings.len() <= MAX_DEPTH);
-    siblings
-        .iter()
-        .enumerate()
-        .rev()
-        .fold(terminal_hash, |below, (depth, sibling)| {
-            if bit(key, depth) == 0 {
-                node_hash(&below, sibling)
-            } else {
-                node_hash(sibling, &below)
-            }
-        })
+    siblings.iter().enumerate().rev().fold(terminal_hash, |below, (depth, sibling)| {
+        if bit(key, depth) == 0 { node_hash(&below, sibling) } else { node_hash(sibling, &below) }
+    })
 }

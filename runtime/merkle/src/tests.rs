@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use crate::{
-    EMPTY_HASH, Hash, MAX_DEPTH, MerkleError, Proof, SparseMerkleTree, Terminal, bit, leaf_hash,
-    node_hash, verify_exclusion, verify_inclusion,
+    EMPTY_HASH, Hash, MAX_DEPTH, MerkleError, Proof, SparseMerkleTree, Terminal, bit, leaf_hash, node_hash,
+    verify_exclusion, verify_inclusion,
 };
 
 /// Reference root: recursive over a sorted set, following the hashing rules literally.
@@ -23,10 +23,7 @@ fn reference_root(entries: &[(Hash, Hash)]) -> Hash {
             }
         }
     }
-    assert!(
-        entries.windows(2).all(|pair| pair[0].0 < pair[1].0),
-        "sorted, distinct"
-    );
+    assert!(entries.windows(2).all(|pair| pair[0].0 < pair[1].0), "sorted, distinct");
     subtree(entries, 0)
 }
 
@@ -186,14 +183,7 @@ fn update_changes_root_and_value() {
     assert_eq!(tree.get(&keys[1]), Some(value(9)));
     let after = tree.root();
     assert_ne!(before, after);
-    assert_eq!(
-        after,
-        reference_root(&[
-            (keys[0], value(1)),
-            (keys[1], value(9)),
-            (keys[2], value(1))
-        ])
-    );
+    assert_eq!(after, reference_root(&[(keys[0], value(1)), (keys[1], value(9)), (keys[2], value(1))]));
     // Writing the same value again changes nothing.
     tree.insert(keys[1], value(9));
     assert_eq!(tree.root(), after);
@@ -205,13 +195,7 @@ fn update_changes_root_and_value() {
 #[test]
 fn remove_back_to_empty() {
     let mut tree = SparseMerkleTree::new();
-    let keys = [
-        [0u8; 32],
-        key_with_bit(0),
-        key_with_bit(3),
-        key_with_bit(255),
-        [0xFF; 32],
-    ];
+    let keys = [[0u8; 32], key_with_bit(0), key_with_bit(3), key_with_bit(255), [0xFF; 32]];
     for (index, key) in keys.iter().enumerate() {
         tree.insert(*key, value(index as u8));
     }
@@ -221,12 +205,8 @@ fn remove_back_to_empty() {
         assert!(tree.remove(key));
         assert!(!tree.remove(key), "already removed");
         assert_eq!(tree.get(key), None);
-        let live: Vec<(Hash, Hash)> = keys
-            .iter()
-            .enumerate()
-            .skip(index + 1)
-            .map(|(index, key)| (*key, value(index as u8)))
-            .collect();
+        let live: Vec<(Hash, Hash)> =
+            keys.iter().enumerate().skip(index + 1).map(|(index, key)| (*key, value(index as u8))).collect();
         let mut sorted = live.clone();
         sorted.sort();
         assert_eq!(tree.root(), reference_root(&sorted));
@@ -247,12 +227,7 @@ fn proofs_for_present_and_absent_keys() {
     for (index, key) in present.iter().enumerate() {
         let proof = tree.prove(key);
         assert_eq!(proof.verify(&root, key), Ok(Some(value(index as u8 + 1))));
-        assert!(verify_inclusion(
-            &root,
-            key,
-            &value(index as u8 + 1),
-            &proof.siblings
-        ));
+        assert!(verify_inclusion(&root, key, &value(index as u8 + 1), &proof.siblings));
         assert!(!verify_inclusion(&root, key, &value(0xEE), &proof.siblings));
         assert!(!verify_exclusion(&root, key, &proof));
     }
@@ -278,13 +253,7 @@ fn proofs_for_present_and_absent_keys() {
 
     let mut empty = SparseMerkleTree::new();
     let proof = empty.prove(&[5; 32]);
-    assert_eq!(
-        proof,
-        Proof {
-            siblings: vec![],
-            terminal: Terminal::Empty
-        }
-    );
+    assert_eq!(proof, Proof { siblings: vec![], terminal: Terminal::Empty });
     assert!(verify_exclusion(&EMPTY_HASH, &[5; 32], &proof));
 }
 
@@ -301,10 +270,7 @@ fn exclusion_terminal_must_share_the_path() {
     assert_eq!(tree.prove(&left_half), proof);
     // It says nothing about keys in the right half.
     let right_half = key_with_bit(0).map(|byte| byte | 0x0F);
-    assert_eq!(
-        proof.verify(&root, &right_half),
-        Err(MerkleError::TerminalOffPath { depth: 1 })
-    );
+    assert_eq!(proof.verify(&root, &right_half), Err(MerkleError::TerminalOffPath { depth: 1 }));
     assert!(!verify_exclusion(&root, &right_half, &proof));
 }
 
@@ -321,16 +287,8 @@ fn proof_rejected_against_another_root() {
     tree.insert([200; 32], value(9));
     let other_root = tree.root();
     assert_ne!(root, other_root);
-    assert_eq!(
-        proof.verify(&other_root, &key),
-        Err(MerkleError::RootMismatch)
-    );
-    assert!(!verify_inclusion(
-        &other_root,
-        &key,
-        &value(1),
-        &proof.siblings
-    ));
+    assert_eq!(proof.verify(&other_root, &key), Err(MerkleError::RootMismatch));
+    assert!(!verify_inclusion(&other_root, &key, &value(1), &proof.siblings));
 }
 
 #[test]
@@ -350,10 +308,7 @@ fn proof_rejected_with_any_byte_changed() {
         assert!(!proof.siblings.is_empty());
         for bad in tampered(&proof) {
             assert!(bad.verify(&root, &key).is_err(), "{bad:?}");
-            assert!(
-                !verify_inclusion(&root, &key, &value(1), &bad.siblings)
-                    || bad.siblings == proof.siblings
-            );
+            assert!(!verify_inclusion(&root, &key, &value(1), &bad.siblings) || bad.siblings == proof.siblings);
             assert!(!verify_exclusion(&root, &key, &bad));
         }
         // Dropping or adding a sibling, or swapping the terminal for an empty one, fails too.
@@ -364,10 +319,7 @@ fn proof_rejected_with_any_byte_changed() {
         longer.siblings.push(EMPTY_HASH);
         assert!(longer.verify(&root, &key).is_err());
         if proof.terminal != Terminal::Empty {
-            let emptied = Proof {
-                terminal: Terminal::Empty,
-                ..proof
-            };
+            let emptied = Proof { terminal: Terminal::Empty, ..proof };
             assert!(emptied.verify(&root, &key).is_err());
         }
     }
@@ -376,32 +328,16 @@ fn proof_rejected_with_any_byte_changed() {
 #[test]
 fn too_many_siblings_rejected() {
     let key = [3u8; 32];
-    let proof = Proof {
-        siblings: vec![EMPTY_HASH; MAX_DEPTH + 1],
-        terminal: Terminal::Leaf {
-            key,
-            value_hash: value(1),
-        },
-    };
+    let proof =
+        Proof { siblings: vec![EMPTY_HASH; MAX_DEPTH + 1], terminal: Terminal::Leaf { key, value_hash: value(1) } };
     let root = [9u8; 32];
-    assert_eq!(
-        proof.verify(&root, &key),
-        Err(MerkleError::TooManySiblings {
-            count: MAX_DEPTH + 1
-        })
-    );
+    assert_eq!(proof.verify(&root, &key), Err(MerkleError::TooManySiblings { count: MAX_DEPTH + 1 }));
     assert!(!verify_inclusion(&root, &key, &value(1), &proof.siblings));
     assert!(!verify_exclusion(&root, &key, &proof));
-    let huge = Proof {
-        siblings: vec![[1; 32]; 100_000],
-        terminal: Terminal::Empty,
-    };
+    let huge = Proof { siblings: vec![[1; 32]; 100_000], terminal: Terminal::Empty };
     assert!(!verify_exclusion(&root, &key, &huge));
     // Exactly MAX_DEPTH siblings is allowed (and here simply does not match).
-    let deepest = Proof {
-        siblings: vec![EMPTY_HASH; MAX_DEPTH],
-        terminal: Terminal::Empty,
-    };
+    let deepest = Proof { siblings: vec![EMPTY_HASH; MAX_DEPTH], terminal: Terminal::Empty };
     assert_eq!(deepest.verify(&root, &key), Err(MerkleError::RootMismatch));
 }
 
@@ -422,10 +358,7 @@ fn root_is_cached_and_arena_slots_are_reused() {
     }
     tree.assert_invariants();
     assert_eq!(tree.root(), root);
-    assert_eq!(
-        format!("{:?}", clone.get(&[3; 32])),
-        format!("{:?}", Some(value(3)))
-    );
+    assert_eq!(format!("{:?}", clone.get(&[3; 32])), format!("{:?}", Some(value(3))));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -465,13 +398,7 @@ fn pool_and_ops() -> impl Strategy<Value = (Vec<Hash>, Vec<Op>)> {
 }
 
 /// Applies `ops` to both the tree and a model map, optionally reading the root in between.
-fn apply(
-    tree: &mut SparseMerkleTree,
-    model: &mut BTreeMap<Hash, Hash>,
-    pool: &[Hash],
-    ops: &[Op],
-    root_every: usize,
-) {
+fn apply(tree: &mut SparseMerkleTree, model: &mut BTreeMap<Hash, Hash>, pool: &[Hash], ops: &[Op], root_every: usize) {
     for (step, op) in ops.iter().enumerate() {
         match *op {
             Op::Insert(index, byte) => {
@@ -479,10 +406,7 @@ fn apply(
                 model.insert(pool[index], value(byte));
             }
             Op::Remove(index) => {
-                assert_eq!(
-                    tree.remove(&pool[index]),
-                    model.remove(&pool[index]).is_some()
-                );
+                assert_eq!(tree.remove(&pool[index]), model.remove(&pool[index]).is_some());
             }
         }
         if root_every > 0 && step % root_every == 0 {

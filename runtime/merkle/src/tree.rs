@@ -10,9 +10,7 @@
 //!   dirty can stop at the first node that already is.
 //! - Every arena slot is either reachable from the root exactly once or on its free list.
 
-use crate::{
-    EMPTY_HASH, Hash, MAX_DEPTH, Proof, Terminal, bit, common_prefix_bits, leaf_hash, node_hash,
-};
+use crate::{EMPTY_HASH, Hash, MAX_DEPTH, Proof, Terminal, bit, common_prefix_bits, leaf_hash, node_hash};
 
 /// Arena indices stay below 2^31 - 1, so the tag bit plus an index never equals
 /// `NodeRef::EMPTY`. Reaching it would need about 200 GB of nodes.
@@ -82,10 +80,7 @@ struct Path {
 
 impl Path {
     fn new() -> Self {
-        Path {
-            nodes: [0; MAX_DEPTH],
-            len: 0,
-        }
+        Path { nodes: [0; MAX_DEPTH], len: 0 }
     }
 
     fn push(&mut self, index: usize) {
@@ -257,17 +252,11 @@ impl SparseMerkleTree {
                 }
                 Slot::Leaf(index) => {
                     let leaf = &self.leaves[index];
-                    let terminal = Terminal::Leaf {
-                        key: leaf.key,
-                        value_hash: leaf.value_hash,
-                    };
+                    let terminal = Terminal::Leaf { key: leaf.key, value_hash: leaf.value_hash };
                     return Proof { siblings, terminal };
                 }
                 Slot::Empty => {
-                    return Proof {
-                        siblings,
-                        terminal: Terminal::Empty,
-                    };
+                    return Proof { siblings, terminal: Terminal::Empty };
                 }
             }
         }
@@ -319,10 +308,7 @@ impl SparseMerkleTree {
         new_key: &Hash,
     ) -> NodeRef {
         let split_depth = common_prefix_bits(existing_key, new_key);
-        assert!(
-            depth <= split_depth && split_depth < MAX_DEPTH,
-            "split of distinct keys sharing the path so far"
-        );
+        assert!(depth <= split_depth && split_depth < MAX_DEPTH, "split of distinct keys sharing the path so far");
         let mut children = [existing, existing];
         children[bit(new_key, split_depth)] = new_leaf;
         let mut subtree = self.alloc_internal(children);
@@ -335,12 +321,7 @@ impl SparseMerkleTree {
     }
 
     fn alloc_leaf(&mut self, key: Hash, value_hash: Hash) -> NodeRef {
-        let leaf = Leaf {
-            key,
-            value_hash,
-            hash: EMPTY_HASH,
-            dirty: true,
-        };
+        let leaf = Leaf { key, value_hash, hash: EMPTY_HASH, dirty: true };
         match self.leaves_free.pop() {
             Some(index) => {
                 self.leaves[index as usize] = leaf;
@@ -355,11 +336,7 @@ impl SparseMerkleTree {
     }
 
     fn alloc_internal(&mut self, children: [NodeRef; 2]) -> NodeRef {
-        let internal = Internal {
-            children,
-            hash: EMPTY_HASH,
-            dirty: true,
-        };
+        let internal = Internal { children, hash: EMPTY_HASH, dirty: true };
         match self.internals_free.pop() {
             Some(index) => {
                 self.internals[index as usize] = internal;
@@ -422,28 +399,15 @@ impl SparseMerkleTree {
         let mut seen_internals = vec![false; self.internals.len()];
         let mut seen_leaves = vec![false; self.leaves.len()];
         let mut prefix = EMPTY_HASH;
-        let leaf_count = self.check_subtree(
-            self.root,
-            0,
-            &mut prefix,
-            true,
-            &mut seen_internals,
-            &mut seen_leaves,
-        );
+        let leaf_count = self.check_subtree(self.root, 0, &mut prefix, true, &mut seen_internals, &mut seen_leaves);
         assert_eq!(leaf_count, self.len, "len matches reachable leaves");
         for &index in &self.internals_free {
-            assert!(!std::mem::replace(
-                &mut seen_internals[index as usize],
-                true
-            ));
+            assert!(!std::mem::replace(&mut seen_internals[index as usize], true));
         }
         for &index in &self.leaves_free {
             assert!(!std::mem::replace(&mut seen_leaves[index as usize], true));
         }
-        assert!(
-            seen_internals.iter().all(|&seen| seen),
-            "no leaked internal node"
-        );
+        assert!(seen_internals.iter().all(|&seen| seen), "no leaked internal node");
         assert!(seen_leaves.iter().all(|&seen| seen), "no leaked leaf");
     }
 
@@ -462,32 +426,17 @@ impl SparseMerkleTree {
         match node.slot() {
             Slot::Empty => 0,
             Slot::Leaf(index) => {
-                assert!(
-                    !std::mem::replace(&mut seen_leaves[index], true),
-                    "leaf reached twice"
-                );
+                assert!(!std::mem::replace(&mut seen_leaves[index], true), "leaf reached twice");
                 let leaf = &self.leaves[index];
-                assert!(
-                    common_prefix_bits(&leaf.key, prefix) >= depth,
-                    "leaf off its path"
-                );
-                assert!(
-                    parent_dirty || !leaf.dirty,
-                    "dirty leaf under a clean parent"
-                );
+                assert!(common_prefix_bits(&leaf.key, prefix) >= depth, "leaf off its path");
+                assert!(parent_dirty || !leaf.dirty, "dirty leaf under a clean parent");
                 1
             }
             Slot::Internal(index) => {
                 assert!(depth < MAX_DEPTH, "internal node at depth {depth}");
-                assert!(
-                    !std::mem::replace(&mut seen_internals[index], true),
-                    "node reached twice"
-                );
+                assert!(!std::mem::replace(&mut seen_internals[index], true), "node reached twice");
                 let internal = &self.internals[index];
-                assert!(
-                    parent_dirty || !internal.dirty,
-                    "dirty node under a clean parent"
-                );
+                assert!(parent_dirty || !internal.dirty, "dirty node under a clean parent");
                 let mask = 0x80 >> (depth % 8);
                 let mut counts = [0; 2];
                 for (side, count) in counts.iter_mut().enumerate() {
@@ -505,10 +454,8 @@ impl SparseMerkleTree {
                         seen_leaves,
                     );
                 }
-                let one_internal_child = internal
-                    .children
-                    .iter()
-                    .any(|child| matches!(child.slot(), Slot::Internal(_)));
+                let one_internal_child =
+                    internal.children.iter().any(|child| matches!(child.slot(), Slot::Internal(_)));
                 assert!(
                     (counts[0] > 0 && counts[1] > 0) || one_internal_child,
                     "internal node at depth {depth} is not canonical"

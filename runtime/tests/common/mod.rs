@@ -15,20 +15,12 @@ pub fn dec(text: &str) -> Decimal {
 
 /// A sandbox with alice, bob and carol holding 1,000,000 USD each.
 pub fn sandbox() -> Sandbox {
-    let (genesis, signers) = demo_genesis(&[
-        ("alice", 1_000_000),
-        ("bob", 1_000_000),
-        ("carol", 1_000_000),
-    ]);
+    let (genesis, signers) = demo_genesis(&[("alice", 1_000_000), ("bob", 1_000_000), ("carol", 1_000_000)]);
     Sandbox::new(&genesis, signers).unwrap()
 }
 
 /// Submits one transaction from `name` and produces a block; returns its receipt and the block.
-pub fn run(
-    sandbox: &mut Sandbox,
-    name: &str,
-    actions: Vec<vanna_proto::v1::Action>,
-) -> (Receipt, BlockOutput) {
+pub fn run(sandbox: &mut Sandbox, name: &str, actions: Vec<vanna_proto::v1::Action>) -> (Receipt, BlockOutput) {
     sandbox.submit(name, actions);
     let block = sandbox.produce_block();
     sandbox.state.check_invariants();
@@ -90,4 +82,34 @@ pub fn position(sandbox: &Sandbox, name: &str, series: &str) -> Decimal {
     let market = state.series(series).unwrap();
     let account = state.account(&sandbox.address(name)).unwrap();
     market.signed_contracts(account.exposure(market.id).position_lots)
+}
+
+/// A sandbox with two validators (val-a: 10,000 VANNA self-stake and 10%
+/// commission; val-b: 10,000 and 5%) and alice, bob and carol holding
+/// 1,000,000 USD and 50,000 VANNA each.
+pub fn staked_sandbox() -> Sandbox {
+    let (mut genesis, mut signers) =
+        vanna_runtime::sandbox::demo_genesis(&[("alice", 1_000_000), ("bob", 1_000_000), ("carol", 1_000_000)]);
+    for account in genesis.accounts.iter_mut().skip(1) {
+        account.vanna = vanna_runtime::money::Amount::from_micro(50_000_000_000);
+    }
+    signers.extend(vanna_runtime::sandbox::add_validators(
+        &mut genesis,
+        &[("val-a", 10_000, 5_000, "0.1"), ("val-b", 10_000, 0, "0.05")],
+    ));
+    Sandbox::new(&genesis, signers).unwrap()
+}
+
+pub fn vanna(sandbox: &Sandbox, name: &str) -> Decimal {
+    sandbox.state.account(&sandbox.address(name)).unwrap().vanna.value()
+}
+
+/// Like `run`, for actions that need to look at the chain to be built.
+pub fn act(
+    sandbox: &mut Sandbox,
+    name: &str,
+    build: impl FnOnce(&Sandbox) -> Vec<vanna_proto::v1::Action>,
+) -> (Receipt, BlockOutput) {
+    let actions = build(sandbox);
+    run(sandbox, name, actions)
 }

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use vanna_consensus::{
-    Action, BlockHash, ChainId, Config, Consensus, Epoch, Event, Header, Height, Message, Scheme,
-    Signable, SignedProposal, SignedVote, TestScheme, TimerKind, Timing, ValidatorEntry,
-    ValidatorIndex, ValidatorSet, View, Vote, VoteKind, hash_bytes,
+    Action, BlockHash, ChainId, Config, Consensus, Epoch, Event, Header, Height, Message, Scheme, Signable,
+    SignedProposal, SignedVote, TestScheme, TimerKind, Timing, ValidatorEntry, ValidatorIndex, ValidatorSet, View,
+    Vote, VoteKind, hash_bytes,
 };
 
 pub const CHAIN: ChainId = ChainId(99);
@@ -33,13 +33,7 @@ pub fn secret(index: usize) -> u64 {
 
 impl Harness {
     pub fn new(n: usize, byzantine: Vec<usize>, last_height: Option<Height>) -> Self {
-        let entries = (0..n)
-            .map(|i| ValidatorEntry {
-                public_key: secret(i),
-                operator: vec![],
-                power: 1,
-            })
-            .collect();
+        let entries = (0..n).map(|i| ValidatorEntry { public_key: secret(i), operator: vec![], power: 1 }).collect();
         let validators = Arc::new(ValidatorSet::new(entries).unwrap());
         let genesis = Header::genesis(Epoch(0), 0, [0; 32]);
         let mut harness = Harness {
@@ -100,11 +94,7 @@ impl Harness {
                     self.pool.push((to.0 as usize, node, message));
                     Vec::new()
                 }
-                Action::ScheduleTimeout {
-                    view,
-                    kind,
-                    after_ms,
-                } => {
+                Action::ScheduleTimeout { view, kind, after_ms } => {
                     self.sequence += 1;
                     self.timers[node].insert((self.now_ms + after_ms, self.sequence), (view, kind));
                     Vec::new()
@@ -120,22 +110,10 @@ impl Harness {
                     };
                     self.handle(node, event)
                 }
-                Action::VerifyProposal {
-                    view,
-                    parent,
-                    header,
-                    payload,
-                } => {
+                Action::VerifyProposal { view, parent, header, payload } => {
                     let valid = header.state_root == parent.transactions_root
                         && header.transactions_root == hash_bytes(b"txs", &payload);
-                    self.handle(
-                        node,
-                        Event::ProposalVerified {
-                            view,
-                            block: header.hash(),
-                            valid,
-                        },
-                    )
+                    self.handle(node, Event::ProposalVerified { view, block: header.hash(), valid })
                 }
                 Action::Sign(message) => {
                     let signature = TestScheme::sign(&secret(node), &message.signing_bytes(CHAIN));
@@ -155,20 +133,14 @@ impl Harness {
     }
 
     fn learn(&mut self, message: &Message<TestScheme>) {
-        if let Message::Certified {
-            header: Some(header),
-            certificate,
-        } = message
-        {
+        if let Message::Certified { header: Some(header), certificate } = message {
             self.certified.insert(certificate.vote.view, header.clone());
         }
     }
 
     pub fn handle(&mut self, node: usize, event: Event<TestScheme>) -> Vec<Action<TestScheme>> {
         let now = self.now_ms;
-        self.engines[node]
-            .as_mut()
-            .map_or_else(Vec::new, |engine| engine.handle(now, event))
+        self.engines[node].as_mut().map_or_else(Vec::new, |engine| engine.handle(now, event))
     }
 
     /// Delivers pool entry `index`; `keep` leaves a copy (duplication).
@@ -177,22 +149,12 @@ impl Harness {
             return;
         }
         let index = index % self.pool.len();
-        let (to, from, message) = if keep {
-            self.pool[index].clone()
-        } else {
-            self.pool.swap_remove(index)
-        };
+        let (to, from, message) = if keep { self.pool[index].clone() } else { self.pool.swap_remove(index) };
         if self.byzantine.contains(&to) {
             self.byzantine_react(to, &message);
             return;
         }
-        let actions = self.handle(
-            to,
-            Event::Message {
-                from: ValidatorIndex(from as u32),
-                message,
-            },
-        );
+        let actions = self.handle(to, Event::Message { from: ValidatorIndex(from as u32), message });
         self.perform(to, actions);
     }
 
@@ -213,18 +175,9 @@ impl Harness {
     fn byzantine_react(&mut self, me: usize, message: &Message<TestScheme>) {
         let mut out = Vec::new();
         let vote = |view: View, kind: VoteKind| {
-            let vote = Vote {
-                epoch: Epoch(0),
-                view,
-                kind,
-            };
-            let signature =
-                TestScheme::sign(&secret(me), &Signable::Vote(vote).signing_bytes(CHAIN));
-            Message::Vote(SignedVote {
-                vote,
-                signer: ValidatorIndex(me as u32),
-                signature,
-            })
+            let vote = Vote { epoch: Epoch(0), view, kind };
+            let signature = TestScheme::sign(&secret(me), &Signable::Vote(vote).signing_bytes(CHAIN));
+            Message::Vote(SignedVote { vote, signer: ValidatorIndex(me as u32), signature })
         };
         match message {
             Message::Proposal(proposal) => {
@@ -252,13 +205,8 @@ impl Harness {
         if self.validators.leader(view) != ValidatorIndex(me as u32) {
             return;
         }
-        let parents: Vec<(View, Header)> = self
-            .certified
-            .range(..view)
-            .rev()
-            .take(2)
-            .map(|(v, h)| (*v, h.clone()))
-            .collect();
+        let parents: Vec<(View, Header)> =
+            self.certified.range(..view).rev().take(2).map(|(v, h)| (*v, h.clone())).collect();
         for (parent_view, parent) in parents {
             for variant in 0..2u8 {
                 let payload = vec![variant, me as u8];
@@ -273,20 +221,9 @@ impl Harness {
                     transactions_root: hash_bytes(b"txs", &payload),
                     payload_hash: Header::payload_hash_of(&payload),
                 };
-                let signable = Signable::Proposal {
-                    epoch: Epoch(0),
-                    view,
-                    parent_view,
-                    block: header.hash(),
-                };
+                let signable = Signable::Proposal { epoch: Epoch(0), view, parent_view, block: header.hash() };
                 let signature = TestScheme::sign(&secret(me), &signable.signing_bytes(CHAIN));
-                out.push(Message::Proposal(SignedProposal {
-                    view,
-                    parent_view,
-                    header,
-                    payload,
-                    signature,
-                }));
+                out.push(Message::Proposal(SignedProposal { view, parent_view, header, payload, signature }));
             }
         }
     }
@@ -295,9 +232,7 @@ impl Harness {
     pub fn run_fifo(&mut self, steps: usize) {
         for _ in 0..steps {
             if self.pool.is_empty() {
-                let next = (0..self.n())
-                    .filter_map(|i| self.timers[i].first_key_value().map(|(k, _)| (*k, i)))
-                    .min();
+                let next = (0..self.n()).filter_map(|i| self.timers[i].first_key_value().map(|(k, _)| (*k, i))).min();
                 match next {
                     Some((_, node)) => self.fire(node),
                     None => return,
@@ -314,13 +249,7 @@ impl Harness {
             self.byzantine_react(to, &message);
             return;
         }
-        let actions = self.handle(
-            to,
-            Event::Message {
-                from: ValidatorIndex(from as u32),
-                message,
-            },
-        );
+        let actions = self.handle(to, Event::Message { from: ValidatorIndex(from as u32), message });
         self.perform(to, actions);
     }
 

@@ -77,11 +77,7 @@ pub fn run(args: &Args) -> CliResult {
         return Err("--accounts, --block-size and --blocks must be positive".into());
     }
     if args.block_size as usize > vanna_runtime::limits::MAX_TRANSACTIONS_PER_BLOCK {
-        return Err(format!(
-            "--block-size is at most {}",
-            vanna_runtime::limits::MAX_TRANSACTIONS_PER_BLOCK
-        )
-        .into());
+        return Err(format!("--block-size is at most {}", vanna_runtime::limits::MAX_TRANSACTIONS_PER_BLOCK).into());
     }
     let (genesis, signers) = genesis(args.accounts);
     let blocks = sign_stream(args, &genesis, &signers);
@@ -100,8 +96,7 @@ pub fn run(args: &Args) -> CliResult {
         raw_inputs.push(inputs);
     }
     let mut state = genesis.build()?;
-    let (mut raw_elapsed, mut apply_elapsed, mut root_elapsed) =
-        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut raw_elapsed, mut apply_elapsed, mut root_elapsed) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let (mut orders_accepted, mut fills, mut actions_failed) = (0u64, 0u64, 0u64);
     for (block, inputs) in blocks.iter().zip(&raw_inputs) {
         let started = Instant::now();
@@ -110,16 +105,11 @@ pub fn run(args: &Args) -> CliResult {
         }
         raw_elapsed += started.elapsed();
 
-        let context = BlockContext {
-            height: state.height + 1,
-            time_ms: state.time_ms + 1_000,
-        };
+        let context = BlockContext::after(&state, 1_000);
         let started = Instant::now();
         let mut events = state.begin_block(&context)?;
-        let receipts: Vec<_> = block
-            .iter()
-            .map(|bytes| state.apply_transaction(bytes, &mut events))
-            .collect();
+        let receipts: Vec<_> = block.iter().map(|bytes| state.apply_transaction(bytes, &mut events)).collect();
+        state.end_block(&context, &mut events);
         let applied = Instant::now();
         state.state_root();
         root_elapsed += applied.elapsed();
@@ -139,10 +129,7 @@ pub fn run(args: &Args) -> CliResult {
                 }
             }
         }
-        fills += events
-            .iter()
-            .filter(|event| matches!(event, Event::Filled(_)))
-            .count() as u64;
+        fills += events.iter().filter(|event| matches!(event, Event::Filled(_))).count() as u64;
     }
     let transactions = blocks.iter().map(Vec::len).sum::<usize>() as u64;
     let tx_per_sec = transactions as f64 / apply_elapsed.as_secs_f64();
@@ -166,22 +153,10 @@ pub fn run(args: &Args) -> CliResult {
             "apply: {} transactions in {} blocks of {}, {} accounts",
             r.transactions, r.blocks, r.block_size, r.accounts
         );
-        println!(
-            "  applied        {:>10.0} tx/s (signature check, matching, fees, state root)",
-            r.tx_per_sec
-        );
-        println!(
-            "  raw k256 verify {:>9.0} verifications/s",
-            r.raw_verify_per_sec
-        );
-        println!(
-            "  ratio          {:>10.3} of raw verification",
-            r.ratio_to_raw_verify
-        );
-        println!(
-            "  state root     {:>10.2} ms per block of {} transactions",
-            r.root_ms_per_block, r.block_size
-        );
+        println!("  applied        {:>10.0} tx/s (signature check, matching, fees, state root)", r.tx_per_sec);
+        println!("  raw k256 verify {:>9.0} verifications/s", r.raw_verify_per_sec);
+        println!("  ratio          {:>10.3} of raw verification", r.ratio_to_raw_verify);
+        println!("  state root     {:>10.2} ms per block of {} transactions", r.root_ms_per_block, r.block_size);
         println!(
             "  {} orders accepted, {} refused (collateral, limits), {} fills",
             r.orders_accepted, r.actions_failed, r.fills
@@ -191,17 +166,12 @@ pub fn run(args: &Args) -> CliResult {
 
 fn genesis(accounts: u32) -> (Genesis, Vec<Signer>) {
     let (mut genesis, _) = demo_genesis(&[]);
-    let signers: Vec<Signer> = (0..accounts)
-        .map(|i| Signer::from_seed(&format!("vanna-bench/{i}")))
-        .collect();
+    let signers: Vec<Signer> = (0..accounts).map(|i| Signer::from_seed(&format!("vanna-bench/{i}"))).collect();
     for signer in &signers {
         genesis.accounts.push(GenesisAccount {
             address: signer.address(),
-            usd: Amount::new(
-                rust_decimal::Decimal::from(100_000_000u64),
-                vanna_runtime::error::Field::Genesis,
-            )
-            .expect("valid amount"),
+            usd: Amount::new(rust_decimal::Decimal::from(100_000_000u64), vanna_runtime::error::Field::Genesis)
+                .expect("valid amount"),
             vanna: Amount::ZERO,
         });
     }
@@ -233,11 +203,7 @@ fn sign_stream(args: &Args, genesis: &Genesis, signers: &[Signer]) -> Vec<Vec<Ve
                         },
                         ..limit_order(series, side, &price.to_string(), size)
                     };
-                    let bytes = signers[account].sign(
-                        &genesis.chain_id,
-                        nonces[account],
-                        vec![place(order)],
-                    );
+                    let bytes = signers[account].sign(&genesis.chain_id, nonces[account], vec![place(order)]);
                     nonces[account] += 1;
                     bytes
                 })

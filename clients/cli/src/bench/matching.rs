@@ -158,11 +158,7 @@ pub fn generate(orders: u64, seed: u64) -> Result<Stream, Box<dyn std::error::Er
 
     let mut seed_orders = Vec::with_capacity(RESTING_TARGET);
     while book.len() < RESTING_TARGET {
-        let side = if rng.random_bool(0.5) {
-            Side::Buy
-        } else {
-            Side::Sell
-        };
+        let side = if rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
         let order = passive_order(&mut rng, &book, next_id, side, mid_ticks);
         next_id += 1;
         book.insert(order)?;
@@ -174,27 +170,13 @@ pub fn generate(orders: u64, seed: u64) -> Result<Stream, Box<dyn std::error::Er
     let mut expected_fills = 0u64;
     for _ in 0..orders {
         if rng.random_bool(0.002) {
-            mid_ticks = if rng.random_bool(0.5) {
-                mid_ticks + 1
-            } else {
-                mid_ticks - 1
-            };
+            mid_ticks = if rng.random_bool(0.5) { mid_ticks + 1 } else { mid_ticks - 1 };
         }
-        let side = if rng.random_bool(0.5) {
-            Side::Buy
-        } else {
-            Side::Sell
-        };
-        let opposite_best = book
-            .best(side.opposite())
-            .map(|(price_ticks, _)| price_ticks);
+        let side = if rng.random_bool(0.5) { Side::Buy } else { Side::Sell };
+        let opposite_best = book.best(side.opposite()).map(|(price_ticks, _)| price_ticks);
         let roll: f64 = rng.random();
         let (below_target_rest, above_target_rest) = (0.45, 0.25);
-        let rest_share = if book.len() < RESTING_TARGET {
-            below_target_rest
-        } else {
-            above_target_rest
-        };
+        let rest_share = if book.len() < RESTING_TARGET { below_target_rest } else { above_target_rest };
         let operation = match opposite_best {
             Some(touch_ticks) if roll < 0.5 => {
                 let through_ticks = rng.random_range(0..=2);
@@ -203,26 +185,13 @@ pub fn generate(orders: u64, seed: u64) -> Result<Stream, Box<dyn std::error::Er
                     Side::Sell => touch_ticks - through_ticks,
                 };
                 // Mostly small takers, some sweeping several orders.
-                let lots = if rng.random_bool(0.8) {
-                    rng.random_range(1..=8)
-                } else {
-                    rng.random_range(10..=40)
-                };
+                let lots = if rng.random_bool(0.8) { rng.random_range(1..=8) } else { rng.random_range(10..=40) };
                 let taker = taker(&mut rng, next_id, side, limit_price_ticks, lots);
-                Operation::Limit {
-                    taker,
-                    rest: rng.random_bool(0.5),
-                }
+                Operation::Limit { taker, rest: rng.random_bool(0.5) }
             }
             _ if roll < 0.5 + rest_share || live.ids.is_empty() => {
                 let order = passive_order(&mut rng, &book, next_id, side, mid_ticks);
-                let taker = taker(
-                    &mut rng,
-                    next_id,
-                    side,
-                    order.price_ticks,
-                    order.remaining_lots,
-                );
+                let taker = taker(&mut rng, next_id, side, order.price_ticks, order.remaining_lots);
                 Operation::Limit { taker, rest: true }
             }
             _ => Operation::Cancel(live.ids[rng.random_range(0..live.ids.len())]),
@@ -247,46 +216,25 @@ pub fn generate(orders: u64, seed: u64) -> Result<Stream, Box<dyn std::error::Er
                 }
             }
             Operation::Cancel(id) => {
-                book.cancel(id)
-                    .ok_or("generated cancel of an unknown order")?;
+                book.cancel(id).ok_or("generated cancel of an unknown order")?;
                 live.remove(id);
             }
         }
         operations.push(operation);
     }
-    Ok(Stream {
-        seed_orders,
-        operations,
-        expected_fills,
-        seed,
-    })
+    Ok(Stream { seed_orders, operations, expected_fills, seed })
 }
 
 /// A resting order 1 to [`BAND_TICKS`] ticks from the mid on its side (mostly
 /// close to it), kept
 /// strictly behind the opposite touch so that it never crosses.
-fn passive_order(
-    rng: &mut ChaCha8Rng,
-    book: &Book,
-    id: OrderId,
-    side: Side,
-    mid_ticks: u64,
-) -> RestingOrder {
+fn passive_order(rng: &mut ChaCha8Rng, book: &Book, id: OrderId, side: Side, mid_ticks: u64) -> RestingOrder {
     // Skewed towards the mid, as quotes cluster near the touch: min of three uniforms.
-    let distance_ticks = (0..3)
-        .map(|_| rng.random_range(1..=BAND_TICKS))
-        .min()
-        .unwrap_or(1);
-    let opposite_best = book
-        .best(side.opposite())
-        .map(|(price_ticks, _)| price_ticks);
+    let distance_ticks = (0..3).map(|_| rng.random_range(1..=BAND_TICKS)).min().unwrap_or(1);
+    let opposite_best = book.best(side.opposite()).map(|(price_ticks, _)| price_ticks);
     let price_ticks = match side {
-        Side::Buy => opposite_best.map_or(mid_ticks - distance_ticks, |ask| {
-            (mid_ticks - distance_ticks).min(ask - 1)
-        }),
-        Side::Sell => opposite_best.map_or(mid_ticks + distance_ticks, |bid| {
-            (mid_ticks + distance_ticks).max(bid + 1)
-        }),
+        Side::Buy => opposite_best.map_or(mid_ticks - distance_ticks, |ask| (mid_ticks - distance_ticks).min(ask - 1)),
+        Side::Sell => opposite_best.map_or(mid_ticks + distance_ticks, |bid| (mid_ticks + distance_ticks).max(bid + 1)),
     };
     RestingOrder {
         id,
@@ -299,23 +247,9 @@ fn passive_order(
     }
 }
 
-fn taker(
-    rng: &mut ChaCha8Rng,
-    id: OrderId,
-    side: Side,
-    limit_price_ticks: u64,
-    lots: u64,
-) -> Taker {
+fn taker(rng: &mut ChaCha8Rng, id: OrderId, side: Side, limit_price_ticks: u64, lots: u64) -> Taker {
     let owner: OwnerId = rng.random_range(0..OWNERS);
-    Taker {
-        id,
-        owner,
-        side,
-        limit_price_ticks,
-        lots,
-        max_fills: MAX_FILLS_PER_ORDER,
-        flags: 0,
-    }
+    Taker { id, owner, side, limit_price_ticks, lots, max_fills: MAX_FILLS_PER_ORDER, flags: 0 }
 }
 
 /// The resting remainder of `taker`: same id, its id as sequence, at its limit.
@@ -340,8 +274,7 @@ pub fn measure(stream: &Stream) -> Result<Report, Box<dyn std::error::Error>> {
         book.insert(*order)?;
     }
     let mut events: Vec<MatchEvent> = Vec::with_capacity(MAX_FILLS_PER_ORDER as usize);
-    let (mut fills, mut cancels, mut crossing, mut rejected, mut resting_sum) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut fills, mut cancels, mut crossing, mut rejected, mut resting_sum) = (0u64, 0u64, 0u64, 0u64, 0u64);
 
     let start = Instant::now();
     for operation in &stream.operations {
@@ -352,10 +285,7 @@ pub fn measure(stream: &Stream) -> Result<Report, Box<dyn std::error::Error>> {
                 fills += events.len() as u64;
                 crossing += u64::from(outcome.filled_lots > 0);
                 if *rest && outcome.remaining_lots > 0 {
-                    rejected += u64::from(
-                        book.insert(remainder(taker, outcome.remaining_lots))
-                            .is_err(),
-                    );
+                    rejected += u64::from(book.insert(remainder(taker, outcome.remaining_lots)).is_err());
                 }
             }
             Operation::Cancel(id) => cancels += u64::from(book.cancel(*id).is_some()),
@@ -367,12 +297,7 @@ pub fn measure(stream: &Stream) -> Result<Report, Box<dyn std::error::Error>> {
     let orders = stream.operations.len() as u64;
     if rejected > 0
         || fills != stream.expected_fills
-        || cancels
-            != stream
-                .operations
-                .iter()
-                .filter(|op| matches!(op, Operation::Cancel(_)))
-                .count() as u64
+        || cancels != stream.operations.iter().filter(|op| matches!(op, Operation::Cancel(_))).count() as u64
     {
         return Err(format!(
             "replay diverged from the generated stream: {rejected} rejected inserts, {fills} fills (expected {})",

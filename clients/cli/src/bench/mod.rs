@@ -6,6 +6,7 @@ use clap::Subcommand;
 use crate::CliResult;
 
 mod apply;
+mod consensus;
 mod matching;
 
 #[derive(Subcommand)]
@@ -14,12 +15,15 @@ pub enum Bench {
     Matching(matching::Args),
     /// Full transaction application, signature checks included, against raw verification.
     Apply(apply::Args),
+    /// Consensus with real BLS: CPU per finalized block, certificate verification against raw blst, vote batching.
+    Consensus(consensus::Args),
 }
 
 pub fn run(bench: Bench) -> CliResult {
     match bench {
         Bench::Matching(args) => matching::run(&args),
         Bench::Apply(args) => apply::run(&args),
+        Bench::Consensus(args) => consensus::run(&args),
     }
 }
 

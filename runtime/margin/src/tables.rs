@@ -1,0 +1,371 @@
+//! Margin tables: every listed series priced in every scenario once per oracle
+//! update, so that an account's margin is a few hundred additions.
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use vanna_pricing::{
+    Greeks, OptionInputs, OptionKind, decimal_to_f64, greeks, price, to_decimal_down, to_decimal_up, years_between_ms,
+};
+
+use crate::MarginError;
+use crate::params::{MarginParams, SCENARIOS_MAX, Scenario};
+
+/// Most series one table covers; bounds build time and memory
+/// (8 192 × 246 scenarios × 8 bytes ≈ 16 MB at the very largest grids).
+pub const SERIES_MAX: usize = 8_192;
+/// Largest absolute position, in contracts, an account evaluation accepts.
+pub const CONTRACTS_ABS_MAX: f64 = 1e12;
+/// Decimal places of margin ratios.
+pub const MARGIN_RATIO_DECIMALS: u32 = 6;
+
+/// One listed series of the table's underlying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesKey {
+    /// Expiry, Unix milliseconds.
+    pub expiry_ms: u64,
+    /// Strike in USD, as listed.
+    pub strike: Decimal,
+    pub kind: OptionKind,
+}
+
+/// A series' position in the slice the table was built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesIndex(pub u32);
+
+/// An account's net position in one series: positive long, negative short, in
+/// contracts (one contract is one unit of the underlying).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Position {
+    pub series: SeriesIndex,
+    pub contracts: f64,
+}
+
+/// A series as priced for the table.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SeriesMark {
+    pub key: SeriesKey,
+    /// The oracle volatility used for this series.
+    pub volatility: f64,
+    /// Price (the mark) and greeks per contract at the oracle spot and volatility.
+    pub greeks: Greeks,
+}
+
+/// The margin tables of one underlying after one oracle update.
+#[derive(Clone, Debug)]
+pub struct MarginTables {
+    spot: f64,
+    now_ms: u64,
+    scenarios: Vec<Scenario>,
+    maintenance_scenarios: usize,
+    /// Short charge per contract, in USD: fraction × spot.
+    maintenance_short_charge: f64,
+    initial_short_charge: f64,
+    marks: Vec<SeriesMark>,
+    /// Row-major: `pnl[series × scenarios + scenario]`, the change of one
+    /// contract's value from the mark to the scenario's price.
+    pnl: Vec<f64>,
+}
+
+/// An account's margin from its positions, in f64; see [`AccountMargin::rounded`]
+/// for the figures that may enter state.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AccountMargin {
+    /// Σ contracts × mark: positive for long premium, negative for short.
+    pub position_value: f64,
+    /// Worst maintenance-grid loss plus the maintenance short charge.
+    pub maintenance: f64,
+    /// Worst loss over both grids plus the initial short charge.
+    pub initial: f64,
+    /// The worst loss alone over the maintenance grid (0 when no scenario loses).
+    pub maintenance_worst_loss: f64,
+    /// The worst loss alone over both grids.
+    pub initial_worst_loss: f64,
+    /// Index into [`MarginTables::scenarios`] of the maintenance grid's worst
+    /// scenario; `None` when no scenario loses.
+    pub maintenance_worst_scenario: Option<usize>,
+    pub initial_worst_scenario: Option<usize>,
+    /// Σ max(−contracts, 0).
+    pub short_contracts: f64,
+}
+
+/// The figures that may enter state, each rounded against the account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoundedMargin {
+    /// Rounded towards −∞: a long is worth a little less, a short owes a little more.
+    pub position_value: Decimal,
+    /// Rounded towards +∞.
+    pub maintenance: Decimal,
+    /// Rounded towards +∞.
+    pub initial: Decimal,
+}
+
+/// What one contract of a position contributes: its mark and greeks times its size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PositionRisk {
+    pub series: SeriesIndex,
+    pub contracts: f64,
+    /// Mark price per contract.
+    pub mark: f64,
+    /// contracts × mark.
+    pub value: f64,
+    pub delta: f64,
+    pub gamma: f64,
+    pub vega_per_vol_point: f64,
+    pub theta_per_day: f64,
+}
+
+/// An account's margin before and after a change (an order's worst-case fill,
+/// a transfer of positions), for the "only reduces risk" rule.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MarginChange {
+    pub before: AccountMargin,
+    pub after: AccountMargin,
+}
+
+/// Builds the tables of one underlying: the mark and greeks of every series at
+/// `spot` and its oracle volatility, and each one's P&L per contract in every
+/// scenario of both grids. Every table entry is exactly
+/// `vanna_pricing::price(shocked inputs) − mark`, in scenario order, so anyone
+/// can recompute it bit for bit.
+///
+/// `volatility(key)` is the oracle volatility for that series' expiry and
+/// strike (annual fraction). Series at or past expiry are worth intrinsic
+/// value in every scenario.
+pub fn build_tables(
+    params: &MarginParams,
+    spot: f64,
+    now_ms: u64,
+    series: &[SeriesKey],
+    volatility: impl Fn(&SeriesKey) -> f64,
+) -> Result<MarginTables, MarginError> {
+    params.validate()?;
+    if series.len() > SERIES_MAX {
+        return Err(MarginError::TooManySeries { count: series.len(), max: SERIES_MAX });
+    }
+    let (scenarios, maintenance_scenarios) = params.scenarios();
+    debug_assert!(scenarios.len() <= SCENARIOS_MAX);
+    let rate = decimal_to_f64(params.rate);
+    let mut marks = Vec::with_capacity(series.len());
+    let mut pnl = Vec::with_capacity(series.len() * scenarios.len());
+    for (index, key) in series.iter().enumerate() {
+        let failed = |source| MarginError::Pricing { series: index, source };
+        let inputs = OptionInputs {
+            kind: key.kind,
+            spot,
+            strike: decimal_to_f64(key.strike),
+            volatility: volatility(key),
+            rate,
+            years_to_expiry: years_between_ms(now_ms, key.expiry_ms),
+        };
+        let at_mark = greeks(&inputs).map_err(failed)?;
+        for scenario in &scenarios {
+            let shocked = OptionInputs {
+                spot: spot * (1.0 + scenario.spot_move),
+                volatility: inputs.volatility * scenario.volatility_factor,
+                ..inputs
+            };
+            pnl.push(price(&shocked).map_err(failed)? - at_mark.price);
+        }
+        marks.push(SeriesMark { key: *key, volatility: inputs.volatility, greeks: at_mark });
+    }
+    let charge = |fraction| decimal_to_f64(fraction) * spot;
+    Ok(MarginTables {
+        spot,
+        now_ms,
+        scenarios,
+        maintenance_scenarios,
+        maintenance_short_charge: charge(params.maintenance.short_charge_spot_fraction),
+        initial_short_charge: charge(params.initial.short_charge_spot_fraction),
+        marks,
+        pnl,
+    })
+}
+
+impl MarginTables {
+    /// The oracle spot the tables were built at.
+    pub fn spot(&self) -> f64 {
+        self.spot
+    }
+
+    /// The time the tables were built for, Unix milliseconds.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    /// Maintenance scenarios, then initial ones.
+    pub fn scenarios(&self) -> &[Scenario] {
+        &self.scenarios
+    }
+
+    /// How many of [`Self::scenarios`] form the maintenance grid (they come first).
+    pub fn maintenance_scenario_count(&self) -> usize {
+        self.maintenance_scenarios
+    }
+
+    pub fn series_count(&self) -> usize {
+        self.marks.len()
+    }
+
+    /// A series' key, volatility, mark and greeks.
+    pub fn series(&self, index: SeriesIndex) -> Option<&SeriesMark> {
+        self.marks.get(index.0 as usize)
+    }
+
+    /// A series' P&L per contract in each scenario.
+    pub fn pnl_per_contract(&self, index: SeriesIndex) -> Option<&[f64]> {
+        let width = self.scenarios.len();
+        let start = (index.0 as usize).checked_mul(width)?;
+        self.pnl.get(start..start + width)
+    }
+
+    /// Margin of a set of positions: per scenario, the sum over positions of
+    /// contracts × P&L per contract (in the order given), then the worst.
+    ///
+    /// Positions must be in strictly increasing series order, one per series
+    /// (as a `BTreeMap` yields them): this fixes the order of the sums, so every
+    /// validator gets the same bits, and nets each series before the short
+    /// charge.
+    pub fn account(&self, positions: &[Position]) -> Result<AccountMargin, MarginError> {
+        let width = self.scenarios.len();
+        let mut totals = [0.0f64; SCENARIOS_MAX];
+        let totals = &mut totals[..width];
+        let mut position_value = 0.0;
+        let mut short_contracts = 0.0;
+        let mut previous: Option<SeriesIndex> = None;
+        for position in positions {
+            self.check(position, previous)?;
+            previous = Some(position.series);
+            let row = self.pnl_per_contract(position.series).expect("checked series index");
+            for (total, pnl) in totals.iter_mut().zip(row) {
+                *total += position.contracts * pnl;
+            }
+            position_value += position.contracts * self.marks[position.series.0 as usize].greeks.price;
+            if position.contracts < 0.0 {
+                short_contracts += -position.contracts;
+            }
+        }
+        let (maintenance_worst_loss, maintenance_worst_scenario) = worst(&totals[..self.maintenance_scenarios], 0);
+        let (initial_only_loss, initial_only_scenario) =
+            worst(&totals[self.maintenance_scenarios..], self.maintenance_scenarios);
+        let (initial_worst_loss, initial_worst_scenario) = if initial_only_loss > maintenance_worst_loss {
+            (initial_only_loss, initial_only_scenario)
+        } else {
+            (maintenance_worst_loss, maintenance_worst_scenario)
+        };
+        let margin = AccountMargin {
+            position_value,
+            maintenance: maintenance_worst_loss + short_contracts * self.maintenance_short_charge,
+            initial: initial_worst_loss + short_contracts * self.initial_short_charge,
+            maintenance_worst_loss,
+            initial_worst_loss,
+            maintenance_worst_scenario,
+            initial_worst_scenario,
+            short_contracts,
+        };
+        debug_assert!(margin.initial >= margin.maintenance && margin.maintenance >= 0.0);
+        Ok(margin)
+    }
+
+    /// Margin before and after a change of positions.
+    pub fn margin_change(&self, before: &[Position], after: &[Position]) -> Result<MarginChange, MarginError> {
+        Ok(MarginChange { before: self.account(before)?, after: self.account(after)? })
+    }
+
+    /// Mark, value and greeks of one position, scaled by its size.
+    pub fn position_risk(&self, position: Position) -> Result<PositionRisk, MarginError> {
+        self.check(&position, None)?;
+        let mark = &self.marks[position.series.0 as usize].greeks;
+        let contracts = position.contracts;
+        Ok(PositionRisk {
+            series: position.series,
+            contracts,
+            mark: mark.price,
+            value: contracts * mark.price,
+            delta: contracts * mark.delta,
+            gamma: contracts * mark.gamma,
+            vega_per_vol_point: contracts * mark.vega_per_vol_point,
+            theta_per_day: contracts * mark.theta_per_day,
+        })
+    }
+
+    fn check(&self, position: &Position, previous: Option<SeriesIndex>) -> Result<(), MarginError> {
+        if position.series.0 as usize >= self.marks.len() {
+            return Err(MarginError::UnknownSeries { series: position.series.0, count: self.marks.len() });
+        }
+        if previous.is_some_and(|previous| previous >= position.series) {
+            return Err(MarginError::PositionsNotSorted { series: position.series.0 });
+        }
+        if !(position.contracts.abs() <= CONTRACTS_ABS_MAX) {
+            return Err(MarginError::BadContracts {
+                series: position.series.0,
+                contracts: position.contracts,
+                max: CONTRACTS_ABS_MAX,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The largest loss among `totals` (P&L per scenario) and the index of its
+/// first occurrence, offset by `first_index`; `(0, None)` if nothing loses.
+fn worst(totals: &[f64], first_index: usize) -> (f64, Option<usize>) {
+    let mut lowest = 0.0;
+    let mut at = None;
+    for (index, &total) in totals.iter().enumerate() {
+        if total < lowest {
+            lowest = total;
+            at = Some(first_index + index);
+        }
+    }
+    // Negating only a real loss keeps "no loss" a positive zero.
+    (if at.is_some() { -lowest } else { 0.0 }, at)
+}
+
+impl AccountMargin {
+    /// The figures rounded to `decimal_places` against the account: position
+    /// value down (towards −∞), requirements up (towards +∞).
+    pub fn rounded(&self, decimal_places: u32) -> Result<RoundedMargin, MarginError> {
+        Ok(RoundedMargin {
+            position_value: to_decimal_down(self.position_value, decimal_places)?,
+            maintenance: to_decimal_up(self.maintenance, decimal_places)?,
+            initial: to_decimal_up(self.initial, decimal_places)?,
+        })
+    }
+}
+
+impl RoundedMargin {
+    /// Cash plus the value of the positions.
+    pub fn equity(&self, cash: Decimal) -> Decimal {
+        cash + self.position_value
+    }
+
+    /// Equity above the initial requirement; negative when an order that adds
+    /// risk must be refused.
+    pub fn free_collateral(&self, cash: Decimal) -> Decimal {
+        self.equity(cash) - self.initial
+    }
+
+    /// Maintenance margin ÷ equity, rounded up to [`MARGIN_RATIO_DECIMALS`]
+    /// places; at or above 1 the account may be liquidated. `None` when equity
+    /// is not positive (liquidatable whatever the requirement, unless it has
+    /// no positions).
+    pub fn margin_ratio(&self, cash: Decimal) -> Option<Decimal> {
+        let equity = self.equity(cash);
+        (equity > Decimal::ZERO).then(|| {
+            (self.maintenance / equity)
+                .round_dp_with_strategy(MARGIN_RATIO_DECIMALS, RoundingStrategy::ToPositiveInfinity)
+        })
+    }
+}
+
+impl MarginChange {
+    /// Neither requirement grows: such an order or transfer only reduces risk
+    /// and is accepted whatever the account's equity.
+    pub fn reduces_risk(&self) -> bool {
+        self.after.initial <= self.before.initial && self.after.maintenance <= self.before.maintenance
+    }
+
+    /// How much more initial margin the change needs (negative if it frees some).
+    pub fn initial_increase(&self) -> f64 {
+        self.after.initial - self.before.initial
+    }
+}

@@ -1,0 +1,243 @@
+//! The staking economy: validators, delegation, unbonding, redelegation,
+//! exact fee rewards, slashing and jailing, and the active set that the
+//! consensus layer reads at each epoch boundary.
+//!
+//! Amounts here are integers in micro units (millionths of VANNA or USD),
+//! converted from and to `Amount` at the edges, so that every division is an
+//! explicit floor or ceiling. Delegations hold shares of a validator's bonded
+//! tokens; a slash burns tokens and leaves shares alone, so every share loses
+//! the same fraction. Rewards follow cumulative reward-per-share accounting
+//! (as Cosmos SDK's F1 distribution), so a block's distribution costs one step
+//! per active validator and a claim one step, whatever the number of delegators.
+
+mod ledger;
+mod rewards;
+mod slashing;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::Address;
+use crate::money::Amount;
+
+pub use slashing::{EvidenceRecord, Offence};
+
+/// Reward-per-share values are scaled by 10^18 so that a block's reward
+/// divides finely among shares; the remainder of each division is carried.
+pub const REWARD_SCALE: u128 = 1_000_000_000_000_000_000;
+/// Registered validators at most (active or not).
+pub const MAX_VALIDATORS: usize = 1_000;
+/// Longest moniker, in characters.
+pub const MAX_MONIKER_CHARS: usize = 64;
+/// A commission may change once per this period.
+pub const COMMISSION_CHANGE_PERIOD_MS: u64 = 24 * 3_600_000;
+/// Bound on the downtime window, in blocks.
+pub const MAX_SIGNED_BLOCKS_WINDOW: u32 = 10_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StakingParams {
+    /// How long unbonding stake stays slashable and earns nothing.
+    pub unbonding_period_ms: u64,
+    /// Size of the active set: the top validators by stake.
+    pub max_active_validators: u32,
+    /// Minimum self-stake of an operator, in VANNA.
+    pub min_self_stake: Amount,
+    /// Blocks per epoch; the active set changes only at epoch boundaries.
+    pub epoch_blocks: u64,
+    /// Unbonding entries per (delegator, validator), and redelegation entries
+    /// per (delegator, source, destination).
+    pub max_entries: usize,
+    /// Fraction of stake burned for double proposals, double votes and
+    /// finality-rule violations.
+    pub double_sign_slash: Decimal,
+    /// Fraction of stake burned for downtime.
+    pub downtime_slash: Decimal,
+    /// Share of a slash paid to the account that reported the evidence.
+    pub reporter_reward: Decimal,
+    /// Sliding window, in blocks, for downtime.
+    pub signed_blocks_window: u32,
+    /// A validator missing more than this fraction of the window is jailed.
+    pub max_missed_fraction: Decimal,
+    /// How long a validator jailed for downtime waits before it may unjail.
+    pub downtime_jail_ms: u64,
+}
+
+impl Default for StakingParams {
+    fn default() -> Self {
+        StakingParams {
+            unbonding_period_ms: 7 * 24 * 3_600_000,
+            max_active_validators: 100,
+            min_self_stake: Amount::from_micro(1_000_000_000),
+            epoch_blocks: 100,
+            max_entries: 7,
+            double_sign_slash: Decimal::new(5, 2),
+            downtime_slash: Decimal::new(1, 4),
+            reporter_reward: Decimal::new(1, 1),
+            signed_blocks_window: 100,
+            max_missed_fraction: Decimal::new(5, 1),
+            downtime_jail_ms: 10 * 60_000,
+        }
+    }
+}
+
+/// One member of a validator set, as consensus consumes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ValidatorPower {
+    #[serde(serialize_with = "hex_key")]
+    pub consensus_key: [u8; 48],
+    pub operator: Address,
+    /// Bonded stake in micro VANNA.
+    pub power: u64,
+}
+
+fn hex_key<S: serde::Serializer>(key: &[u8; 48], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&hex::encode(key))
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Validator {
+    pub operator: Address,
+    pub consensus_key: [u8; 48],
+    pub moniker: String,
+    pub commission_rate: Decimal,
+    pub max_commission_rate: Decimal,
+    pub max_commission_change: Decimal,
+    pub last_commission_change_ms: u64,
+    /// Bonded stake in micro VANNA, after slashes.
+    pub tokens: u64,
+    /// Shares held by all its delegations together.
+    pub shares: u128,
+    pub jailed: bool,
+    pub jailed_until_ms: u64,
+    pub tombstoned: bool,
+    /// Cumulative delegator reward per share, scaled by `REWARD_SCALE`.
+    pub reward_per_share: u128,
+    /// Delegators' unclaimed rewards, micro USD.
+    pub reward_pool: u64,
+    /// Operator's unclaimed commission, micro USD.
+    pub commission_pending: u64,
+    /// Remainder of reward divisions, in micro USD × `REWARD_SCALE`.
+    pub reward_carry: u128,
+    /// Recent blocks signed (true) or missed, oldest first, for downtime.
+    pub signed_window: std::collections::VecDeque<bool>,
+    pub missed_in_window: u32,
+}
+
+impl Validator {
+    /// Tokens worth `shares` (rounded down: against the holder).
+    pub fn tokens_for(&self, shares: u128) -> u64 {
+        if self.shares == 0 {
+            return 0;
+        }
+        (shares * self.tokens as u128 / self.shares) as u64
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delegation {
+    pub shares: u128,
+    /// `reward_per_share` when rewards were last paid out to this delegation.
+    pub reward_per_share_paid: u128,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnbondingEntry {
+    pub validator: Address,
+    pub creation_height: u64,
+    pub completion_ms: u64,
+    pub initial_balance: u64,
+    pub balance: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedelegationEntry {
+    pub from: Address,
+    pub to: Address,
+    pub creation_height: u64,
+    pub completion_ms: u64,
+    pub initial_balance: u64,
+    pub shares_at_destination: u128,
+}
+
+/// The staking ledger inside the runtime state.
+#[derive(Clone, Debug, Default)]
+pub struct Staking {
+    pub params: StakingParams,
+    pub validators: BTreeMap<Address, Validator>,
+    /// Consensus keys ever registered, tombstoned ones included: a key never rejoins.
+    pub consensus_keys: BTreeSet<[u8; 48]>,
+    /// (delegator, validator) → delegation.
+    pub delegations: BTreeMap<(Address, Address), Delegation>,
+    /// (delegator, entry id) → unbonding entry.
+    pub unbonding: BTreeMap<(Address, u64), UnbondingEntry>,
+    /// (delegator, entry id) → redelegation entry.
+    pub redelegations: BTreeMap<(Address, u64), RedelegationEntry>,
+    pub next_entry_id: u64,
+    /// The current epoch's active set, sorted by power then operator.
+    pub active: Vec<ValidatorPower>,
+    pub epoch: u64,
+    /// VANNA destroyed by slashing, micro units.
+    pub burned: u64,
+    /// USD paid into validator pools and commissions since genesis, micro units.
+    pub fees_distributed: u64,
+    /// (consensus key, offence, height) already punished: evidence counts once.
+    pub punished: BTreeSet<([u8; 48], Offence, u64)>,
+}
+
+impl Staking {
+    /// VANNA held by the ledger: bonded tokens plus unbonding balances.
+    pub fn vanna_held(&self) -> u64 {
+        let bonded: u64 = self.validators.values().map(|v| v.tokens).sum();
+        let unbonding: u64 = self.unbonding.values().map(|e| e.balance).sum();
+        bonded + unbonding
+    }
+
+    /// USD held by the ledger: unclaimed rewards and commissions.
+    pub fn usd_held(&self) -> u64 {
+        self.validators.values().map(|v| v.reward_pool + v.commission_pending).sum()
+    }
+
+    /// The active set computed from current stake: the top
+    /// `max_active_validators` that are not jailed and hold the minimum
+    /// self-stake, by power, ties broken by operator address.
+    pub fn next_validator_set(&self) -> Vec<ValidatorPower> {
+        let min_self = self.params.min_self_stake.to_micro();
+        let mut eligible: Vec<ValidatorPower> = self
+            .validators
+            .values()
+            .filter(|v| !v.jailed && !v.tombstoned && v.tokens > 0 && self.self_stake(v) >= min_self)
+            .map(|v| ValidatorPower { consensus_key: v.consensus_key, operator: v.operator, power: v.tokens })
+            .collect();
+        eligible.sort_by(|a, b| b.power.cmp(&a.power).then(a.operator.cmp(&b.operator)));
+        eligible.truncate(self.params.max_active_validators as usize);
+        eligible
+    }
+
+    /// The operator's own stake in its validator, micro VANNA.
+    pub fn self_stake(&self, validator: &Validator) -> u64 {
+        self.delegations
+            .get(&(validator.operator, validator.operator))
+            .map_or(0, |delegation| validator.tokens_for(delegation.shares))
+    }
+
+    /// Rewards a delegation could claim now, micro USD.
+    pub fn pending_rewards(&self, delegator: &Address, validator: &Address) -> u64 {
+        let (Some(v), Some(d)) = (self.validators.get(validator), self.delegations.get(&(*delegator, *validator)))
+        else {
+            return 0;
+        };
+        rewards::owed(v, d)
+    }
+
+    /// A delegator's delegations: (validator, shares, tokens now).
+    pub fn delegations_of(&self, delegator: &Address) -> Vec<(Address, u128, u64)> {
+        self.delegations
+            .range((*delegator, Address::default())..)
+            .take_while(|((d, _), _)| d == delegator)
+            .map(|((_, v), delegation)| (*v, delegation.shares, self.validators[v].tokens_for(delegation.shares)))
+            .collect()
+    }
+}

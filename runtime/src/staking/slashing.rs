@@ -1,0 +1,212 @@
+//! Slashing and jailing. Verified evidence (consensus verifies the signed
+//! pair; the runtime trusts what the block context hands it) burns a fraction
+//! of the offender's bonded stake and the same fraction of every unbonding or
+//! redelegation that left it after the offence, pays the reporter a share,
+//! and jails the validator for good (tombstone). Missing too many blocks in
+//! the sliding window jails it for a while with a small slash.
+//!
+//! Every cut rounds down, so a slash never takes more than its fraction.
+
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde::Serialize;
+
+use crate::events::Event;
+use crate::ids::Address;
+use crate::money::Amount;
+use crate::state::State;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Offence {
+    /// Two different proposals for one view by its leader.
+    DoubleProposal,
+    /// Two conflicting votes by one validator in one view.
+    DoubleVote,
+    /// Votes that contradict the finality rule (finalize and timeout in one view).
+    FinalityViolation,
+    /// Missed more than the allowed share of the signing window.
+    Downtime,
+}
+
+/// Evidence that consensus has already verified, as the block hands it over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct EvidenceRecord {
+    #[serde(serialize_with = "hex_key")]
+    pub consensus_key: [u8; 48],
+    pub offence: Offence,
+    /// Height of the block in which the offence was committed.
+    pub height: u64,
+    /// The account that submitted the evidence, paid a share of the slash.
+    pub reporter: Option<Address>,
+}
+
+fn hex_key<S: serde::Serializer>(key: &[u8; 48], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&hex::encode(key))
+}
+
+fn cut(amount: u64, fraction: Decimal) -> u64 {
+    (Decimal::from(amount) * fraction).floor().to_u64().expect("a fraction of an amount fits")
+}
+
+impl State {
+    /// Applies verified evidence. Evidence for an unknown key or already
+    /// punished is ignored (it returns false), so repeated inclusion is harmless.
+    pub fn apply_evidence(&mut self, evidence: &EvidenceRecord, events: &mut Vec<Event>) -> bool {
+        let Some(operator) =
+            self.staking.validators.values().find(|v| v.consensus_key == evidence.consensus_key).map(|v| v.operator)
+        else {
+            return false;
+        };
+        let key = (evidence.consensus_key, evidence.offence, evidence.height);
+        if self.staking.punished.contains(&key) || self.staking.validators[&operator].tombstoned {
+            return false;
+        }
+        self.staking.punished.insert(key);
+        let fraction = self.staking.params.double_sign_slash;
+        self.slash(operator, evidence.offence, evidence.height, fraction, evidence.reporter, events);
+        let validator = self.staking.validators.get_mut(&operator).expect("found above");
+        validator.jailed = true;
+        validator.tombstoned = true;
+        validator.jailed_until_ms = u64::MAX;
+        self.commitment.touch_validator(operator);
+        events.push(Event::Jailed {
+            validator: operator,
+            offence: evidence.offence,
+            height: self.height,
+            until_ms: u64::MAX,
+        });
+        true
+    }
+
+    /// Burns `fraction` of the validator's bonded stake and of the stake that
+    /// left it (unbonding or redelegated) after `infraction_height`, still maturing.
+    fn slash(
+        &mut self,
+        operator: Address,
+        offence: Offence,
+        infraction_height: u64,
+        fraction: Decimal,
+        reporter: Option<Address>,
+        events: &mut Vec<Event>,
+    ) {
+        let now = self.time_ms;
+        let validator = self.staking.validators.get_mut(&operator).expect("slashing a registered validator");
+        let bonded = cut(validator.tokens, fraction);
+        validator.tokens -= bonded;
+        self.commitment.touch_validator(operator);
+
+        let mut unbonding = 0u64;
+        let mut touched_queues = Vec::new();
+        for ((delegator, _), entry) in self.staking.unbonding.iter_mut() {
+            if entry.validator == operator && entry.creation_height > infraction_height && entry.completion_ms > now {
+                let amount = cut(entry.initial_balance, fraction).min(entry.balance);
+                entry.balance -= amount;
+                unbonding += amount;
+                touched_queues.push(*delegator);
+            }
+        }
+        let redelegated: Vec<(Address, Address, u64, u128)> = self
+            .staking
+            .redelegations
+            .iter()
+            .filter(|(_, e)| e.from == operator && e.creation_height > infraction_height && e.completion_ms > now)
+            .map(|((delegator, _), e)| (*delegator, e.to, cut(e.initial_balance, fraction), e.shares_at_destination))
+            .collect();
+        let mut redelegation = 0u64;
+        for (delegator, destination, amount, entry_shares) in redelegated {
+            // Take the cut from the stake that now sits at the destination.
+            self.settle_rewards(delegator, destination);
+            let Some(delegation) = self.staking.delegations.get(&(delegator, destination)).copied() else {
+                continue;
+            };
+            let v = &self.staking.validators[&destination];
+            if v.tokens == 0 {
+                continue;
+            }
+            let shares =
+                (amount as u128 * v.shares).div_ceil(v.tokens as u128).min(entry_shares).min(delegation.shares);
+            let tokens = v.tokens_for(shares).min(amount);
+            let v = self.staking.validators.get_mut(&destination).expect("exists");
+            v.tokens -= tokens;
+            v.shares -= shares;
+            let delegation = self.staking.delegations.get_mut(&(delegator, destination)).expect("exists");
+            delegation.shares -= shares;
+            if delegation.shares == 0 {
+                self.staking.delegations.remove(&(delegator, destination));
+            }
+            redelegation += tokens;
+            self.commitment.touch_validator(destination);
+            self.commitment.touch_delegation(delegator, destination);
+        }
+        for delegator in touched_queues {
+            self.commitment.touch_queues(delegator);
+        }
+        let total = bonded + unbonding + redelegation;
+        let reporter_reward = match reporter {
+            Some(reporter) if total > 0 => {
+                let reward = cut(total, self.staking.params.reporter_reward);
+                let owner = self.account_or_create(reporter);
+                let account = &mut self.accounts[owner as usize];
+                account.vanna = account.vanna.plus(Amount::from_micro(reward));
+                self.commitment.touch_account(owner);
+                reward
+            }
+            _ => 0,
+        };
+        self.staking.burned += total - reporter_reward;
+        self.commitment.touch_staking();
+        events.push(Event::Slashed {
+            validator: operator,
+            offence,
+            infraction_height,
+            height: self.height,
+            bonded: Amount::from_micro(bonded),
+            unbonding: Amount::from_micro(unbonding),
+            redelegated: Amount::from_micro(redelegation),
+            reporter_reward: Amount::from_micro(reporter_reward),
+            burned: Amount::from_micro(total - reporter_reward),
+        });
+    }
+
+    /// Records which active validators signed this block and jails those
+    /// that missed too much of the window.
+    pub(crate) fn record_signatures(&mut self, signers: &[[u8; 48]], events: &mut Vec<Event>) {
+        let window = self.staking.params.signed_blocks_window.min(super::MAX_SIGNED_BLOCKS_WINDOW) as usize;
+        let max_missed = (Decimal::from(window as u64) * self.staking.params.max_missed_fraction)
+            .floor()
+            .to_u32()
+            .unwrap_or(u32::MAX);
+        let mut offenders = Vec::new();
+        let active: Vec<Address> = self.staking.active.iter().map(|member| member.operator).collect();
+        for operator in active {
+            let validator = self.staking.validators.get_mut(&operator).expect("active validators exist");
+            if validator.jailed {
+                continue;
+            }
+            let signed = signers.contains(&validator.consensus_key);
+            validator.signed_window.push_back(signed);
+            if !signed {
+                validator.missed_in_window += 1;
+            }
+            if validator.signed_window.len() > window && validator.signed_window.pop_front() == Some(false) {
+                validator.missed_in_window -= 1;
+            }
+            if validator.missed_in_window > max_missed {
+                offenders.push(operator);
+            }
+            self.commitment.touch_validator(operator);
+        }
+        for operator in offenders {
+            let fraction = self.staking.params.downtime_slash;
+            let height = self.height;
+            self.slash(operator, Offence::Downtime, height, fraction, None, events);
+            let until_ms = self.time_ms + self.staking.params.downtime_jail_ms;
+            let validator = self.staking.validators.get_mut(&operator).expect("exists");
+            validator.jailed = true;
+            validator.jailed_until_ms = until_ms;
+            validator.signed_window.clear();
+            validator.missed_in_window = 0;
+            events.push(Event::Jailed { validator: operator, offence: Offence::Downtime, height, until_ms });
+        }
+    }
+}
