@@ -16,7 +16,7 @@ use crate::types::{IndexPrice, PRICE_SCALE};
 /// honest range.
 pub fn weighted_median<T: Ord + Copy>(items: &[(T, u64)]) -> Option<T> {
     let mut items: Vec<(T, u64)> = items.iter().copied().filter(|(_, w)| *w > 0).collect();
-    items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    items.sort_unstable_by_key(|(value, _)| *value);
     let total: u128 = items.iter().map(|(_, w)| u128::from(*w)).sum();
     let mut cumulative: u128 = 0;
     for (value, weight) in items {

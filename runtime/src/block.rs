@@ -106,6 +106,9 @@ impl State {
             self.record_signatures(signers, events);
         }
         self.distribute_fees(events);
+        for (delegator, validator) in self.staking.prune_recent_bonds(self.height) {
+            self.commitment.touch_delegation(delegator, validator);
+        }
         if self.height.is_multiple_of(self.staking.params.epoch_blocks.max(1)) {
             self.staking.active = self.staking.next_validator_set();
             self.staking.epoch += 1;

@@ -154,12 +154,22 @@ fn validator_state(v: &Validator) -> wire::ValidatorState {
     }
 }
 
-fn delegation_state(delegator: &Address, validator: &Address, d: &Delegation) -> wire::DelegationState {
+fn delegation_state(
+    staking: &Staking,
+    delegator: &Address,
+    validator: &Address,
+    d: &Delegation,
+) -> wire::DelegationState {
     wire::DelegationState {
         delegator: delegator.as_bytes().to_vec(),
         validator: validator.as_bytes().to_vec(),
         shares: d.shares.to_string(),
         reward_per_share_paid: d.reward_per_share_paid.to_string(),
+        recent_bonds: staking
+            .recent_bonds_of(delegator, validator)
+            .into_iter()
+            .map(|(height, shares)| wire::BondTranche { height, shares: shares.to_string() })
+            .collect(),
     }
 }
 
@@ -242,7 +252,7 @@ impl State {
             let key = delegation_key(&delegator, &validator);
             match self.staking.delegations.get(&(delegator, validator)) {
                 Some(d) => {
-                    let state = delegation_state(&delegator, &validator, d);
+                    let state = delegation_state(&self.staking, &delegator, &validator, d);
                     self.commitment.tree.insert(key, value_hash(&state.encode_to_vec()));
                 }
                 None => {
@@ -362,7 +372,7 @@ impl State {
             tree.insert(validator_key(operator), value_hash(&validator_state(validator).encode_to_vec()));
         }
         for ((delegator, validator), d) in &self.staking.delegations {
-            let state = delegation_state(delegator, validator, d);
+            let state = delegation_state(&self.staking, delegator, validator, d);
             tree.insert(delegation_key(delegator, validator), value_hash(&state.encode_to_vec()));
         }
         let mut delegators = BTreeSet::new();

@@ -143,11 +143,14 @@ pub enum Event {
         delegator: Address,
         amount: Amount,
     },
-    RewardsClaimed {
+    RewardsPaid {
         delegator: Address,
         validator: Address,
-        rewards: Amount,
-        commission: Amount,
+        amount: Amount,
+    },
+    CommissionPaid {
+        validator: Address,
+        amount: Amount,
     },
     FeesDistributed {
         amount: Amount,

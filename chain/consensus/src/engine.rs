@@ -289,7 +289,7 @@ impl<S: Scheme> Consensus<S> {
             out: Vec::new(),
         };
         if !engine.done {
-            engine.enter_view(View(anchor_view.0 + 1), true);
+            engine.enter_view(View(anchor_view.0.saturating_add(1)), true);
             let after_ms = engine.config.timing.retry_ms;
             engine.out.push(Action::ScheduleTimeout { view: engine.view, kind: TimerKind::Retry, after_ms });
             engine.progress();
@@ -565,7 +565,7 @@ impl<S: Scheme> Consensus<S> {
         round.proposed = true;
         let header = Header {
             parent: parent.hash(),
-            height: Height(parent.height.0 + 1),
+            height: Height(parent.height.0.saturating_add(1)),
             epoch: self.config.epoch,
             view,
             proposer: me,
@@ -697,7 +697,7 @@ impl<S: Scheme> Consensus<S> {
         let structurally_valid = header.parent == parent_hash
             && header.view == view
             && header.proposer == self.validators().leader(view)
-            && header.height.0 == parent_height.0 + 1
+            && header.height.0 == parent_height.0.saturating_add(1)
             && self.config.last_height.is_none_or(|last| header.height <= last)
             && header.payload_hash == Header::payload_hash_of(&proposal.payload);
         if !structurally_valid {
@@ -895,7 +895,7 @@ impl<S: Scheme> Consensus<S> {
                     let kind = VoteKind::Finalize { height, block };
                     self.out.push(Action::Sign(Signable::Vote(Vote { epoch, view, kind })));
                 }
-                self.enter_view(View(view.0 + 1), true);
+                self.enter_view(View(view.0.saturating_add(1)), true);
             }
             VoteKind::Finalize { height, block } => {
                 let round = self.round(view);
@@ -917,7 +917,7 @@ impl<S: Scheme> Consensus<S> {
                 if height > self.finalized.header.height && height > target_height {
                     self.finalize_target = Some(certificate);
                 }
-                self.enter_view(View(view.0 + 1), true);
+                self.enter_view(View(view.0.saturating_add(1)), true);
                 self.try_commit();
             }
             VoteKind::Nullify => {
@@ -929,7 +929,7 @@ impl<S: Scheme> Consensus<S> {
                 if formed_here {
                     self.out.push(Action::Broadcast(Message::Nullification(certificate)));
                 }
-                self.enter_view(View(view.0 + 1), false);
+                self.enter_view(View(view.0.saturating_add(1)), false);
             }
         }
     }
@@ -992,7 +992,7 @@ impl<S: Scheme> Consensus<S> {
             self.done = true;
             return;
         }
-        self.enter_view(View(certificate.vote.view.0 + 1), true);
+        self.enter_view(View(certificate.vote.view.0.saturating_add(1)), true);
     }
 
     fn prune(&mut self) {
@@ -1055,7 +1055,10 @@ impl<S: Scheme> Consensus<S> {
                 None => self.wanted.contains_key(&hash),
                 Some(parent) => parent == hash,
             };
-            if !acceptable || header.payload_hash != Header::payload_hash_of(&payload) {
+            if !acceptable
+                || payload.len() > self.config.max_payload_bytes
+                || header.payload_hash != Header::payload_hash_of(&payload)
+            {
                 break;
             }
             if header.height <= self.finalized.header.height {

@@ -213,8 +213,7 @@ fn settlement_uses_the_twap_window_before_expiry() {
 
 #[test]
 fn listing_is_bounded_and_unique() {
-    let mut params = OracleParams::default();
-    params.max_underlyings = 1;
+    let params = OracleParams { max_underlyings: 1, ..OracleParams::default() };
     let mut oracle = Oracle::new(params).unwrap();
     oracle.list_underlying(btc(), None, 0).unwrap();
     assert_eq!(oracle.list_underlying(btc(), None, 0), Err(OracleError::AlreadyListed(BTC.into())));
@@ -288,8 +287,10 @@ proptest! {
         targets in prop::collection::vec(1u64..1_000_000_000_000_000, 1..30),
         bps in 1u32..10_000,
     ) {
-        let mut params = OracleParams::default();
-        params.max_move_per_update_bps = bps;
+        let params = OracleParams {
+            max_move_per_update_bps: bps,
+            ..OracleParams::default()
+        };
         let mut oracle = Oracle::new(params).unwrap();
         oracle.list_underlying(btc(), Some(micros(start)), 0).unwrap();
         let stakes = equal_stakes(3);

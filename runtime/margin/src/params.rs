@@ -88,7 +88,7 @@ pub struct Scenario {
 impl GridParams {
     fn validate(&self, grid: &'static str) -> Result<(), MarginError> {
         let invalid = |why: &'static str| MarginError::InvalidParams { grid, why };
-        if self.spot_points < 3 || self.spot_points > SPOT_POINTS_MAX || self.spot_points % 2 == 0 {
+        if self.spot_points < 3 || self.spot_points > SPOT_POINTS_MAX || self.spot_points.is_multiple_of(2) {
             return Err(invalid("spot_points must be odd, between 3 and 41"));
         }
         if self.spot_move_max <= Decimal::ZERO || self.spot_move_max > SPOT_MOVE_MAX_LIMIT {
@@ -133,7 +133,7 @@ impl MarginParams {
                 why: "initial spot moves, volatility shock and short charge must each be at least the maintenance ones",
             });
         }
-        if !(decimal_to_f64(self.rate).abs() <= RATE_ABS_MAX) {
+        if decimal_to_f64(self.rate).abs() > RATE_ABS_MAX {
             return Err(MarginError::InvalidParams { grid: "both", why: "rate must be between -1 and 1" });
         }
         Ok(())

@@ -3,7 +3,7 @@
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use vanna_pricing::{
-    Greeks, OptionInputs, OptionKind, decimal_to_f64, greeks, price, to_decimal_down, to_decimal_up, years_between_ms,
+    Greeks, OptionKind, SeriesPricer, SpotPricer, decimal_to_f64, to_decimal_down, to_decimal_up, years_between_ms,
 };
 
 use crate::MarginError;
@@ -148,24 +148,28 @@ pub fn build_tables(
     let mut pnl = Vec::with_capacity(series.len() * scenarios.len());
     for (index, key) in series.iter().enumerate() {
         let failed = |source| MarginError::Pricing { series: index, source };
-        let inputs = OptionInputs {
-            kind: key.kind,
-            spot,
-            strike: decimal_to_f64(key.strike),
-            volatility: volatility(key),
-            rate,
-            years_to_expiry: years_between_ms(now_ms, key.expiry_ms),
-        };
-        let at_mark = greeks(&inputs).map_err(failed)?;
+        let strike = decimal_to_f64(key.strike);
+        let series_volatility = volatility(key);
+        let years = years_between_ms(now_ms, key.expiry_ms);
+        let pricer = SeriesPricer::new(key.kind, strike, rate, years).map_err(failed)?;
+        let at_mark = pricer.at_spot(spot).and_then(|at_spot| at_spot.greeks(series_volatility)).map_err(failed)?;
+        // Scenarios come spot move by spot move: price each shocked spot's
+        // logarithm once for its volatility levels. Same steps as `price`.
+        let mut at_shocked_spot: Option<(f64, SpotPricer)> = None;
         for scenario in &scenarios {
-            let shocked = OptionInputs {
-                spot: spot * (1.0 + scenario.spot_move),
-                volatility: inputs.volatility * scenario.volatility_factor,
-                ..inputs
+            let shocked_spot = spot * (1.0 + scenario.spot_move);
+            let spot_pricer = match at_shocked_spot {
+                Some((cached_spot, pricer)) if cached_spot == shocked_spot => pricer,
+                _ => {
+                    let fresh = pricer.at_spot(shocked_spot).map_err(failed)?;
+                    at_shocked_spot = Some((shocked_spot, fresh));
+                    fresh
+                }
             };
-            pnl.push(price(&shocked).map_err(failed)? - at_mark.price);
+            let shocked_price = spot_pricer.price(series_volatility * scenario.volatility_factor).map_err(failed)?;
+            pnl.push(shocked_price - at_mark.price);
         }
-        marks.push(SeriesMark { key: *key, volatility: inputs.volatility, greeks: at_mark });
+        marks.push(SeriesMark { key: *key, volatility: series_volatility, greeks: at_mark });
     }
     let charge = |fraction| decimal_to_f64(fraction) * spot;
     Ok(MarginTables {
@@ -294,7 +298,7 @@ impl MarginTables {
         if previous.is_some_and(|previous| previous >= position.series) {
             return Err(MarginError::PositionsNotSorted { series: position.series.0 });
         }
-        if !(position.contracts.abs() <= CONTRACTS_ABS_MAX) {
+        if !(-CONTRACTS_ABS_MAX..=CONTRACTS_ABS_MAX).contains(&position.contracts) {
             return Err(MarginError::BadContracts {
                 series: position.series.0,
                 contracts: position.contracts,
@@ -367,5 +371,165 @@ impl MarginChange {
     /// How much more initial margin the change needs (negative if it frees some).
     pub fn initial_increase(&self) -> f64 {
         self.after.initial - self.before.initial
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW_MS: u64 = 1_790_000_000_000;
+    const DAY_MS: u64 = 86_400_000;
+
+    fn listing() -> Vec<SeriesKey> {
+        let key = |days: u64, strike: i64, kind| SeriesKey {
+            expiry_ms: NOW_MS + days * DAY_MS,
+            strike: Decimal::from(strike),
+            kind,
+        };
+        vec![
+            key(30, 100_000, OptionKind::Call),
+            key(30, 100_000, OptionKind::Put),
+            key(30, 110_000, OptionKind::Call),
+            key(0, 90_000, OptionKind::Call),
+        ]
+    }
+
+    fn tables() -> MarginTables {
+        build_tables(&MarginParams::default(), 100_000.0, NOW_MS, &listing(), |_| 0.6).unwrap()
+    }
+
+    fn position(series: u32, contracts: f64) -> Position {
+        Position { series: SeriesIndex(series), contracts }
+    }
+
+    #[test]
+    fn no_positions_no_margin() {
+        let margin = tables().account(&[]).unwrap();
+        assert_eq!(margin.maintenance.to_bits(), 0.0f64.to_bits());
+        assert_eq!(margin.initial.to_bits(), 0.0f64.to_bits());
+        assert_eq!(margin.position_value.to_bits(), 0.0f64.to_bits());
+        assert_eq!((margin.maintenance_worst_scenario, margin.initial_worst_scenario), (None, None));
+        let rounded = margin.rounded(6).unwrap();
+        assert_eq!(
+            (rounded.maintenance, rounded.initial, rounded.position_value),
+            (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO)
+        );
+        assert_eq!(tables().account(&[position(0, 0.0)]).unwrap(), margin);
+    }
+
+    #[test]
+    fn short_call_margin_is_its_worst_scenario_plus_the_short_charge() {
+        let tables = tables();
+        let margin = tables.account(&[position(0, -2.0)]).unwrap();
+        // A short call loses most when spot rises most and vol rises.
+        let worst = margin.maintenance_worst_scenario.unwrap();
+        assert_eq!(tables.scenarios()[worst], Scenario { spot_move: 0.15, volatility_factor: 1.3 });
+        let row = tables.pnl_per_contract(SeriesIndex(0)).unwrap();
+        assert_eq!(margin.maintenance_worst_loss, -(-2.0 * row[worst]));
+        assert_eq!(margin.maintenance, margin.maintenance_worst_loss + 2.0 * (0.01 * 100_000.0));
+        let initial_worst = margin.initial_worst_scenario.unwrap();
+        assert_eq!(tables.scenarios()[initial_worst], Scenario { spot_move: 0.2, volatility_factor: 1.45 });
+        assert!(margin.initial > margin.maintenance);
+        assert_eq!(margin.short_contracts, 2.0);
+        assert_eq!(margin.position_value, -2.0 * tables.series(SeriesIndex(0)).unwrap().greeks.price);
+    }
+
+    #[test]
+    fn expired_series_are_worth_intrinsic_in_every_scenario() {
+        let tables = tables();
+        let expired = tables.series(SeriesIndex(3)).unwrap();
+        assert_eq!(expired.greeks.price, 10_000.0);
+        let row = tables.pnl_per_contract(SeriesIndex(3)).unwrap();
+        for (scenario, pnl) in tables.scenarios().iter().zip(row) {
+            let intrinsic = (100_000.0 * (1.0 + scenario.spot_move) - 90_000.0f64).max(0.0);
+            assert_eq!(*pnl, intrinsic - 10_000.0);
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_positions() {
+        let tables = tables();
+        assert!(matches!(tables.account(&[position(4, 1.0)]), Err(MarginError::UnknownSeries { series: 4, count: 4 })));
+        assert!(matches!(
+            tables.account(&[position(1, 1.0), position(0, 1.0)]),
+            Err(MarginError::PositionsNotSorted { series: 0 })
+        ));
+        assert!(matches!(
+            tables.account(&[position(1, 1.0), position(1, -1.0)]),
+            Err(MarginError::PositionsNotSorted { series: 1 })
+        ));
+        for bad in [f64::NAN, f64::INFINITY, -2.0 * CONTRACTS_ABS_MAX] {
+            assert!(matches!(tables.account(&[position(0, bad)]), Err(MarginError::BadContracts { .. })));
+        }
+        assert!(tables.position_risk(position(9, 1.0)).is_err());
+    }
+
+    #[test]
+    fn refuses_unpriceable_series() {
+        let params = MarginParams::default();
+        let series = listing();
+        let negative_vol = build_tables(&params, 100_000.0, NOW_MS, &series, |key| {
+            if key.strike == Decimal::from(110_000) { -0.1 } else { 0.6 }
+        });
+        assert!(matches!(negative_vol, Err(MarginError::Pricing { series: 2, .. })));
+        assert!(matches!(
+            build_tables(&params, f64::NAN, NOW_MS, &series, |_| 0.6),
+            Err(MarginError::Pricing { series: 0, .. })
+        ));
+        let too_many = vec![series[0]; SERIES_MAX + 1];
+        assert!(matches!(
+            build_tables(&params, 100_000.0, NOW_MS, &too_many, |_| 0.6),
+            Err(MarginError::TooManySeries { .. })
+        ));
+    }
+
+    #[test]
+    fn rounding_goes_against_the_account() {
+        let margin = AccountMargin {
+            position_value: -1234.5678901,
+            maintenance: 100.0000001,
+            initial: 150.0000001,
+            maintenance_worst_loss: 90.0,
+            initial_worst_loss: 135.0,
+            maintenance_worst_scenario: Some(0),
+            initial_worst_scenario: Some(0),
+            short_contracts: 1.0,
+        };
+        let rounded = margin.rounded(6).unwrap();
+        assert_eq!(rounded.position_value, "-1234.567891".parse::<Decimal>().unwrap());
+        assert_eq!(rounded.maintenance, "100.000001".parse::<Decimal>().unwrap());
+        assert_eq!(rounded.initial, "150.000001".parse::<Decimal>().unwrap());
+        let cash = Decimal::from(2_000);
+        assert_eq!(rounded.equity(cash), "765.432109".parse::<Decimal>().unwrap());
+        assert_eq!(rounded.free_collateral(cash), "615.432108".parse::<Decimal>().unwrap());
+        // 100.000001 / 765.432109 = 0.130645…, rounded up.
+        assert_eq!(rounded.margin_ratio(cash), Some("0.130646".parse::<Decimal>().unwrap()));
+        assert_eq!(rounded.margin_ratio(Decimal::from(1_000)), None);
+        let not_finite = AccountMargin { initial: f64::INFINITY, ..margin };
+        assert!(matches!(not_finite.rounded(6), Err(MarginError::Rounding(_))));
+    }
+
+    #[test]
+    fn position_risk_scales_the_greeks() {
+        let tables = tables();
+        let risk = tables.position_risk(position(1, -3.0)).unwrap();
+        let greeks = tables.series(SeriesIndex(1)).unwrap().greeks;
+        assert_eq!(risk.mark, greeks.price);
+        assert_eq!(risk.value, -3.0 * greeks.price);
+        assert_eq!(risk.delta, -3.0 * greeks.delta);
+        assert_eq!(risk.gamma, -3.0 * greeks.gamma);
+        assert_eq!(risk.vega_per_vol_point, -3.0 * greeks.vega_per_vol_point);
+        assert_eq!(risk.theta_per_day, -3.0 * greeks.theta_per_day);
+    }
+
+    #[test]
+    fn closing_a_position_reduces_risk_adding_one_does_not() {
+        let tables = tables();
+        let before = [position(0, -2.0), position(2, 1.0)];
+        let closing = tables.margin_change(&before, &[position(0, -1.0), position(2, 1.0)]).unwrap();
+        assert!(closing.reduces_risk() && closing.initial_increase() < 0.0);
+        let adding = tables.margin_change(&before, &[position(0, -3.0), position(2, 1.0)]).unwrap();
+        assert!(!adding.reduces_risk() && adding.initial_increase() > 0.0);
     }
 }

@@ -85,25 +85,9 @@ impl OptionInputs {
     /// Refuses NaN, infinities, non-positive spot or strike, negative
     /// volatility, and values beyond the stated limits.
     pub fn validate(&self) -> Result<(), PricingError> {
-        let positive_bounded = |value: f64| value > 0.0 && value <= SPOT_STRIKE_MAX;
-        if !positive_bounded(self.spot) {
-            return Err(PricingError::Spot { value: self.spot, max: SPOT_STRIKE_MAX });
-        }
-        if !positive_bounded(self.strike) {
-            return Err(PricingError::Strike { value: self.strike, max: SPOT_STRIKE_MAX });
-        }
-        // Written as `!(in range)` so that NaN, which fails every comparison, is refused.
-        if !(self.volatility >= 0.0 && self.volatility <= VOLATILITY_MAX) {
-            return Err(PricingError::Volatility { value: self.volatility, max: VOLATILITY_MAX });
-        }
-        if !(self.rate.abs() <= RATE_ABS_MAX) {
-            return Err(PricingError::Rate { value: self.rate, max: RATE_ABS_MAX });
-        }
-        // Any finite past is fine (the option is expired); the future is bounded.
-        if !(self.years_to_expiry.is_finite() && self.years_to_expiry <= YEARS_MAX) {
-            return Err(PricingError::YearsToExpiry { value: self.years_to_expiry, max: YEARS_MAX });
-        }
-        Ok(())
+        let series = SeriesPricer::new(self.kind, self.strike, self.rate, self.years_to_expiry)?;
+        series.at_spot(self.spot)?;
+        check_volatility(self.volatility)
     }
 }
 
@@ -131,116 +115,191 @@ pub fn normal_pdf(x: f64) -> f64 {
 
 /// The price alone: what margin tables need, without the greeks' extra work.
 pub fn price(inputs: &OptionInputs) -> Result<f64, PricingError> {
-    inputs.validate()?;
-    Ok(match Terms::of(inputs) {
-        Terms::Expired => intrinsic(inputs),
-        Terms::Live(live) => live.price(inputs),
-    })
+    SeriesPricer::new(inputs.kind, inputs.strike, inputs.rate, inputs.years_to_expiry)?
+        .at_spot(inputs.spot)?
+        .price(inputs.volatility)
 }
 
 /// Price, delta, gamma, vega and theta.
 pub fn greeks(inputs: &OptionInputs) -> Result<Greeks, PricingError> {
-    inputs.validate()?;
-    let live = match Terms::of(inputs) {
-        Terms::Expired => return Ok(expired_greeks(inputs)),
-        Terms::Live(live) => live,
-    };
-    let price = live.price(inputs);
-    let density = normal_pdf(live.d1);
-    let (delta, carry) = match inputs.kind {
-        OptionKind::Call => (normal_cdf(live.d1), -(inputs.rate * live.strike_discounted * normal_cdf(live.d2))),
-        OptionKind::Put => (-normal_cdf(-live.d1), inputs.rate * live.strike_discounted * normal_cdf(-live.d2)),
-    };
-    let gamma = if live.zero_volatility_limit { 0.0 } else { density / (inputs.spot * live.sigma_sqrt_t) };
-    let vega = inputs.spot * density * live.sqrt_years;
-    // −S·φ(d1)·σ/(2√T): time decay of the optionality; `carry` is the strike's.
-    let decay = -(inputs.spot * density * inputs.volatility) / (2.0 * live.sqrt_years);
-    Ok(Greeks { price, delta, gamma, vega_per_vol_point: vega / 100.0, theta_per_day: (decay + carry) / DAYS_PER_YEAR })
+    SeriesPricer::new(inputs.kind, inputs.strike, inputs.rate, inputs.years_to_expiry)?
+        .at_spot(inputs.spot)?
+        .greeks(inputs.volatility)
 }
 
-/// `max(S−K, 0)` or `max(K−S, 0)`: the value at expiry.
-fn intrinsic(inputs: &OptionInputs) -> f64 {
-    match inputs.kind {
-        OptionKind::Call => (inputs.spot - inputs.strike).max(0.0),
-        OptionKind::Put => (inputs.strike - inputs.spot).max(0.0),
+fn check_volatility(volatility: f64) -> Result<(), PricingError> {
+    // `contains` is false for NaN, which fails every comparison.
+    if !(0.0..=VOLATILITY_MAX).contains(&volatility) {
+        return Err(PricingError::Volatility { value: volatility, max: VOLATILITY_MAX });
+    }
+    Ok(())
+}
+
+/// One series (kind, strike, rate, time) priced at many spots and
+/// volatilities: the work that depends on the series alone (`√T`, the
+/// discounted strike) is done once. [`price`] and [`greeks`] go through the
+/// same steps, so a price from a `SeriesPricer` has the very same bits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SeriesPricer {
+    kind: OptionKind,
+    strike: f64,
+    rate: f64,
+    years: f64,
+    sqrt_years: f64,
+    /// K·e^(−rT); K itself once expired.
+    strike_discounted: f64,
+}
+
+/// A [`SeriesPricer`] at one spot: adds `ln(S/K) + r·T`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SpotPricer {
+    series: SeriesPricer,
+    spot: f64,
+    log_forward_moneyness: f64,
+}
+
+impl SeriesPricer {
+    pub fn new(kind: OptionKind, strike: f64, rate: f64, years_to_expiry: f64) -> Result<Self, PricingError> {
+        if !(strike > 0.0 && strike <= SPOT_STRIKE_MAX) {
+            return Err(PricingError::Strike { value: strike, max: SPOT_STRIKE_MAX });
+        }
+        if !(-RATE_ABS_MAX..=RATE_ABS_MAX).contains(&rate) {
+            return Err(PricingError::Rate { value: rate, max: RATE_ABS_MAX });
+        }
+        // Any finite past is fine (the option is expired); the future is bounded.
+        if !(years_to_expiry.is_finite() && years_to_expiry <= YEARS_MAX) {
+            return Err(PricingError::YearsToExpiry { value: years_to_expiry, max: YEARS_MAX });
+        }
+        let expired = years_to_expiry <= 0.0;
+        let years = if expired { 0.0 } else { years_to_expiry };
+        Ok(SeriesPricer {
+            kind,
+            strike,
+            rate,
+            years,
+            sqrt_years: years.sqrt(),
+            strike_discounted: if expired { strike } else { strike * libm::exp(-(rate * years)) },
+        })
+    }
+
+    fn expired(&self) -> bool {
+        self.years == 0.0
+    }
+
+    pub fn at_spot(&self, spot: f64) -> Result<SpotPricer, PricingError> {
+        if !(spot > 0.0 && spot <= SPOT_STRIKE_MAX) {
+            return Err(PricingError::Spot { value: spot, max: SPOT_STRIKE_MAX });
+        }
+        let log_forward_moneyness =
+            if self.expired() { 0.0 } else { libm::log(spot / self.strike) + self.rate * self.years };
+        Ok(SpotPricer { series: *self, spot, log_forward_moneyness })
     }
 }
 
-fn expired_greeks(inputs: &OptionInputs) -> Greeks {
-    let call_delta = if inputs.spot > inputs.strike {
-        1.0
-    } else if inputs.spot < inputs.strike {
-        0.0
-    } else {
-        0.5
-    };
-    let delta = match inputs.kind {
-        OptionKind::Call => call_delta,
-        OptionKind::Put => call_delta - 1.0,
-    };
-    Greeks { price: intrinsic(inputs), delta, gamma: 0.0, vega_per_vol_point: 0.0, theta_per_day: 0.0 }
-}
-
-/// The intermediate values shared by the price and the greeks.
-enum Terms {
-    Expired,
-    Live(LiveTerms),
-}
-
-struct LiveTerms {
+/// d1 and d2 at one volatility.
+struct Terms {
     d1: f64,
     d2: f64,
-    sqrt_years: f64,
     sigma_sqrt_t: f64,
-    /// K·e^(−rT).
-    strike_discounted: f64,
     zero_volatility_limit: bool,
 }
 
-impl Terms {
-    fn of(inputs: &OptionInputs) -> Terms {
-        if inputs.years_to_expiry <= 0.0 {
-            return Terms::Expired;
+impl SpotPricer {
+    pub fn price(&self, volatility: f64) -> Result<f64, PricingError> {
+        check_volatility(volatility)?;
+        if self.series.expired() {
+            return Ok(self.intrinsic());
         }
-        let years = inputs.years_to_expiry;
-        let sqrt_years = years.sqrt();
-        let sigma_sqrt_t = inputs.volatility * sqrt_years;
-        let strike_discounted = inputs.strike * libm::exp(-(inputs.rate * years));
-        let log_forward_moneyness = libm::log(inputs.spot / inputs.strike) + inputs.rate * years;
+        Ok(self.live_price(&self.terms(volatility)))
+    }
+
+    pub fn greeks(&self, volatility: f64) -> Result<Greeks, PricingError> {
+        check_volatility(volatility)?;
+        if self.series.expired() {
+            return Ok(self.expired_greeks());
+        }
+        let terms = self.terms(volatility);
+        let series = &self.series;
+        let price = self.live_price(&terms);
+        let density = normal_pdf(terms.d1);
+        let (delta, carry) = match series.kind {
+            OptionKind::Call => {
+                (normal_cdf(terms.d1), -(series.rate * series.strike_discounted * normal_cdf(terms.d2)))
+            }
+            OptionKind::Put => (-normal_cdf(-terms.d1), series.rate * series.strike_discounted * normal_cdf(-terms.d2)),
+        };
+        let gamma = if terms.zero_volatility_limit { 0.0 } else { density / (self.spot * terms.sigma_sqrt_t) };
+        let vega = self.spot * density * series.sqrt_years;
+        // −S·φ(d1)·σ/(2√T): time decay of the optionality; `carry` is the strike's.
+        let decay = -(self.spot * density * volatility) / (2.0 * series.sqrt_years);
+        Ok(Greeks {
+            price,
+            delta,
+            gamma,
+            vega_per_vol_point: vega / 100.0,
+            theta_per_day: (decay + carry) / DAYS_PER_YEAR,
+        })
+    }
+
+    fn terms(&self, volatility: f64) -> Terms {
+        let sigma_sqrt_t = volatility * self.series.sqrt_years;
         let zero_volatility_limit = sigma_sqrt_t < SIGMA_SQRT_T_MIN;
         let (d1, d2) = if zero_volatility_limit {
-            let limit = if log_forward_moneyness > 0.0 {
+            let limit = if self.log_forward_moneyness > 0.0 {
                 f64::INFINITY
-            } else if log_forward_moneyness < 0.0 {
+            } else if self.log_forward_moneyness < 0.0 {
                 f64::NEG_INFINITY
             } else {
                 0.0
             };
             (limit, limit)
         } else {
-            let d1 = log_forward_moneyness / sigma_sqrt_t + 0.5 * sigma_sqrt_t;
+            let d1 = self.log_forward_moneyness / sigma_sqrt_t + 0.5 * sigma_sqrt_t;
             (d1, d1 - sigma_sqrt_t)
         };
-        Terms::Live(LiveTerms { d1, d2, sqrt_years, sigma_sqrt_t, strike_discounted, zero_volatility_limit })
+        Terms { d1, d2, sigma_sqrt_t, zero_volatility_limit }
     }
-}
 
-impl LiveTerms {
     /// The formula, clamped into the no-arbitrage bounds
     /// (call: `[max(S − K·e^(−rT), 0), S]`, put: `[max(K·e^(−rT) − S, 0), K·e^(−rT)]`).
-    fn price(&self, inputs: &OptionInputs) -> f64 {
-        let spot = inputs.spot;
-        let strike_discounted = self.strike_discounted;
-        match inputs.kind {
+    fn live_price(&self, terms: &Terms) -> f64 {
+        let spot = self.spot;
+        let strike_discounted = self.series.strike_discounted;
+        match self.series.kind {
             OptionKind::Call => {
-                let value = spot * normal_cdf(self.d1) - strike_discounted * normal_cdf(self.d2);
+                let value = spot * normal_cdf(terms.d1) - strike_discounted * normal_cdf(terms.d2);
                 value.max((spot - strike_discounted).max(0.0)).min(spot)
             }
             OptionKind::Put => {
-                let value = strike_discounted * normal_cdf(-self.d2) - spot * normal_cdf(-self.d1);
+                let value = strike_discounted * normal_cdf(-terms.d2) - spot * normal_cdf(-terms.d1);
                 value.max((strike_discounted - spot).max(0.0)).min(strike_discounted)
             }
         }
+    }
+
+    /// `max(S−K, 0)` or `max(K−S, 0)`: the value at expiry.
+    fn intrinsic(&self) -> f64 {
+        let (spot, strike) = (self.spot, self.series.strike);
+        match self.series.kind {
+            OptionKind::Call => (spot - strike).max(0.0),
+            OptionKind::Put => (strike - spot).max(0.0),
+        }
+    }
+
+    fn expired_greeks(&self) -> Greeks {
+        let (spot, strike) = (self.spot, self.series.strike);
+        let call_delta = if spot > strike {
+            1.0
+        } else if spot < strike {
+            0.0
+        } else {
+            0.5
+        };
+        let delta = match self.series.kind {
+            OptionKind::Call => call_delta,
+            OptionKind::Put => call_delta - 1.0,
+        };
+        Greeks { price: self.intrinsic(), delta, gamma: 0.0, vega_per_vol_point: 0.0, theta_per_day: 0.0 }
     }
 }
 

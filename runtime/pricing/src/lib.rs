@@ -69,8 +69,8 @@ mod black_scholes;
 mod convert;
 
 pub use black_scholes::{
-    DAYS_PER_YEAR, Greeks, MS_PER_YEAR, OptionInputs, OptionKind, RATE_ABS_MAX, SPOT_STRIKE_MAX, VOLATILITY_MAX,
-    YEARS_MAX, greeks, normal_cdf, normal_pdf, price, years_between_ms, years_from_days,
+    DAYS_PER_YEAR, Greeks, MS_PER_YEAR, OptionInputs, OptionKind, RATE_ABS_MAX, SPOT_STRIKE_MAX, SeriesPricer,
+    SpotPricer, VOLATILITY_MAX, YEARS_MAX, greeks, normal_cdf, normal_pdf, price, years_between_ms, years_from_days,
 };
 pub use convert::{DECIMAL_PLACES_MAX, decimal_to_f64, to_decimal_down, to_decimal_up};
 

@@ -128,7 +128,7 @@ impl State {
                 missed_in_window: 0,
             },
         );
-        self.bond(owner, operator, self_stake);
+        self.bond(owner, operator, self_stake, events);
         events.push(Event::ValidatorRegistered { operator, moniker, self_stake: Amount::from_micro(self_stake) });
         Ok(ActionOutcome::Staked)
     }
@@ -178,9 +178,9 @@ impl State {
     }
 
     /// Moves `amount` micro VANNA from the account into the validator as shares.
-    fn bond(&mut self, owner: u64, validator: Address, amount: u64) -> u128 {
+    fn bond(&mut self, owner: u64, validator: Address, amount: u64, events: &mut Vec<Event>) -> u128 {
         let delegator = self.accounts[owner as usize].address;
-        self.settle_rewards(delegator, validator);
+        self.settle_rewards(delegator, validator, events);
         let v = self.staking.validators.get_mut(&validator).expect("bonding to a registered validator");
         let shares = if v.shares == 0 { amount as u128 } else { amount as u128 * v.shares / v.tokens as u128 };
         assert!(shares > 0, "callers check that an amount buys shares");
@@ -193,6 +193,8 @@ impl State {
             .entry((delegator, validator))
             .or_insert(Delegation { shares: 0, reward_per_share_paid: per_share });
         delegation.shares += shares;
+        *self.staking.recent_bonds.entry((validator, delegator, self.height)).or_default() += shares;
+        self.staking.bonds_by_height.insert((self.height, validator, delegator));
         self.move_vanna(owner, -(amount as i128));
         self.commitment.touch_validator(validator);
         self.commitment.touch_delegation(delegator, validator);
@@ -236,7 +238,7 @@ impl State {
                 available: micro(liquid),
             });
         }
-        self.bond(owner, validator, amount);
+        self.bond(owner, validator, amount, events);
         let delegator = self.accounts[owner as usize].address;
         events.push(Event::Delegated { delegator, validator, amount: Amount::from_micro(amount) });
         Ok(ActionOutcome::Staked)
@@ -273,8 +275,8 @@ impl State {
     }
 
     /// Removes shares and tokens from a validator after settling rewards.
-    fn unbond(&mut self, delegator: Address, validator: Address, amount: u64, shares: u128) {
-        self.settle_rewards(delegator, validator);
+    fn unbond(&mut self, delegator: Address, validator: Address, amount: u64, shares: u128, events: &mut Vec<Event>) {
+        self.settle_rewards(delegator, validator, events);
         let v = self.staking.validators.get_mut(&validator).expect("checked");
         v.tokens -= amount;
         v.shares -= shares;
@@ -284,6 +286,7 @@ impl State {
         if delegation.shares == 0 {
             self.staking.delegations.remove(&key);
         }
+        self.staking.release_recent_bonds(validator, delegator, shares);
         self.commitment.touch_validator(validator);
         self.commitment.touch_delegation(delegator, validator);
         self.commitment.touch_staking();
@@ -309,7 +312,7 @@ impl State {
         if open >= max {
             return Err(RuntimeError::TooManyUnbondingEntries { max });
         }
-        self.unbond(delegator, validator, amount, shares);
+        self.unbond(delegator, validator, amount, shares, events);
         let completion_ms = self.time_ms + self.staking.params.unbonding_period_ms;
         let id = self.staking.next_entry_id;
         self.staking.next_entry_id += 1;
@@ -363,10 +366,10 @@ impl State {
         if open >= max {
             return Err(RuntimeError::TooManyRedelegationEntries { max });
         }
-        self.unbond(delegator, from, amount, shares);
+        self.unbond(delegator, from, amount, shares, events);
         // Re-bond without touching liquid VANNA: credit it first, then bond.
         self.move_vanna(owner, amount as i128);
-        let shares_at_destination = self.bond(owner, to, amount);
+        let shares_at_destination = self.bond(owner, to, amount, events);
         let completion_ms = now + self.staking.params.unbonding_period_ms;
         let id = self.staking.next_entry_id;
         self.staking.next_entry_id += 1;
@@ -437,24 +440,18 @@ impl State {
         if !is_operator && !self.staking.delegations.contains_key(&(delegator, validator)) {
             return Err(RuntimeError::NoDelegation(validator));
         }
-        let rewards = self.settle_rewards(delegator, validator);
-        let commission = if is_operator {
+        self.settle_rewards(delegator, validator, events);
+        if is_operator {
             let v = self.staking.validators.get_mut(&validator).expect("checked");
             let commission = std::mem::take(&mut v.commission_pending);
-            let account = &mut self.accounts[owner as usize];
-            account.usd = account.usd.plus(Amount::from_micro(commission));
-            self.commitment.touch_validator(validator);
-            commission
-        } else {
-            0
-        };
-        self.commitment.touch_account(owner);
-        events.push(Event::RewardsClaimed {
-            delegator,
-            validator,
-            rewards: Amount::from_micro(rewards),
-            commission: Amount::from_micro(commission),
-        });
+            if commission > 0 {
+                let account = &mut self.accounts[owner as usize];
+                account.usd = account.usd.plus(Amount::from_micro(commission));
+                self.commitment.touch_validator(validator);
+                self.commitment.touch_account(owner);
+                events.push(Event::CommissionPaid { validator, amount: Amount::from_micro(commission) });
+            }
+        }
         Ok(ActionOutcome::Staked)
     }
 

@@ -63,6 +63,9 @@ pub struct StakingParams {
     pub max_missed_fraction: Decimal,
     /// How long a validator jailed for downtime waits before it may unjail.
     pub downtime_jail_ms: u64,
+    /// Evidence older than this many blocks is ignored; bonds are remembered
+    /// this long so that stake bonded after an offence is spared its slash.
+    pub max_evidence_age_blocks: u64,
 }
 
 impl Default for StakingParams {
@@ -79,6 +82,7 @@ impl Default for StakingParams {
             signed_blocks_window: 100,
             max_missed_fraction: Decimal::new(5, 1),
             downtime_jail_ms: 10 * 60_000,
+            max_evidence_age_blocks: 604_800,
         }
     }
 }
@@ -162,6 +166,13 @@ pub struct RedelegationEntry {
     pub shares_at_destination: u128,
 }
 
+/// `a × b / c` rounded down, exact for any u128 inputs (c > 0).
+pub(crate) fn mul_div_floor(a: u128, b: u128, c: u128) -> u128 {
+    let product = ethnum::U256::from(a) * ethnum::U256::from(b);
+    u128::try_from(product / ethnum::U256::from(c))
+        .expect("the quotient fits: callers divide by at least one factor's bound")
+}
+
 /// The staking ledger inside the runtime state.
 #[derive(Clone, Debug, Default)]
 pub struct Staking {
@@ -185,6 +196,11 @@ pub struct Staking {
     pub fees_distributed: u64,
     /// (consensus key, offence, height) already punished: evidence counts once.
     pub punished: BTreeSet<([u8; 48], Offence, u64)>,
+    /// Shares bonded within the evidence horizon: (validator, delegator,
+    /// height) → shares. A slash for an offence before `height` spares them.
+    pub recent_bonds: BTreeMap<(Address, Address, u64), u128>,
+    /// The same bonds by height, to forget them once evidence can no longer come.
+    pub bonds_by_height: BTreeSet<(u64, Address, Address)>,
 }
 
 impl Staking {
@@ -230,6 +246,51 @@ impl Staking {
             return 0;
         };
         rewards::owed(v, d)
+    }
+
+    /// Forgets `shares` of a delegation's recent bonds, newest first: stake
+    /// that leaves is taken from what was bonded last.
+    pub(crate) fn release_recent_bonds(&mut self, validator: Address, delegator: Address, mut shares: u128) {
+        let range = (validator, delegator, 0)..=(validator, delegator, u64::MAX);
+        let tranches: Vec<((Address, Address, u64), u128)> =
+            self.recent_bonds.range(range).rev().map(|(key, shares)| (*key, *shares)).collect();
+        for (key, tranche) in tranches {
+            if shares == 0 {
+                break;
+            }
+            let taken = tranche.min(shares);
+            shares -= taken;
+            if taken == tranche {
+                self.recent_bonds.remove(&key);
+                self.bonds_by_height.remove(&(key.2, key.0, key.1));
+            } else {
+                *self.recent_bonds.get_mut(&key).expect("listed above") -= taken;
+            }
+        }
+    }
+
+    /// Forgets bonds older than the evidence horizon; returns the
+    /// delegations whose committed state changed.
+    pub(crate) fn prune_recent_bonds(&mut self, height: u64) -> Vec<(Address, Address)> {
+        let horizon = height.saturating_sub(self.params.max_evidence_age_blocks);
+        let mut touched = Vec::new();
+        while let Some(&(bonded, validator, delegator)) = self.bonds_by_height.first() {
+            if bonded >= horizon {
+                break;
+            }
+            self.bonds_by_height.pop_first();
+            self.recent_bonds.remove(&(validator, delegator, bonded));
+            touched.push((delegator, validator));
+        }
+        touched
+    }
+
+    /// A delegation's recent bonds, oldest first: (height, shares).
+    pub fn recent_bonds_of(&self, delegator: &Address, validator: &Address) -> Vec<(u64, u128)> {
+        self.recent_bonds
+            .range((*validator, *delegator, 0)..=(*validator, *delegator, u64::MAX))
+            .map(|((_, _, height), shares)| (*height, *shares))
+            .collect()
     }
 
     /// A delegator's delegations: (validator, shares, tokens now).

@@ -64,7 +64,7 @@ impl State {
 
     /// Pays what a delegation is owed into the delegator's account and marks
     /// it paid. Must run before the delegation's shares change.
-    pub(crate) fn settle_rewards(&mut self, delegator: Address, validator: Address) -> u64 {
+    pub(crate) fn settle_rewards(&mut self, delegator: Address, validator: Address, events: &mut Vec<Event>) -> u64 {
         let Some(v) = self.staking.validators.get(&validator) else {
             return 0;
         };
@@ -81,6 +81,7 @@ impl State {
             let owner = self.account_or_create(delegator);
             let account = &mut self.accounts[owner as usize];
             account.usd = account.usd.plus(Amount::from_micro(amount));
+            events.push(Event::RewardsPaid { delegator, validator, amount: Amount::from_micro(amount) });
         }
         self.commitment.touch_validator(validator);
         self.commitment.touch_delegation(delegator, validator);

@@ -58,7 +58,8 @@ impl State {
             return false;
         };
         let key = (evidence.consensus_key, evidence.offence, evidence.height);
-        if self.staking.punished.contains(&key) || self.staking.validators[&operator].tombstoned {
+        let too_old = evidence.height + self.staking.params.max_evidence_age_blocks < self.height;
+        if too_old || self.staking.punished.contains(&key) || self.staking.validators[&operator].tombstoned {
             return false;
         }
         self.staking.punished.insert(key);
@@ -90,10 +91,7 @@ impl State {
         events: &mut Vec<Event>,
     ) {
         let now = self.time_ms;
-        let validator = self.staking.validators.get_mut(&operator).expect("slashing a registered validator");
-        let bonded = cut(validator.tokens, fraction);
-        validator.tokens -= bonded;
-        self.commitment.touch_validator(operator);
+        let bonded = self.slash_bonded(operator, infraction_height, fraction, events);
 
         let mut unbonding = 0u64;
         let mut touched_queues = Vec::new();
@@ -115,7 +113,7 @@ impl State {
         let mut redelegation = 0u64;
         for (delegator, destination, amount, entry_shares) in redelegated {
             // Take the cut from the stake that now sits at the destination.
-            self.settle_rewards(delegator, destination);
+            self.settle_rewards(delegator, destination, events);
             let Some(delegation) = self.staking.delegations.get(&(delegator, destination)).copied() else {
                 continue;
             };
@@ -134,6 +132,7 @@ impl State {
             if delegation.shares == 0 {
                 self.staking.delegations.remove(&(delegator, destination));
             }
+            self.staking.release_recent_bonds(destination, delegator, shares);
             redelegation += tokens;
             self.commitment.touch_validator(destination);
             self.commitment.touch_delegation(delegator, destination);
@@ -166,6 +165,63 @@ impl State {
             reporter_reward: Amount::from_micro(reporter_reward),
             burned: Amount::from_micro(total - reporter_reward),
         });
+    }
+
+    /// Burns `fraction` of the tokens held by shares that were bonded at
+    /// `infraction_height`. Shares bonded later keep their value: they are
+    /// given the extra shares that make up for the lower share price (rounded
+    /// down, against them), so the whole burn falls on the older shares.
+    fn slash_bonded(
+        &mut self,
+        operator: Address,
+        infraction_height: u64,
+        fraction: Decimal,
+        events: &mut Vec<Event>,
+    ) -> u64 {
+        let validator = &self.staking.validators[&operator];
+        let (tokens, shares) = (validator.tokens as u128, validator.shares);
+        if tokens == 0 || shares == 0 {
+            return 0;
+        }
+        let protected: Vec<((Address, Address, u64), u128)> = self
+            .staking
+            .recent_bonds
+            .range((operator, Address::default(), 0)..)
+            .take_while(|((v, _, _), _)| *v == operator)
+            .filter(|((_, _, height), _)| *height > infraction_height)
+            .map(|(key, shares)| (*key, *shares))
+            .collect();
+        let new_shares: u128 = protected.iter().map(|(_, s)| s).sum();
+        let old_shares = shares - new_shares;
+        let old_tokens = super::mul_div_floor(old_shares, tokens, shares) as u64;
+        let burn = cut(old_tokens, fraction);
+        if burn == 0 {
+            return 0;
+        }
+        // New shares N become N' = N × t × O / (t × O − B × s), so that N' at
+        // the new price is worth what N was worth before.
+        let denominator = tokens * old_shares - burn as u128 * shares;
+        let mut minted = 0u128;
+        for ((_, delegator, height), tranche) in protected {
+            let extra = super::mul_div_floor(tranche, burn as u128 * shares, denominator);
+            if extra == 0 {
+                continue;
+            }
+            self.settle_rewards(delegator, operator, events);
+            self.staking
+                .delegations
+                .get_mut(&(delegator, operator))
+                .expect("a recent bond belongs to a delegation")
+                .shares += extra;
+            *self.staking.recent_bonds.get_mut(&(operator, delegator, height)).expect("listed above") += extra;
+            minted += extra;
+            self.commitment.touch_delegation(delegator, operator);
+        }
+        let validator = self.staking.validators.get_mut(&operator).expect("exists");
+        validator.tokens -= burn;
+        validator.shares += minted;
+        self.commitment.touch_validator(operator);
+        burn
     }
 
     /// Records which active validators signed this block and jails those
