@@ -50,6 +50,16 @@ pub struct Genesis {
 pub struct GenesisStaking {
     pub params: StakingParams,
     pub validators: Vec<GenesisValidator>,
+    /// Delegations bonded at genesis from the delegators' VANNA.
+    pub delegations: Vec<GenesisDelegation>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisDelegation {
+    pub delegator: Address,
+    pub validator: Address,
+    pub amount: Amount,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +185,17 @@ impl Genesis {
                 self_stake: validator.self_stake.to_string(),
             };
             state.register_validator(owner, &register, &mut Vec::new())?;
+        }
+        for delegation in &self.staking.delegations {
+            let owner = *state
+                .account_index
+                .get(&delegation.delegator)
+                .ok_or_else(|| invalid(format!("delegator {} has no genesis account", delegation.delegator)))?;
+            let delegate = vanna_proto::v1::Delegate {
+                validator: delegation.validator.as_bytes().to_vec(),
+                amount: delegation.amount.to_string(),
+            };
+            state.delegate(owner, &delegate, &mut Vec::new())?;
         }
         state.staking.active = state.staking.next_validator_set();
         Ok(state)

@@ -5,11 +5,14 @@
 
 use prost::Message;
 use rust_decimal::Decimal;
+use vanna_proto::v1 as wire;
+use vanna_proto::v1::action::Kind;
 use vanna_proto::v1::{PlaceOrder, Side, TimeInForce, cancel_all::Scope};
 use vanna_runtime::BlockOutput;
 use vanna_runtime::events::{ActionOutcome, ActionResult, Event, TxStatus};
-use vanna_runtime::sandbox::{Sandbox, demo_genesis};
-use vanna_runtime::tx::{cancel_all, cancel_by_client_id, limit_order, market_order, place, replace};
+use vanna_runtime::sandbox::Sandbox;
+use vanna_runtime::staking::{EvidenceRecord, Offence};
+use vanna_runtime::tx::{action, cancel_all, cancel_by_client_id, limit_order, market_order, place, replace, transfer};
 
 use crate::CliResult;
 
@@ -21,9 +24,11 @@ pub struct Args {
 }
 
 const TRADERS: [&str; 4] = ["mm-north", "mm-south", "alice", "bob"];
+const NAMED: [&str; 8] =
+    ["mm-north", "mm-south", "alice", "bob", "authority", "validator-1", "validator-2", "validator-3"];
 
 pub fn run(args: &Args) -> CliResult {
-    let (genesis, signers) = demo_genesis(&crate::genesis::DEMO_ACCOUNTS);
+    let (genesis, signers) = crate::genesis::demo();
     let mut chain = Sandbox::new(&genesis, signers)?;
     println!(
         "Vanna demo: chain {}, genesis {} accounts, {} series listed",
@@ -36,6 +41,27 @@ pub fn run(args: &Args) -> CliResult {
         genesis.fees.maker_rate, genesis.fees.taker_rate, genesis.fees.premium_cap
     );
 
+    step(
+        &mut chain,
+        args,
+        "Delegators bond: the authority funds alice and bob with VANNA and they delegate",
+        |chain| {
+            let (alice, bob) = (chain.address("alice"), chain.address("bob"));
+            chain.submit(
+                "authority",
+                vec![transfer(alice, wire::Asset::Vanna, "5000"), transfer(bob, wire::Asset::Vanna, "8000")],
+            );
+            let delegate = |chain: &Sandbox, validator: &str, amount: &str| {
+                action(Kind::Delegate(wire::Delegate {
+                    validator: chain.address(validator).as_bytes().to_vec(),
+                    amount: amount.into(),
+                }))
+            };
+            let (to_1, to_3) = (delegate(chain, "validator-1", "5000"), delegate(chain, "validator-3", "8000"));
+            chain.submit("alice", vec![to_1]);
+            chain.submit("bob", vec![to_3]);
+        },
+    )?;
     step(&mut chain, args, "Market makers quote puts on both sides (cash-secured) and bid for calls", |chain| {
         let quote = |series: &str, side, price: &str, size: &str, client| {
             place(PlaceOrder { client_order_id: client, ..limit_order(series, side, price, size) })
@@ -124,8 +150,42 @@ pub fn run(args: &Args) -> CliResult {
         chain.submit("mm-north", vec![cancel_all(Scope::Underlying("ETH".into()))]);
     })?;
 
+    step(&mut chain, args, "validator-3 signs two conflicting votes: alice reports the evidence", |chain| {
+        let key = chain.state.staking.validators[&chain.address("validator-3")].consensus_key;
+        let height = chain.state.height - 1;
+        chain.evidence.push(EvidenceRecord {
+            consensus_key: key,
+            offence: Offence::DoubleVote,
+            height,
+            reporter: Some(chain.address("alice")),
+        });
+    })?;
+    step(&mut chain, args, "Delegators and operators claim their rewards", |chain| {
+        let claim = |chain: &Sandbox, validator: &str| {
+            action(Kind::ClaimRewards(wire::ClaimRewards { validator: chain.address(validator).as_bytes().to_vec() }))
+        };
+        let claims = [
+            ("alice", "validator-1"),
+            ("bob", "validator-3"),
+            ("validator-1", "validator-1"),
+            ("validator-2", "validator-2"),
+            ("validator-3", "validator-3"),
+        ];
+        for (who, validator) in claims {
+            let claim = claim(chain, validator);
+            chain.submit(who, vec![claim]);
+        }
+    })?;
+    while !chain.state.height.is_multiple_of(chain.state.staking.params.epoch_blocks) {
+        let block = chain.produce_block();
+        if !args.json {
+            print_block(&chain, &block);
+        }
+    }
+
     print_books(&chain);
     print_accounts(&chain);
+    print_staking(&chain);
     let root = chain.state.state_root();
     let alice = chain.address("alice");
     let proof = chain.state.prove_account(&alice).ok_or("alice has no account")?.encode_to_vec();
@@ -164,7 +224,7 @@ fn step(chain: &mut Sandbox, args: &Args, title: &str, submit: impl FnOnce(&mut 
 }
 
 fn name_of(chain: &Sandbox, address: &vanna_runtime::Address) -> String {
-    TRADERS
+    NAMED
         .iter()
         .find(|name| chain.address(name) == *address)
         .map_or_else(|| address.to_string(), |name| name.to_string())
@@ -225,6 +285,59 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                     name_of(chain, owner)
                 )
             }
+            Event::Delegated { delegator, validator, amount } => {
+                println!("    {} delegates {amount} VANNA to {}", name_of(chain, delegator), name_of(chain, validator))
+            }
+            Event::FeesDistributed { amount, remaining_in_pool } => {
+                println!(
+                    "    fees: {amount} USD paid to the active validators ({remaining_in_pool} USD carried in the pool)"
+                )
+            }
+            Event::Slashed {
+                validator,
+                offence,
+                infraction_height,
+                bonded,
+                unbonding,
+                redelegated,
+                reporter_reward,
+                burned,
+                ..
+            } => println!(
+                "    SLASHED {} for {offence:?} at height {infraction_height}: {bonded} VANNA bonded, {unbonding} unbonding, {redelegated} redelegated; reporter gets {reporter_reward}, {burned} burned",
+                name_of(chain, validator)
+            ),
+            Event::Jailed { validator, offence, until_ms, .. } => println!(
+                "    JAILED {} ({offence:?}){}",
+                name_of(chain, validator),
+                if *until_ms == u64::MAX {
+                    ", tombstoned: its key can never return".to_string()
+                } else {
+                    format!(" until {until_ms}")
+                }
+            ),
+            Event::RewardsPaid { delegator, validator, amount } => {
+                println!(
+                    "    {} receives {amount} USD of rewards from {}",
+                    name_of(chain, delegator),
+                    name_of(chain, validator)
+                )
+            }
+            Event::CommissionPaid { validator, amount } => {
+                println!("    {} receives {amount} USD of commission", name_of(chain, validator))
+            }
+            Event::ValidatorSetChanged { epoch, validators } => println!(
+                "    epoch {epoch}: active set {}",
+                validators
+                    .iter()
+                    .map(|v| format!(
+                        "{} ({} VANNA)",
+                        name_of(chain, &v.operator),
+                        vanna_runtime::money::Amount::from_micro(v.power)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Event::OrderReduced { order, owner, remaining, reason } => {
                 println!("    reduced {order} of {} to {remaining} contracts ({reason:?})", name_of(chain, owner))
             }
@@ -282,7 +395,53 @@ fn print_accounts(chain: &Sandbox) {
     }
     let total: Decimal = chain.state.total_usd().value();
     println!(
-        "  fee pool {} USD (to validators and delegators once staking lands); USD in existence {total}, unchanged since genesis",
+        "  fee pool {} USD (what did not divide evenly among validators, carried to the next block); USD in existence {total}, unchanged since genesis",
         chain.state.fee_pool
+    );
+}
+
+fn print_staking(chain: &Sandbox) {
+    use vanna_runtime::money::Amount;
+    let staking = &chain.state.staking;
+    println!("\n== staking ledger (epoch {}, {} VANNA burned)", staking.epoch, Amount::from_micro(staking.burned));
+    println!(
+        "  {:<12} {:>12} {:>11} {:>14} {:>16}  status",
+        "validator", "bonded", "commission", "unclaimed", "pool for stake"
+    );
+    for name in ["validator-1", "validator-2", "validator-3"] {
+        let v = &staking.validators[&chain.address(name)];
+        let status = if v.tombstoned {
+            "tombstoned"
+        } else if v.jailed {
+            "jailed"
+        } else if staking.active.iter().any(|m| m.operator == v.operator) {
+            "active"
+        } else {
+            "inactive"
+        };
+        println!(
+            "  {:<12} {:>12} {:>11} {:>14} {:>16}  {status}",
+            name,
+            Amount::from_micro(v.tokens).to_string(),
+            v.commission_rate.to_string(),
+            Amount::from_micro(v.commission_pending).to_string(),
+            Amount::from_micro(v.reward_pool).to_string()
+        );
+    }
+    for name in ["alice", "bob"] {
+        let address = chain.address(name);
+        for (validator, _, tokens) in staking.delegations_of(&address) {
+            println!(
+                "  {name} delegates {} VANNA to {}, {} USD of rewards pending",
+                Amount::from_micro(tokens),
+                name_of(chain, &validator),
+                Amount::from_micro(staking.pending_rewards(&address, &validator))
+            );
+        }
+    }
+    println!(
+        "  VANNA in existence {} (liquid + bonded + unbonding + burned), USD {}: both unchanged since genesis",
+        chain.state.total_vanna(),
+        chain.state.total_usd()
     );
 }

@@ -1,12 +1,25 @@
 //! `vanna genesis demo`: prints the demo chain's genesis file.
 
-use vanna_runtime::sandbox::demo_genesis;
+use vanna_runtime::sandbox::{add_validators, demo_genesis};
+use vanna_runtime::tx::Signer;
 
 use crate::CliResult;
 
 /// The demo accounts: two market makers and two traders, with USD.
 pub const DEMO_ACCOUNTS: [(&str, u64); 4] =
     [("mm-north", 2_000_000), ("mm-south", 2_000_000), ("alice", 250_000), ("bob", 400_000)];
+
+/// The demo validators: (name, self-stake, extra liquid VANNA, commission).
+pub const DEMO_VALIDATORS: [(&str, u64, u64, &str); 3] =
+    [("validator-1", 40_000, 0, "0.10"), ("validator-2", 30_000, 0, "0.05"), ("validator-3", 20_000, 0, "0.08")];
+
+/// The demo chain's genesis and the signers of its named accounts.
+pub fn demo() -> (vanna_runtime::Genesis, Vec<(String, Signer)>) {
+    let (mut genesis, mut signers) = demo_genesis(&DEMO_ACCOUNTS);
+    genesis.staking.params.epoch_blocks = 5;
+    signers.extend(add_validators(&mut genesis, &DEMO_VALIDATORS));
+    (genesis, signers)
+}
 
 #[derive(clap::Subcommand)]
 pub enum Genesis {
@@ -16,7 +29,7 @@ pub enum Genesis {
 
 pub fn run(command: &Genesis) -> CliResult {
     match command {
-        Genesis::Demo => println!("{}", demo_genesis(&DEMO_ACCOUNTS).0.to_json()),
+        Genesis::Demo => println!("{}", demo().0.to_json()),
     }
     Ok(())
 }
@@ -30,11 +43,7 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/genesis/demo.json");
         let file = std::fs::read_to_string(path).expect("deploy/genesis/demo.json exists");
         let genesis = vanna_runtime::Genesis::from_json(&file).expect("it parses");
-        assert_eq!(
-            genesis,
-            demo_genesis(&DEMO_ACCOUNTS).0,
-            "regenerate with `vanna genesis demo > deploy/genesis/demo.json`"
-        );
+        assert_eq!(genesis, demo().0, "regenerate with `vanna genesis demo > deploy/genesis/demo.json`");
         genesis.build().expect("it builds a state");
     }
 }

@@ -5,7 +5,9 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod demo;
+mod feeder;
 mod genesis;
+mod price;
 mod simulate;
 
 /// The error type every subcommand returns; the message is printed as is.
@@ -28,8 +30,12 @@ enum Command {
     /// Reproducible benchmarks; add --json for machine-readable output.
     #[command(subcommand)]
     Bench(bench::Bench),
+    /// Black-Scholes price and greeks of one option, as the chain computes them; add --json for machine-readable output.
+    Price(price::Args),
     /// Deterministic consensus simulation over many seeds; add --json for machine-readable output.
     Simulate(simulate::Args),
+    /// The validator's price feeder sidecar: signed oracle reports as JSON lines.
+    Feeder(feeder::Args),
 }
 
 fn main() {
@@ -38,7 +44,9 @@ fn main() {
         Command::Demo(args) => demo::run(&args),
         Command::Bench(bench) => bench::run(bench),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Price(args) => price::run(&args),
         Command::Genesis(command) => genesis::run(&command),
+        Command::Feeder(args) => feeder::run(&args),
     };
     if let Err(error) = result {
         eprintln!("error: {error}");

@@ -95,8 +95,14 @@ pub fn compute(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
         Kind::Put => (OptionKind::Put, "put"),
     };
     let years = years_from_days(args.days);
-    let inputs =
-        OptionInputs { kind, spot: args.spot, strike: args.strike, volatility: args.vol, rate: args.rate, years_to_expiry: years };
+    let inputs = OptionInputs {
+        kind,
+        spot: args.spot,
+        strike: args.strike,
+        volatility: args.vol,
+        rate: args.rate,
+        years_to_expiry: years,
+    };
     let result = greeks(&inputs).map_err(|error| format!("invalid input: {error}"))?;
     Ok(Report {
         kind: kind_name,
@@ -140,6 +146,8 @@ mod tests {
         assert!(message(args(Kind::Put, 42.0, 40.0, f64::NAN, 30.0)).contains("volatility must be"));
         assert!(message(args(Kind::Put, 42.0, 40.0, 0.2, -1.0)).contains("--days"));
         assert!(message(args(Kind::Put, 42.0, 40.0, 0.2, f64::NAN)).contains("--days"));
-        assert!(message(Args { rate: f64::INFINITY, ..args(Kind::Call, 42.0, 40.0, 0.2, 1.0) }).contains("rate must be"));
+        assert!(
+            message(Args { rate: f64::INFINITY, ..args(Kind::Call, 42.0, 40.0, 0.2, 1.0) }).contains("rate must be")
+        );
     }
 }

@@ -44,8 +44,8 @@ impl Default for CombineConfig {
 }
 
 /// One source's answer, named for the logs.
-pub struct SourceResult<'a> {
-    pub source: &'a str,
+pub struct SourceResult {
+    pub source: String,
     pub result: Result<Quote, FeederError>,
 }
 
@@ -81,37 +81,34 @@ fn median_f64(values: &mut [f64]) -> Option<f64> {
 
 fn smile_is_sane(smile: &RawSmile) -> bool {
     !smile.points.is_empty()
-        && smile
-            .points
-            .iter()
-            .all(|(k, vol)| k.is_finite() && vol.is_finite() && (0.001..=10.0).contains(vol))
+        && smile.points.iter().all(|(k, vol)| k.is_finite() && vol.is_finite() && (0.001..=10.0).contains(vol))
 }
 
 pub fn combine(
     config: &CombineConfig,
     underlying: &Underlying,
     now_ms: u64,
-    results: Vec<SourceResult<'_>>,
+    results: Vec<SourceResult>,
 ) -> Option<Combined> {
-    let mut kept: Vec<(&str, Quote)> = Vec::new();
+    let mut kept: Vec<(String, Quote)> = Vec::new();
     for SourceResult { source, result } in results {
         let quote = match result {
             Ok(quote) => quote,
             Err(error) => {
-                tracing::warn!(%underlying, source, %error, "source dropped: failed");
+                tracing::warn!(%underlying, source = %source, %error, "source dropped: failed");
                 continue;
             }
         };
         if let Err(error) = IndexPrice::new(quote.spot) {
-            tracing::warn!(%underlying, source, %error, "source dropped: spot is not a valid price");
+            tracing::warn!(%underlying, source = %source, %error, "source dropped: spot is not a valid price");
             continue;
         }
         if now_ms.saturating_sub(quote.observed_at_ms) > config.max_source_age_ms {
-            tracing::warn!(%underlying, source, observed_at_ms = quote.observed_at_ms, now_ms, "source dropped: stale");
+            tracing::warn!(%underlying, source = %source, observed_at_ms = quote.observed_at_ms, now_ms, "source dropped: stale");
             continue;
         }
         if quote.observed_at_ms > now_ms.saturating_add(config.max_future_skew_ms) {
-            tracing::warn!(%underlying, source, observed_at_ms = quote.observed_at_ms, now_ms, "source dropped: from the future");
+            tracing::warn!(%underlying, source = %source, observed_at_ms = quote.observed_at_ms, now_ms, "source dropped: from the future");
             continue;
         }
         kept.push((source, quote));
@@ -122,7 +119,7 @@ pub fn combine(
     kept.retain(|(source, quote)| {
         let ok = (quote.spot - center).abs() <= bound;
         if !ok {
-            tracing::warn!(%underlying, source, spot = %quote.spot, median = %center, "source dropped: too far from the other sources");
+            tracing::warn!(%underlying, source = %source, spot = %quote.spot, median = %center, "source dropped: too far from the other sources");
         }
         ok
     });
@@ -134,13 +131,8 @@ pub fn combine(
     let observed_at_ms = kept.iter().map(|(_, q)| q.observed_at_ms).min()?;
     let surface = combine_surface(config, underlying, now_ms, &kept);
     Some(Combined {
-        report: PriceReport {
-            underlying: underlying.clone(),
-            spot,
-            observed_at_ms,
-            surface,
-        },
-        sources_used: kept.iter().map(|(source, _)| source.to_string()).collect(),
+        report: PriceReport { underlying: underlying.clone(), spot, observed_at_ms, surface },
+        sources_used: kept.iter().map(|(source, _)| source.clone()).collect(),
     })
 }
 
@@ -148,7 +140,7 @@ fn combine_surface(
     config: &CombineConfig,
     underlying: &Underlying,
     now_ms: u64,
-    kept: &[(&str, Quote)],
+    kept: &[(String, Quote)],
 ) -> Option<VolSurface> {
     let mut smiles: Vec<&RawSmile> = Vec::new();
     for (source, quote) in kept {
@@ -159,7 +151,7 @@ fn combine_surface(
             if smile_is_sane(smile) {
                 smiles.push(smile);
             } else {
-                tracing::warn!(%underlying, source, expiry_ms = smile.expiry_ms, "smile dropped: nonsense vol");
+                tracing::warn!(%underlying, source = %source, expiry_ms = smile.expiry_ms, "smile dropped: nonsense vol");
             }
         }
     }
@@ -170,11 +162,8 @@ fn combine_surface(
     let mut grid: Vec<Decimal> = config.smile_grid.clone();
     grid.truncate(config.limits.max_smile_points);
     let vol_at = |expiry_ms: u64, k: Decimal| -> Option<Vol> {
-        let mut values: Vec<f64> = smiles
-            .iter()
-            .filter(|s| s.expiry_ms == expiry_ms)
-            .filter_map(|s| s.vol_at(decimal_to_f64(k)))
-            .collect();
+        let mut values: Vec<f64> =
+            smiles.iter().filter(|s| s.expiry_ms == expiry_ms).filter_map(|s| s.vol_at(decimal_to_f64(k))).collect();
         Vol::new(decimal_from_f64(median_f64(&mut values)?, VOL_SCALE)?).ok()
     };
     let mut result = Vec::new();
@@ -182,12 +171,7 @@ fn combine_surface(
         let Some(atm) = vol_at(expiry_ms, Decimal::ZERO) else { continue };
         let points: Option<Vec<SmilePoint>> = grid
             .iter()
-            .map(|k| {
-                Some(SmilePoint {
-                    log_moneyness: LogMoneyness::new(*k).ok()?,
-                    vol: vol_at(expiry_ms, *k)?,
-                })
-            })
+            .map(|k| Some(SmilePoint { log_moneyness: LogMoneyness::new(*k).ok()?, vol: vol_at(expiry_ms, *k)? }))
             .collect();
         let Some(points) = points else { continue };
         if let Ok(smile) = ExpirySmile::new(expiry_ms, atm, points, config.limits.max_smile_points) {
@@ -206,15 +190,11 @@ mod tests {
     }
 
     fn quote(spot: &str, observed_at_ms: u64, smiles: Vec<RawSmile>) -> Quote {
-        Quote {
-            spot: spot.parse().unwrap(),
-            observed_at_ms,
-            smiles,
-        }
+        Quote { spot: spot.parse().unwrap(), observed_at_ms, smiles }
     }
 
-    fn ok<'a>(source: &'a str, q: Quote) -> SourceResult<'a> {
-        SourceResult { source, result: Ok(q) }
+    fn ok(source: &str, q: Quote) -> SourceResult {
+        SourceResult { source: source.to_string(), result: Ok(q) }
     }
 
     #[test]
@@ -228,10 +208,7 @@ mod tests {
             ok("stale", quote("100.5", now - 10_000, vec![])),
             ok("future", quote("100.5", now + 10_000, vec![])),
             ok("zero", quote("0", now, vec![])),
-            SourceResult {
-                source: "down",
-                result: Err(FeederError::Http("timeout".into())),
-            },
+            SourceResult { source: "down".into(), result: Err(FeederError::Http("timeout".into())) },
         ];
         let combined = combine(&CombineConfig::default(), &btc(), now, results).unwrap();
         assert_eq!(combined.report.spot, IndexPrice::parse("101").unwrap());
@@ -251,10 +228,7 @@ mod tests {
 
     #[test]
     fn nothing_left_reports_nothing() {
-        let results = vec![SourceResult {
-            source: "down",
-            result: Err(FeederError::NoData("BTC".into())),
-        }];
+        let results = vec![SourceResult { source: "down".into(), result: Err(FeederError::NoData("BTC".into())) }];
         assert_eq!(combine(&CombineConfig::default(), &btc(), 0, results), None);
         // Two sources 20% apart: neither can be trusted.
         let results = vec![ok("a", quote("100", 0, vec![])), ok("b", quote("120", 0, vec![]))];
@@ -265,14 +239,14 @@ mod tests {
     fn surfaces_combine_node_by_node_and_nonsense_smiles_are_dropped() {
         let now = 1_000;
         let expiry = 10_000_000;
-        let flat = |vol: f64| RawSmile {
-            expiry_ms: expiry,
-            points: vec![(0.0, vol)],
-        };
+        let flat = |vol: f64| RawSmile { expiry_ms: expiry, points: vec![(0.0, vol)] };
         let results = vec![
             ok("a", quote("100", now, vec![flat(0.5)])),
             ok("b", quote("100", now, vec![flat(0.7)])),
-            ok("c", quote("100", now, vec![flat(0.6), flat(f64::NAN), RawSmile { expiry_ms: 1, points: vec![(0.0, 0.9)] }])),
+            ok(
+                "c",
+                quote("100", now, vec![flat(0.6), flat(f64::NAN), RawSmile { expiry_ms: 1, points: vec![(0.0, 0.9)] }]),
+            ),
         ];
         let surface = combine(&CombineConfig::default(), &btc(), now, results).unwrap().report.surface.unwrap();
         assert_eq!(surface.expiries().len(), 1, "the expired smile is left out");

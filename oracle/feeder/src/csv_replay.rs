@@ -82,37 +82,23 @@ pub fn parse_csv(text: &str) -> Result<Vec<CsvRow>, FeederError> {
             let value = parse_decimal(atm_vol, "atm_vol", false).map_err(|e| bad(e.to_string()))?;
             Some(Vol::new(value).map_err(|e| bad(e.to_string()))?.value())
         };
-        rows.push(CsvRow {
-            time_ms,
-            underlying,
-            spot,
-            atm_vol,
-        });
+        rows.push(CsvRow { time_ms, underlying, spot, atm_vol });
     }
     if !header_seen {
-        return Err(FeederError::Csv {
-            line: 0,
-            reason: "empty file".into(),
-        });
+        return Err(FeederError::Csv { line: 0, reason: "empty file".into() });
     }
     Ok(rows)
 }
 
 impl CsvReplaySource {
     pub fn from_rows(rows: Vec<CsvRow>) -> Self {
-        CsvReplaySource {
-            rows,
-            started_ms: None,
-        }
+        CsvReplaySource { rows, started_ms: None }
     }
 
     pub fn open(path: &Path) -> Result<Self, FeederError> {
         let size = std::fs::metadata(path)?.len();
         if size > MAX_CSV_BYTES {
-            return Err(FeederError::Config(format!(
-                "{} is {size} bytes, more than {MAX_CSV_BYTES}",
-                path.display()
-            )));
+            return Err(FeederError::Config(format!("{} is {size} bytes, more than {MAX_CSV_BYTES}", path.display())));
         }
         Ok(Self::from_rows(parse_csv(&std::fs::read_to_string(path)?)?))
     }
@@ -136,18 +122,11 @@ impl Source for CsvReplaySource {
         let smiles = match row.atm_vol {
             Some(vol) => standard_expiries(now_ms)
                 .into_iter()
-                .map(|expiry_ms| RawSmile {
-                    expiry_ms,
-                    points: vec![(0.0, decimal_to_f64(vol))],
-                })
+                .map(|expiry_ms| RawSmile { expiry_ms, points: vec![(0.0, decimal_to_f64(vol))] })
                 .collect(),
             None => Vec::new(),
         };
-        Ok(Quote {
-            spot: row.spot,
-            observed_at_ms: started + row.time_ms,
-            smiles,
-        })
+        Ok(Quote { spot: row.spot, observed_at_ms: started + row.time_ms, smiles })
     }
 }
 
@@ -174,10 +153,7 @@ mod tests {
         assert_eq!(later.observed_at_ms, start + 2_000);
         let eth_quote = source.quote(&eth, start + 2_500).unwrap();
         assert!(eth_quote.smiles.is_empty(), "ETH rows carry no vol");
-        assert!(matches!(
-            source.quote(&Underlying::new("SOL").unwrap(), start),
-            Err(FeederError::NoData(_))
-        ));
+        assert!(matches!(source.quote(&Underlying::new("SOL").unwrap(), start), Err(FeederError::NoData(_))));
     }
 
     #[test]

@@ -7,15 +7,9 @@ pub enum FeederError {
     #[error("HTTP request failed: {0}")]
     Http(String),
     #[error("{source_name}: unexpected response: {reason}")]
-    Parse {
-        source_name: &'static str,
-        reason: String,
-    },
+    Parse { source_name: &'static str, reason: String },
     #[error("{source_name}: nonsense value: {reason}")]
-    Nonsense {
-        source_name: &'static str,
-        reason: String,
-    },
+    Nonsense { source_name: &'static str, reason: String },
     #[error("CSV line {line}: {reason}")]
     Csv { line: usize, reason: String },
     #[error("{0}")]

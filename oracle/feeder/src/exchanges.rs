@@ -41,22 +41,14 @@ pub struct UreqClient {
 
 impl UreqClient {
     pub fn new(timeout: Duration) -> Self {
-        let config = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .build();
-        UreqClient {
-            agent: ureq::Agent::new_with_config(config),
-        }
+        let config = ureq::Agent::config_builder().timeout_global(Some(timeout)).build();
+        UreqClient { agent: ureq::Agent::new_with_config(config) }
     }
 }
 
 impl HttpGet for UreqClient {
     fn get(&self, url: &str) -> Result<String, FeederError> {
-        let mut response = self
-            .agent
-            .get(url)
-            .call()
-            .map_err(|e| FeederError::Http(format!("{url}: {e}")))?;
+        let mut response = self.agent.get(url).call().map_err(|e| FeederError::Http(format!("{url}: {e}")))?;
         response
             .body_mut()
             .with_config()
@@ -67,17 +59,11 @@ impl HttpGet for UreqClient {
 }
 
 fn parse_error(source_name: &'static str, reason: impl ToString) -> FeederError {
-    FeederError::Parse {
-        source_name,
-        reason: reason.to_string(),
-    }
+    FeederError::Parse { source_name, reason: reason.to_string() }
 }
 
 fn nonsense(source_name: &'static str, reason: impl ToString) -> FeederError {
-    FeederError::Nonsense {
-        source_name,
-        reason: reason.to_string(),
-    }
+    FeederError::Nonsense { source_name, reason: reason.to_string() }
 }
 
 // ---------------------------------------------------------------- Deribit
@@ -147,9 +133,7 @@ pub fn parse_deribit_instrument(name: &str) -> Option<(u64, f64, bool)> {
     Some((parse_expiry_date(date)?, strike, call))
 }
 
-const MONTHS: [&str; 12] = [
-    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-];
+const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
 
 /// `27DEC24` or `5JAN25` → ms since the epoch at 08:00 UTC that day.
 fn parse_expiry_date(text: &str) -> Option<u64> {
@@ -210,10 +194,7 @@ pub fn parse_deribit_book_summary(body: &str, spot: f64, now_ms: u64) -> Result<
         if expiry_ms <= now_ms || call != (strike >= spot) {
             continue;
         }
-        by_expiry
-            .entry(expiry_ms)
-            .or_default()
-            .push((libm::log(strike / spot), vol));
+        by_expiry.entry(expiry_ms).or_default().push((libm::log(strike / spot), vol));
     }
     if !summaries.is_empty() && usable == 0 {
         return Err(nonsense(DERIBIT, "no option with a usable mark_iv"));
@@ -237,10 +218,7 @@ pub struct DeribitSource {
 
 impl DeribitSource {
     pub fn new(client: Box<dyn HttpGet>, base_url: &str) -> Self {
-        DeribitSource {
-            client,
-            base_url: base_url.trim_end_matches('/').to_string(),
-        }
+        DeribitSource { client, base_url: base_url.trim_end_matches('/').to_string() }
     }
 }
 
@@ -251,9 +229,8 @@ impl Source for DeribitSource {
 
     fn quote(&mut self, underlying: &Underlying, now_ms: u64) -> Result<Quote, FeederError> {
         let index_name = format!("{}_usd", underlying.as_str().to_ascii_lowercase());
-        let body = self
-            .client
-            .get(&format!("{}/api/v2/public/get_index_price?index_name={index_name}", self.base_url))?;
+        let body =
+            self.client.get(&format!("{}/api/v2/public/get_index_price?index_name={index_name}", self.base_url))?;
         let (spot, observed) = parse_deribit_index(&body)?;
         let spot_f64: f64 = spot.to_string().parse().unwrap_or(f64::NAN);
         let summary_url = format!(
@@ -261,22 +238,15 @@ impl Source for DeribitSource {
             self.base_url,
             underlying.as_str()
         );
-        let smiles = match self
-            .client
-            .get(&summary_url)
-            .and_then(|body| parse_deribit_book_summary(&body, spot_f64, now_ms))
-        {
-            Ok(smiles) => smiles,
-            Err(error) => {
-                tracing::warn!(%underlying, %error, "deribit: option summary unusable, spot only");
-                Vec::new()
-            }
-        };
-        Ok(Quote {
-            spot,
-            observed_at_ms: observed.unwrap_or(now_ms),
-            smiles,
-        })
+        let smiles =
+            match self.client.get(&summary_url).and_then(|body| parse_deribit_book_summary(&body, spot_f64, now_ms)) {
+                Ok(smiles) => smiles,
+                Err(error) => {
+                    tracing::warn!(%underlying, %error, "deribit: option summary unusable, spot only");
+                    Vec::new()
+                }
+            };
+        Ok(Quote { spot, observed_at_ms: observed.unwrap_or(now_ms), smiles })
     }
 }
 
@@ -312,10 +282,7 @@ pub struct BinanceSource {
 
 impl BinanceSource {
     pub fn new(client: Box<dyn HttpGet>, base_url: &str) -> Self {
-        BinanceSource {
-            client,
-            base_url: base_url.trim_end_matches('/').to_string(),
-        }
+        BinanceSource { client, base_url: base_url.trim_end_matches('/').to_string() }
     }
 }
 
@@ -326,9 +293,7 @@ impl Source for BinanceSource {
 
     fn quote(&mut self, underlying: &Underlying, now_ms: u64) -> Result<Quote, FeederError> {
         let symbol = format!("{underlying}USDT");
-        let body = self
-            .client
-            .get(&format!("{}/api/v3/ticker/price?symbol={symbol}", self.base_url))?;
+        let body = self.client.get(&format!("{}/api/v3/ticker/price?symbol={symbol}", self.base_url))?;
         Ok(Quote {
             spot: parse_binance_ticker(&body, &symbol)?,
             // The ticker carries no time: it is as fresh as the reply.
@@ -383,10 +348,7 @@ pub struct KrakenSource {
 
 impl KrakenSource {
     pub fn new(client: Box<dyn HttpGet>, base_url: &str) -> Self {
-        KrakenSource {
-            client,
-            base_url: base_url.trim_end_matches('/').to_string(),
-        }
+        KrakenSource { client, base_url: base_url.trim_end_matches('/').to_string() }
     }
 }
 
@@ -397,14 +359,8 @@ impl Source for KrakenSource {
 
     fn quote(&mut self, underlying: &Underlying, now_ms: u64) -> Result<Quote, FeederError> {
         let base = if underlying.as_str() == "BTC" { "XBT" } else { underlying.as_str() };
-        let body = self
-            .client
-            .get(&format!("{}/0/public/Ticker?pair={base}USD", self.base_url))?;
-        Ok(Quote {
-            spot: parse_kraken_ticker(&body)?,
-            observed_at_ms: now_ms,
-            smiles: Vec::new(),
-        })
+        let body = self.client.get(&format!("{}/0/public/Ticker?pair={base}USD", self.base_url))?;
+        Ok(Quote { spot: parse_kraken_ticker(&body)?, observed_at_ms: now_ms, smiles: Vec::new() })
     }
 }
 
@@ -437,10 +393,7 @@ mod tests {
         let (spot, observed) = parse_deribit_index(&fixture("deribit_index_price.json")).unwrap();
         assert_eq!(spot, "66843.12".parse().unwrap());
         assert_eq!(observed, Some(1_718_000_000_123));
-        assert!(matches!(
-            parse_deribit_index(&fixture("deribit_error.json")),
-            Err(FeederError::Parse { .. })
-        ));
+        assert!(matches!(parse_deribit_index(&fixture("deribit_error.json")), Err(FeederError::Parse { .. })));
         assert!(matches!(
             parse_deribit_index(&fixture("deribit_index_price_negative.json")),
             Err(FeederError::Nonsense { .. })
@@ -450,7 +403,8 @@ mod tests {
 
     #[test]
     fn deribit_book_summary_gives_otm_smiles() {
-        let smiles = parse_deribit_book_summary(&fixture("deribit_book_summary_btc_option.json"), 66_843.12, NOW_MS).unwrap();
+        let smiles =
+            parse_deribit_book_summary(&fixture("deribit_book_summary_btc_option.json"), 66_843.12, NOW_MS).unwrap();
         // 14JUN24 straddles the money; 28JUN24 has only calls above: dropped.
         assert_eq!(smiles.len(), 1, "{smiles:?}");
         let smile = &smiles[0];
@@ -468,7 +422,8 @@ mod tests {
 
     #[test]
     fn deribit_names_and_dates() {
-        assert_eq!(parse_expiry_date("1JAN70"), None, "years are 20xx");
+        assert_eq!(parse_expiry_date("32JAN24"), None);
+        assert_eq!(parse_expiry_date("1JXN24"), None);
         assert_eq!(parse_expiry_date("1JAN00"), Some(10_957 * MS_PER_DAY + EXPIRY_TIME_OF_DAY_MS));
         assert_eq!(parse_expiry_date("29FEB23"), None);
         assert!(parse_expiry_date("29FEB24").is_some());
@@ -515,14 +470,8 @@ mod tests {
 
     #[test]
     fn kraken_ticker() {
-        assert_eq!(
-            parse_kraken_ticker(&fixture("kraken_ticker.json")).unwrap(),
-            "66840.25".parse().unwrap()
-        );
-        assert!(matches!(
-            parse_kraken_ticker(&fixture("kraken_error.json")),
-            Err(FeederError::Parse { .. })
-        ));
+        assert_eq!(parse_kraken_ticker(&fixture("kraken_ticker.json")).unwrap(), "66840.25".parse().unwrap());
+        assert!(matches!(parse_kraken_ticker(&fixture("kraken_error.json")), Err(FeederError::Parse { .. })));
         assert!(matches!(
             parse_kraken_ticker(&fixture("kraken_ticker_crossed.json")),
             Err(FeederError::Nonsense { .. })

@@ -85,11 +85,7 @@ pub fn decimal_from_f64(value: f64, decimals: u32) -> Option<Decimal> {
     }
     // `Display` for f64 never uses an exponent and round-trips exactly.
     let exact = Decimal::from_str(&value.to_string()).ok()?;
-    Some(
-        exact
-            .round_dp_with_strategy(decimals, RoundingStrategy::MidpointNearestEven)
-            .normalize(),
-    )
+    Some(exact.round_dp_with_strategy(decimals, RoundingStrategy::MidpointNearestEven).normalize())
 }
 
 /// A decimal string from an exchange ("63817.26000000") as a price with six
@@ -101,14 +97,9 @@ pub fn price_from_text(text: &str, source_name: &'static str) -> Result<Decimal,
         reason: format!("not a decimal: {:?}", text.chars().take(40).collect::<String>()),
     })?;
     if value <= Decimal::ZERO {
-        return Err(FeederError::Nonsense {
-            source_name,
-            reason: format!("non-positive price {value}"),
-        });
+        return Err(FeederError::Nonsense { source_name, reason: format!("non-positive price {value}") });
     }
-    Ok(value
-        .round_dp_with_strategy(PRICE_SCALE, RoundingStrategy::MidpointNearestEven)
-        .normalize())
+    Ok(value.round_dp_with_strategy(PRICE_SCALE, RoundingStrategy::MidpointNearestEven).normalize())
 }
 
 #[cfg(test)]
@@ -130,10 +121,7 @@ mod tests {
 
     #[test]
     fn smile_interpolation_is_linear_and_flat() {
-        let smile = RawSmile {
-            expiry_ms: 1,
-            points: vec![(-0.5, 0.8), (0.0, 0.6), (0.5, 0.7)],
-        };
+        let smile = RawSmile { expiry_ms: 1, points: vec![(-0.5, 0.8), (0.0, 0.6), (0.5, 0.7)] };
         assert_eq!(smile.vol_at(-1.0), Some(0.8));
         assert_eq!(smile.vol_at(1.0), Some(0.7));
         assert!((smile.vol_at(0.25).unwrap() - 0.65).abs() < 1e-12);

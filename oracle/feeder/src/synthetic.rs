@@ -46,7 +46,7 @@ pub struct SyntheticConfig {
 }
 
 impl SyntheticConfig {
-    /// Lively defaults for a localnet: a jump an hour (mean -1%, sd 5%), stress
+    /// Lively defaults for a localnet: a jump an hour (mean 0, sd 5%), stress
     /// a few times a day, so margin calls and liquidations happen within minutes.
     pub fn new(seed: u64, epoch_ms: u64) -> Self {
         SyntheticConfig {
@@ -58,7 +58,7 @@ impl SyntheticConfig {
             stress_per_day: 4.0,
             calm_per_day: 24.0,
             jumps_per_day: 24.0,
-            jump_mean: -0.01,
+            jump_mean: 0.0,
             jump_sd: 0.05,
         }
     }
@@ -101,12 +101,11 @@ impl SyntheticSource {
             || !rates_ok
             || !config.jump_mean.is_finite()
         {
-            return Err(FeederError::Config("synthetic parameters must be finite, rates non-negative, vols and step positive".into()));
+            return Err(FeederError::Config(
+                "synthetic parameters must be finite, rates non-negative, vols and step positive".into(),
+            ));
         }
-        Ok(SyntheticSource {
-            config,
-            paths: BTreeMap::new(),
-        })
+        Ok(SyntheticSource { config, paths: BTreeMap::new() })
     }
 
     /// Jumps so far on an underlying's path.
@@ -177,10 +176,8 @@ impl Source for SyntheticSource {
         while path.step < target {
             advance(path, &config);
         }
-        let spot = decimal_from_f64(path.spot, 6).ok_or_else(|| FeederError::Nonsense {
-            source_name: "synthetic",
-            reason: format!("spot {}", path.spot),
-        })?;
+        let spot = decimal_from_f64(path.spot, 6)
+            .ok_or_else(|| FeederError::Nonsense { source_name: "synthetic", reason: format!("spot {}", path.spot) })?;
         let regime_vol = if path.stressed { config.stressed_vol } else { config.calm_vol };
         let skew = if path.stressed { -0.25 } else { -0.1 };
         let smiles = standard_expiries(now_ms)
@@ -195,11 +192,7 @@ impl Source for SyntheticSource {
                 RawSmile { expiry_ms, points }
             })
             .collect();
-        Ok(Quote {
-            spot,
-            observed_at_ms: config.epoch_ms + target * config.step_ms,
-            smiles,
-        })
+        Ok(Quote { spot, observed_at_ms: config.epoch_ms + target * config.step_ms, smiles })
     }
 }
 
@@ -257,9 +250,6 @@ mod tests {
         config.calm_vol = f64::NAN;
         assert!(SyntheticSource::new(config).is_err());
         let mut source = SyntheticSource::new(SyntheticConfig::new(1, 0)).unwrap();
-        assert!(matches!(
-            source.quote(&btc(), (MAX_CATCH_UP_STEPS + 2) * 1_000),
-            Err(FeederError::Config(_))
-        ));
+        assert!(matches!(source.quote(&btc(), (MAX_CATCH_UP_STEPS + 2) * 1_000), Err(FeederError::Config(_))));
     }
 }

@@ -427,7 +427,9 @@ impl State {
         Ok(ActionOutcome::Staked)
     }
 
-    pub(crate) fn claim_rewards(
+    /// Pays a delegation's rewards (and the operator's commission) out; the
+    /// `ClaimRewards` action. Public so that benchmarks can time the ledger alone.
+    pub fn claim_rewards(
         &mut self,
         owner: u64,
         claim: &wire::ClaimRewards,

@@ -55,6 +55,9 @@ impl State {
             validator.reward_carry = scaled % validator.shares;
             self.commitment.touch_validator(operator);
         }
+        if paid == 0 {
+            return;
+        }
         self.fee_pool = self.fee_pool.minus(Amount::from_micro(paid)).expect("paid out at most the pool");
         self.staking.fees_distributed += paid;
         self.commitment.touch_global();

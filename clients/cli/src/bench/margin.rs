@@ -138,7 +138,11 @@ pub fn run(args: &Args) -> CliResult {
         );
         println!(
             "  account margin ({} positions) in {:.3} us median over {} runs of {} accounts (goal {} us)",
-            report.positions_per_account, report.account_margin_us, report.runs, report.accounts, report.account_margin_goal_us
+            report.positions_per_account,
+            report.account_margin_us,
+            report.runs,
+            report.accounts,
+            report.account_margin_goal_us
         );
         println!(
             "  grids: maintenance {} ({} scenarios), initial {}; seed {}",
@@ -193,7 +197,7 @@ pub fn measure(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
     let grid = |params: &vanna_margin::GridParams| {
         format!(
             "±{}% in {} spot points x vol x(1±{})",
-            params.spot_move_max * Decimal::ONE_HUNDRED,
+            (params.spot_move_max * Decimal::ONE_HUNDRED).normalize(),
             params.spot_points,
             params.volatility_shock
         )

@@ -7,7 +7,9 @@ use crate::CliResult;
 
 mod apply;
 mod consensus;
+mod margin;
 mod matching;
+mod staking;
 
 #[derive(Subcommand)]
 pub enum Bench {
@@ -17,6 +19,10 @@ pub enum Bench {
     Apply(apply::Args),
     /// Consensus with real BLS: CPU per finalized block, certificate verification against raw blst, vote batching.
     Consensus(consensus::Args),
+    /// Staking ledger: reward distribution per block, a claim, an epoch change, by delegator count.
+    Staking(staking::Args),
+    /// Portfolio margin: full re-pricing of a 960-series listing across the scenario grid, and per-account margin.
+    Margin(margin::Args),
 }
 
 pub fn run(bench: Bench) -> CliResult {
@@ -24,6 +30,8 @@ pub fn run(bench: Bench) -> CliResult {
         Bench::Matching(args) => matching::run(&args),
         Bench::Apply(args) => apply::run(&args),
         Bench::Consensus(args) => consensus::run(&args),
+        Bench::Staking(args) => staking::run(&args),
+        Bench::Margin(args) => margin::run(&args),
     }
 }
 
