@@ -132,94 +132,67 @@ impl fmt::Display for Amount {
     }
 }
 
-/// A strictly positive price in USD (per contract for options, per unit for an
-/// index or strike), with at most six decimal places.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "Decimal", into = "Decimal")]
-pub struct Price(Decimal);
+/// A strictly positive decimal newtype with at most six decimal places.
+macro_rules! positive_decimal {
+    ($(#[$doc:meta])* $name:ident, $field:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "Decimal", into = "Decimal")]
+        pub struct $name(Decimal);
 
-impl Price {
-    pub fn new(value: Decimal, field: Field) -> Result<Self, RuntimeError> {
-        if value <= Decimal::ZERO {
-            return Err(RuntimeError::NotPositive { field });
+        impl $name {
+            pub fn new(value: Decimal, field: Field) -> Result<Self, RuntimeError> {
+                if value <= Decimal::ZERO {
+                    return Err(RuntimeError::NotPositive { field });
+                }
+                if value.normalize().scale() > ASSET_SCALE {
+                    return Err(RuntimeError::TooPrecise { field, max_decimals: ASSET_SCALE });
+                }
+                Ok($name(value.normalize()))
+            }
+
+            pub fn parse(text: &str, field: Field) -> Result<Self, RuntimeError> {
+                Self::new(parse_decimal(text, field)?, field)
+            }
+
+            pub fn value(self) -> Decimal {
+                self.0
+            }
         }
-        if value.normalize().scale() > ASSET_SCALE {
-            return Err(RuntimeError::TooPrecise { field, max_decimals: ASSET_SCALE });
+
+        impl TryFrom<Decimal> for $name {
+            type Error = RuntimeError;
+            fn try_from(value: Decimal) -> Result<Self, Self::Error> {
+                $name::new(value, $field)
+            }
         }
-        Ok(Price(value.normalize()))
-    }
 
-    pub fn parse(text: &str, field: Field) -> Result<Self, RuntimeError> {
-        Self::new(parse_decimal(text, field)?, field)
-    }
-
-    pub fn value(self) -> Decimal {
-        self.0
-    }
-}
-
-impl TryFrom<Decimal> for Price {
-    type Error = RuntimeError;
-    fn try_from(value: Decimal) -> Result<Self, Self::Error> {
-        Price::new(value, Field::Price)
-    }
-}
-
-impl From<Price> for Decimal {
-    fn from(price: Price) -> Decimal {
-        price.0
-    }
-}
-
-impl fmt::Display for Price {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// A strictly positive number of contracts with at most six decimal places.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "Decimal", into = "Decimal")]
-pub struct Quantity(Decimal);
-
-impl Quantity {
-    pub fn new(value: Decimal, field: Field) -> Result<Self, RuntimeError> {
-        if value <= Decimal::ZERO {
-            return Err(RuntimeError::NotPositive { field });
+        impl From<$name> for Decimal {
+            fn from(value: $name) -> Decimal {
+                value.0
+            }
         }
-        if value.normalize().scale() > ASSET_SCALE {
-            return Err(RuntimeError::TooPrecise { field, max_decimals: ASSET_SCALE });
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
         }
-        Ok(Quantity(value.normalize()))
-    }
-
-    pub fn parse(text: &str, field: Field) -> Result<Self, RuntimeError> {
-        Self::new(parse_decimal(text, field)?, field)
-    }
-
-    pub fn value(self) -> Decimal {
-        self.0
-    }
+    };
 }
 
-impl TryFrom<Decimal> for Quantity {
-    type Error = RuntimeError;
-    fn try_from(value: Decimal) -> Result<Self, Self::Error> {
-        Quantity::new(value, Field::Quantity)
-    }
-}
+positive_decimal!(
+    /// A strictly positive price in USD (per contract for options, per unit for
+    /// an index or strike), with at most six decimal places.
+    Price,
+    Field::Price
+);
 
-impl From<Quantity> for Decimal {
-    fn from(quantity: Quantity) -> Decimal {
-        quantity.0
-    }
-}
-
-impl fmt::Display for Quantity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+positive_decimal!(
+    /// A strictly positive number of contracts with at most six decimal places.
+    Quantity,
+    Field::Quantity
+);
 
 #[cfg(test)]
 mod tests {
