@@ -151,6 +151,14 @@ fn validator_state(v: &Validator) -> wire::ValidatorState {
         commission_pending: v.commission_pending,
         reward_carry: v.reward_carry.to_string(),
         missed_in_window: v.missed_in_window,
+        signed_window: v.signed_window.iter().enumerate().fold(
+            vec![0u8; v.signed_window.len().div_ceil(8)],
+            |mut bits, (i, signed)| {
+                bits[i / 8] |= u8::from(*signed) << (i % 8);
+                bits
+            },
+        ),
+        signed_window_blocks: v.signed_window.len() as u32,
     }
 }
 
@@ -212,6 +220,8 @@ fn staking_state(staking: &Staking) -> wire::StakingGlobalState {
         active_set: staking.active.iter().map(|m| m.operator.as_bytes().to_vec()).collect(),
         active_powers: staking.active.iter().map(|m| m.power).collect(),
         fees_distributed: staking.fees_distributed,
+        next_entry_id: staking.next_entry_id,
+        params: serde_json::to_string(&staking.params).expect("params serialise"),
     }
 }
 

@@ -77,6 +77,8 @@ pub enum RuntimeError {
     NotPositive { field: Field },
     #[error("{field} has more than {max_decimals} decimal places")]
     TooPrecise { field: Field, max_decimals: u32 },
+    #[error("{field} is above the maximum of {max}")]
+    TooLarge { field: Field, max: Decimal },
     #[error("address must be 20 bytes, got {0}")]
     BadAddress(usize),
     #[error("asset must be USD or VANNA")]
@@ -235,6 +237,7 @@ impl RuntimeError {
             RuntimeError::Negative { .. } => "negative",
             RuntimeError::NotPositive { .. } => "not_positive",
             RuntimeError::TooPrecise { .. } => "too_precise",
+            RuntimeError::TooLarge { .. } => "too_large",
             RuntimeError::BadAddress(_) => "bad_address",
             RuntimeError::UnknownAsset => "unknown_asset",
             RuntimeError::UnknownSeries(_) => "unknown_series",

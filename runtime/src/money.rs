@@ -12,6 +12,11 @@ use crate::error::{Field, RuntimeError};
 
 /// Decimal places of both assets (USD quote asset and the VANNA staking token).
 pub const ASSET_SCALE: u32 = 6;
+/// Largest value of any amount, price or quantity: a trillion units. Keeps
+/// every product the runtime forms far inside `Decimal`'s range and every
+/// amount's micro-unit form inside a `u64`.
+pub const MAX_VALUE_UNITS: u64 = 1_000_000_000_000;
+
 /// Longest decimal string accepted from a client; bounds parsing work.
 pub const MAX_DECIMAL_CHARS: usize = 40;
 
@@ -37,6 +42,17 @@ pub fn parse_decimal(text: &str, field: Field) -> Result<Decimal, RuntimeError> 
     Decimal::from_str(text).map_err(|_| bad())
 }
 
+/// At most six decimals and at most `MAX_VALUE_UNITS`.
+fn check_bounds(value: Decimal, field: Field) -> Result<(), RuntimeError> {
+    if value.normalize().scale() > ASSET_SCALE {
+        return Err(RuntimeError::TooPrecise { field, max_decimals: ASSET_SCALE });
+    }
+    if value > Decimal::from(MAX_VALUE_UNITS) {
+        return Err(RuntimeError::TooLarge { field, max: Decimal::from(MAX_VALUE_UNITS) });
+    }
+    Ok(())
+}
+
 /// A non-negative amount of an asset with at most [`ASSET_SCALE`] decimal places.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "Decimal", into = "Decimal")]
@@ -50,9 +66,7 @@ impl Amount {
         if value.is_sign_negative() && !value.is_zero() {
             return Err(RuntimeError::Negative { field });
         }
-        if value.normalize().scale() > ASSET_SCALE {
-            return Err(RuntimeError::TooPrecise { field, max_decimals: ASSET_SCALE });
-        }
+        check_bounds(value, field)?;
         Ok(Amount(value.normalize()))
     }
 
@@ -145,9 +159,7 @@ macro_rules! positive_decimal {
                 if value <= Decimal::ZERO {
                     return Err(RuntimeError::NotPositive { field });
                 }
-                if value.normalize().scale() > ASSET_SCALE {
-                    return Err(RuntimeError::TooPrecise { field, max_decimals: ASSET_SCALE });
-                }
+                check_bounds(value, field)?;
                 Ok($name(value.normalize()))
             }
 
@@ -238,6 +250,18 @@ mod tests {
         assert!(b.minus(a).is_none());
         assert_eq!(b.times(4).value(), dec("10"));
         assert_eq!(a.min(b), b);
+    }
+
+    #[test]
+    fn values_are_bounded() {
+        let max = MAX_VALUE_UNITS.to_string();
+        assert!(Amount::parse(&max, Field::Amount).is_ok());
+        assert!(Price::parse(&max, Field::Price).is_ok());
+        let over = format!("{max}.000001");
+        assert!(matches!(Amount::parse(&over, Field::Amount), Err(RuntimeError::TooLarge { .. })));
+        assert!(matches!(Quantity::parse(&over, Field::Quantity), Err(RuntimeError::TooLarge { .. })));
+        assert!(matches!(Amount::parse("99999999999999999999", Field::Amount), Err(RuntimeError::TooLarge { .. })));
+        assert_eq!(Amount::parse(&max, Field::Amount).unwrap().to_micro(), MAX_VALUE_UNITS * 1_000_000);
     }
 
     #[test]

@@ -258,6 +258,13 @@ impl State {
     ) -> Result<(OrderRequest, u64), RuntimeError> {
         let account = &self.accounts[owner as usize];
         let market = self.market(request.series);
+        if self.time_ms >= market.spec.expiry_ms {
+            return Err(RuntimeError::SeriesExpired {
+                name: market.spec.name.clone(),
+                expiry_ms: market.spec.expiry_ms,
+                now_ms: self.time_ms,
+            });
+        }
         let mut request = request.clone();
         let replaced = replacing
             .map(|id| (self.orders[&id].clone(), market.book.get(id.0).expect("open orders rest").remaining_lots));
@@ -414,7 +421,8 @@ impl State {
                 }
                 match policy.on_maker(maker, &taker, request.lots - filled) {
                     MakerDecision::StopTaker => return filled,
-                    MakerDecision::CancelMaker => {}
+                    // The book counts a cancelled maker against the bound too.
+                    MakerDecision::CancelMaker => fills += 1,
                     MakerDecision::Fill { max_lots } => {
                         let lots = max_lots.min(maker.remaining_lots).min(request.lots - filled);
                         filled += lots;

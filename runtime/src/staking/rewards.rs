@@ -84,6 +84,7 @@ impl State {
             let owner = self.account_or_create(delegator);
             let account = &mut self.accounts[owner as usize];
             account.usd = account.usd.plus(Amount::from_micro(amount));
+            self.commitment.touch_account(owner);
             events.push(Event::RewardsPaid { delegator, validator, amount: Amount::from_micro(amount) });
         }
         self.commitment.touch_validator(validator);

@@ -58,8 +58,9 @@ impl State {
             return false;
         };
         let key = (evidence.consensus_key, evidence.offence, evidence.height);
-        let too_old = evidence.height + self.staking.params.max_evidence_age_blocks < self.height;
-        if too_old || self.staking.punished.contains(&key) || self.staking.validators[&operator].tombstoned {
+        let too_old = evidence.height.saturating_add(self.staking.params.max_evidence_age_blocks) < self.height;
+        let from_the_future = evidence.height > self.height;
+        if too_old || from_the_future || self.staking.punished.contains(&key) || self.staking.validators[&operator].tombstoned {
             return false;
         }
         self.staking.punished.insert(key);
