@@ -165,6 +165,10 @@ impl State {
             return Err(RuntimeError::TransactionTooLarge { size: bytes.len(), max: MAX_TRANSACTION_BYTES });
         }
         let signed = wire::SignedTransaction::decode(bytes).map_err(|e| RuntimeError::Malformed(e.to_string()))?;
+        // One encoding per signed content, so a transaction's hash is unique.
+        if signed.encoded_len() != bytes.len() {
+            return Err(RuntimeError::Malformed("transaction is not canonically encoded".into()));
+        }
         let body = wire::TransactionBody::decode(signed.body.as_slice())
             .map_err(|e| RuntimeError::Malformed(e.to_string()))?;
         let sender = Address::from_slice(&body.sender)?;

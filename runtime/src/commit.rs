@@ -192,6 +192,7 @@ fn queues_state(staking: &Staking, delegator: &Address) -> Option<wire::Delegato
             completion_ms: e.completion_ms,
             initial_balance: e.initial_balance,
             balance: e.balance,
+            recent_bonds: recent_bonds(&e.recent_bonds),
         })
         .collect();
     let redelegations: Vec<_> = staking
@@ -204,6 +205,7 @@ fn queues_state(staking: &Staking, delegator: &Address) -> Option<wire::Delegato
             completion_ms: e.completion_ms,
             initial_balance: e.initial_balance,
             shares_at_destination: e.shares_at_destination.to_string(),
+            recent_bonds: recent_bonds(&e.recent_bonds),
         })
         .collect();
     (!unbonding.is_empty() || !redelegations.is_empty()).then(|| wire::DelegatorQueuesState {
@@ -211,6 +213,10 @@ fn queues_state(staking: &Staking, delegator: &Address) -> Option<wire::Delegato
         unbonding,
         redelegations,
     })
+}
+
+fn recent_bonds(parts: &[(u64, u64)]) -> Vec<wire::RecentBond> {
+    parts.iter().map(|(height, amount)| wire::RecentBond { height: *height, amount: *amount }).collect()
 }
 
 fn staking_state(staking: &Staking) -> wire::StakingGlobalState {

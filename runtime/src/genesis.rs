@@ -145,7 +145,9 @@ impl Genesis {
             || params.signed_blocks_window > crate::staking::MAX_SIGNED_BLOCKS_WINDOW
             || params.max_entries == 0
             || ![params.reporter_reward, params.max_missed_fraction].into_iter().all(fraction_ok)
-            || ![params.double_sign_slash, params.downtime_slash].into_iter().all(|f| fraction_ok(f) && f < Decimal::ONE)
+            || ![params.double_sign_slash, params.downtime_slash]
+                .into_iter()
+                .all(|f| fraction_ok(f) && f < Decimal::ONE)
         {
             return Err(invalid(
                 "staking params out of range (slash fractions in [0, 1), other fractions in [0, 1], counts positive, window at most 10000)".into(),

@@ -743,12 +743,15 @@ impl State {
             return;
         }
         let position = exposure.position_lots;
-        let ids: Vec<OrderId> = self.accounts[owner as usize]
+        let book = &self.market(series).book;
+        let mut ids: Vec<OrderId> = self.accounts[owner as usize]
             .open_orders
             .iter()
             .copied()
             .filter(|id| self.orders[id].series == series && self.orders[id].reduce_only)
             .collect();
+        // Oldest in time priority first: a replaced order keeps its id but not its place.
+        ids.sort_by_key(|id| book.get(id.0).expect("open orders rest").sequence);
         let mut room_sell = position.max(0) as u64;
         let mut room_buy = (-position).max(0) as u64;
         for id in ids {

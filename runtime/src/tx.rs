@@ -49,13 +49,18 @@ impl Signer {
 
     /// Signs a transaction body and returns the encoded `SignedTransaction`.
     pub fn sign(&self, chain_id: &str, nonce: u64, actions: Vec<wire::Action>) -> Vec<u8> {
-        let body = wire::TransactionBody {
+        self.sign_body(&wire::TransactionBody {
             chain_id: chain_id.to_string(),
             sender: self.address.as_bytes().to_vec(),
             nonce,
             actions,
-        }
-        .encode_to_vec();
+            memo: Vec::new(),
+        })
+    }
+
+    /// Signs any body (its `sender` should be this signer's address).
+    pub fn sign_body(&self, body: &wire::TransactionBody) -> Vec<u8> {
+        let body = body.encode_to_vec();
         let signature = sign(&self.key, &body).to_vec();
         wire::SignedTransaction { body, public_key: self.public_key.to_vec(), signature }.encode_to_vec()
     }

@@ -81,6 +81,9 @@ fn envelope_refusals_name_their_reason() {
         rejected(&mut chain, wrong_key.encode_to_vec()),
         RuntimeError::SenderMismatch { sender: alice.address(), derived: bob.address() }
     );
+    let mut padded = good.clone();
+    padded.extend_from_slice(&[0x7a, 0x01, 0x00]);
+    assert!(matches!(rejected(&mut chain, padded), RuntimeError::Malformed(_)), "an unknown trailing field is refused");
     signed.signature.truncate(63);
     assert_eq!(rejected(&mut chain, signed.encode_to_vec()), RuntimeError::BadSignatureEncoding);
 
@@ -247,4 +250,33 @@ fn series_per_account_are_bounded() {
     let last = strikes.last().unwrap();
     let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order(last, Side::Buy, "1", "0.01"))]);
     assert_eq!(action_error(&receipt), RuntimeError::TooManyPositions { max: MAX_SERIES_PER_ACCOUNT });
+}
+
+#[test]
+fn a_transaction_of_exactly_the_size_limit_is_not_refused_for_its_size() {
+    let mut chain = sandbox();
+    let alice = chain.signer("alice").clone();
+    // A memo fills the transaction up to exactly the limit.
+    let bob = chain.address("bob");
+    let sign = |memo_len: usize| {
+        let body = wire::TransactionBody {
+            chain_id: DEMO_CHAIN_ID.into(),
+            sender: alice.address().as_bytes().to_vec(),
+            nonce: 0,
+            actions: vec![transfer(bob, wire::Asset::Usd, "1")],
+            memo: vec![b'm'; memo_len],
+        };
+        alice.sign_body(&body)
+    };
+    let overhead = sign(1000).len() - 1000;
+    let bytes = sign(MAX_TRANSACTION_BYTES - overhead);
+    assert_eq!(bytes.len(), MAX_TRANSACTION_BYTES);
+    chain.submit_raw(bytes);
+    let block = chain.produce_block();
+    assert!(matches!(block.receipts[0].status, TxStatus::Included { .. }), "{:?}", block.receipts[0].status);
+    let bytes = sign(MAX_TRANSACTION_BYTES - overhead + 1);
+    assert_eq!(
+        rejected(&mut chain, bytes),
+        RuntimeError::TransactionTooLarge { size: MAX_TRANSACTION_BYTES + 1, max: MAX_TRANSACTION_BYTES }
+    );
 }

@@ -290,3 +290,105 @@ fn jailed_validators_leave_the_set_at_the_next_epoch_and_earn_nothing_meanwhile(
     let active: Vec<_> = chain.state.staking.active.iter().map(|m| m.operator).collect();
     assert_eq!(active, vec![chain.address("val-a")]);
 }
+
+#[test]
+fn stake_bonded_after_the_offence_is_spared_even_once_unbonding() {
+    let mut chain = staked_sandbox();
+    let offence_height = chain.state.height;
+    act(&mut chain, "bob", |c| vec![delegate(c, "val-a", "1000")]);
+    act(&mut chain, "bob", |c| vec![undelegate(c, "val-a", "600")]);
+    let key = chain.state.staking.validators[&chain.address("val-a")].consensus_key;
+    chain.evidence.push(EvidenceRecord {
+        consensus_key: key,
+        offence: Offence::DoubleVote,
+        height: offence_height,
+        reporter: None,
+    });
+    let block = chain.produce_block();
+    assert_eq!(block.state_root, chain.state.state_root_from_scratch());
+    let bob = chain.address("bob");
+    let entry = chain.state.staking.unbonding.iter().find(|((d, _), _)| *d == bob).unwrap().1;
+    assert_eq!(entry.balance, entry.initial_balance, "bonded after the offence, so not slashed while unbonding");
+    // Still bonded: 400 VANNA worth, unchanged (to the micro unit, rounding against bob).
+    let value = chain.state.staking.delegations_of(&bob)[0].2;
+    assert!((399_999_999..=400_000_000).contains(&value), "{value}");
+}
+
+#[test]
+fn rewards_paid_during_a_slash_are_committed() {
+    let mut chain = staked_sandbox();
+    act(&mut chain, "bob", |c| vec![delegate(c, "val-a", "2000")]);
+    trade(&mut chain);
+    let bob = chain.address("bob");
+    assert!(chain.state.staking.pending_rewards(&bob, &chain.address("val-a")) > 0);
+    let key = chain.state.staking.validators[&chain.address("val-a")].consensus_key;
+    // An offence before bob bonded: his shares are topped up, his rewards paid first.
+    chain.evidence.push(EvidenceRecord { consensus_key: key, offence: Offence::DoubleVote, height: 0, reporter: None });
+    let block = chain.produce_block();
+    assert_eq!(block.state_root, chain.state.state_root_from_scratch());
+    let proof = prost::Message::encode_to_vec(&chain.state.prove_account(&bob).unwrap());
+    let proven = vanna_runtime::verify_account_proof(&block.state_root, &bob, &proof).unwrap();
+    assert_eq!(proven.usd, chain.state.account(&bob).unwrap().usd.to_string());
+}
+
+#[test]
+fn huge_amounts_are_refused_not_a_panic() {
+    let mut chain = staked_sandbox();
+    let (receipt, _) = act(&mut chain, "alice", |c| vec![delegate(c, "val-a", "99999999999999999999")]);
+    assert!(matches!(action_error(&receipt), RuntimeError::TooLarge { .. }));
+}
+
+#[test]
+fn more_refusals_with_their_reasons() {
+    let mut chain = staked_sandbox();
+    let edit = |rate: &str, moniker: &str| {
+        action(Kind::EditValidator(wire::EditValidator { commission_rate: rate.into(), moniker: moniker.into() }))
+    };
+    let (receipt, _) = run(&mut chain, "alice", vec![edit("0.1", "")]);
+    assert_eq!(action_error(&receipt), RuntimeError::UnknownValidator(chain.address("alice")));
+    let (receipt, _) = run(&mut chain, "val-a", vec![edit("", &"x".repeat(65))]);
+    assert_eq!(action_error(&receipt), RuntimeError::BadMoniker { max: 64 });
+    let (receipt, _) = run(&mut chain, "val-a", vec![edit("", &"x".repeat(64))]);
+    assert!(receipt.first_error().is_none());
+    let (receipt, _) = run(&mut chain, "val-a", vec![action(Kind::Unjail(wire::Unjail {}))]);
+    assert_eq!(action_error(&receipt), RuntimeError::NotJailed(chain.address("val-a")));
+    let (receipt, _) = run(&mut chain, "alice", vec![action(Kind::Unjail(wire::Unjail {}))]);
+    assert_eq!(action_error(&receipt), RuntimeError::UnknownValidator(chain.address("alice")));
+    // Redelegation entries between one pair of validators are bounded.
+    act(&mut chain, "alice", |c| vec![delegate(c, "val-a", "100")]);
+    let max = chain.state.staking.params.max_entries;
+    for _ in 0..max {
+        let (receipt, _) = act(&mut chain, "alice", |c| vec![redelegate(c, "val-a", "val-b", "1")]);
+        assert!(receipt.first_error().is_none());
+    }
+    let (receipt, _) = act(&mut chain, "alice", |c| vec![redelegate(c, "val-a", "val-b", "1")]);
+    assert_eq!(action_error(&receipt), RuntimeError::TooManyRedelegationEntries { max });
+    let (receipt, _) = act(&mut chain, "alice", |c| vec![redelegate(c, "val-a", "val-a", "1")]);
+    assert_eq!(action_error(&receipt), RuntimeError::SelfRedelegation);
+}
+
+#[test]
+fn registered_validators_are_bounded_and_queries_answer() {
+    use vanna_runtime::staking::MAX_VALIDATORS;
+    let (mut genesis, mut signers) = vanna_runtime::sandbox::demo_genesis(&[("alice", 0)]);
+    let names: Vec<String> = (0..MAX_VALIDATORS).map(|i| format!("v{i}")).collect();
+    let specs: Vec<(&str, u64, u64, &str)> = names.iter().map(|n| (n.as_str(), 1_000, 0, "0")).collect();
+    signers.extend(vanna_runtime::sandbox::add_validators(&mut genesis, &specs));
+    genesis.accounts[1].vanna = vanna_runtime::money::Amount::from_micro(5_000_000_000);
+    let mut chain = Sandbox::new(&genesis, signers).unwrap();
+    assert_eq!(chain.state.staking.validators.len(), MAX_VALIDATORS);
+    let (receipt, _) = run(&mut chain, "alice", vec![register("alice-node", "0.1", "2000")]);
+    assert_eq!(action_error(&receipt), RuntimeError::TooManyValidators { max: MAX_VALIDATORS });
+    // Queries: the active set is the top 100 by stake; queues by delegator.
+    assert_eq!(chain.state.staking.active.len(), 100);
+    let staking = &chain.state.staking;
+    assert!(staking.is_active(&staking.active[99].operator));
+    assert_eq!(staking.validators.keys().filter(|operator| !staking.is_active(operator)).count(), MAX_VALIDATORS - 100);
+    act(&mut chain, "alice", |c| {
+        vec![delegate(c, "v0", "10"), undelegate(c, "v0", "4"), redelegate(c, "v0", "v1", "3")]
+    });
+    let alice = chain.address("alice");
+    assert_eq!(chain.state.staking.unbonding_of(&alice).len(), 1);
+    assert_eq!(chain.state.staking.redelegations_of(&alice).len(), 1);
+    assert_eq!(chain.state.staking.validator(&chain.address("v1")).unwrap().tokens, 1_003_000_000);
+}

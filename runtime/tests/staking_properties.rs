@@ -192,7 +192,8 @@ fn run_ops(ops: &[Op]) -> BTreeMap<&'static str, usize> {
         let shares: BTreeMap<(Address, Address), u128> =
             state.staking.delegations.iter().map(|(k, d)| (*k, d.shares)).collect();
         state.end_block(&context, &mut events);
-        state.state_root();
+        let root = state.state_root();
+        assert_eq!(root, state.state_root_from_scratch(), "the incremental root commits to every change");
         for (operator, validator) in &state.staking.validators {
             let distributed = (validator.reward_pool - pools[operator]) as u128;
             if distributed == 0 {
@@ -279,9 +280,9 @@ fn check_slash(
         }
     }
     for (key, entry) in entries_before.iter().filter(|(_, e)| e.validator == operator) {
-        let now_entry = chain.state.staking.unbonding[key];
+        let now_entry = &chain.state.staking.unbonding[key];
         if entry.creation_height > infraction_height && entry.completion_ms > now {
-            let cut = (rust_decimal::Decimal::from(entry.initial_balance) * fraction).floor();
+            let cut = (rust_decimal::Decimal::from(entry.bonded_at(infraction_height)) * fraction).floor();
             let expected = entry.balance.saturating_sub(cut.try_into().unwrap());
             assert_eq!(now_entry.balance, expected, "stake unbonding since the offence is slashed by the fraction");
         } else {

@@ -286,3 +286,52 @@ fn sweeps_take_levels_in_price_then_time_order() {
     );
     assert_eq!(order(&receipt).filled_contracts, dec("2.5"));
 }
+
+#[test]
+fn fill_or_kill_counts_self_trade_cancels_against_the_fill_bound() {
+    use vanna_runtime::limits::{MAX_FILLS_PER_ORDER, MAX_OPEN_ORDERS_PER_SERIES};
+    let makers: Vec<String> =
+        (0..(MAX_FILLS_PER_ORDER as usize / MAX_OPEN_ORDERS_PER_SERIES)).map(|i| format!("m{i}")).collect();
+    let mut accounts: Vec<(&str, u64)> = makers.iter().map(|n| (n.as_str(), 1_000_000)).collect();
+    accounts.push(("alice", 10_000_000));
+    let (genesis, signers) = vanna_runtime::sandbox::demo_genesis(&accounts);
+    let mut chain = vanna_runtime::sandbox::Sandbox::new(&genesis, signers).unwrap();
+    // Alice's own ask rests first; then MAX_FILLS_PER_ORDER one-lot asks of others.
+    run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Sell, "4000", "0.01"))]);
+    for name in &makers {
+        for _ in 0..2 {
+            run(&mut chain, name, (0..32).map(|_| place(limit_order(PUT, Side::Sell, "4000", "0.01"))).collect());
+        }
+    }
+    let fok = vanna_proto::v1::PlaceOrder {
+        time_in_force: TimeInForce::Fok as i32,
+        ..limit_order(PUT, Side::Buy, "4000", "5.12")
+    };
+    let (receipt, block) = run(&mut chain, "alice", vec![place(fok)]);
+    // Cancelling her own ask uses one of the 512 steps: 5.11 could fill, so nothing does.
+    assert_eq!(
+        action_error(&receipt),
+        RuntimeError::FillOrKillUnfilled { wanted: dec("5.12"), available: dec("5.11") }
+    );
+    assert!(fills(&block).is_empty());
+}
+
+#[test]
+fn no_order_trades_in_an_expired_series() {
+    let mut chain = sandbox();
+    run(&mut chain, "bob", vec![place(limit_order(PUT, Side::Sell, "4000", "1"))]);
+    let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Buy, "3000", "1"))]);
+    let bid = order(&receipt).order;
+    let expiry = chain.state.series(PUT).unwrap().spec.expiry_ms;
+    chain.block_interval_ms = expiry - chain.state.time_ms;
+    chain.produce_block();
+    chain.block_interval_ms = 1_000;
+    let (receipt, block) = run(&mut chain, "alice", vec![replace(bid.0, "4000", "")]);
+    assert!(matches!(action_error(&receipt), RuntimeError::SeriesExpired { .. }));
+    assert!(fills(&block).is_empty());
+    let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Buy, "4000", "1"))]);
+    assert!(matches!(action_error(&receipt), RuntimeError::SeriesExpired { .. }));
+    // Shrinking an order only lowers risk and stays allowed.
+    let (receipt, _) = run(&mut chain, "alice", vec![replace(bid.0, "", "0.5")]);
+    assert!(receipt.first_error().is_none());
+}

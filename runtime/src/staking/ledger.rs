@@ -193,8 +193,7 @@ impl State {
             .entry((delegator, validator))
             .or_insert(Delegation { shares: 0, reward_per_share_paid: per_share });
         delegation.shares += shares;
-        *self.staking.recent_bonds.entry((validator, delegator, self.height)).or_default() += shares;
-        self.staking.bonds_by_height.insert((self.height, validator, delegator));
+        self.staking.remember_bond(validator, delegator, self.height, shares);
         self.move_vanna(owner, -(amount as i128));
         self.commitment.touch_validator(validator);
         self.commitment.touch_delegation(delegator, validator);
@@ -274,8 +273,16 @@ impl State {
         Ok(shares)
     }
 
-    /// Removes shares and tokens from a validator after settling rewards.
-    fn unbond(&mut self, delegator: Address, validator: Address, amount: u64, shares: u128, events: &mut Vec<Event>) {
+    /// Removes shares and tokens from a validator after settling rewards;
+    /// returns which part of `amount` had been bonded recently, and when.
+    fn unbond(
+        &mut self,
+        delegator: Address,
+        validator: Address,
+        amount: u64,
+        shares: u128,
+        events: &mut Vec<Event>,
+    ) -> super::RecentBonds {
         self.settle_rewards(delegator, validator, events);
         let v = self.staking.validators.get_mut(&validator).expect("checked");
         v.tokens -= amount;
@@ -286,10 +293,15 @@ impl State {
         if delegation.shares == 0 {
             self.staking.delegations.remove(&key);
         }
-        self.staking.release_recent_bonds(validator, delegator, shares);
+        let released = self.staking.release_recent_bonds(validator, delegator, shares);
         self.commitment.touch_validator(validator);
         self.commitment.touch_delegation(delegator, validator);
         self.commitment.touch_staking();
+        released
+            .into_iter()
+            .map(|(height, part)| (height, super::mul_div_floor(amount as u128, part, shares) as u64))
+            .filter(|(_, part)| *part > 0)
+            .collect()
     }
 
     pub(crate) fn undelegate(
@@ -312,7 +324,7 @@ impl State {
         if open >= max {
             return Err(RuntimeError::TooManyUnbondingEntries { max });
         }
-        self.unbond(delegator, validator, amount, shares, events);
+        let recent_bonds = self.unbond(delegator, validator, amount, shares, events);
         let completion_ms = self.time_ms + self.staking.params.unbonding_period_ms;
         let id = self.staking.next_entry_id;
         self.staking.next_entry_id += 1;
@@ -324,6 +336,7 @@ impl State {
                 completion_ms,
                 initial_balance: amount,
                 balance: amount,
+                recent_bonds,
             },
         );
         self.commitment.touch_queues(delegator);
@@ -366,7 +379,7 @@ impl State {
         if open >= max {
             return Err(RuntimeError::TooManyRedelegationEntries { max });
         }
-        self.unbond(delegator, from, amount, shares, events);
+        let recent_bonds = self.unbond(delegator, from, amount, shares, events);
         // Re-bond without touching liquid VANNA: credit it first, then bond.
         self.move_vanna(owner, amount as i128);
         let shares_at_destination = self.bond(owner, to, amount, events);
@@ -382,6 +395,7 @@ impl State {
                 completion_ms,
                 initial_balance: amount,
                 shares_at_destination,
+                recent_bonds,
             },
         );
         self.commitment.touch_queues(delegator);

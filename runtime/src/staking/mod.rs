@@ -147,16 +147,40 @@ pub struct Delegation {
     pub reward_per_share_paid: u128,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnbondingEntry {
     pub validator: Address,
     pub creation_height: u64,
     pub completion_ms: u64,
     pub initial_balance: u64,
     pub balance: u64,
+    /// The part of the entry that had been bonded recently: (bond height,
+    /// micro VANNA). A slash for an offence before that height spares it.
+    pub recent_bonds: RecentBonds,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Parts of an unbonding or redelegated amount by the height they were
+/// bonded at; at most `MAX_RECENT_BONDS` of them.
+pub type RecentBonds = Vec<(u64, u64)>;
+
+/// Bound on remembered bond heights per delegation. A further bond joins the
+/// newest remembered one, which dates it earlier than it was: against the
+/// delegator, never against the system.
+pub const MAX_RECENT_BONDS: usize = 16;
+
+impl UnbondingEntry {
+    /// The part that was bonded at `infraction_height`, and so is slashable.
+    pub fn bonded_at(&self, infraction_height: u64) -> u64 {
+        bonded_at(self.initial_balance, &self.recent_bonds, infraction_height)
+    }
+}
+
+fn bonded_at(initial: u64, recent: &RecentBonds, infraction_height: u64) -> u64 {
+    let later: u64 = recent.iter().filter(|(height, _)| *height > infraction_height).map(|(_, amount)| amount).sum();
+    initial.saturating_sub(later)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedelegationEntry {
     pub from: Address,
     pub to: Address,
@@ -164,6 +188,15 @@ pub struct RedelegationEntry {
     pub completion_ms: u64,
     pub initial_balance: u64,
     pub shares_at_destination: u128,
+    /// As for unbonding: what had been bonded at the source recently.
+    pub recent_bonds: RecentBonds,
+}
+
+impl RedelegationEntry {
+    /// The part that was bonded at the source at `infraction_height`.
+    pub fn bonded_at(&self, infraction_height: u64) -> u64 {
+        bonded_at(self.initial_balance, &self.recent_bonds, infraction_height)
+    }
 }
 
 /// `a × b / c` rounded down, exact for any u128 inputs (c > 0).
@@ -250,16 +283,23 @@ impl Staking {
 
     /// Forgets `shares` of a delegation's recent bonds, newest first: stake
     /// that leaves is taken from what was bonded last.
-    pub(crate) fn release_recent_bonds(&mut self, validator: Address, delegator: Address, mut shares: u128) {
+    pub(crate) fn release_recent_bonds(
+        &mut self,
+        validator: Address,
+        delegator: Address,
+        mut shares: u128,
+    ) -> Vec<(u64, u128)> {
         let range = (validator, delegator, 0)..=(validator, delegator, u64::MAX);
         let tranches: Vec<((Address, Address, u64), u128)> =
             self.recent_bonds.range(range).rev().map(|(key, shares)| (*key, *shares)).collect();
+        let mut released = Vec::new();
         for (key, tranche) in tranches {
             if shares == 0 {
                 break;
             }
             let taken = tranche.min(shares);
             shares -= taken;
+            released.push((key.2, taken));
             if taken == tranche {
                 self.recent_bonds.remove(&key);
                 self.bonds_by_height.remove(&(key.2, key.0, key.1));
@@ -267,6 +307,21 @@ impl Staking {
                 *self.recent_bonds.get_mut(&key).expect("listed above") -= taken;
             }
         }
+        released
+    }
+
+    /// Remembers `shares` bonded at `height`, within `MAX_RECENT_BONDS` per delegation.
+    pub(crate) fn remember_bond(&mut self, validator: Address, delegator: Address, height: u64, shares: u128) {
+        let range = (validator, delegator, 0)..=(validator, delegator, u64::MAX);
+        let mut remembered = self.recent_bonds.range(range);
+        let count = remembered.clone().count();
+        let newest = remembered.next_back().map(|((_, _, h), _)| *h);
+        let height = match newest {
+            Some(newest) if count >= MAX_RECENT_BONDS && newest != height => newest,
+            _ => height,
+        };
+        *self.recent_bonds.entry((validator, delegator, height)).or_default() += shares;
+        self.bonds_by_height.insert((height, validator, delegator));
     }
 
     /// Forgets bonds older than the evidence horizon; returns the
@@ -291,6 +346,26 @@ impl Staking {
             .range((*validator, *delegator, 0)..=(*validator, *delegator, u64::MAX))
             .map(|((_, _, height), shares)| (*height, *shares))
             .collect()
+    }
+
+    /// A validator's record: stake, commission, jailing, pools.
+    pub fn validator(&self, operator: &Address) -> Option<&Validator> {
+        self.validators.get(operator)
+    }
+
+    /// Whether a validator is in the current epoch's active set.
+    pub fn is_active(&self, operator: &Address) -> bool {
+        self.active.iter().any(|member| member.operator == *operator)
+    }
+
+    /// A delegator's unbonding entries, oldest first.
+    pub fn unbonding_of(&self, delegator: &Address) -> Vec<&UnbondingEntry> {
+        self.unbonding.range((*delegator, 0)..=(*delegator, u64::MAX)).map(|(_, entry)| entry).collect()
+    }
+
+    /// A delegator's redelegation entries, oldest first.
+    pub fn redelegations_of(&self, delegator: &Address) -> Vec<&RedelegationEntry> {
+        self.redelegations.range((*delegator, 0)..=(*delegator, u64::MAX)).map(|(_, entry)| entry).collect()
     }
 
     /// A delegator's delegations: (validator, shares, tokens now).

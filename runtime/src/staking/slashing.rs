@@ -60,7 +60,11 @@ impl State {
         let key = (evidence.consensus_key, evidence.offence, evidence.height);
         let too_old = evidence.height.saturating_add(self.staking.params.max_evidence_age_blocks) < self.height;
         let from_the_future = evidence.height > self.height;
-        if too_old || from_the_future || self.staking.punished.contains(&key) || self.staking.validators[&operator].tombstoned {
+        if too_old
+            || from_the_future
+            || self.staking.punished.contains(&key)
+            || self.staking.validators[&operator].tombstoned
+        {
             return false;
         }
         self.staking.punished.insert(key);
@@ -98,7 +102,7 @@ impl State {
         let mut touched_queues = Vec::new();
         for ((delegator, _), entry) in self.staking.unbonding.iter_mut() {
             if entry.validator == operator && entry.creation_height > infraction_height && entry.completion_ms > now {
-                let amount = cut(entry.initial_balance, fraction).min(entry.balance);
+                let amount = cut(entry.bonded_at(infraction_height), fraction).min(entry.balance);
                 entry.balance -= amount;
                 unbonding += amount;
                 touched_queues.push(*delegator);
@@ -109,7 +113,9 @@ impl State {
             .redelegations
             .iter()
             .filter(|(_, e)| e.from == operator && e.creation_height > infraction_height && e.completion_ms > now)
-            .map(|((delegator, _), e)| (*delegator, e.to, cut(e.initial_balance, fraction), e.shares_at_destination))
+            .map(|((delegator, _), e)| {
+                (*delegator, e.to, cut(e.bonded_at(infraction_height), fraction), e.shares_at_destination)
+            })
             .collect();
         let mut redelegation = 0u64;
         for (delegator, destination, amount, entry_shares) in redelegated {
