@@ -282,8 +282,13 @@ mod tests {
     fn a_transaction_body_is_not_a_report() {
         // A transaction body has the chain id in field 1: it fails the domain check.
         let limits = ReportLimits::default();
-        let transaction =
-            wire::TransactionBody { chain_id: "vanna-local".into(), sender: vec![1; 20], nonce: 1, actions: vec![] };
+        let transaction = wire::TransactionBody {
+            chain_id: "vanna-local".into(),
+            sender: vec![1; 20],
+            nonce: 1,
+            actions: vec![],
+            memo: vec![],
+        };
         let mut signed = sign_report(&key(3), "vanna-local", &[]);
         signed.body = transaction.encode_to_vec();
         let digest: [u8; 32] = Sha256::digest(&signed.body).into();
