@@ -312,6 +312,11 @@ impl Staking {
 
     /// Remembers `shares` bonded at `height`, within `MAX_RECENT_BONDS` per delegation.
     pub(crate) fn remember_bond(&mut self, validator: Address, delegator: Address, height: u64, shares: u128) {
+        // Genesis bonds precede every offence: nothing to spare, nothing to remember
+        // (and no pruning of all genesis delegations in one later block).
+        if height == 0 {
+            return;
+        }
         let range = (validator, delegator, 0)..=(validator, delegator, u64::MAX);
         let mut remembered = self.recent_bonds.range(range);
         let count = remembered.clone().count();
