@@ -182,6 +182,17 @@ impl Oracle {
         self.state(underlying).and_then(|state| state.index)
     }
 
+    /// The index history kept for the TWAP.
+    pub fn history(&self, underlying: &Underlying) -> Option<&IndexHistory> {
+        self.underlyings.get(underlying).map(|entry| &entry.history)
+    }
+
+    /// Each reporter's latest counted report, by reporter: state that the next
+    /// blocks' aggregation reads, so the runtime commits it.
+    pub fn latest_reports(&self, underlying: &Underlying) -> impl Iterator<Item = (&ReporterId, &PriceReport)> {
+        self.underlyings.get(underlying).into_iter().flat_map(|entry| entry.latest.iter())
+    }
+
     pub fn surface(&self, underlying: &Underlying) -> Option<&VolSurface> {
         self.state(underlying).and_then(|state| state.surface.as_ref())
     }

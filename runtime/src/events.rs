@@ -113,9 +113,44 @@ pub enum Event {
         series: String,
         expiry_ms: u64,
     },
-    IndexPriceSet {
+    /// The oracle moved an underlying's index (stepping toward the aggregate
+    /// when `clamped`); stakes are in micro VANNA of active power.
+    IndexUpdated {
         underlying: String,
-        price: Price,
+        index: Decimal,
+        aggregate: Decimal,
+        clamped: bool,
+        covered_stake: u128,
+        total_stake: u128,
+    },
+    SurfaceUpdated {
+        underlying: String,
+        expiries: usize,
+    },
+    /// Reports counted, but from two thirds of the active stake or less.
+    OracleQuorumMissed {
+        underlying: String,
+        covered_stake: u128,
+        total_stake: u128,
+    },
+    /// No accepted update for `stale_after_ms`: its markets are reduce-only.
+    UnderlyingStale {
+        underlying: String,
+    },
+    UnderlyingFresh {
+        underlying: String,
+    },
+    /// A verified report (or one underlying of it) that did not count.
+    OracleReportIgnored {
+        reporter: Address,
+        underlying: String,
+        reason: &'static str,
+    },
+    /// A report in the block context that failed verification (signature,
+    /// chain, encoding, limits), by its position in the context.
+    OracleReportRejected {
+        position: usize,
+        reason: String,
     },
     ValidatorRegistered {
         operator: Address,
@@ -201,7 +236,6 @@ pub enum ActionOutcome {
     Replaced(OrderOutcome),
     Reduced { order: OrderId, remaining: Decimal },
     SeriesListed,
-    IndexPriceSet,
     Staked,
 }
 

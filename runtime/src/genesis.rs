@@ -41,6 +41,10 @@ pub struct Genesis {
     pub accounts: Vec<GenesisAccount>,
     #[serde(default)]
     pub staking: GenesisStaking,
+    /// Oracle parameters; every field has a default. Each underlying's
+    /// `index_price` is its initial oracle index.
+    #[serde(default)]
+    pub oracle: vanna_oracle::OracleParams,
 }
 
 /// Staking at genesis: parameters and the first validators, whose self-stake
@@ -112,6 +116,17 @@ impl Genesis {
                 return Err(invalid(format!("underlying {} listed twice", spec.symbol)));
             }
         }
+        let mut oracle =
+            vanna_oracle::Oracle::new(self.oracle.clone()).map_err(|error| invalid(format!("oracle: {error}")))?;
+        for spec in underlyings.values() {
+            let symbol = vanna_oracle::Underlying::new(&spec.symbol)
+                .map_err(|error| invalid(format!("oracle underlying: {error}")))?;
+            let index = vanna_oracle::IndexPrice::new(spec.index_price.value())
+                .map_err(|error| invalid(format!("index price of {}: {error}", spec.symbol)))?;
+            oracle
+                .list_underlying(symbol, Some(index), self.genesis_time_ms)
+                .map_err(|error| invalid(format!("oracle: {error}")))?;
+        }
         let mut state = State {
             params: Params {
                 chain_id: self.chain_id.clone(),
@@ -135,6 +150,7 @@ impl Genesis {
             next_order_id: 1,
             next_sequence: 1,
             staking: Staking { params: self.staking.params.clone(), ..Staking::default() },
+            oracle,
             commitment: Commitment::default(),
         };
         let params = &self.staking.params;
@@ -155,6 +171,7 @@ impl Genesis {
         state.commitment.touch_staking();
         for symbol in state.underlyings.keys().cloned().collect::<Vec<_>>() {
             state.commitment.touch_underlying(&symbol);
+            state.commitment.touch_oracle(&symbol);
         }
         state.commitment.touch_global();
         for name in &self.series {

@@ -20,6 +20,7 @@ pub mod ids;
 pub mod instrument;
 pub mod limits;
 pub mod money;
+pub mod oracle;
 pub mod sandbox;
 pub mod staking;
 pub mod state;

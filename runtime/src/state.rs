@@ -45,7 +45,7 @@ impl FeeSchedule {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Params {
     pub chain_id: String,
-    /// The account allowed to list series and set reference index prices.
+    /// The account allowed to list series.
     pub listing_authority: Address,
     pub fees: FeeSchedule,
 }
@@ -234,6 +234,8 @@ pub struct State {
     /// Time priority: every order that rests takes the next sequence number.
     pub next_sequence: u64,
     pub staking: Staking,
+    /// Index, volatility surface, status and index history per underlying.
+    pub oracle: vanna_oracle::Oracle,
     pub(crate) commitment: Commitment,
 }
 

@@ -258,6 +258,16 @@ impl State {
     ) -> Result<(OrderRequest, u64), RuntimeError> {
         let account = &self.accounts[owner as usize];
         let market = self.market(request.series);
+        // Without fresh prices nobody can value new risk: only orders that
+        // shrink a position (reduce-only) go through until the oracle recovers.
+        if !request.reduce_only && self.is_stale(&market.spec.underlying) {
+            let state = self.oracle.state(&crate::oracle::oracle_symbol(&market.spec.underlying));
+            return Err(RuntimeError::UnderlyingStale {
+                underlying: market.spec.underlying.clone(),
+                last_update_ms: state.and_then(|s| s.last_update_ms).unwrap_or(0),
+                now_ms: self.time_ms,
+            });
+        }
         let mut request = request.clone();
         let replaced = replacing
             .map(|id| (self.orders[&id].clone(), market.book.get(id.0).expect("open orders rest").remaining_lots));
@@ -581,7 +591,7 @@ impl State {
         let contracts = market.contracts(fill.lots);
         let premium = Amount::new(price.value() * contracts, Field::Amount)
             .expect("tick and lot decimals fit the asset's precision");
-        let index = self.underlyings[&market.spec.underlying].index_price;
+        let index = self.index_price(&market.spec.underlying);
         let fees = &self.params.fees;
         let maker_fee = fees.fee(fees.maker_rate, index, contracts, premium);
         let taker_fee = fees.fee(fees.taker_rate, index, contracts, premium);
