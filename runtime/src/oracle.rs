@@ -25,7 +25,8 @@ impl State {
     /// The index of an underlying: the oracle's, which starts at the genesis
     /// index and only moves with accepted reports.
     pub fn index_price(&self, symbol: &str) -> Price {
-        let index = self.oracle.index(&oracle_symbol(symbol)).expect("every underlying is listed with an initial index");
+        let index =
+            self.oracle.index(&oracle_symbol(symbol)).expect("every underlying is listed with an initial index");
         Price::new(index.value(), Field::IndexPrice).expect("an oracle index is positive with at most 6 decimals")
     }
 
