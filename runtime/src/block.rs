@@ -108,6 +108,7 @@ impl State {
         // Prices move before any transaction so that everything after them in
         // the block (settlement, orders, later liquidation) sees one index.
         self.apply_oracle_reports(&context.oracle_reports, &mut events);
+        self.settle_expired(&mut events);
         self.expire_orders(&mut events);
         Ok(events)
     }

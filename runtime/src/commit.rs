@@ -113,6 +113,8 @@ fn series_state(market: &Market) -> wire::SeriesState {
         expiry_ms: market.spec.expiry_ms,
         strike: market.spec.strike.to_string(),
         call: market.spec.kind == OptionKind::Call,
+        settled: market.settled_at.is_some(),
+        settlement_price: market.settled_at.map(|price| price.to_string()).unwrap_or_default(),
     }
 }
 

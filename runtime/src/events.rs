@@ -56,6 +56,8 @@ pub enum CancelReason {
     MaxFills,
     /// Replaced by an amended order with the same id.
     Replaced,
+    /// Its series expired and was cash-settled.
+    Settled,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -112,6 +114,16 @@ pub enum Event {
     SeriesListed {
         series: String,
         expiry_ms: u64,
+    },
+    /// A series cash-settled at expiry and retired. `from_twap` is false when
+    /// the index history did not cover the TWAP window and the index at
+    /// settlement time was used instead. Payouts are signed (longs receive,
+    /// shorts pay), by account address, and sum to zero.
+    SeriesSettled {
+        series: String,
+        settlement_price: Price,
+        from_twap: bool,
+        payouts: Vec<(Address, Decimal)>,
     },
     /// The oracle moved an underlying's index (stepping toward the aggregate
     /// when `clamped`); stakes are in micro VANNA of active power.

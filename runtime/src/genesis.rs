@@ -150,6 +150,7 @@ impl Genesis {
             next_order_id: 1,
             next_sequence: 1,
             staking: Staking { params: self.staking.params.clone(), ..Staking::default() },
+            unsettled: Default::default(),
             oracle,
             commitment: Commitment::default(),
         };
@@ -246,6 +247,7 @@ impl State {
         }
         let id = SeriesId(self.markets.len() as u32);
         self.series_by_name.insert(spec.name.clone(), id);
+        self.unsettled.insert((spec.expiry_ms, id));
         self.markets.push(Market::new(id, spec, underlying));
         self.commitment.touch_series(id);
         Ok(id)

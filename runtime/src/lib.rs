@@ -22,6 +22,7 @@ pub mod limits;
 pub mod money;
 pub mod oracle;
 pub mod sandbox;
+pub mod settlement;
 pub mod staking;
 pub mod state;
 pub mod trading;

@@ -656,7 +656,7 @@ impl State {
     /// Applies `change` to an account's exposure in `series`, keeping the
     /// locked total equal to the collateral rule and dropping empty exposures.
     pub(crate) fn update_exposure(&mut self, owner: u64, series: SeriesId, change: impl FnOnce(&mut Exposure)) {
-        let market = &self.markets[series.0 as usize];
+        let market = &mut self.markets[series.0 as usize];
         let account = &mut self.accounts[owner as usize];
         let exposure = account.exposures.entry(series).or_default();
         let before = exposure.requirement(market);
@@ -664,6 +664,9 @@ impl State {
         let after = exposure.requirement(market);
         if exposure.is_empty() {
             account.exposures.remove(&series);
+            market.participants.remove(&owner);
+        } else {
+            market.participants.insert(owner);
         }
         account.usd_locked =
             account.usd_locked.minus(before).expect("requirement is part of the locked total").plus(after);
