@@ -45,7 +45,10 @@ fn listed() -> Sandbox {
     chain
 }
 
-fn settled(output: &BlockOutput) -> Vec<(String, Decimal, bool, Vec<(vanna_runtime::Address, Decimal)>)> {
+/// A settlement event's series, price, whether it came from the TWAP, and payouts.
+type Settlement = (String, Decimal, bool, Vec<(vanna_runtime::Address, Decimal)>);
+
+fn settled(output: &BlockOutput) -> Vec<Settlement> {
     output
         .events
         .iter()
