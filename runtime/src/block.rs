@@ -109,6 +109,7 @@ impl State {
         // the block (settlement, orders, later liquidation) sees one index.
         self.apply_oracle_reports(&context.oracle_reports, &mut events);
         self.settle_expired(&mut events);
+        self.rebuild_margin_tables();
         self.expire_orders(&mut events);
         Ok(events)
     }
@@ -240,6 +241,8 @@ impl State {
             Kind::ListSeries(list) => {
                 self.require_authority(owner, "list series")?;
                 let id = self.list_series(&list.series)?;
+                // The new series needs its row in the margin tables now, not next block.
+                self.rebuild_margin_tables();
                 let spec = &self.market(id).spec;
                 events.push(Event::SeriesListed { series: spec.name.clone(), expiry_ms: spec.expiry_ms });
                 Ok(ActionOutcome::SeriesListed)

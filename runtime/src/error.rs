@@ -101,6 +101,10 @@ pub enum RuntimeError {
         "underlying {underlying} has had no valid oracle update since {last_update_ms} ms (block time {now_ms} ms): its markets accept only reduce-only orders and cancels"
     )]
     UnderlyingStale { underlying: String, last_update_ms: u64, now_ms: u64 },
+    #[error("no margin tables for {underlying}: its series cannot be priced at the current oracle values")]
+    MarginUnavailable { underlying: String },
+    #[error("margin computation failed: {0}")]
+    Margin(String),
     #[error("only the listing authority may {0}")]
     NotAuthorized(&'static str),
 
@@ -251,6 +255,8 @@ impl RuntimeError {
             RuntimeError::SeriesExpired { .. } => "series_expired",
             RuntimeError::TooManySeries { .. } => "too_many_series",
             RuntimeError::UnderlyingStale { .. } => "underlying_stale",
+            RuntimeError::MarginUnavailable { .. } => "margin_unavailable",
+            RuntimeError::Margin(_) => "margin",
             RuntimeError::NotAuthorized(_) => "not_authorized",
             RuntimeError::OffTick { .. } => "off_tick",
             RuntimeError::OffLot { .. } => "off_lot",

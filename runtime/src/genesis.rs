@@ -45,6 +45,10 @@ pub struct Genesis {
     /// `index_price` is its initial oracle index.
     #[serde(default)]
     pub oracle: vanna_oracle::OracleParams,
+    /// Margin settings per underlying symbol; an underlying not named here
+    /// uses the defaults.
+    #[serde(default)]
+    pub margin: BTreeMap<String, crate::risk::UnderlyingMargin>,
 }
 
 /// Staking at genesis: parameters and the first validators, whose self-stake
@@ -152,6 +156,8 @@ impl Genesis {
             staking: Staking { params: self.staking.params.clone(), ..Staking::default() },
             unsettled: Default::default(),
             oracle,
+            margin: self.margin.clone(),
+            risk: BTreeMap::new(),
             commitment: Commitment::default(),
         };
         let params = &self.staking.params;
@@ -216,6 +222,20 @@ impl Genesis {
             state.delegate(owner, &delegate, &mut Vec::new())?;
         }
         state.staking.active = state.staking.next_validator_set();
+        for (symbol, settings) in &self.margin {
+            if !state.underlyings.contains_key(symbol) {
+                return Err(invalid(format!("margin settings for unknown underlying {symbol}")));
+            }
+            settings.params.validate().map_err(|error| invalid(format!("margin of {symbol}: {error}")))?;
+            let volatility_max = Decimal::try_from(vanna_pricing::VOLATILITY_MAX).expect("a small finite constant");
+            if settings.default_volatility <= Decimal::ZERO || settings.default_volatility > volatility_max {
+                return Err(invalid(format!(
+                    "default_volatility of {symbol} must be above 0 and at most {volatility_max}, got {}",
+                    settings.default_volatility
+                )));
+            }
+        }
+        state.rebuild_margin_tables();
         Ok(state)
     }
 }

@@ -21,6 +21,7 @@ pub mod instrument;
 pub mod limits;
 pub mod money;
 pub mod oracle;
+pub mod risk;
 pub mod sandbox;
 pub mod settlement;
 pub mod staking;

@@ -213,6 +213,7 @@ pub fn demo_genesis(accounts: &[(&str, u64)]) -> (Genesis, Vec<(String, Signer)>
         accounts: genesis_accounts,
         staking: Default::default(),
         oracle: Default::default(),
+        margin: Default::default(),
     };
     (genesis, signers)
 }

@@ -252,6 +252,10 @@ pub struct State {
     pub unsettled: BTreeSet<(u64, SeriesId)>,
     /// Index, volatility surface, status and index history per underlying.
     pub oracle: vanna_oracle::Oracle,
+    /// Margin grids, charges and default volatility per underlying (genesis).
+    pub margin: BTreeMap<String, crate::risk::UnderlyingMargin>,
+    /// Margin tables per underlying, rebuilt every block from the oracle.
+    pub risk: BTreeMap<String, crate::risk::UnderlyingRisk>,
     pub(crate) commitment: Commitment,
 }
 
