@@ -242,7 +242,8 @@ impl State {
                 self.require_authority(owner, "list series")?;
                 let id = self.list_series(&list.series)?;
                 // The new series needs its row in the margin tables now, not next block.
-                self.rebuild_margin_tables();
+                let underlying = self.market(id).spec.underlying.clone();
+                self.rebuild_margin_tables_of(&underlying);
                 let spec = &self.market(id).spec;
                 events.push(Event::SeriesListed { series: spec.name.clone(), expiry_ms: spec.expiry_ms });
                 Ok(ActionOutcome::SeriesListed)

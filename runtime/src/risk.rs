@@ -88,37 +88,44 @@ impl State {
     /// oracle values. An underlying whose series cannot be priced (an input out
     /// of the pricer's range) has no tables, and `account_margin` says so.
     pub(crate) fn rebuild_margin_tables(&mut self) {
-        let mut risk = BTreeMap::new();
-        for symbol in self.underlyings.keys() {
-            let settings = self.margin.get(symbol).cloned().unwrap_or_default();
-            let underlying = oracle_symbol(symbol);
-            let spot_decimal = self.index_price(symbol).value();
-            let spot = decimal_to_f64(spot_decimal);
-            let mut keys = Vec::new();
-            let mut rows = BTreeMap::new();
-            for market in self.markets.iter().filter(|m| m.spec.underlying == *symbol && m.settled_at.is_none()) {
-                rows.insert(market.id, SeriesIndex(keys.len() as u32));
-                keys.push(SeriesKey {
-                    expiry_ms: market.spec.expiry_ms,
-                    strike: market.spec.strike.value(),
-                    kind: match market.spec.kind {
-                        OptionKind::Call => vanna_margin::OptionKind::Call,
-                        OptionKind::Put => vanna_margin::OptionKind::Put,
-                    },
-                });
+        let symbols: Vec<String> = self.underlyings.keys().cloned().collect();
+        for symbol in symbols {
+            self.rebuild_margin_tables_of(&symbol);
+        }
+    }
+
+    /// Rebuilds one underlying's tables: after a listing, only its own change.
+    pub(crate) fn rebuild_margin_tables_of(&mut self, symbol: &str) {
+        let settings = self.margin.get(symbol).cloned().unwrap_or_default();
+        let spot = decimal_to_f64(self.index_price(symbol).value());
+        let mut keys = Vec::new();
+        let mut rows = BTreeMap::new();
+        for market in self.markets.iter().filter(|m| m.spec.underlying == symbol && m.settled_at.is_none()) {
+            rows.insert(market.id, SeriesIndex(keys.len() as u32));
+            keys.push(SeriesKey {
+                expiry_ms: market.spec.expiry_ms,
+                strike: market.spec.strike.value(),
+                kind: match market.spec.kind {
+                    OptionKind::Call => vanna_margin::OptionKind::Call,
+                    OptionKind::Put => vanna_margin::OptionKind::Put,
+                },
+            });
+        }
+        let default_volatility = decimal_to_f64(settings.default_volatility);
+        let surface = self.oracle.surface(&oracle_symbol(symbol));
+        let now_ms = self.time_ms;
+        let volatility = |key: &SeriesKey| match surface {
+            Some(surface) => surface.vol(now_ms, key.expiry_ms, decimal_to_f64(key.strike), spot),
+            None => default_volatility,
+        };
+        match build_tables(&settings.params, spot, now_ms, &keys, volatility) {
+            Ok(tables) => {
+                self.risk.insert(symbol.to_string(), UnderlyingRisk { tables, rows });
             }
-            let default_volatility = decimal_to_f64(settings.default_volatility);
-            let surface = self.oracle.surface(&underlying);
-            let now_ms = self.time_ms;
-            let volatility = |key: &SeriesKey| match surface {
-                Some(surface) => surface.vol(now_ms, key.expiry_ms, decimal_to_f64(key.strike), spot),
-                None => default_volatility,
-            };
-            if let Ok(tables) = build_tables(&settings.params, spot, now_ms, &keys, volatility) {
-                risk.insert(symbol.clone(), UnderlyingRisk { tables, rows });
+            Err(_) => {
+                self.risk.remove(symbol);
             }
         }
-        self.risk = risk;
     }
 
     /// Equity, margins, margin ratio, and each position's mark and greeks.
