@@ -333,6 +333,23 @@ mod tests {
             .collect();
         too_many.series.clear();
         assert!(refused(too_many).contains("at most"));
+        let mut oracle = demo();
+        oracle.oracle.twap_window_ms = 0;
+        assert!(refused(oracle).contains("twap_window_ms"));
+        let mut margin = demo();
+        margin.margin.insert("SOL".into(), Default::default());
+        assert!(refused(margin).contains("unknown underlying SOL"));
+        let mut volatility = demo();
+        volatility.margin.insert(
+            "BTC".into(),
+            crate::risk::UnderlyingMargin { default_volatility: Decimal::ZERO, ..Default::default() },
+        );
+        assert!(refused(volatility).contains("default_volatility"));
+        let mut grid = demo();
+        let mut settings = crate::risk::UnderlyingMargin::default();
+        settings.params.maintenance.spot_points = 4;
+        grid.margin.insert("ETH".into(), settings);
+        assert!(refused(grid).contains("margin of ETH"));
     }
 
     #[test]

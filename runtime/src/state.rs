@@ -356,6 +356,11 @@ impl State {
         }
         for market in &self.markets {
             market.book.check_invariants();
+            assert_eq!(
+                market.settled_at.is_none(),
+                self.unsettled.contains(&(market.spec.expiry_ms, market.id)),
+                "a series awaits settlement exactly until it is settled"
+            );
             for owner in &market.participants {
                 assert!(
                     self.accounts[*owner as usize].exposures.contains_key(&market.id),
