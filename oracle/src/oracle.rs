@@ -277,6 +277,13 @@ fn aggregate_one(
     let total_stake = stakes.total();
     let covered_stake: u128 = entry.latest.keys().map(|reporter| u128::from(stakes.stake_of(reporter))).sum();
     let state = &mut entry.state;
+    // Quiet for too long is stale whether or not a block came in between: after
+    // a halt, the old index is no reference for the first aggregate.
+    let quiet_too_long = state.last_update_ms.is_none_or(|at| now_ms.saturating_sub(at) >= params.stale_after_ms);
+    if state.status == Status::Fresh && quiet_too_long {
+        state.status = Status::Stale;
+        events.push(OracleEvent::BecameStale { underlying: underlying.clone() });
+    }
     let spots: Vec<(IndexPrice, u64)> =
         entry.latest.iter().map(|(reporter, report)| (report.spot, stakes.stake_of(reporter))).collect();
     match weighted_median(&spots).filter(|_| is_supermajority(covered_stake, total_stake)) {
@@ -313,12 +320,6 @@ fn aggregate_one(
         None => {
             if covered_stake > 0 {
                 events.push(OracleEvent::QuorumMissed { underlying: underlying.clone(), covered_stake, total_stake });
-            }
-            let quiet_too_long =
-                state.last_update_ms.is_none_or(|at| now_ms.saturating_sub(at) >= params.stale_after_ms);
-            if state.status == Status::Fresh && quiet_too_long {
-                state.status = Status::Stale;
-                events.push(OracleEvent::BecameStale { underlying: underlying.clone() });
             }
         }
     }

@@ -193,3 +193,20 @@ fn reports_per_block_are_bounded() {
     let rejected = output.events.iter().filter(|event| matches!(event, Event::OracleReportRejected { .. })).count();
     assert_eq!(rejected, MAX_ORACLE_REPORTS_PER_BLOCK);
 }
+
+#[test]
+fn after_a_halt_the_first_quorum_sets_the_index_directly() {
+    let mut chain = chain();
+    // No block for a minute, more than `stale_after_ms`: the old index is no
+    // reference, so the first aggregate is not stepped toward.
+    chain.block_interval_ms = 60_000;
+    chain.report_prices(&VALIDATORS, &[("BTC", "120000")]);
+    let output = block(&mut chain);
+    assert_eq!(btc(&chain), dec("120000"));
+    let stale =
+        output.events.iter().position(|e| matches!(e, Event::UnderlyingStale { underlying } if underlying == "BTC"));
+    let fresh =
+        output.events.iter().position(|e| matches!(e, Event::UnderlyingFresh { underlying } if underlying == "BTC"));
+    assert!(stale.unwrap() < fresh.unwrap(), "stale first, then fresh again: {:?}", output.events);
+    assert!(chain.state.is_stale("ETH"), "ETH had no reports");
+}

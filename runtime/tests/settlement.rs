@@ -73,7 +73,7 @@ fn an_expiry_settles_at_the_twap_with_exact_payouts() {
 
     let expiry = expiry(&chain);
     // The index is 90,000 from 31 minutes before expiry and 91,000 from 20
-    // minutes before: each after a quiet block that marks BTC stale, so each
+    // minutes before: each after a quiet spell that makes BTC stale, so each
     // is set directly, unguarded.
     block_at(&mut chain, expiry - 32 * 60_000, None);
     block_at(&mut chain, expiry - 31 * 60_000, Some("90000"));
