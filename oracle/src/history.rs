@@ -33,6 +33,11 @@ impl IndexHistory {
         self.entries.is_empty()
     }
 
+    /// The kept (time, value) entries, oldest first: what a state commitment covers.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, IndexPrice)> + '_ {
+        self.entries.iter().copied()
+    }
+
     /// Records that the index is `price` from `at_ms` on. An unchanged price adds
     /// nothing; a second value at the same time replaces the first. Time never
     /// goes back (block time is monotonic); an earlier time is a caller bug.

@@ -182,6 +182,17 @@ impl Oracle {
         self.state(underlying).and_then(|state| state.index)
     }
 
+    /// The index history kept for the TWAP.
+    pub fn history(&self, underlying: &Underlying) -> Option<&IndexHistory> {
+        self.underlyings.get(underlying).map(|entry| &entry.history)
+    }
+
+    /// Each reporter's latest counted report, by reporter: state that the next
+    /// blocks' aggregation reads, so the runtime commits it.
+    pub fn latest_reports(&self, underlying: &Underlying) -> impl Iterator<Item = (&ReporterId, &PriceReport)> {
+        self.underlyings.get(underlying).into_iter().flat_map(|entry| entry.latest.iter())
+    }
+
     pub fn surface(&self, underlying: &Underlying) -> Option<&VolSurface> {
         self.state(underlying).and_then(|state| state.surface.as_ref())
     }
@@ -266,6 +277,13 @@ fn aggregate_one(
     let total_stake = stakes.total();
     let covered_stake: u128 = entry.latest.keys().map(|reporter| u128::from(stakes.stake_of(reporter))).sum();
     let state = &mut entry.state;
+    // Quiet for too long is stale whether or not a block came in between: after
+    // a halt, the old index is no reference for the first aggregate.
+    let quiet_too_long = state.last_update_ms.is_none_or(|at| now_ms.saturating_sub(at) >= params.stale_after_ms);
+    if state.status == Status::Fresh && quiet_too_long {
+        state.status = Status::Stale;
+        events.push(OracleEvent::BecameStale { underlying: underlying.clone() });
+    }
     let spots: Vec<(IndexPrice, u64)> =
         entry.latest.iter().map(|(reporter, report)| (report.spot, stakes.stake_of(reporter))).collect();
     match weighted_median(&spots).filter(|_| is_supermajority(covered_stake, total_stake)) {
@@ -302,12 +320,6 @@ fn aggregate_one(
         None => {
             if covered_stake > 0 {
                 events.push(OracleEvent::QuorumMissed { underlying: underlying.clone(), covered_stake, total_stake });
-            }
-            let quiet_too_long =
-                state.last_update_ms.is_none_or(|at| now_ms.saturating_sub(at) >= params.stale_after_ms);
-            if state.status == Status::Fresh && quiet_too_long {
-                state.status = Status::Stale;
-                events.push(OracleEvent::BecameStale { underlying: underlying.clone() });
             }
         }
     }

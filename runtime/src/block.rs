@@ -13,7 +13,7 @@ use crate::error::{Field, RuntimeError};
 use crate::events::{ActionOutcome, ActionResult, Asset, CancelReason, Event, Receipt, TxStatus};
 use crate::ids::{Address, OrderId, SeriesId};
 use crate::limits::{MAX_ACTIONS_PER_TRANSACTION, MAX_TRANSACTION_BYTES, MAX_TRANSACTIONS_PER_BLOCK};
-use crate::money::{Amount, Price};
+use crate::money::Amount;
 use crate::staking::EvidenceRecord;
 use crate::state::State;
 use crate::trading::{OrderRequest, TimeInForce, parse_lots, parse_order, parse_ticks};
@@ -30,6 +30,14 @@ pub struct BlockContext {
     pub signers: Option<Vec<[u8; 48]>>,
     /// Evidence of equivocation, verified by consensus, to slash and jail.
     pub evidence: Vec<EvidenceRecord>,
+    /// Encoded `SignedOracleReport`s the proposer chose, verified and applied
+    /// before the block's transactions.
+    #[serde(serialize_with = "hex_reports")]
+    pub oracle_reports: Vec<Vec<u8>>,
+}
+
+fn hex_reports<S: serde::Serializer>(reports: &[Vec<u8>], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(reports.iter().map(hex::encode))
 }
 
 impl BlockContext {
@@ -78,8 +86,9 @@ struct Admitted {
 }
 
 impl State {
-    /// The first step of `apply_block`: moves to the block's height and time
-    /// and removes good-til-time orders that expired. Exposed on its own, with
+    /// The first step of `apply_block`: moves to the block's height and time,
+    /// applies evidence and the oracle reports, and removes good-til-time
+    /// orders that expired. Exposed on its own, with
     /// `apply_transaction` and `state_root`, for benchmarks that time each step.
     pub fn begin_block(&mut self, context: &BlockContext) -> Result<Vec<Event>, RuntimeError> {
         if context.height != self.height + 1 || context.time_ms < self.time_ms {
@@ -88,6 +97,7 @@ impl State {
                 context.height, context.time_ms, self.height, self.time_ms
             )));
         }
+        crate::oracle::check_report_count(&context.oracle_reports)?;
         self.height = context.height;
         self.time_ms = context.time_ms;
         self.commitment.touch_global();
@@ -95,6 +105,11 @@ impl State {
         for evidence in &context.evidence {
             self.apply_evidence(evidence, &mut events);
         }
+        // Prices move before any transaction so that everything after them in
+        // the block (settlement, orders, later liquidation) sees one index.
+        self.apply_oracle_reports(&context.oracle_reports, &mut events);
+        self.settle_expired(&mut events);
+        self.rebuild_margin_tables();
         self.expire_orders(&mut events);
         Ok(events)
     }
@@ -230,6 +245,9 @@ impl State {
             Kind::ListSeries(list) => {
                 self.require_authority(owner, "list series")?;
                 let id = self.list_series(&list.series)?;
+                // The new series needs its row in the margin tables now, not next block.
+                let underlying = self.market(id).spec.underlying.clone();
+                self.rebuild_margin_tables_of(&underlying);
                 let spec = &self.market(id).spec;
                 events.push(Event::SeriesListed { series: spec.name.clone(), expiry_ms: spec.expiry_ms });
                 Ok(ActionOutcome::SeriesListed)
@@ -242,18 +260,6 @@ impl State {
             Kind::WithdrawUnbonded(_) => self.withdraw_unbonded(owner, events),
             Kind::ClaimRewards(claim) => self.claim_rewards(owner, claim, events),
             Kind::Unjail(_) => self.unjail(owner, events),
-            Kind::SetIndexPrice(set) => {
-                self.require_authority(owner, "set index prices")?;
-                let price = Price::parse(&set.price, Field::IndexPrice)?;
-                let spec = self
-                    .underlyings
-                    .get_mut(&set.underlying)
-                    .ok_or_else(|| RuntimeError::UnknownUnderlying(set.underlying.clone()))?;
-                spec.index_price = price;
-                self.commitment.touch_underlying(&set.underlying);
-                events.push(Event::IndexPriceSet { underlying: set.underlying.clone(), price });
-                Ok(ActionOutcome::IndexPriceSet)
-            }
         }
     }
 

@@ -1,5 +1,6 @@
 //! The state root: a sparse Merkle tree (vanna-merkle) with one leaf per
-//! account, per underlying, per series and one for chain-wide values. Changes
+//! account, per underlying (its spec, and its oracle state), per series and
+//! one for chain-wide values. Changes
 //! mark their leaf dirty; after each block only dirty leaves are re-encoded and
 //! only their paths re-hashed.
 //!
@@ -27,6 +28,7 @@ pub(crate) struct Commitment {
     dirty_accounts: BTreeSet<u64>,
     dirty_series: BTreeSet<SeriesId>,
     dirty_underlyings: BTreeSet<String>,
+    dirty_oracle: BTreeSet<String>,
     global_dirty: bool,
     dirty_validators: BTreeSet<Address>,
     dirty_delegations: BTreeSet<(Address, Address)>,
@@ -46,6 +48,12 @@ impl Commitment {
     pub(crate) fn touch_underlying(&mut self, symbol: &str) {
         if !self.dirty_underlyings.contains(symbol) {
             self.dirty_underlyings.insert(symbol.to_string());
+        }
+    }
+
+    pub(crate) fn touch_oracle(&mut self, symbol: &str) {
+        if !self.dirty_oracle.contains(symbol) {
+            self.dirty_oracle.insert(symbol.to_string());
         }
     }
 
@@ -90,6 +98,10 @@ fn underlying_key(symbol: &str) -> Hash {
     tagged_key(b"vanna/underlying", symbol.as_bytes())
 }
 
+fn oracle_key(symbol: &str) -> Hash {
+    tagged_key(b"vanna/oracle", symbol.as_bytes())
+}
+
 fn global_key() -> Hash {
     tagged_key(b"vanna/global", b"")
 }
@@ -101,6 +113,8 @@ fn series_state(market: &Market) -> wire::SeriesState {
         expiry_ms: market.spec.expiry_ms,
         strike: market.spec.strike.to_string(),
         call: market.spec.kind == OptionKind::Call,
+        settled: market.settled_at.is_some(),
+        settlement_price: market.settled_at.map(|price| price.to_string()).unwrap_or_default(),
     }
 }
 
@@ -256,6 +270,10 @@ impl State {
             let state = underlying_state(&self.underlyings[&symbol]);
             self.commitment.tree.insert(underlying_key(&symbol), value_hash(&state.encode_to_vec()));
         }
+        for symbol in std::mem::take(&mut self.commitment.dirty_oracle) {
+            let state = self.oracle_state(&crate::oracle::oracle_symbol(&symbol));
+            self.commitment.tree.insert(oracle_key(&symbol), value_hash(&state.encode_to_vec()));
+        }
         if std::mem::take(&mut self.commitment.global_dirty) {
             let global = self.global_state();
             self.commitment.tree.insert(global_key(), value_hash(&global.encode_to_vec()));
@@ -382,6 +400,8 @@ impl State {
         for spec in self.underlyings.values() {
             let state = underlying_state(spec);
             tree.insert(underlying_key(&spec.symbol), value_hash(&state.encode_to_vec()));
+            let oracle = self.oracle_state(&crate::oracle::oracle_symbol(&spec.symbol));
+            tree.insert(oracle_key(&spec.symbol), value_hash(&oracle.encode_to_vec()));
         }
         tree.insert(global_key(), value_hash(&self.global_state().encode_to_vec()));
         for (operator, validator) in &self.staking.validators {

@@ -67,6 +67,8 @@ pub enum RuntimeError {
     TooManyActions { count: usize, max: usize },
     #[error("block is full: at most {max} transactions")]
     BlockFull { max: usize },
+    #[error("block carries {count} oracle reports, more than the limit of {max}")]
+    TooManyOracleReports { count: usize, max: usize },
 
     // --- values ---
     #[error("{field} {text:?} is not a plain decimal number")]
@@ -97,6 +99,14 @@ pub enum RuntimeError {
     SeriesExpired { name: String, expiry_ms: u64, now_ms: u64 },
     #[error("underlying {underlying} already has {max} series listed")]
     TooManySeries { underlying: String, max: usize },
+    #[error(
+        "underlying {underlying} has had no valid oracle update since {last_update_ms} ms (block time {now_ms} ms): its markets accept only reduce-only orders and cancels"
+    )]
+    UnderlyingStale { underlying: String, last_update_ms: u64, now_ms: u64 },
+    #[error("no margin tables for {underlying}: its series cannot be priced at the current oracle values")]
+    MarginUnavailable { underlying: String },
+    #[error("margin computation failed: {0}")]
+    Margin(String),
     #[error("only the listing authority may {0}")]
     NotAuthorized(&'static str),
 
@@ -233,6 +243,7 @@ impl RuntimeError {
             RuntimeError::NoActions => "no_actions",
             RuntimeError::TooManyActions { .. } => "too_many_actions",
             RuntimeError::BlockFull { .. } => "block_full",
+            RuntimeError::TooManyOracleReports { .. } => "too_many_oracle_reports",
             RuntimeError::MalformedNumber { .. } => "malformed_number",
             RuntimeError::Negative { .. } => "negative",
             RuntimeError::NotPositive { .. } => "not_positive",
@@ -246,6 +257,9 @@ impl RuntimeError {
             RuntimeError::SeriesExists(_) => "series_exists",
             RuntimeError::SeriesExpired { .. } => "series_expired",
             RuntimeError::TooManySeries { .. } => "too_many_series",
+            RuntimeError::UnderlyingStale { .. } => "underlying_stale",
+            RuntimeError::MarginUnavailable { .. } => "margin_unavailable",
+            RuntimeError::Margin(_) => "margin",
             RuntimeError::NotAuthorized(_) => "not_authorized",
             RuntimeError::OffTick { .. } => "off_tick",
             RuntimeError::OffLot { .. } => "off_lot",

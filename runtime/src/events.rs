@@ -56,6 +56,8 @@ pub enum CancelReason {
     MaxFills,
     /// Replaced by an amended order with the same id.
     Replaced,
+    /// Its series expired and was cash-settled.
+    Settled,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -113,9 +115,54 @@ pub enum Event {
         series: String,
         expiry_ms: u64,
     },
-    IndexPriceSet {
+    /// A series cash-settled at expiry and retired. `from_twap` is false when
+    /// the index history did not cover the TWAP window and the index at
+    /// settlement time was used instead. Payouts are signed (longs receive,
+    /// shorts pay), by account address, and sum to zero.
+    SeriesSettled {
+        series: String,
+        settlement_price: Price,
+        from_twap: bool,
+        payouts: Vec<(Address, Decimal)>,
+    },
+    /// The oracle moved an underlying's index (stepping toward the aggregate
+    /// when `clamped`); stakes are in micro VANNA of active power.
+    IndexUpdated {
         underlying: String,
-        price: Price,
+        index: Decimal,
+        aggregate: Decimal,
+        clamped: bool,
+        covered_stake: u128,
+        total_stake: u128,
+    },
+    SurfaceUpdated {
+        underlying: String,
+        expiries: usize,
+    },
+    /// Reports counted, but from two thirds of the active stake or less.
+    OracleQuorumMissed {
+        underlying: String,
+        covered_stake: u128,
+        total_stake: u128,
+    },
+    /// No accepted update for `stale_after_ms`: its markets are reduce-only.
+    UnderlyingStale {
+        underlying: String,
+    },
+    UnderlyingFresh {
+        underlying: String,
+    },
+    /// A verified report (or one underlying of it) that did not count.
+    OracleReportIgnored {
+        reporter: Address,
+        underlying: String,
+        reason: &'static str,
+    },
+    /// A report in the block context that failed verification (signature,
+    /// chain, encoding, limits), by its position in the context.
+    OracleReportRejected {
+        position: usize,
+        reason: String,
     },
     ValidatorRegistered {
         operator: Address,
@@ -201,7 +248,6 @@ pub enum ActionOutcome {
     Replaced(OrderOutcome),
     Reduced { order: OrderId, remaining: Decimal },
     SeriesListed,
-    IndexPriceSet,
     Staked,
 }
 

@@ -41,6 +41,14 @@ pub struct Genesis {
     pub accounts: Vec<GenesisAccount>,
     #[serde(default)]
     pub staking: GenesisStaking,
+    /// Oracle parameters; every field has a default. Each underlying's
+    /// `index_price` is its initial oracle index.
+    #[serde(default)]
+    pub oracle: vanna_oracle::OracleParams,
+    /// Margin settings per underlying symbol; an underlying not named here
+    /// uses the defaults.
+    #[serde(default)]
+    pub margin: BTreeMap<String, crate::risk::UnderlyingMargin>,
 }
 
 /// Staking at genesis: parameters and the first validators, whose self-stake
@@ -112,6 +120,17 @@ impl Genesis {
                 return Err(invalid(format!("underlying {} listed twice", spec.symbol)));
             }
         }
+        let mut oracle =
+            vanna_oracle::Oracle::new(self.oracle.clone()).map_err(|error| invalid(format!("oracle: {error}")))?;
+        for spec in underlyings.values() {
+            let symbol = vanna_oracle::Underlying::new(&spec.symbol)
+                .map_err(|error| invalid(format!("oracle underlying: {error}")))?;
+            let index = vanna_oracle::IndexPrice::new(spec.index_price.value())
+                .map_err(|error| invalid(format!("index price of {}: {error}", spec.symbol)))?;
+            oracle
+                .list_underlying(symbol, Some(index), self.genesis_time_ms)
+                .map_err(|error| invalid(format!("oracle: {error}")))?;
+        }
         let mut state = State {
             params: Params {
                 chain_id: self.chain_id.clone(),
@@ -135,6 +154,10 @@ impl Genesis {
             next_order_id: 1,
             next_sequence: 1,
             staking: Staking { params: self.staking.params.clone(), ..Staking::default() },
+            unsettled: Default::default(),
+            oracle,
+            margin: self.margin.clone(),
+            risk: BTreeMap::new(),
             commitment: Commitment::default(),
         };
         let params = &self.staking.params;
@@ -156,6 +179,7 @@ impl Genesis {
         state.commitment.touch_staking();
         for symbol in state.underlyings.keys().cloned().collect::<Vec<_>>() {
             state.commitment.touch_underlying(&symbol);
+            state.commitment.touch_oracle(&symbol);
         }
         state.commitment.touch_global();
         for name in &self.series {
@@ -199,6 +223,20 @@ impl Genesis {
             state.delegate(owner, &delegate, &mut Vec::new())?;
         }
         state.staking.active = state.staking.next_validator_set();
+        for (symbol, settings) in &self.margin {
+            if !state.underlyings.contains_key(symbol) {
+                return Err(invalid(format!("margin settings for unknown underlying {symbol}")));
+            }
+            settings.params.validate().map_err(|error| invalid(format!("margin of {symbol}: {error}")))?;
+            let volatility_max = Decimal::try_from(vanna_pricing::VOLATILITY_MAX).expect("a small finite constant");
+            if settings.default_volatility <= Decimal::ZERO || settings.default_volatility > volatility_max {
+                return Err(invalid(format!(
+                    "default_volatility of {symbol} must be above 0 and at most {volatility_max}, got {}",
+                    settings.default_volatility
+                )));
+            }
+        }
+        state.rebuild_margin_tables();
         Ok(state)
     }
 }
@@ -230,6 +268,7 @@ impl State {
         }
         let id = SeriesId(self.markets.len() as u32);
         self.series_by_name.insert(spec.name.clone(), id);
+        self.unsettled.insert((spec.expiry_ms, id));
         self.markets.push(Market::new(id, spec, underlying));
         self.commitment.touch_series(id);
         Ok(id)
@@ -295,6 +334,23 @@ mod tests {
             .collect();
         too_many.series.clear();
         assert!(refused(too_many).contains("at most"));
+        let mut oracle = demo();
+        oracle.oracle.twap_window_ms = 0;
+        assert!(refused(oracle).contains("twap_window_ms"));
+        let mut margin = demo();
+        margin.margin.insert("SOL".into(), Default::default());
+        assert!(refused(margin).contains("unknown underlying SOL"));
+        let mut volatility = demo();
+        volatility.margin.insert(
+            "BTC".into(),
+            crate::risk::UnderlyingMargin { default_volatility: Decimal::ZERO, ..Default::default() },
+        );
+        assert!(refused(volatility).contains("default_volatility"));
+        let mut grid = demo();
+        let mut settings = crate::risk::UnderlyingMargin::default();
+        settings.params.maintenance.spot_points = 4;
+        grid.margin.insert("ETH".into(), settings);
+        assert!(refused(grid).contains("margin of ETH"));
     }
 
     #[test]

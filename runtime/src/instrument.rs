@@ -15,8 +15,9 @@ pub const EXPIRY_TIME_OF_DAY_MS: u64 = 8 * 3_600_000;
 const MS_PER_DAY: u64 = 86_400_000;
 const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
 
-/// What is traded on an underlying: tick and lot sizes, and the reference index
-/// price that fees are computed on.
+/// What is traded on an underlying: tick and lot sizes, and the genesis index
+/// price, where the oracle's index starts (the oracle moves it from then on;
+/// read the live index with `State::index_price`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnderlyingSpec {
     pub symbol: String,

@@ -26,3 +26,6 @@ pub const MAX_FILLS_PER_ORDER: u32 = 512;
 /// Price levels a market order looks through when sizing itself to the
 /// account's funds.
 pub const MAX_MARKET_SWEEP_LEVELS: usize = 512;
+/// Signed oracle reports in one block: one per active validator is the norm;
+/// consensus never builds a block with more.
+pub const MAX_ORACLE_REPORTS_PER_BLOCK: usize = 1_024;

@@ -31,6 +31,8 @@ pub struct Sandbox {
     pub offline: std::collections::BTreeSet<[u8; 48]>,
     /// Evidence to hand to the next block.
     pub evidence: Vec<EvidenceRecord>,
+    /// Signed oracle reports to hand to the next block.
+    pub oracle_reports: Vec<Vec<u8>>,
 }
 
 impl Sandbox {
@@ -43,6 +45,7 @@ impl Sandbox {
             block_interval_ms: 1_000,
             offline: Default::default(),
             evidence: Vec::new(),
+            oracle_reports: Vec::new(),
         })
     }
 
@@ -74,6 +77,30 @@ impl Sandbox {
         self.pending.push(bytes);
     }
 
+    /// Queues a report signed by each named operator, observed at the next
+    /// block's time: `prices` are (underlying, spot) pairs, without surfaces.
+    pub fn report_prices(&mut self, reporters: &[&str], prices: &[(&str, &str)]) {
+        let observed_at_ms = self.state.time_ms + self.block_interval_ms;
+        let reports: Vec<vanna_oracle::PriceReport> = prices
+            .iter()
+            .map(|(underlying, spot)| vanna_oracle::PriceReport {
+                underlying: vanna_oracle::Underlying::new(underlying).expect("a listed underlying"),
+                spot: vanna_oracle::IndexPrice::parse(spot).expect("a valid spot"),
+                observed_at_ms,
+                surface: None,
+            })
+            .collect();
+        self.report(reporters, &reports);
+    }
+
+    /// Queues `reports` signed by each named operator.
+    pub fn report(&mut self, reporters: &[&str], reports: &[vanna_oracle::PriceReport]) {
+        for name in reporters {
+            let bytes = self.signer(name).sign_oracle_report(&self.state.params.chain_id, reports);
+            self.oracle_reports.push(bytes);
+        }
+    }
+
     /// Applies the queued transactions as the next block.
     pub fn produce_block(&mut self) -> BlockOutput {
         let signers = self
@@ -87,6 +114,7 @@ impl Sandbox {
         let context = BlockContext {
             signers: Some(signers),
             evidence: std::mem::take(&mut self.evidence),
+            oracle_reports: std::mem::take(&mut self.oracle_reports),
             ..BlockContext::after(&self.state, self.block_interval_ms)
         };
         let transactions = std::mem::take(&mut self.pending);
@@ -184,6 +212,8 @@ pub fn demo_genesis(accounts: &[(&str, u64)]) -> (Genesis, Vec<(String, Signer)>
         series,
         accounts: genesis_accounts,
         staking: Default::default(),
+        oracle: Default::default(),
+        margin: Default::default(),
     };
     (genesis, signers)
 }

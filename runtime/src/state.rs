@@ -45,7 +45,7 @@ impl FeeSchedule {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Params {
     pub chain_id: String,
-    /// The account allowed to list series and set reference index prices.
+    /// The account allowed to list series.
     pub listing_authority: Address,
     pub fees: FeeSchedule,
 }
@@ -176,12 +176,26 @@ pub struct Market {
     /// Strike × lot: cash a short put holds per lot.
     pub strike_per_lot: Amount,
     pub book: Book,
+    /// Accounts with a non-empty exposure here (position or open orders), so
+    /// that settlement visits only them.
+    pub participants: BTreeSet<u64>,
+    /// The settlement price once the series has been settled and retired.
+    pub settled_at: Option<Price>,
 }
 
 impl Market {
     pub fn new(id: SeriesId, spec: SeriesSpec, underlying: &UnderlyingSpec) -> Self {
         let strike_per_lot = Amount::round_up(spec.strike.value() * underlying.lot_size.value());
-        Market { id, spec, tick: underlying.tick_size, lot: underlying.lot_size, strike_per_lot, book: Book::new() }
+        Market {
+            id,
+            spec,
+            tick: underlying.tick_size,
+            lot: underlying.lot_size,
+            strike_per_lot,
+            book: Book::new(),
+            participants: BTreeSet::new(),
+            settled_at: None,
+        }
     }
 
     /// Converts a price to whole ticks, refusing prices off the tick grid.
@@ -234,6 +248,14 @@ pub struct State {
     /// Time priority: every order that rests takes the next sequence number.
     pub next_sequence: u64,
     pub staking: Staking,
+    /// Listed series not yet settled, by expiry: settlement takes them in order.
+    pub unsettled: BTreeSet<(u64, SeriesId)>,
+    /// Index, volatility surface, status and index history per underlying.
+    pub oracle: vanna_oracle::Oracle,
+    /// Margin grids, charges and default volatility per underlying (genesis).
+    pub margin: BTreeMap<String, crate::risk::UnderlyingMargin>,
+    /// Margin tables per underlying, rebuilt every block from the oracle.
+    pub risk: BTreeMap<String, crate::risk::UnderlyingRisk>,
     pub(crate) commitment: Commitment,
 }
 
@@ -311,6 +333,8 @@ impl State {
                 assert_eq!(exposure.reduce_only_orders, from_orders.reduce_only_orders);
                 assert!(!exposure.is_empty(), "empty exposures are removed");
                 let market = self.market(*series);
+                assert!(market.participants.contains(&account.owner), "accounts with exposure are participants");
+                assert!(market.settled_at.is_none(), "settled series hold no exposure");
                 if market.spec.kind == OptionKind::Call {
                     assert!(exposure.position_lots >= 0, "no naked short calls");
                     assert!(exposure.open_sell_lots as i64 <= exposure.position_lots, "call sells are covered");
@@ -332,6 +356,17 @@ impl State {
         }
         for market in &self.markets {
             market.book.check_invariants();
+            assert_eq!(
+                market.settled_at.is_none(),
+                self.unsettled.contains(&(market.spec.expiry_ms, market.id)),
+                "a series awaits settlement exactly until it is settled"
+            );
+            for owner in &market.participants {
+                assert!(
+                    self.accounts[*owner as usize].exposures.contains_key(&market.id),
+                    "participants have exposure"
+                );
+            }
         }
         for validator in self.staking.validators.values() {
             let delegations: Vec<_> =

@@ -265,6 +265,16 @@ impl State {
                 now_ms: self.time_ms,
             });
         }
+        // Without fresh prices nobody can value new risk: only orders that
+        // shrink a position (reduce-only) go through until the oracle recovers.
+        if !request.reduce_only && self.is_stale(&market.spec.underlying) {
+            let state = self.oracle.state(&crate::oracle::oracle_symbol(&market.spec.underlying));
+            return Err(RuntimeError::UnderlyingStale {
+                underlying: market.spec.underlying.clone(),
+                last_update_ms: state.and_then(|s| s.last_update_ms).unwrap_or(0),
+                now_ms: self.time_ms,
+            });
+        }
         let mut request = request.clone();
         let replaced = replacing
             .map(|id| (self.orders[&id].clone(), market.book.get(id.0).expect("open orders rest").remaining_lots));
@@ -589,7 +599,7 @@ impl State {
         let contracts = market.contracts(fill.lots);
         let premium = Amount::new(price.value() * contracts, Field::Amount)
             .expect("tick and lot decimals fit the asset's precision");
-        let index = self.underlyings[&market.spec.underlying].index_price;
+        let index = self.index_price(&market.spec.underlying);
         let fees = &self.params.fees;
         let maker_fee = fees.fee(fees.maker_rate, index, contracts, premium);
         let taker_fee = fees.fee(fees.taker_rate, index, contracts, premium);
@@ -654,7 +664,7 @@ impl State {
     /// Applies `change` to an account's exposure in `series`, keeping the
     /// locked total equal to the collateral rule and dropping empty exposures.
     pub(crate) fn update_exposure(&mut self, owner: u64, series: SeriesId, change: impl FnOnce(&mut Exposure)) {
-        let market = &self.markets[series.0 as usize];
+        let market = &mut self.markets[series.0 as usize];
         let account = &mut self.accounts[owner as usize];
         let exposure = account.exposures.entry(series).or_default();
         let before = exposure.requirement(market);
@@ -662,6 +672,9 @@ impl State {
         let after = exposure.requirement(market);
         if exposure.is_empty() {
             account.exposures.remove(&series);
+            market.participants.remove(&owner);
+        } else {
+            market.participants.insert(owner);
         }
         account.usd_locked =
             account.usd_locked.minus(before).expect("requirement is part of the locked total").plus(after);

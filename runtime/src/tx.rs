@@ -136,6 +136,10 @@ pub fn list_series(series: &str) -> wire::Action {
     action(Kind::ListSeries(wire::ListSeries { series: series.to_string() }))
 }
 
-pub fn set_index_price(underlying: &str, price: &str) -> wire::Action {
-    action(Kind::SetIndexPrice(wire::SetIndexPrice { underlying: underlying.to_string(), price: price.to_string() }))
+impl Signer {
+    /// Signs an oracle report as this operator key: what a validator's feeder
+    /// sends, for the sandbox, tests and the demo.
+    pub fn sign_oracle_report(&self, chain_id: &str, prices: &[vanna_oracle::PriceReport]) -> Vec<u8> {
+        vanna_oracle::sign_report(&self.key, chain_id, prices).encode_to_vec()
+    }
 }

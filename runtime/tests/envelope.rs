@@ -10,7 +10,7 @@ use vanna_runtime::RuntimeError;
 use vanna_runtime::events::{ActionOutcome, TxStatus};
 use vanna_runtime::limits::*;
 use vanna_runtime::sandbox::{DEMO_CHAIN_ID, Sandbox};
-use vanna_runtime::tx::{Signer, limit_order, list_series, place, set_index_price, transfer};
+use vanna_runtime::tx::{Signer, limit_order, list_series, place, transfer};
 
 fn rejected(chain: &mut Sandbox, bytes: Vec<u8>) -> RuntimeError {
     let alice = chain.address("alice");
@@ -133,7 +133,7 @@ fn transfers_move_only_free_funds() {
 }
 
 #[test]
-fn only_the_listing_authority_lists_and_sets_index_prices() {
+fn only_the_listing_authority_lists_series() {
     let mut chain = sandbox();
     let (receipt, _) = run(&mut chain, "alice", vec![list_series("BTC-25DEC26-120000-C")]);
     assert_eq!(action_error(&receipt), RuntimeError::NotAuthorized("list series"));
@@ -149,11 +149,6 @@ fn only_the_listing_authority_lists_and_sets_index_prices() {
     let (receipt, _) =
         run(&mut chain, "alice", vec![place(limit_order("BTC-25DEC26-120000-C", Side::Buy, "100", "1"))]);
     assert_eq!(order(&receipt).resting_contracts, dec("1"));
-    let (receipt, _) = run(&mut chain, "alice", vec![set_index_price("BTC", "1")]);
-    assert_eq!(action_error(&receipt), RuntimeError::NotAuthorized("set index prices"));
-    let (receipt, _) = run(&mut chain, "authority", vec![set_index_price("BTC", "90000")]);
-    assert_eq!(outcomes(&receipt)[0], Ok(ActionOutcome::IndexPriceSet));
-    assert_eq!(chain.state.underlyings["BTC"].index_price.value(), dec("90000"));
 }
 
 #[test]

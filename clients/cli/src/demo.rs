@@ -1,7 +1,9 @@
 //! `vanna demo`: a scripted trading session through the runtime, block by
 //! block: market makers quote, takers cross, orders are cancelled and
 //! replaced, refusals are shown with their reasons, and the books, fills,
-//! positions, fees and balances are printed at the end.
+//! positions, fees and balances are printed. Then the validators' signed
+//! oracle reports move BTC, marks and margins follow, and a short-dated put
+//! expires and settles at the TWAP of the index.
 
 use prost::Message;
 use rust_decimal::Decimal;
@@ -15,6 +17,7 @@ use vanna_runtime::staking::{EvidenceRecord, Offence};
 use vanna_runtime::tx::{action, cancel_all, cancel_by_client_id, limit_order, market_order, place, replace, transfer};
 
 use crate::CliResult;
+use crate::genesis::SHORT_DATED_PUT;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,6 +27,7 @@ pub struct Args {
 }
 
 const TRADERS: [&str; 4] = ["mm-north", "mm-south", "alice", "bob"];
+const VALIDATORS: [&str; 3] = ["validator-1", "validator-2", "validator-3"];
 const NAMED: [&str; 8] =
     ["mm-north", "mm-south", "alice", "bob", "authority", "validator-1", "validator-2", "validator-3"];
 
@@ -101,6 +105,15 @@ pub fn run(args: &Args) -> CliResult {
                     ..limit_order("BTC-25DEC26-100000-P", Side::Sell, "6100", "1")
                 })],
             );
+        },
+    )?;
+    step(
+        &mut chain,
+        args,
+        "Short-dated: mm-south sells alice 2 puts expiring today at 08:00 UTC (cash-secured)",
+        |chain| {
+            chain.submit("mm-south", vec![place(limit_order(SHORT_DATED_PUT, Side::Sell, "900", "2"))]);
+            chain.submit("alice", vec![place(limit_order(SHORT_DATED_PUT, Side::Buy, "900", "2"))]);
         },
     )?;
     let mm_south_ask = open_order(&chain, "mm-south", 3)?;
@@ -186,6 +199,49 @@ pub fn run(args: &Args) -> CliResult {
     print_books(&chain);
     print_accounts(&chain);
     print_staking(&chain);
+
+    println!("\n== the oracle: validators sign BTC and ETH reports, which blocks carry before their transactions");
+    step(
+        &mut chain,
+        args,
+        "All three validators report; validator-3 left the active set, so its report does not count",
+        |chain| {
+            chain.report_prices(&VALIDATORS, &[("BTC", "97500"), ("ETH", "3550")]);
+        },
+    )?;
+    print_margins(&chain)?;
+    for spot in ["93000", "93000", "93000"] {
+        step(
+            &mut chain,
+            args,
+            &format!("BTC falls: the validators report {spot}; the index follows at most 2% per block"),
+            |chain| {
+                chain.report_prices(&VALIDATORS, &[("BTC", spot), ("ETH", "3550")]);
+            },
+        )?;
+    }
+    print_margins(&chain)?;
+
+    println!("\n== expiry: {SHORT_DATED_PUT} settles at the 30-minute TWAP of the index before 08:00 UTC");
+    let expiry_ms = chain.state.series(SHORT_DATED_PUT).ok_or("the short-dated put is listed")?.spec.expiry_ms;
+    let at = |chain: &mut Sandbox, time_ms: u64| chain.block_interval_ms = time_ms - chain.state.time_ms;
+    at(&mut chain, expiry_ms - 40 * 60_000);
+    step(&mut chain, args, "07:20 UTC: the validators report BTC at 93,000", |chain| {
+        chain.report_prices(&VALIDATORS, &[("BTC", "93000")]);
+    })?;
+    at(&mut chain, expiry_ms - 15 * 60_000);
+    step(&mut chain, args, "07:45 UTC: they report 92,000", |chain| {
+        chain.report_prices(&VALIDATORS, &[("BTC", "92000")]);
+    })?;
+    at(&mut chain, expiry_ms);
+    step(
+        &mut chain,
+        args,
+        "08:00 UTC: the first block at expiry settles the series (TWAP 92,500: 15 minutes at each)",
+        |_| {},
+    )?;
+    chain.block_interval_ms = 1_000;
+    print_accounts(&chain);
     let root = chain.state.state_root();
     let alice = chain.address("alice");
     let proof = chain.state.prove_account(&alice).ok_or("alice has no account")?.encode_to_vec();
@@ -338,6 +394,33 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            Event::IndexUpdated { underlying, index, aggregate, clamped, covered_stake, total_stake } => println!(
+                "    oracle: {underlying} index {index}{} ({}% of active stake reported)",
+                if *clamped { format!(" (stepping toward the median {aggregate})") } else { String::new() },
+                covered_stake * 100 / (*total_stake).max(1)
+            ),
+            Event::UnderlyingStale { underlying } => {
+                println!("    oracle: {underlying} is stale: its markets take only reduce-only orders")
+            }
+            Event::UnderlyingFresh { underlying } => println!("    oracle: {underlying} has fresh prices again"),
+            Event::OracleQuorumMissed { underlying, covered_stake, total_stake } => println!(
+                "    oracle: {underlying} reports cover {covered_stake} of {total_stake} stake, not more than two thirds"
+            ),
+            Event::OracleReportIgnored { reporter, underlying, reason } => {
+                println!("    oracle: report of {} for {underlying} ignored: {reason}", name_of(chain, reporter))
+            }
+            Event::OracleReportRejected { position, reason } => {
+                println!("    oracle: report #{position} rejected: {reason}")
+            }
+            Event::SeriesSettled { series, settlement_price, from_twap, payouts } => {
+                println!(
+                    "    SETTLED {series} at {settlement_price} ({})",
+                    if *from_twap { "TWAP of the index" } else { "index at expiry: no history over the window" }
+                );
+                for (account, payout) in payouts {
+                    println!("      {:<9} {payout:+} USD", name_of(chain, account));
+                }
+            }
             Event::OrderReduced { order, owner, remaining, reason } => {
                 println!("    reduced {order} of {} to {remaining} contracts ({reason:?})", name_of(chain, owner))
             }
@@ -398,6 +481,39 @@ fn print_accounts(chain: &Sandbox) {
         "  fee pool {} USD (what did not divide evenly among validators, carried to the next block); USD in existence {total}, unchanged since genesis",
         chain.state.fee_pool
     );
+}
+
+fn print_margins(chain: &Sandbox) -> CliResult {
+    println!(
+        "\n== margin at BTC {} / ETH {} (marks: Black-Scholes at the oracle spot and volatility)",
+        chain.state.index_price("BTC"),
+        chain.state.index_price("ETH")
+    );
+    println!("  {:<9} {:>16} {:>14} {:>14} {:>8}", "account", "equity", "initial", "maintenance", "ratio");
+    for name in TRADERS {
+        let risk = chain.state.account_margin(&chain.address(name))?;
+        println!(
+            "  {:<9} {:>16} {:>14} {:>14} {:>8}",
+            name,
+            risk.equity.to_string(),
+            risk.initial.to_string(),
+            risk.maintenance.to_string(),
+            risk.margin_ratio.map_or_else(|| "-".to_string(), |ratio| ratio.round_dp(4).to_string())
+        );
+        for position in &risk.positions {
+            println!(
+                "    {:<22} {:>+7} mark {:>10} delta {:>+9} gamma {:>+.8} vega {:>+9} theta/day {:>+9}",
+                position.series,
+                position.contracts,
+                position.mark.round_dp(2),
+                position.delta.round_dp(4),
+                position.gamma,
+                position.vega_per_vol_point.round_dp(2),
+                position.theta_per_day.round_dp(2)
+            );
+        }
+    }
+    Ok(())
 }
 
 fn print_staking(chain: &Sandbox) {

@@ -13,10 +13,15 @@ pub const DEMO_ACCOUNTS: [(&str, u64); 4] =
 pub const DEMO_VALIDATORS: [(&str, u64, u64, &str); 3] =
     [("validator-1", 40_000, 0, "0.10"), ("validator-2", 30_000, 0, "0.05"), ("validator-3", 20_000, 0, "0.08")];
 
+/// A put expiring eight hours after the demo genesis.
+pub const SHORT_DATED_PUT: &str = "BTC-25NOV26-95000-P";
+
 /// The demo chain's genesis and the signers of its named accounts.
 pub fn demo() -> (vanna_runtime::Genesis, Vec<(String, Signer)>) {
     let (mut genesis, mut signers) = demo_genesis(&DEMO_ACCOUNTS);
     genesis.staking.params.epoch_blocks = 5;
+    // Expires 08:00 UTC on the genesis day, so the demo can settle it.
+    genesis.series.push(SHORT_DATED_PUT.to_string());
     signers.extend(add_validators(&mut genesis, &DEMO_VALIDATORS));
     (genesis, signers)
 }

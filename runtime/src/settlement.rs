@@ -1,0 +1,147 @@
+//! Expiry settlement. In the first block at or after a series' expiry, after
+//! the oracle update and before any transaction, the series is cash-settled
+//! and retired:
+//!
+//! 1. Settlement price: the oracle's TWAP of the index over the
+//!    `twap_window_ms` before expiry; when the history does not cover that
+//!    window (the chain was down, or the window reaches before genesis), the
+//!    index at settlement time, and the event says so. It is then rounded to
+//!    the underlying's tick (half to even, neutral between longs and shorts),
+//!    so that intrinsic value × lot size is exact in the quote asset's six
+//!    decimals: tick and lot decimals add up to at most six (genesis checks)
+//!    and so do strike and lot decimals (listing checks).
+//! 2. Open orders in the series are cancelled (`CancelReason::Settled`).
+//! 3. Each position is paid intrinsic value per lot × lots: calls
+//!    max(S − K, 0), puts max(K − S, 0); longs receive, shorts pay. Every lot
+//!    pays the same exact amount and positions sum to zero, so the payouts sum
+//!    to exactly zero and no rounding is needed. A short put's payment (at
+//!    most its strike) is covered by the strike it had locked, which is
+//!    released in the same step; calls are never short.
+//! 4. The series keeps its listing with its settlement price committed, and
+//!    takes no orders (it has expired).
+
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use crate::error::Field;
+use crate::events::{CancelReason, Event};
+use crate::ids::{OrderId, SeriesId};
+use crate::instrument::OptionKind;
+use crate::money::{Amount, Price};
+use crate::oracle::oracle_symbol;
+use crate::state::State;
+
+/// Intrinsic value of one contract at settlement price `spot`.
+pub fn intrinsic_value(kind: OptionKind, strike: Decimal, spot: Decimal) -> Decimal {
+    match kind {
+        OptionKind::Call => (spot - strike).max(Decimal::ZERO),
+        OptionKind::Put => (strike - spot).max(Decimal::ZERO),
+    }
+}
+
+/// Rounds a settlement price to the tick, half to even; never below one tick,
+/// since a price is positive (an index below half a tick settles at one tick).
+pub fn round_to_tick(price: Decimal, tick: Price) -> Price {
+    let ticks = (price / tick.value()).round_dp_with_strategy(0, RoundingStrategy::MidpointNearestEven);
+    let rounded = (ticks.max(Decimal::ONE) * tick.value()).normalize();
+    Price::new(rounded, Field::Price).expect("a whole number of ticks is a valid price")
+}
+
+impl State {
+    /// Settles every unsettled series whose expiry is at or before block time,
+    /// earliest expiry first.
+    pub(crate) fn settle_expired(&mut self, events: &mut Vec<Event>) {
+        while let Some(&(expiry_ms, series)) = self.unsettled.first() {
+            if expiry_ms > self.time_ms {
+                break;
+            }
+            self.unsettled.pop_first();
+            self.settle_series(series, events);
+        }
+    }
+
+    fn settle_series(&mut self, series: SeriesId, events: &mut Vec<Event>) {
+        let market = self.market(series);
+        let spec = market.spec.clone();
+        let (raw, from_twap) = match self.oracle.settlement_price(&oracle_symbol(&spec.underlying), spec.expiry_ms) {
+            Some(twap) => (twap, true),
+            None => (self.index_price(&spec.underlying).value(), false),
+        };
+        let price = round_to_tick(raw, market.tick);
+        let per_lot = Amount::new(
+            intrinsic_value(spec.kind, spec.strike.value(), price.value()) * market.lot.value(),
+            Field::Amount,
+        )
+        .expect("tick, strike and lot decimals make intrinsic value per lot exact in six decimals");
+        let participants: Vec<u64> = market.participants.iter().copied().collect();
+
+        for &owner in &participants {
+            let orders: Vec<OrderId> = self.accounts[owner as usize]
+                .open_orders
+                .iter()
+                .copied()
+                .filter(|id| self.orders[id].series == series)
+                .collect();
+            for id in orders {
+                self.remove_order(id, CancelReason::Settled, events);
+            }
+        }
+
+        let mut payouts = Vec::new();
+        for owner in participants {
+            let lots = self.accounts[owner as usize].exposure(series).position_lots;
+            if lots == 0 {
+                continue;
+            }
+            // Closing the position releases a short put's strike lock before the payment.
+            self.update_exposure(owner, series, |exposure| exposure.position_lots = 0);
+            let amount = per_lot.times(lots.unsigned_abs());
+            let account = &mut self.accounts[owner as usize];
+            let payout = if lots > 0 {
+                account.usd = account.usd.plus(amount);
+                amount.value()
+            } else {
+                account.usd = account
+                    .usd
+                    .minus(amount)
+                    .expect("a short put pays at most the strike it had locked; calls are never short");
+                -amount.value()
+            };
+            assert!(account.usd_locked <= account.usd, "settlement leaves every account collateralised");
+            payouts.push((account.address, payout));
+        }
+        payouts.sort_unstable_by_key(|(address, _)| *address);
+        let total: Decimal = payouts.iter().map(|(_, payout)| payout).sum();
+        assert!(total.is_zero(), "settlement payouts of {} sum to {total}, not zero", spec.name);
+
+        self.markets[series.0 as usize].settled_at = Some(price);
+        self.commitment.touch_series(series);
+        events.push(Event::SeriesSettled { series: spec.name, settlement_price: price, from_twap, payouts });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn price(text: &str) -> Price {
+        Price::new(text.parse().unwrap(), Field::Price).unwrap()
+    }
+
+    #[test]
+    fn intrinsic_value_is_never_negative() {
+        let d = |text: &str| text.parse::<Decimal>().unwrap();
+        assert_eq!(intrinsic_value(OptionKind::Call, d("100000"), d("101234.5")), d("1234.5"));
+        assert_eq!(intrinsic_value(OptionKind::Call, d("100000"), d("99000")), Decimal::ZERO);
+        assert_eq!(intrinsic_value(OptionKind::Put, d("100000"), d("99000")), d("1000"));
+        assert_eq!(intrinsic_value(OptionKind::Put, d("100000"), d("100000.5")), Decimal::ZERO);
+    }
+
+    #[test]
+    fn settlement_prices_round_to_the_tick_half_to_even() {
+        let tick = price("0.5");
+        assert_eq!(round_to_tick("97000.25".parse().unwrap(), tick), price("97000"));
+        assert_eq!(round_to_tick("97000.75".parse().unwrap(), tick), price("97001"));
+        assert_eq!(round_to_tick("97000.26".parse().unwrap(), tick), price("97000.5"));
+        assert_eq!(round_to_tick("0.1".parse().unwrap(), tick), tick);
+    }
+}

@@ -1,0 +1,203 @@
+//! Expiry settlement through blocks: the TWAP settlement price, payouts at
+//! intrinsic value that sum to zero, cancelled orders, retired series.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use vanna_proto::v1::Side;
+use vanna_runtime::events::{CancelReason, Event};
+use vanna_runtime::sandbox::Sandbox;
+use vanna_runtime::tx::{limit_order, list_series, place};
+use vanna_runtime::{BlockOutput, RuntimeError};
+
+/// 2026-11-25 08:00 UTC: eight hours after the demo genesis.
+const SHORT_PUT: &str = "BTC-25NOV26-95000-P";
+const SHORT_CALL: &str = "BTC-25NOV26-95000-C";
+const VALIDATORS: [&str; 2] = ["val-a", "val-b"];
+
+fn expiry(chain: &Sandbox) -> u64 {
+    chain.state.series(SHORT_PUT).unwrap().spec.expiry_ms
+}
+
+fn block(chain: &mut Sandbox) -> BlockOutput {
+    let output = chain.produce_block();
+    chain.state.check_invariants();
+    assert_eq!(chain.state.state_root_from_scratch(), output.state_root, "incremental root equals a full one");
+    output
+}
+
+/// Produces the next block at `time_ms`, with the validators reporting `spot` if given.
+fn block_at(chain: &mut Sandbox, time_ms: u64, spot: Option<&str>) -> BlockOutput {
+    chain.block_interval_ms = time_ms - chain.state.time_ms;
+    if let Some(spot) = spot {
+        chain.report_prices(&VALIDATORS, &[("BTC", spot)]);
+    }
+    let output = block(chain);
+    chain.block_interval_ms = 1_000;
+    output
+}
+
+fn listed() -> Sandbox {
+    let mut chain = staked_sandbox();
+    run(&mut chain, "authority", vec![list_series(SHORT_PUT), list_series(SHORT_CALL)]);
+    chain
+}
+
+/// A settlement event's series, price, whether it came from the TWAP, and payouts.
+type Settlement = (String, Decimal, bool, Vec<(vanna_runtime::Address, Decimal)>);
+
+fn settled(output: &BlockOutput) -> Vec<Settlement> {
+    output
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            Event::SeriesSettled { series, settlement_price, from_twap, payouts } => {
+                Some((series.clone(), settlement_price.value(), *from_twap, payouts.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_expiry_settles_at_the_twap_with_exact_payouts() {
+    let mut chain = listed();
+    run(&mut chain, "bob", vec![place(limit_order(SHORT_PUT, Side::Sell, "1000", "2"))]);
+    run(&mut chain, "alice", vec![place(limit_order(SHORT_PUT, Side::Buy, "1000", "2"))]);
+    run(&mut chain, "carol", vec![place(limit_order(SHORT_PUT, Side::Buy, "500", "1"))]);
+    // Bob's short put locks its strike: 95,000 × 2.
+    assert_eq!(usd(&chain, "bob").1, dec("190000"));
+    let total = chain.state.total_usd();
+
+    let expiry = expiry(&chain);
+    // The index is 90,000 from 31 minutes before expiry and 91,000 from 20
+    // minutes before: each after a quiet spell that makes BTC stale, so each
+    // is set directly, unguarded.
+    block_at(&mut chain, expiry - 32 * 60_000, None);
+    block_at(&mut chain, expiry - 31 * 60_000, Some("90000"));
+    block_at(&mut chain, expiry - 21 * 60_000, None);
+    block_at(&mut chain, expiry - 20 * 60_000, Some("91000"));
+    assert_eq!(chain.state.index_price("BTC").value(), dec("91000"));
+    let output = block_at(&mut chain, expiry + 1_000, None);
+
+    // TWAP over the last 30 minutes: (10 × 90,000 + 20 × 91,000) / 30 =
+    // 90,666.666667, rounded to the 0.5 tick: 90,666.5. Intrinsic 4,333.5 per
+    // contract, 43.335 per 0.01 lot, × 200 lots.
+    let settlements = settled(&output);
+    assert_eq!(settlements.len(), 2, "both short-dated series settle");
+    let put = settlements.iter().find(|(name, ..)| name == SHORT_PUT).unwrap();
+    assert_eq!(put.1, dec("90666.5"));
+    assert!(put.2, "settled from the TWAP");
+    let mut expected = vec![(chain.address("alice"), dec("8667")), (chain.address("bob"), dec("-8667"))];
+    expected.sort();
+    assert_eq!(put.3, expected);
+    let call = settlements.iter().find(|(name, ..)| name == SHORT_CALL).unwrap();
+    assert!(call.3.is_empty(), "nobody held the call");
+
+    assert!(output.events.iter().any(|event| matches!(
+        event,
+        Event::OrderCancelled { owner, reason: CancelReason::Settled, .. } if *owner == chain.address("carol")
+    )));
+    assert_eq!(position(&chain, "alice", SHORT_PUT), Decimal::ZERO);
+    assert_eq!(position(&chain, "bob", SHORT_PUT), Decimal::ZERO);
+    assert_eq!(usd(&chain, "bob").1, Decimal::ZERO, "the strike lock is released");
+    assert_eq!(usd(&chain, "carol").1, Decimal::ZERO, "the cancelled bid's lock is released");
+    assert_eq!(chain.state.total_usd(), total, "settlement moves funds, never creates them");
+    assert_eq!(chain.state.series(SHORT_PUT).unwrap().settled_at.unwrap().value(), dec("90666.5"));
+
+    // The series is retired: no new orders, and no second settlement.
+    let (receipt, block) = run(&mut chain, "alice", vec![place(limit_order(SHORT_PUT, Side::Buy, "10", "1"))]);
+    assert!(matches!(action_error(&receipt), RuntimeError::SeriesExpired { .. }));
+    assert!(settled(&block).is_empty());
+}
+
+#[test]
+fn without_history_over_the_window_the_current_index_settles_and_says_so() {
+    let (mut genesis, mut signers) =
+        vanna_runtime::sandbox::demo_genesis(&[("alice", 1_000_000), ("bob", 1_000_000), ("carol", 1_000_000)]);
+    signers.extend(vanna_runtime::sandbox::add_validators(
+        &mut genesis,
+        &[("val-a", 10_000, 0, "0.1"), ("val-b", 10_000, 0, "0.05")],
+    ));
+    // A window longer than the time from genesis to expiry: no history covers it.
+    genesis.oracle.twap_window_ms = 9 * 3_600_000;
+    genesis.oracle.history_retention_ms = 10 * 3_600_000;
+    let mut chain = Sandbox::new(&genesis, signers).unwrap();
+    run(&mut chain, "authority", vec![list_series(SHORT_PUT)]);
+    run(&mut chain, "bob", vec![place(limit_order(SHORT_PUT, Side::Sell, "1000", "1"))]);
+    run(&mut chain, "alice", vec![place(limit_order(SHORT_PUT, Side::Buy, "1000", "1"))]);
+    let expiry = expiry(&chain);
+    block_at(&mut chain, expiry - 120_000, None);
+    block_at(&mut chain, expiry - 60_000, Some("94000.2"));
+    let output = block_at(&mut chain, expiry, None);
+    let settlements = settled(&output);
+    let (_, price, from_twap, payouts) = &settlements[0];
+    assert!(!from_twap);
+    assert_eq!(*price, dec("94000"), "the index, rounded to the tick");
+    assert_eq!(payouts.iter().map(|(_, payout)| payout).sum::<Decimal>(), Decimal::ZERO);
+    assert!(payouts.contains(&(chain.address("alice"), dec("1000"))));
+}
+
+/// One random trade: seller, buyer, put or call strike index, price in ticks, lots.
+fn trade() -> impl Strategy<Value = (usize, usize, usize, u32, u32)> {
+    (0usize..3, 0usize..3, 0usize..3, 1u32..4_000, 1u32..300)
+}
+
+const TRADERS: [&str; 3] = ["alice", "bob", "carol"];
+const STRIKES: [&str; 3] = ["90000", "95000", "100000"];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Whatever positions are open and wherever the index goes, the payouts
+    /// of each series sum to zero and the chain's USD is unchanged.
+    #[test]
+    fn settlement_conserves_funds(
+        trades in prop::collection::vec(trade(), 1..12),
+        path in prop::collection::vec(60_000u64..120_000, 1..4),
+    ) {
+        let mut chain = staked_sandbox();
+        let names: Vec<String> = STRIKES.iter().map(|strike| format!("BTC-25NOV26-{strike}-P")).collect();
+        run(&mut chain, "authority", names.iter().map(|name| list_series(name)).collect());
+        for (seller, buyer, strike, ticks, lots) in trades {
+            if seller == buyer {
+                continue;
+            }
+            let price = (Decimal::from(ticks) / Decimal::from(2)).to_string();
+            let quantity = (Decimal::from(lots) / Decimal::from(100)).to_string();
+            chain.submit(TRADERS[seller], vec![place(limit_order(&names[strike], Side::Sell, &price, &quantity))]);
+            chain.submit(TRADERS[buyer], vec![place(limit_order(&names[strike], Side::Buy, &price, &quantity))]);
+            block(&mut chain);
+        }
+        let total = chain.state.total_usd();
+        let holders = names
+            .iter()
+            .flat_map(|name| TRADERS.iter().map(move |trader| (name, trader)))
+            .filter(|(name, trader)| !position(&chain, trader, name).is_zero())
+            .count();
+        let expiry = expiry_of(&chain, &names[0]);
+        let step = 25 * 60_000 / path.len() as u64;
+        for (index, spot) in path.iter().enumerate() {
+            block_at(&mut chain, expiry - 25 * 60_000 + step * index as u64, Some(&spot.to_string()));
+        }
+        let output = block_at(&mut chain, expiry, None);
+        let settlements = settled(&output);
+        prop_assert_eq!(settlements.len(), STRIKES.len());
+        prop_assert_eq!(settlements.iter().map(|(.., payouts)| payouts.len()).sum::<usize>(), holders);
+        for (_, _, _, payouts) in &settlements {
+            prop_assert_eq!(payouts.iter().map(|(_, payout)| *payout).sum::<Decimal>(), Decimal::ZERO);
+        }
+        prop_assert_eq!(chain.state.total_usd(), total);
+        for name in &names {
+            for trader in TRADERS {
+                prop_assert_eq!(position(&chain, trader, name), Decimal::ZERO);
+            }
+        }
+    }
+}
+
+fn expiry_of(chain: &Sandbox, name: &str) -> u64 {
+    chain.state.series(name).unwrap().spec.expiry_ms
+}
