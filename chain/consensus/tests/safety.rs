@@ -36,23 +36,7 @@ proptest! {
     #[test]
     fn no_conflicting_finality_under_any_schedule(byzantine in 0usize..4, steps in prop::collection::vec(step(), 200..1500)) {
         let mut harness = Harness::new(4, vec![byzantine], None);
-        for step in steps {
-            match step {
-                Step::Deliver(i) => harness.deliver(i, false),
-                Step::Duplicate(i) => harness.deliver(i, true),
-                Step::Drop(i) => {
-                    if !harness.pool.is_empty() {
-                        let len = harness.pool.len();
-                        harness.pool.swap_remove(i % len);
-                    }
-                }
-                Step::Fire(node) => harness.fire(node),
-            }
-            // Keep the pool bounded so long schedules stay cheap.
-            if harness.pool.len() > 400 {
-                harness.pool.drain(..200);
-            }
-        }
+        run_schedule(&mut harness, steps, 400);
         harness.assert_safe();
         // Then the network stabilises: finality must resume, still safely.
         let before: Vec<usize> = harness.finalized.iter().map(Vec::len).collect();
@@ -69,23 +53,29 @@ proptest! {
     #[test]
     fn seven_validators_two_byzantine(steps in prop::collection::vec(step(), 300..1500)) {
         let mut harness = Harness::new(7, vec![1, 5], None);
-        for step in steps {
-            match step {
-                Step::Deliver(i) => harness.deliver(i, false),
-                Step::Duplicate(i) => harness.deliver(i, true),
-                Step::Drop(i) => {
-                    if !harness.pool.is_empty() {
-                        let len = harness.pool.len();
-                        harness.pool.swap_remove(i % len);
-                    }
-                }
-                Step::Fire(node) => harness.fire(node),
-            }
-            if harness.pool.len() > 600 {
-                harness.pool.drain(..300);
-            }
-        }
+        run_schedule(&mut harness, steps, 600);
         harness.assert_safe();
+    }
+}
+
+/// Applies a random schedule; the message pool is halved whenever it exceeds
+/// `pool_cap`, so long schedules stay cheap.
+fn run_schedule(harness: &mut Harness, steps: Vec<Step>, pool_cap: usize) {
+    for step in steps {
+        match step {
+            Step::Deliver(i) => harness.deliver(i, false),
+            Step::Duplicate(i) => harness.deliver(i, true),
+            Step::Drop(i) => {
+                if !harness.pool.is_empty() {
+                    let len = harness.pool.len();
+                    harness.pool.swap_remove(i % len);
+                }
+            }
+            Step::Fire(node) => harness.fire(node),
+        }
+        if harness.pool.len() > pool_cap {
+            harness.pool.drain(..pool_cap / 2);
+        }
     }
 }
 
