@@ -189,11 +189,14 @@ fn registration_checks_key_proof_commission_and_stake() {
     assert!(receipt.first_error().is_none());
     // The new validator joins the active set at the next epoch boundary.
     chain.block_interval_ms = 1_000;
-    assert_eq!(chain.state.staking.active.len(), 2);
+    let (epoch, set) = chain.state.staking.epoch_validator_set();
+    assert_eq!(set.len(), 2);
     while !chain.state.height.is_multiple_of(chain.state.staking.params.epoch_blocks) {
         chain.produce_block();
     }
-    assert_eq!(chain.state.staking.active.len(), 3);
+    let (next_epoch, set) = chain.state.staking.epoch_validator_set();
+    assert_eq!((next_epoch, set.len()), (epoch + 1, 3));
+    assert!(set.iter().any(|member| member.operator == chain.address("carol")));
 }
 
 #[test]

@@ -353,6 +353,15 @@ impl Staking {
             .collect()
     }
 
+    /// The interface consensus reads: the epoch number and its validator set
+    /// (consensus key, operator, power). Applying the last block of an epoch
+    /// (a height that is a multiple of `epoch_blocks`) fixes the set for the
+    /// next epoch, so once that block is final, consensus starts the next
+    /// epoch's engine with what this returns.
+    pub fn epoch_validator_set(&self) -> (u64, &[ValidatorPower]) {
+        (self.epoch, &self.active)
+    }
+
     /// A validator's record: stake, commission, jailing, pools.
     pub fn validator(&self, operator: &Address) -> Option<&Validator> {
         self.validators.get(operator)
