@@ -4,7 +4,9 @@
 //! added only when the index changes, and it holds until the next entry. The
 //! ring drops entries that ended before the retention horizon and, when full,
 //! its oldest entry; a TWAP whose start the ring no longer covers is `None`,
-//! never a guess.
+//! never a guess. Because an unchanged index adds no entry, the history also
+//! keeps the quiet periods (no accepted aggregate for longer than the
+//! staleness bound, e.g. a halt): a value "held" through one is no price.
 
 use std::collections::VecDeque;
 
@@ -17,12 +19,20 @@ pub struct IndexHistory {
     /// (time the value took effect, value), strictly increasing in time.
     entries: VecDeque<(u64, IndexPrice)>,
     max_entries: usize,
+    /// When the last aggregate was accepted.
+    last_alive_ms: Option<u64>,
+    /// (last aggregate before, first aggregate after) of each quiet period
+    /// longer than the staleness bound, oldest first; at most `MAX_QUIET_PERIODS`.
+    quiet: VecDeque<(u64, u64)>,
 }
+
+/// Quiet periods remembered; older ones fall out with the retention horizon.
+pub const MAX_QUIET_PERIODS: usize = 64;
 
 impl IndexHistory {
     pub fn new(max_entries: usize) -> Self {
         assert!(max_entries >= 2, "a history needs room for two entries");
-        IndexHistory { entries: VecDeque::new(), max_entries }
+        IndexHistory { entries: VecDeque::new(), max_entries, last_alive_ms: None, quiet: VecDeque::new() }
     }
 
     pub fn len(&self) -> usize {
@@ -60,11 +70,40 @@ impl IndexHistory {
         self.entries.push_back((at_ms, price));
     }
 
+    /// Notes that an aggregate was accepted at `at_ms`; a silence longer than
+    /// `max_quiet_ms` since the previous one is remembered as a quiet period.
+    pub fn mark_alive(&mut self, at_ms: u64, max_quiet_ms: u64) {
+        if let Some(previous) = self.last_alive_ms
+            && at_ms.saturating_sub(previous) > max_quiet_ms
+        {
+            if self.quiet.len() == MAX_QUIET_PERIODS {
+                self.quiet.pop_front();
+            }
+            self.quiet.push_back((previous, at_ms));
+        }
+        self.last_alive_ms = Some(at_ms);
+    }
+
+    /// The remembered quiet periods, oldest first: what a state commitment covers.
+    pub fn quiet_periods(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.quiet.iter().copied()
+    }
+
+    /// Whether prices were live throughout [from_ms, to_ms): no quiet period
+    /// overlaps it, and the last aggregate is recent enough to reach its end.
+    pub fn live_through(&self, from_ms: u64, to_ms: u64, max_quiet_ms: u64) -> bool {
+        let recent = self.last_alive_ms.is_some_and(|at| at.saturating_add(max_quiet_ms) >= to_ms);
+        recent && !self.quiet.iter().any(|(start, end)| *start < to_ms && *end > from_ms)
+    }
+
     /// Drops entries that stopped holding at or before `horizon_ms`; the entry in
     /// force at the horizon stays, since it covers the start of the window.
     pub fn prune(&mut self, horizon_ms: u64) {
         while self.entries.len() >= 2 && self.entries[1].0 <= horizon_ms {
             self.entries.pop_front();
+        }
+        while self.quiet.front().is_some_and(|(_, end)| *end <= horizon_ms) {
+            self.quiet.pop_front();
         }
     }
 
@@ -116,6 +155,21 @@ impl IndexHistory {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_halt_is_remembered_and_breaks_liveness() {
+        let mut history = IndexHistory::new(16);
+        history.mark_alive(1_000, 30_000);
+        history.mark_alive(20_000, 30_000);
+        assert!(history.live_through(0, 40_000, 30_000));
+        assert!(!history.live_through(0, 60_000, 30_000), "silent since 20 s: not live at 60 s");
+        history.mark_alive(100_000, 30_000);
+        assert_eq!(history.quiet_periods().collect::<Vec<_>>(), vec![(20_000, 100_000)]);
+        assert!(!history.live_through(50_000, 100_000, 30_000), "the window falls in the halt");
+        assert!(history.live_through(100_000, 110_000, 30_000));
+        history.prune(100_000);
+        assert_eq!(history.quiet_periods().count(), 0);
+    }
 
     fn price(text: &str) -> IndexPrice {
         IndexPrice::parse(text).unwrap()

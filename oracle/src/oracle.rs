@@ -153,6 +153,7 @@ impl Oracle {
         let mut history = IndexHistory::new(self.params.history_max_entries);
         if let Some(index) = initial_index {
             history.record(now_ms, index);
+            history.mark_alive(now_ms, self.params.stale_after_ms);
         }
         let state = UnderlyingState {
             status: if initial_index.is_some() { Status::Fresh } else { Status::Stale },
@@ -208,6 +209,11 @@ impl Oracle {
     /// before it.
     pub fn settlement_price(&self, underlying: &Underlying, expiry_ms: u64) -> Option<Decimal> {
         let from = expiry_ms.checked_sub(self.params.twap_window_ms)?;
+        let history = &self.underlyings.get(underlying)?.history;
+        // A value merely held through a halt or a stale spell is no price.
+        if !history.live_through(from, expiry_ms, self.params.stale_after_ms) {
+            return None;
+        }
         self.twap(underlying, from, expiry_ms)
     }
 
@@ -299,6 +305,7 @@ fn aggregate_one(
             state.index = Some(index);
             state.aggregate = Some(aggregate);
             state.last_update_ms = Some(now_ms);
+            entry.history.mark_alive(now_ms, params.stale_after_ms);
             entry.history.record(now_ms, index);
             events.push(OracleEvent::IndexUpdated {
                 underlying: underlying.clone(),

@@ -237,6 +237,15 @@ impl Genesis {
             }
         }
         state.rebuild_margin_tables();
+        // A grid that shocks the default volatility out of the pricer's range
+        // would leave an underlying without margin figures for good.
+        for symbol in state.underlyings.keys() {
+            if !state.risk.contains_key(symbol) {
+                return Err(invalid(format!(
+                    "margin tables of {symbol} cannot be built: its default_volatility shocked by the grid leaves the pricer's range"
+                )));
+            }
+        }
         Ok(state)
     }
 }
@@ -259,7 +268,12 @@ impl State {
                 now_ms: self.time_ms,
             });
         }
-        let listed = self.markets.iter().filter(|market| market.spec.underlying == spec.underlying).count();
+        // Settled series are retired: only live ones count against the bound.
+        let listed = self
+            .markets
+            .iter()
+            .filter(|market| market.spec.underlying == spec.underlying && market.settled_at.is_none())
+            .count();
         if listed >= MAX_SERIES_PER_UNDERLYING {
             return Err(RuntimeError::TooManySeries { underlying: spec.underlying, max: MAX_SERIES_PER_UNDERLYING });
         }

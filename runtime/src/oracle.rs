@@ -80,6 +80,7 @@ impl State {
             state: self.oracle.state(underlying).cloned(),
             history_len: history.map_or(0, |h| h.len()),
             history_first: history.and_then(|h| h.entries().next()),
+            quiet: history.map(|h| h.quiet_periods().collect()).unwrap_or_default(),
             reports,
         }
     }
@@ -103,6 +104,13 @@ impl State {
                 .flat_map(|history| history.entries())
                 .map(|(at_ms, index)| wire::IndexHistoryEntry { at_ms, index: index.to_string() })
                 .collect(),
+            quiet_periods: self
+                .oracle
+                .history(underlying)
+                .into_iter()
+                .flat_map(|history| history.quiet_periods())
+                .map(|(from_ms, to_ms)| wire::QuietPeriod { from_ms, to_ms })
+                .collect(),
             latest_reports: self
                 .oracle
                 .latest_reports(underlying)
@@ -120,6 +128,7 @@ struct OracleFingerprint {
     state: Option<vanna_oracle::UnderlyingState>,
     history_len: usize,
     history_first: Option<(u64, IndexPrice)>,
+    quiet: Vec<(u64, u64)>,
     reports: Vec<(ReporterId, u64)>,
 }
 

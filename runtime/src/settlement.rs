@@ -104,7 +104,8 @@ impl State {
                     .usd
                     .minus(amount)
                     .expect("a short put pays at most the strike it had locked; calls are never short");
-                -amount.value()
+                // Negated only when non-zero, so a worthless short shows 0, not -0.
+                if amount.is_zero() { Decimal::ZERO } else { -amount.value() }
             };
             assert!(account.usd_locked <= account.usd, "settlement leaves every account collateralised");
             payouts.push((account.address, payout));

@@ -72,13 +72,13 @@ fn an_expiry_settles_at_the_twap_with_exact_payouts() {
     let total = chain.state.total_usd();
 
     let expiry = expiry(&chain);
-    // The index is 90,000 from 31 minutes before expiry and 91,000 from 20
-    // minutes before: each after a quiet spell that makes BTC stale, so each
-    // is set directly, unguarded.
+    // Validators report every 20 s: 90,000 from 31 minutes before expiry, then
+    // 91,000 from 20 minutes before (a 1.1% move, within one step of the guard).
+    // The first report follows a quiet spell, so it sets the index directly.
     block_at(&mut chain, expiry - 32 * 60_000, None);
-    block_at(&mut chain, expiry - 31 * 60_000, Some("90000"));
-    block_at(&mut chain, expiry - 21 * 60_000, None);
-    block_at(&mut chain, expiry - 20 * 60_000, Some("91000"));
+    for at in (expiry - 31 * 60_000..expiry).step_by(20_000) {
+        block_at(&mut chain, at, Some(if at < expiry - 20 * 60_000 { "90000" } else { "91000" }));
+    }
     assert_eq!(chain.state.index_price("BTC").value(), dec("91000"));
     let output = block_at(&mut chain, expiry + 1_000, None);
 

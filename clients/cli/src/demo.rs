@@ -229,10 +229,16 @@ pub fn run(args: &Args) -> CliResult {
     step(&mut chain, args, "07:20 UTC: the validators report BTC at 93,000", |chain| {
         chain.report_prices(&VALIDATORS, &[("BTC", "93000")]);
     })?;
-    at(&mut chain, expiry_ms - 15 * 60_000);
-    step(&mut chain, args, "07:45 UTC: they report 92,000", |chain| {
-        chain.report_prices(&VALIDATORS, &[("BTC", "92000")]);
-    })?;
+    // A price held through silence is no price: validators keep reporting, one
+    // block every 20 seconds, so the settlement window is live throughout.
+    println!("   ... validators report every 20 s: BTC 93,000 until 07:45 UTC, then 92,000 (blocks not shown)\n");
+    chain.block_interval_ms = 20_000;
+    while chain.state.time_ms + chain.block_interval_ms < expiry_ms {
+        let spot =
+            if chain.state.time_ms + chain.block_interval_ms < expiry_ms - 15 * 60_000 { "93000" } else { "92000" };
+        chain.report_prices(&VALIDATORS, &[("BTC", spot)]);
+        chain.produce_block();
+    }
     at(&mut chain, expiry_ms);
     step(
         &mut chain,

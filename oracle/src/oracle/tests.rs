@@ -202,13 +202,21 @@ fn settlement_uses_the_twap_window_before_expiry() {
     let stakes = equal_stakes(3);
     let window = oracle.params().twap_window_ms;
     let expiry = 2 * window;
-    // The index is 100 until the window's midpoint, then 101.
+    // Validators report every 10 s: 100 until the window's midpoint, then 101.
     let mid = expiry - window / 2;
-    let reports: Vec<_> = (1..=3).map(|i| report(i, price("101"), mid, None)).collect();
-    oracle.apply(mid, &reports, &stakes);
-    oracle.apply(expiry, &[], &stakes);
+    let mut halted = oracle.clone();
+    for at in (10_000..=expiry).step_by(10_000) {
+        let value = if at < mid { price("100") } else { price("101") };
+        let reports: Vec<_> = (1..=3).map(|i| report(i, value, at, None)).collect();
+        oracle.apply(at, &reports, &stakes);
+    }
     assert_eq!(oracle.settlement_price(&btc(), expiry), Some("100.5".parse().unwrap()));
     assert_eq!(oracle.twap(&btc(), 0, 10), Some(Decimal::from(100)));
+    // A chain that halted through the window has no settlement TWAP: the
+    // held value is no price, and the runtime settles at the live index.
+    let reports: Vec<_> = (1..=3).map(|i| report(i, price("101"), expiry, None)).collect();
+    halted.apply(expiry, &reports, &stakes);
+    assert_eq!(halted.settlement_price(&btc(), expiry), None);
 }
 
 #[test]
