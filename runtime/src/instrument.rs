@@ -34,6 +34,11 @@ impl UnderlyingSpec {
         if !symbol_ok {
             return Err(RuntimeError::UnknownUnderlying(self.symbol.clone()));
         }
+        // A lot of at most one contract keeps every per-lot amount (premium,
+        // strike lock, settlement payout) within the bound of one price.
+        if self.lot_size.value() > Decimal::ONE {
+            return Err(RuntimeError::TooLarge { field: Field::LotSize, max: Decimal::ONE });
+        }
         if self.tick_size.value().scale() + self.lot_size.value().scale() > ASSET_SCALE {
             return Err(RuntimeError::TooPrecise { field: Field::TickSize, max_decimals: ASSET_SCALE });
         }

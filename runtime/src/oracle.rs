@@ -49,8 +49,14 @@ impl State {
                 Err(error) => events.push(Event::OracleReportRejected { position, reason: error.to_string() }),
             }
         }
-        let stakes: Vec<(ReporterId, u64)> =
-            self.staking.active.iter().map(|member| (ReporterId(*member.operator.as_bytes()), member.power)).collect();
+        let stakes: Vec<(ReporterId, u64)> = self
+            .staking
+            .active
+            .iter()
+            // A validator jailed mid-epoch (evidence, downtime) loses its oracle weight at once.
+            .filter(|member| self.staking.validators.get(&member.operator).is_some_and(|v| !v.jailed))
+            .map(|member| (ReporterId(*member.operator.as_bytes()), member.power))
+            .collect();
         let stakes = StakeTable::new(&stakes)
             .expect("the active set has unique operators and at most MAX_VALIDATORS < MAX_REPORTERS members");
         let before: Vec<_> = self.oracle.underlyings().map(|u| (u.clone(), self.oracle_fingerprint(u))).collect();

@@ -156,6 +156,8 @@ struct RuntimePolicy<'a> {
     series: SeriesId,
     taker_self_trade: SelfTrade,
     maker_side: Side,
+    /// The underlying has no fresh price: no maker may take on new risk either.
+    stale: bool,
     self_trade_hit: bool,
     stop_next: bool,
     /// Position changes of makers during this sweep: (owner, lots).
@@ -168,12 +170,14 @@ impl<'a> RuntimePolicy<'a> {
         series: SeriesId,
         taker_side: Side,
         taker_self_trade: SelfTrade,
+        stale: bool,
     ) -> Self {
         RuntimePolicy {
             state: accounts,
             series,
             taker_self_trade,
             maker_side: taker_side.opposite(),
+            stale,
             self_trade_hit: false,
             stop_next: false,
             deltas: Vec::new(),
@@ -202,14 +206,17 @@ impl MatchPolicy for RuntimePolicy<'_> {
                 }
             };
         }
-        if maker.flags & FLAG_REDUCE_ONLY != 0 {
+        let reduce_only = maker.flags & FLAG_REDUCE_ONLY != 0;
+        if reduce_only || self.stale {
             let position = self.position(maker.owner);
             let closable = match maker.side {
                 Side::Sell => position.max(0),
                 Side::Buy => (-position).max(0),
             } as u64;
             if closable == 0 {
-                return MakerDecision::CancelMaker;
+                // A reduce-only maker has nothing left to reduce; any other
+                // maker would open risk at a stale price, so the sweep stops.
+                return if reduce_only { MakerDecision::CancelMaker } else { MakerDecision::StopTaker };
             }
             return MakerDecision::Fill { max_lots: closable };
         }
@@ -413,7 +420,8 @@ impl State {
     /// policy the match will apply (self-trade prevention, reduce-only makers).
     fn fillable_lots(&self, owner: u64, request: &OrderRequest, limit_ticks: u64) -> u64 {
         let book = &self.market(request.series).book;
-        let mut policy = RuntimePolicy::new(&self.accounts, request.series, request.side, request.self_trade);
+        let stale = self.is_stale(&self.market(request.series).spec.underlying);
+        let mut policy = RuntimePolicy::new(&self.accounts, request.series, request.side, request.self_trade, stale);
         let taker = self.taker(owner, OrderId(u64::MAX), request, limit_ticks);
         let mut filled = 0u64;
         let mut fills = 0u32;
@@ -513,9 +521,10 @@ impl State {
 
         let taker = self.taker(owner, order_id, request, price_ticks);
         let mut match_events = Vec::new();
+        let stale = self.is_stale(&self.market(series).spec.underlying);
         let (outcome, self_trade_hit) = {
             let market = &mut self.markets[series.0 as usize];
-            let mut policy = RuntimePolicy::new(&self.accounts, series, request.side, request.self_trade);
+            let mut policy = RuntimePolicy::new(&self.accounts, series, request.side, request.self_trade, stale);
             let outcome = market.book.match_incoming(&taker, &mut policy, &mut match_events);
             (outcome, policy.self_trade_hit)
         };

@@ -210,3 +210,59 @@ fn after_a_halt_the_first_quorum_sets_the_index_directly() {
     assert!(stale.unwrap() < fresh.unwrap(), "stale first, then fresh again: {:?}", output.events);
     assert!(chain.state.is_stale("ETH"), "ETH had no reports");
 }
+
+#[test]
+fn in_a_stale_market_no_maker_takes_on_new_risk_either() {
+    let (mut genesis, mut signers) = demo_genesis(&[("alice", 1_000_000), ("bob", 1_000_000), ("carol", 1_000_000)]);
+    signers.extend(add_validators(&mut genesis, &[("val-a", 10_000, 0, "0.1")]));
+    let mut chain = Sandbox::new(&genesis, signers).unwrap();
+    // Alice buys 2 puts from carol; bob, flat, bids for 3: every lot he buys is new risk.
+    chain.submit("carol", vec![place(limit_order(PUT, Side::Sell, "4000", "2"))]);
+    block(&mut chain);
+    chain.submit("alice", vec![place(limit_order(PUT, Side::Buy, "4000", "2"))]);
+    chain.submit("bob", vec![place(limit_order(PUT, Side::Buy, "3900", "3"))]);
+    block(&mut chain);
+    let stale_after = chain.state.oracle.params().stale_after_ms / chain.block_interval_ms;
+    for _ in 0..stale_after {
+        block(&mut chain);
+    }
+    assert!(chain.state.is_stale("BTC"));
+    // Alice may still reduce, but not by handing bob new risk at a stale price.
+    let reduce = vanna_proto::v1::PlaceOrder {
+        reduce_only: true,
+        time_in_force: vanna_proto::v1::TimeInForce::Ioc as i32,
+        ..limit_order(PUT, Side::Sell, "3900", "2")
+    };
+    chain.submit("alice", vec![place(reduce)]);
+    let output = block(&mut chain);
+    assert_eq!(order(&output.receipts[0]).filled_contracts, dec("0"));
+    assert_eq!(position(&chain, "bob", PUT), dec("0"));
+    // Carol, short 2, buys back from alice's reduce-only ask: both sides reduce.
+    let ask = vanna_proto::v1::PlaceOrder { reduce_only: true, ..limit_order(PUT, Side::Sell, "4100", "2") };
+    chain.submit("alice", vec![place(ask)]);
+    block(&mut chain);
+    let close = vanna_proto::v1::PlaceOrder { reduce_only: true, ..limit_order(PUT, Side::Buy, "4100", "2") };
+    chain.submit("carol", vec![place(close)]);
+    let output = block(&mut chain);
+    assert_eq!(order(&output.receipts[0]).filled_contracts, dec("2"));
+    assert_eq!(position(&chain, "alice", PUT), dec("0"));
+    assert_eq!(position(&chain, "carol", PUT), dec("0"));
+}
+
+#[test]
+fn a_jailed_validator_loses_its_oracle_weight_at_once() {
+    let mut chain = chain();
+    let key = chain.state.staking.validators[&chain.address("val-c")].consensus_key;
+    chain.evidence.push(vanna_runtime::staking::EvidenceRecord {
+        consensus_key: key,
+        offence: vanna_runtime::staking::Offence::DoubleVote,
+        height: chain.state.height,
+        reporter: None,
+    });
+    block(&mut chain);
+    // val-a and val-b hold 2/3 of the epoch's power, but with val-c jailed they
+    // are all of the stake that counts: their reports make a quorum.
+    chain.report_prices(&["val-a", "val-b"], &[("BTC", "97500")]);
+    block(&mut chain);
+    assert_eq!(btc(&chain), dec("97500"));
+}
