@@ -110,6 +110,8 @@ impl State {
         self.apply_oracle_reports(&context.oracle_reports, &mut events);
         self.settle_expired(&mut events);
         self.rebuild_margin_tables();
+        // Same block as the price: before any order can trade against stale risk.
+        self.liquidation_pass(&mut events);
         self.expire_orders(&mut events);
         Ok(events)
     }
@@ -117,6 +119,7 @@ impl State {
     /// The last step before the root: downtime accounting, fee rewards to the
     /// active set, and at an epoch boundary the next active set.
     pub fn end_block(&mut self, context: &BlockContext, events: &mut Vec<Event>) {
+        self.recheck_changed_accounts(events);
         if let Some(signers) = &context.signers {
             self.record_signatures(signers, events);
         }
@@ -248,6 +251,7 @@ impl State {
                 // The new series needs its row in the margin tables now, not next block.
                 let underlying = self.market(id).spec.underlying.clone();
                 self.rebuild_margin_tables_of(&underlying);
+                self.note_listed_series(id);
                 let spec = &self.market(id).spec;
                 events.push(Event::SeriesListed { series: spec.name.clone(), expiry_ms: spec.expiry_ms });
                 Ok(ActionOutcome::SeriesListed)
@@ -260,6 +264,9 @@ impl State {
             Kind::WithdrawUnbonded(_) => self.withdraw_unbonded(owner, events),
             Kind::ClaimRewards(claim) => self.claim_rewards(owner, claim, events),
             Kind::Unjail(_) => self.unjail(owner, events),
+            Kind::RegisterBackstop(register) => self.register_backstop(owner, register, events),
+            Kind::CancelBackstop(cancel) => self.cancel_backstop(owner, cancel, events),
+            Kind::Liquidate(liquidate) => self.liquidate_by_keeper(owner, &liquidate.account, events),
         }
     }
 
@@ -302,6 +309,10 @@ impl State {
                 available: available.value(),
             });
         }
+        // USD backs positions and orders: what leaves must leave initial margin covered.
+        if asset == Asset::Usd && !sender.exposures.is_empty() {
+            self.check_initial_margin(owner, None, amount.value(), "transfer")?;
+        }
         let receiver = self.account_or_create(to);
         let debit = |balance: Amount| balance.minus(amount).expect("checked above");
         let sender = &mut self.accounts[owner as usize];
@@ -316,6 +327,7 @@ impl State {
         }
         self.commitment.touch_account(owner);
         self.commitment.touch_account(receiver);
+        self.risk_dirty.insert(owner);
         events.push(Event::Transferred { from, to, asset, amount });
         Ok(ActionOutcome::Transferred)
     }

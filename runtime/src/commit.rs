@@ -322,6 +322,8 @@ impl State {
             maker_fee_rate: self.params.fees.maker_rate.normalize().to_string(),
             taker_fee_rate: self.params.fees.taker_rate.normalize().to_string(),
             fee_premium_cap: self.params.fees.premium_cap.normalize().to_string(),
+            next_backstop_id: self.next_backstop_id,
+            liquidation_params: serde_json::to_string(&self.liquidation).expect("params serialise"),
         }
     }
 
@@ -338,6 +340,7 @@ impl State {
                 wire::PositionState {
                     series: market.spec.name.clone(),
                     contracts: market.signed_contracts(exposure.position_lots).to_string(),
+                    cost: exposure.cost.normalize().to_string(),
                 }
             })
             .collect();
@@ -362,6 +365,7 @@ impl State {
                     post_only: info.post_only,
                     reduce_only: info.reduce_only,
                     self_trade_prevention: info.self_trade.code(),
+                    margin_reserve_per_lot: info.sell_reserve_per_lot.to_string(),
                 }
             })
             .collect();
@@ -374,6 +378,20 @@ impl State {
             vanna: account.vanna.to_string(),
             positions,
             open_orders,
+            backstop_offers: account
+                .backstop_offers
+                .iter()
+                .map(|id| {
+                    let offer = &self.backstops[id];
+                    wire::BackstopOfferState {
+                        offer_id: *id,
+                        underlying: offer.underlying.clone(),
+                        remaining_notional: offer.remaining_notional.to_string(),
+                        discount: offer.discount.normalize().to_string(),
+                        collateral: offer.collateral.to_string(),
+                    }
+                })
+                .collect(),
         }
     }
 

@@ -144,11 +144,23 @@ pub enum RuntimeError {
     #[error("reduce-only order would not reduce: position is {position} contracts")]
     ReduceOnlyWouldIncrease { position: Decimal },
     #[error(
-        "selling calls beyond the long position ({long} contracts, {already_offered} already offered) is naked call selling, which is refused"
+        "insufficient margin: after this {action} the account's equity available for margin would be {equity} USD, below its initial margin of {initial_margin} USD; add funds, cancel orders or reduce positions first"
     )]
-    NakedCall { long: Decimal, already_offered: Decimal },
-    #[error("insufficient collateral: this needs {required} USD locked but the account holds {cash} USD")]
-    InsufficientCollateral { required: Decimal, cash: Decimal },
+    InsufficientMargin { action: &'static str, equity: Decimal, initial_margin: Decimal },
+    #[error(
+        "account {account} is not below maintenance margin (equity {equity} USD, maintenance margin {maintenance_margin} USD), so it cannot be liquidated"
+    )]
+    NotLiquidatable { account: Address, equity: Decimal, maintenance_margin: Decimal },
+    #[error("an account cannot liquidate itself")]
+    SelfLiquidation,
+    #[error("the insurance fund account cannot {0}")]
+    SystemAccount(&'static str),
+    #[error("backstop discount {discount} is above the maximum of {max}")]
+    BackstopDiscountTooHigh { discount: Decimal, max: Decimal },
+    #[error("a keeper may hold at most {max} backstop offers")]
+    TooManyBackstopOffers { max: u32 },
+    #[error("no backstop offer {0} of this account")]
+    UnknownBackstopOffer(u64),
     #[error("insufficient funds: {needed} {asset} needed, {available} available")]
     InsufficientFunds { asset: &'static str, needed: Decimal, available: Decimal },
     #[error("client order id {0} is already used by an open order")]
@@ -277,8 +289,13 @@ impl RuntimeError {
             RuntimeError::FillOrKillUnfilled { .. } => "fill_or_kill_unfilled",
             RuntimeError::NoLiquidity => "no_liquidity",
             RuntimeError::ReduceOnlyWouldIncrease { .. } => "reduce_only_would_increase",
-            RuntimeError::NakedCall { .. } => "naked_call",
-            RuntimeError::InsufficientCollateral { .. } => "insufficient_collateral",
+            RuntimeError::InsufficientMargin { .. } => "insufficient_margin",
+            RuntimeError::NotLiquidatable { .. } => "not_liquidatable",
+            RuntimeError::SelfLiquidation => "self_liquidation",
+            RuntimeError::SystemAccount(_) => "system_account",
+            RuntimeError::BackstopDiscountTooHigh { .. } => "backstop_discount_too_high",
+            RuntimeError::TooManyBackstopOffers { .. } => "too_many_backstop_offers",
+            RuntimeError::UnknownBackstopOffer(_) => "unknown_backstop_offer",
             RuntimeError::InsufficientFunds { .. } => "insufficient_funds",
             RuntimeError::DuplicateClientOrderId(_) => "duplicate_client_order_id",
             RuntimeError::UnknownOrder(_) => "unknown_order",

@@ -58,6 +58,24 @@ pub enum CancelReason {
     Replaced,
     /// Its series expired and was cash-settled.
     Settled,
+    /// Its account was liquidated.
+    Liquidation,
+    /// Its account owed more at a settlement than its free cash: its orders
+    /// were cancelled to release their locks towards the payment.
+    SettlementPayment,
+}
+
+/// Where a liquidated position went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum LiquidationStep {
+    /// A keeper's standing backstop offer took it at mark ∓ its discount.
+    Backstop,
+    /// Immediate-or-cancel orders in the book, within the price band.
+    Book,
+    /// The insurance fund took it at mark, covering any shortfall.
+    InsuranceFund,
+    /// Auto-deleveraging against opposite positions at the bankruptcy price.
+    Deleverage,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -77,6 +95,83 @@ pub struct Fill {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Event {
+    /// Shorts of an expiring series could not pay in full: the insurance fund
+    /// covered `insurance_paid` and the longs' payouts were cut by `haircut`.
+    SettlementShortfall {
+        series: String,
+        shortfall: Amount,
+        insurance_paid: Amount,
+        haircut: Amount,
+    },
+    /// An account below maintenance margin is being liquidated in this block.
+    LiquidationStarted {
+        account: Address,
+        equity: Decimal,
+        maintenance_margin: Decimal,
+        initial_margin: Decimal,
+        /// Equity was below the full-close fraction: every position is closed.
+        full: bool,
+        /// The sender of the `Liquidate` transaction, if one triggered it.
+        keeper: Option<Address>,
+    },
+    /// Part or all of one position left the liquidated account.
+    PositionLiquidated {
+        account: Address,
+        series: String,
+        step: LiquidationStep,
+        /// Signed contracts closed: positive when a long was sold.
+        contracts: Decimal,
+        /// Who took it (none for the book: see the fills).
+        counterparty: Option<Address>,
+        /// Per-contract price of the transfer (none for the book).
+        price: Option<Decimal>,
+        /// USD the account received (negative: paid) for it.
+        cash: Decimal,
+    },
+    /// The insurance fund paid for a shortfall: the account's cash could not
+    /// cover closing at mark, so it closed at its bankruptcy price.
+    InsuranceFundUsed {
+        account: Address,
+        series: String,
+        amount: Amount,
+    },
+    /// An opposite position was reduced by auto-deleveraging.
+    Deleveraged {
+        liquidated: Address,
+        counterparty: Address,
+        series: String,
+        /// Signed contracts the counterparty's position changed by.
+        contracts: Decimal,
+        price: Decimal,
+    },
+    LiquidationPenalty {
+        account: Address,
+        total: Amount,
+        keeper: Option<Address>,
+        keeper_amount: Amount,
+        insurance_amount: Amount,
+    },
+    LiquidationFinished {
+        account: Address,
+        equity: Decimal,
+        maintenance_margin: Decimal,
+        cash: Amount,
+        /// Positions that no step could take (normally none).
+        positions_left: u32,
+    },
+    BackstopRegistered {
+        offer: u64,
+        keeper: Address,
+        underlying: String,
+        max_notional: Amount,
+        discount: Decimal,
+        collateral: Amount,
+    },
+    BackstopCancelled {
+        offer: u64,
+        keeper: Address,
+        collateral_released: Amount,
+    },
     Transferred {
         from: Address,
         to: Address,
@@ -244,11 +339,29 @@ pub struct OrderOutcome {
 pub enum ActionOutcome {
     Transferred,
     Order(OrderOutcome),
-    Cancelled { orders: u32 },
+    Cancelled {
+        orders: u32,
+    },
     Replaced(OrderOutcome),
-    Reduced { order: OrderId, remaining: Decimal },
+    Reduced {
+        order: OrderId,
+        remaining: Decimal,
+    },
     SeriesListed,
     Staked,
+    BackstopRegistered {
+        offer: u64,
+    },
+    BackstopCancelled {
+        offer: u64,
+    },
+    /// A `Liquidate` transaction liquidated the account now.
+    Liquidated {
+        positions_closed: u32,
+    },
+    /// A `Liquidate` transaction found the account already liquidated in this
+    /// block: nothing changed.
+    AlreadyLiquidated,
 }
 
 /// What happened to one transaction.

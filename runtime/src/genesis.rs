@@ -49,6 +49,10 @@ pub struct Genesis {
     /// uses the defaults.
     #[serde(default)]
     pub margin: BTreeMap<String, crate::risk::UnderlyingMargin>,
+    /// Liquidation parameters; every field has a default. The insurance fund
+    /// is the account at `Address::insurance_fund()`, funded like any other.
+    #[serde(default)]
+    pub liquidation: vanna_liquidation::LiquidationParams,
 }
 
 /// Staking at genesis: parameters and the first validators, whose self-stake
@@ -158,8 +162,16 @@ impl Genesis {
             oracle,
             margin: self.margin.clone(),
             risk: BTreeMap::new(),
+            liquidation: self.liquidation.clone(),
+            insurance_fund: 0,
+            backstops: BTreeMap::new(),
+            next_backstop_id: 1,
+            at_risk: Default::default(),
+            liquidated_in_block: Default::default(),
+            risk_dirty: Default::default(),
             commitment: Commitment::default(),
         };
+        self.liquidation.validate().map_err(|error| invalid(format!("liquidation: {error}")))?;
         let params = &self.staking.params;
         let fraction_ok = |f: Decimal| f >= Decimal::ZERO && f <= Decimal::ONE;
         if params.epoch_blocks == 0
@@ -194,6 +206,7 @@ impl Genesis {
             created.usd = account.usd;
             created.vanna = account.vanna;
         }
+        state.insurance_fund = state.account_or_create(Address::insurance_fund());
         for validator in &self.staking.validators {
             let owner = *state
                 .account_index
@@ -237,6 +250,9 @@ impl Genesis {
             }
         }
         state.rebuild_margin_tables();
+        for symbol in state.underlyings.keys().cloned().collect::<Vec<_>>() {
+            state.reset_volatility_reference(&symbol);
+        }
         // A grid that shocks the default volatility out of the pricer's range
         // would leave an underlying without margin figures for good.
         for symbol in state.underlyings.keys() {
@@ -312,7 +328,9 @@ mod tests {
         assert_eq!(parsed, genesis);
         let state = parsed.build().unwrap();
         assert_eq!(state.markets.len(), 12);
-        assert_eq!(state.total_usd().value(), Decimal::from(1_000));
+        let fund = crate::sandbox::DEMO_INSURANCE_FUND_USD;
+        assert_eq!(state.total_usd().value(), Decimal::from(1_000 + fund));
+        assert_eq!(state.accounts[state.insurance_fund as usize].usd.value(), Decimal::from(fund));
         assert!(Genesis::from_json(r#"{"chain_id": "x", "surprise": 1}"#).is_err());
     }
 

@@ -21,6 +21,14 @@ impl Address {
     pub fn as_bytes(&self) -> &[u8; 20] {
         &self.0
     }
+
+    /// The insurance fund's account: a hash with no known key behind it, so
+    /// no transaction can ever be signed for it. Genesis may fund it.
+    pub fn insurance_fund() -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(b"vanna/insurance-fund");
+        Address(digest[..20].try_into().expect("a SHA-256 digest has 20 leading bytes"))
+    }
 }
 
 impl fmt::Display for Address {

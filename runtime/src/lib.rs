@@ -10,6 +10,7 @@
 //! state and roots on every machine. Money is exact (`Decimal` newtypes) and
 //! every rounding goes against the account.
 
+pub mod backstop;
 pub mod block;
 pub mod commit;
 pub mod crypto;
@@ -19,6 +20,7 @@ pub mod genesis;
 pub mod ids;
 pub mod instrument;
 pub mod limits;
+pub mod liquidate;
 pub mod money;
 pub mod oracle;
 pub mod risk;

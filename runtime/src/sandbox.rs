@@ -20,6 +20,8 @@ use crate::tx::Signer;
 /// 2026-11-25 00:00 UTC: the demo chain's genesis time.
 pub const DEMO_GENESIS_TIME_MS: u64 = 1_795_564_800_000;
 pub const DEMO_CHAIN_ID: &str = "vanna-demo";
+/// USD the demo genesis puts in the insurance fund.
+pub const DEMO_INSURANCE_FUND_USD: u64 = 100_000;
 
 pub struct Sandbox {
     pub state: State,
@@ -167,7 +169,8 @@ pub fn secret_to_public(secret: &vanna_consensus::BlsSecretKey) -> [u8; 48] {
 }
 
 /// The demo market: BTC and ETH with a December expiry, a listing authority
-/// and the given funded accounts (name, USD). Keys derive from the names.
+/// and the given funded accounts (name, USD), and an insurance fund of
+/// [`DEMO_INSURANCE_FUND_USD`]. Keys derive from the names.
 pub fn demo_genesis(accounts: &[(&str, u64)]) -> (Genesis, Vec<(String, Signer)>) {
     let dec = |text: &str| text.parse::<Decimal>().expect("literal decimal");
     let mut signers = vec![("authority".to_string(), Signer::from_seed("vanna-demo/authority"))];
@@ -186,6 +189,12 @@ pub fn demo_genesis(accounts: &[(&str, u64)]) -> (Genesis, Vec<(String, Signer)>
             vanna: Amount::ZERO,
         });
     }
+    // The insurance fund starts with a reserve, as venues seed theirs.
+    genesis_accounts.push(GenesisAccount {
+        address: Address::insurance_fund(),
+        usd: Amount::new(Decimal::from(DEMO_INSURANCE_FUND_USD), crate::error::Field::Genesis).expect("valid"),
+        vanna: Amount::ZERO,
+    });
     let underlying = |symbol: &str, tick: &str, lot: &str, index: &str| UnderlyingSpec {
         symbol: symbol.to_string(),
         tick_size: Price::new(dec(tick), crate::error::Field::TickSize).expect("valid"),
@@ -214,6 +223,7 @@ pub fn demo_genesis(accounts: &[(&str, u64)]) -> (Genesis, Vec<(String, Signer)>
         staking: Default::default(),
         oracle: Default::default(),
         margin: Default::default(),
+        liquidation: Default::default(),
     };
     (genesis, signers)
 }

@@ -14,9 +14,13 @@
 //! 3. Each position is paid intrinsic value per lot × lots: calls
 //!    max(S − K, 0), puts max(K − S, 0); longs receive, shorts pay. Every lot
 //!    pays the same exact amount and positions sum to zero, so the payouts sum
-//!    to exactly zero and no rounding is needed. A short put's payment (at
-//!    most its strike) is covered by the strike it had locked, which is
-//!    released in the same step; calls are never short.
+//!    to exactly zero and no rounding is needed. Shorts are margined, not
+//!    cash-secured, so one may owe more than its free cash: its open orders
+//!    and backstop offers are withdrawn to free their locks, it pays what it
+//!    has, the insurance fund covers the shortfall as far as it can, and only
+//!    what is still missing is cut from the longs' payouts, pro rata by
+//!    contracts, rounded down (the dust goes to the insurance fund). Payouts
+//!    still sum to zero and every balance stays non-negative.
 //! 4. The series keeps its listing with its settlement price committed, and
 //!    takes no orders (it has expired).
 
@@ -86,37 +90,90 @@ impl State {
             }
         }
 
+        // Shorts pay first, as far as their cash goes.
         let mut payouts = Vec::new();
+        let mut collected = Amount::ZERO;
+        let mut owed_to_longs = Amount::ZERO;
+        let mut longs = Vec::new();
         for owner in participants {
             let lots = self.accounts[owner as usize].exposure(series).position_lots;
             if lots == 0 {
                 continue;
             }
-            // Closing the position releases a short put's strike lock before the payment.
-            self.update_exposure(owner, series, |exposure| exposure.position_lots = 0);
+            self.update_exposure(owner, series, |exposure| exposure.trade(-lots, Decimal::ZERO));
             let amount = per_lot.times(lots.unsigned_abs());
+            if lots > 0 {
+                owed_to_longs = owed_to_longs.plus(amount);
+                longs.push((owner, lots.unsigned_abs(), amount));
+                continue;
+            }
+            if self.free_usd(owner) < amount {
+                self.release_locks(owner, events);
+            }
             let account = &mut self.accounts[owner as usize];
-            let payout = if lots > 0 {
-                account.usd = account.usd.plus(amount);
-                amount.value()
+            let paid = amount.min(account.usd);
+            account.usd = account.usd.minus(paid).expect("pays at most its cash");
+            collected = collected.plus(paid);
+            // Negated only when non-zero, so a worthless short shows 0, not -0.
+            payouts.push((account.address, if paid.is_zero() { Decimal::ZERO } else { -paid.value() }));
+        }
+        // The insurance fund tops up what the shorts could not pay.
+        let shortfall = owed_to_longs.minus(collected).expect("shorts owe exactly what longs are owed");
+        let fund = self.insurance_fund;
+        let insurance_paid = shortfall.min(self.free_usd(fund));
+        let fund_account = &mut self.accounts[fund as usize];
+        fund_account.usd = fund_account.usd.minus(insurance_paid).expect("pays at most its free cash");
+        self.commitment.touch_account(fund);
+        let available = collected.plus(insurance_paid);
+        let haircut = owed_to_longs.minus(available).expect("collected at most what was owed");
+        // Longs: in full, or pro rata by contracts, rounded down, when something is missing.
+        let total_long_lots: u64 = longs.iter().map(|(_, lots, _)| lots).sum();
+        let mut distributed = Amount::ZERO;
+        for (owner, lots, amount) in longs {
+            let payout = if haircut.is_zero() {
+                amount
             } else {
-                account.usd = account
-                    .usd
-                    .minus(amount)
-                    .expect("a short put pays at most the strike it had locked; calls are never short");
-                // Negated only when non-zero, so a worthless short shows 0, not -0.
-                if amount.is_zero() { Decimal::ZERO } else { -amount.value() }
+                Amount::round_down(available.value() * Decimal::from(lots) / Decimal::from(total_long_lots))
             };
-            assert!(account.usd_locked <= account.usd, "settlement leaves every account collateralised");
-            payouts.push((account.address, payout));
+            distributed = distributed.plus(payout);
+            let account = &mut self.accounts[owner as usize];
+            account.usd = account.usd.plus(payout);
+            payouts.push((account.address, payout.value()));
+        }
+        let dust = available.minus(distributed).expect("pro rata shares round down");
+        let fund_account = &mut self.accounts[fund as usize];
+        fund_account.usd = fund_account.usd.plus(dust);
+        if !shortfall.is_zero() {
+            events.push(Event::SettlementShortfall { series: spec.name.clone(), shortfall, insurance_paid, haircut });
         }
         payouts.sort_unstable_by_key(|(address, _)| *address);
         let total: Decimal = payouts.iter().map(|(_, payout)| payout).sum();
-        assert!(total.is_zero(), "settlement payouts of {} sum to {total}, not zero", spec.name);
+        let fund_net = insurance_paid.value() - dust.value();
+        assert_eq!(total, fund_net, "settlement payouts of {} sum to what the insurance fund added", spec.name);
 
         self.markets[series.0 as usize].settled_at = Some(price);
         self.commitment.touch_series(series);
         events.push(Event::SeriesSettled { series: spec.name, settlement_price: price, from_twap, payouts });
+    }
+}
+
+impl State {
+    /// USD not locked by orders or backstop offers.
+    pub(crate) fn free_usd(&self, owner: u64) -> Amount {
+        let account = &self.accounts[owner as usize];
+        account.usd.minus(account.usd_locked).expect("locks never exceed cash")
+    }
+
+    /// Cancels every open order and backstop offer of `owner`, unlocking their USD.
+    fn release_locks(&mut self, owner: u64, events: &mut Vec<Event>) {
+        let orders: Vec<OrderId> = self.accounts[owner as usize].open_orders.iter().copied().collect();
+        for id in orders {
+            self.remove_order(id, CancelReason::SettlementPayment, events);
+        }
+        let offers: Vec<u64> = self.accounts[owner as usize].backstop_offers.iter().copied().collect();
+        for id in offers {
+            self.withdraw_backstop(owner, id, events);
+        }
     }
 }
 

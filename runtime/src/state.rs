@@ -12,7 +12,7 @@ use crate::commit::Commitment;
 use crate::crypto::PublicKey;
 use crate::error::{Field, RuntimeError};
 use crate::ids::{Address, OrderId, SeriesId};
-use crate::instrument::{OptionKind, SeriesSpec, UnderlyingSpec};
+use crate::instrument::{SeriesSpec, UnderlyingSpec};
 use crate::money::{Amount, Price, Quantity};
 use crate::staking::Staking;
 
@@ -57,8 +57,14 @@ pub struct Exposure {
     pub position_lots: i64,
     pub open_buy_lots: u64,
     pub open_sell_lots: u64,
-    /// Premium plus maximum fees locked by open buy orders.
+    /// Premium plus maximum fees locked in cash by open buy orders: option
+    /// buyers pay in full.
     pub buy_lock: Amount,
+    /// Equity set aside by open sell orders (see `OrderInfo::sell_reserve_per_lot`).
+    pub sell_reserve: Amount,
+    /// Signed premium the position cost, at average cost: paid for a long
+    /// (positive), received for a short (negative). Ranks auto-deleveraging.
+    pub cost: Decimal,
     /// Open reduce-only orders, so fills know when trimming may be needed.
     pub reduce_only_orders: u32,
 }
@@ -69,24 +75,54 @@ impl Exposure {
             && self.open_buy_lots == 0
             && self.open_sell_lots == 0
             && self.buy_lock.is_zero()
+            && self.sell_reserve.is_zero()
             && self.reduce_only_orders == 0
     }
 
-    /// The conservative collateral rule (until portfolio margin): buy orders
-    /// hold premium and fees; puts that could end up short hold the strike in
-    /// cash per contract if every open sell filled; calls are never short.
-    pub fn requirement(&self, market: &Market) -> Amount {
-        let mut required = self.buy_lock;
-        if market.spec.kind == OptionKind::Put {
-            let worst_short_lots = (self.open_sell_lots as i128 - self.position_lots as i128).max(0) as u64;
-            required = required.plus(market.strike_per_lot.times(worst_short_lots));
-        }
-        required
+    /// Moves the position by `lots` for `premium` (paid when buying, received
+    /// when selling) and keeps the average cost: adding to a position adds the
+    /// premium; reducing keeps the cost per lot; flipping starts the new side
+    /// at this trade's price.
+    pub fn trade(&mut self, lots: i64, premium: Decimal) {
+        let signed_premium = if lots > 0 { premium } else { -premium };
+        let before = self.position_lots;
+        let after = before + lots;
+        self.cost = if before == 0 || before.signum() == lots.signum() {
+            self.cost + signed_premium
+        } else if after == 0 {
+            Decimal::ZERO
+        } else if after.signum() == before.signum() {
+            average(self.cost * Decimal::from(after), Decimal::from(before))
+        } else {
+            average(signed_premium * Decimal::from(after), Decimal::from(lots))
+        };
+        self.position_lots = after;
     }
 }
 
+/// A cost share, rounded half to even to the asset's six places: it ranks
+/// positions and never moves money.
+fn average(numerator: Decimal, denominator: Decimal) -> Decimal {
+    (numerator / denominator)
+        .round_dp_with_strategy(crate::money::ASSET_SCALE, rust_decimal::RoundingStrategy::MidpointNearestEven)
+}
+
+/// A keeper's standing offer to take over liquidated positions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackstopOffer {
+    pub id: u64,
+    pub keeper: Address,
+    pub underlying: String,
+    /// Underlying notional (contracts × index) it may still take, USD.
+    pub remaining_notional: Amount,
+    /// Fraction of mark the keeper is paid for taking a position.
+    pub discount: Decimal,
+    /// USD still locked in the keeper's account for the offer.
+    pub collateral: Amount,
+}
+
 /// One account. `usd` is the whole USD balance; `usd_locked` is the part held
-/// as collateral, always at most `usd`.
+/// by open buy orders and backstop offers, always at most `usd`.
 #[derive(Clone, Debug)]
 pub struct Account {
     pub address: Address,
@@ -100,6 +136,7 @@ pub struct Account {
     pub exposures: BTreeMap<SeriesId, Exposure>,
     pub open_orders: BTreeSet<OrderId>,
     pub client_orders: BTreeMap<u64, OrderId>,
+    pub backstop_offers: BTreeSet<u64>,
 }
 
 impl Account {
@@ -115,6 +152,7 @@ impl Account {
             exposures: BTreeMap::new(),
             open_orders: BTreeSet::new(),
             client_orders: BTreeMap::new(),
+            backstop_offers: BTreeSet::new(),
         }
     }
 
@@ -164,6 +202,10 @@ pub struct OrderInfo {
     pub self_trade: SelfTrade,
     /// USD locked per remaining lot (buy orders only).
     pub buy_lock_per_lot: Amount,
+    /// Sell orders: equity set aside per remaining lot at placement, the mark
+    /// above the limit price plus the largest fee, so that a fill can cost the
+    /// account no more equity than its margin check allowed for.
+    pub sell_reserve_per_lot: Amount,
 }
 
 /// One listed series with its order book.
@@ -173,8 +215,6 @@ pub struct Market {
     pub spec: SeriesSpec,
     pub tick: Price,
     pub lot: Quantity,
-    /// Strike × lot: cash a short put holds per lot.
-    pub strike_per_lot: Amount,
     pub book: Book,
     /// Accounts with a non-empty exposure here (position or open orders), so
     /// that settlement visits only them.
@@ -185,13 +225,11 @@ pub struct Market {
 
 impl Market {
     pub fn new(id: SeriesId, spec: SeriesSpec, underlying: &UnderlyingSpec) -> Self {
-        let strike_per_lot = Amount::round_up(spec.strike.value() * underlying.lot_size.value());
         Market {
             id,
             spec,
             tick: underlying.tick_size,
             lot: underlying.lot_size,
-            strike_per_lot,
             book: Book::new(),
             participants: BTreeSet::new(),
             settled_at: None,
@@ -256,6 +294,22 @@ pub struct State {
     pub margin: BTreeMap<String, crate::risk::UnderlyingMargin>,
     /// Margin tables per underlying, rebuilt every block from the oracle.
     pub risk: BTreeMap<String, crate::risk::UnderlyingRisk>,
+    /// Liquidation parameters (genesis).
+    pub liquidation: vanna_liquidation::LiquidationParams,
+    /// The insurance fund's account handle.
+    pub insurance_fund: u64,
+    /// Standing keeper backstop offers by id.
+    pub backstops: BTreeMap<u64, BackstopOffer>,
+    pub next_backstop_id: u64,
+    /// Accounts with positions by the spot bands they are safe in (derived,
+    /// not committed: see `vanna_liquidation::AtRiskIndex`).
+    pub at_risk: vanna_liquidation::AtRiskIndex,
+    /// Accounts liquidated in the current block (a `Liquidate` transaction
+    /// for one of them is a no-op).
+    pub liquidated_in_block: BTreeSet<u64>,
+    /// Accounts whose positions, orders or cash changed in this block: the
+    /// end of the block evaluates them exactly and re-indexes them.
+    pub(crate) risk_dirty: BTreeSet<u64>,
     pub(crate) commitment: Commitment,
 }
 
@@ -312,7 +366,11 @@ impl State {
                     exposure.open_buy_lots += resting.remaining_lots;
                     exposure.buy_lock = exposure.buy_lock.plus(info.buy_lock_per_lot.times(resting.remaining_lots));
                 }
-                Side::Sell => exposure.open_sell_lots += resting.remaining_lots,
+                Side::Sell => {
+                    exposure.open_sell_lots += resting.remaining_lots;
+                    exposure.sell_reserve =
+                        exposure.sell_reserve.plus(info.sell_reserve_per_lot.times(resting.remaining_lots));
+                }
             }
             if info.reduce_only {
                 exposure.reduce_only_orders += 1;
@@ -330,19 +388,26 @@ impl State {
                 assert_eq!(exposure.open_buy_lots, from_orders.open_buy_lots);
                 assert_eq!(exposure.open_sell_lots, from_orders.open_sell_lots);
                 assert_eq!(exposure.buy_lock, from_orders.buy_lock);
+                assert_eq!(exposure.sell_reserve, from_orders.sell_reserve);
                 assert_eq!(exposure.reduce_only_orders, from_orders.reduce_only_orders);
                 assert!(!exposure.is_empty(), "empty exposures are removed");
+                assert!(exposure.position_lots != 0 || exposure.cost.is_zero(), "a closed position costs nothing");
                 let market = self.market(*series);
                 assert!(market.participants.contains(&account.owner), "accounts with exposure are participants");
                 assert!(market.settled_at.is_none(), "settled series hold no exposure");
-                if market.spec.kind == OptionKind::Call {
-                    assert!(exposure.position_lots >= 0, "no naked short calls");
-                    assert!(exposure.open_sell_lots as i64 <= exposure.position_lots, "call sells are covered");
-                }
-                locked = locked.plus(exposure.requirement(market));
+                locked = locked.plus(exposure.buy_lock);
                 *positions_net.entry(*series).or_default() += exposure.position_lots;
             }
-            assert_eq!(account.usd_locked, locked, "locked USD matches the collateral rule for {}", account.address);
+            for id in &account.backstop_offers {
+                let offer = &self.backstops[id];
+                assert_eq!(offer.keeper, account.address, "backstop offer {id} belongs to its keeper");
+                locked = locked.plus(offer.collateral);
+            }
+            assert_eq!(
+                account.usd_locked, locked,
+                "locked USD is buy locks plus backstop collateral for {}",
+                account.address
+            );
             assert!(account.usd_locked <= account.usd, "locked USD never exceeds the balance");
             for id in &account.open_orders {
                 assert_eq!(self.orders[id].owner, account.address, "open order {id} belongs to its account");
@@ -351,6 +416,8 @@ impl State {
                 assert_eq!(self.orders[id].client_order_id, *client_id);
             }
         }
+        let offers: usize = self.accounts.iter().map(|account| account.backstop_offers.len()).sum();
+        assert_eq!(offers, self.backstops.len(), "every backstop offer is listed by its keeper");
         for (series, net) in positions_net {
             assert_eq!(net, 0, "positions in {} sum to zero", self.market(series).spec.name);
         }

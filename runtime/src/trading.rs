@@ -1,5 +1,6 @@
-//! Orders: placement (with the conservative collateral rule), matching through
-//! the series' book, fills (premium, fees, positions), cancels and replaces.
+//! Orders: placement (cash for what buyers pay, portfolio initial margin for
+//! new risk), matching through the series' book, fills (premium, fees,
+//! positions), cancels and replaces.
 //!
 //! Every action first checks everything that could refuse it, without changing
 //! state; only then does it commit, and the commit cannot fail: a refused
@@ -11,13 +12,13 @@ use vanna_book::{MakerDecision, MatchEvent, MatchPolicy, RestingOrder, Side, Sto
 use crate::error::{Field, RuntimeError};
 use crate::events::{CancelReason, Event, Fill, OrderOutcome};
 use crate::ids::{OrderId, SeriesId};
-use crate::instrument::OptionKind;
 use crate::limits::{
     MAX_FILLS_PER_ORDER, MAX_MARKET_SWEEP_LEVELS, MAX_OPEN_ORDERS_PER_ACCOUNT, MAX_OPEN_ORDERS_PER_SERIES,
     MAX_ORDER_CONTRACTS, MAX_PRICE_USD, MAX_SERIES_PER_ACCOUNT,
 };
 use crate::money::{Amount, Price, Quantity};
 use crate::state::{Exposure, Market, OrderInfo, SelfTrade, State};
+use vanna_pricing::to_decimal_up;
 
 /// Book flag bits the runtime's match policy reads.
 const FLAG_REDUCE_ONLY: u32 = 1;
@@ -325,15 +326,6 @@ impl State {
             }
             request.lots = request.lots.min(room);
         }
-        if request.side == Side::Sell && market.spec.kind == OptionKind::Call {
-            let long = position.max(0) as u64;
-            if exposure.open_sell_lots + request.lots > long {
-                return Err(RuntimeError::NakedCall {
-                    long: market.contracts(long),
-                    already_offered: market.contracts(exposure.open_sell_lots),
-                });
-            }
-        }
         let book = &market.book;
         let price_ticks = match request.price_ticks {
             Some(ticks) => ticks,
@@ -369,23 +361,50 @@ impl State {
                 });
             }
         }
-        // Collateral as if the whole order rested.
+        // Checked as if the whole order rested. Only reducing: even with every
+        // open order on its side filled, the position only shrinks.
+        let only_reduces = match request.side {
+            Side::Sell => exposure.open_sell_lots + request.lots <= position.max(0) as u64,
+            Side::Buy => exposure.open_buy_lots + request.lots <= (-position).max(0) as u64,
+        };
         let price = market.price_of(price_ticks);
-        let before = account.exposure(request.series).requirement(market);
         let lock_per_lot = self.buy_lock_per_lot(request.series, request.side, price);
-        add_to_exposure(&mut exposure, request.side, request.lots, lock_per_lot, request.reduce_only);
-        let required = account
-            .usd_locked
-            .minus(before)
-            .expect("an exposure's requirement is part of the locked total")
-            .plus(exposure.requirement(market));
+        let reserve_per_lot = self.sell_reserve_per_lot(request.series, request.side, price);
+        let before_lock = account.exposure(request.series).buy_lock;
+        add_to_exposure(&mut exposure, request.side, request.lots, lock_per_lot, reserve_per_lot, request.reduce_only);
+        // Buyers pay premium and fees in cash, whatever their margin.
+        let locked = account.usd_locked.minus(before_lock).expect("a buy lock is part of the locked total");
+        let required = locked.plus(exposure.buy_lock);
         if required > account.usd {
-            return Err(RuntimeError::InsufficientCollateral { required: required.value(), cash: account.usd.value() });
+            return Err(RuntimeError::InsufficientFunds {
+                asset: "USD",
+                needed: exposure.buy_lock.value() - before_lock.value(),
+                available: account.usd.minus(account.usd_locked).expect("locks never exceed cash").value(),
+            });
+        }
+        if !only_reduces {
+            self.check_initial_margin(owner, Some((request.series, exposure)), Decimal::ZERO, "order")?;
         }
         Ok((request, price_ticks))
     }
 
-    fn buy_lock_per_lot(&self, series: SeriesId, side: Side, price: Price) -> Amount {
+    /// Equity a sell order sets aside per lot: how far the mark is above its
+    /// limit (what an immediate fill at the limit gives away), plus the
+    /// largest fee; rounded up. Buy orders lock cash instead.
+    fn sell_reserve_per_lot(&self, series: SeriesId, side: Side, price: Price) -> Amount {
+        match side {
+            Side::Buy => Amount::ZERO,
+            Side::Sell => {
+                let market = self.market(series);
+                let fee = self.params.fees.max_fee_per_lot(price, market.lot);
+                let mark = self.mark(series).and_then(|mark| to_decimal_up(mark, crate::money::ASSET_SCALE).ok());
+                let giveaway = mark.map_or(Decimal::ZERO, |mark| (mark - price.value()).max(Decimal::ZERO));
+                fee.plus(Amount::round_up(giveaway * market.lot.value()))
+            }
+        }
+    }
+
+    pub(crate) fn buy_lock_per_lot(&self, series: SeriesId, side: Side, price: Price) -> Amount {
         match side {
             Side::Sell => Amount::ZERO,
             Side::Buy => {
@@ -499,6 +518,7 @@ impl State {
             reduce_only: request.reduce_only,
             self_trade: request.self_trade,
             buy_lock_per_lot: self.buy_lock_per_lot(series, request.side, price),
+            sell_reserve_per_lot: self.sell_reserve_per_lot(series, request.side, price),
         };
         events.push(Event::OrderAccepted {
             order: order_id,
@@ -510,7 +530,14 @@ impl State {
         });
         // Until it rests or leaves, the order counts as open in full.
         self.update_exposure(owner, series, |exposure| {
-            add_to_exposure(exposure, info.side, request.lots, info.buy_lock_per_lot, info.reduce_only)
+            add_to_exposure(
+                exposure,
+                info.side,
+                request.lots,
+                info.buy_lock_per_lot,
+                info.sell_reserve_per_lot,
+                info.reduce_only,
+            )
         });
         let account = &mut self.accounts[owner as usize];
         account.open_orders.insert(order_id);
@@ -621,13 +648,14 @@ impl State {
             Side::Sell => (OrderId(fill.maker_id), OrderId(fill.taker_id)),
         };
         let buyer_lock = self.orders[&buyer_order].buy_lock_per_lot.times(fill.lots);
+        let seller_reserve = self.orders[&seller_order].sell_reserve_per_lot.times(fill.lots);
         let buyer_reduce_only = self.orders[&buyer_order].reduce_only;
         let seller_reduce_only = self.orders[&seller_order].reduce_only;
         let buyer_done = remaining_after(fill, buyer_order) == 0;
         let seller_done = remaining_after(fill, seller_order) == 0;
 
         self.update_exposure(buyer, series, |exposure| {
-            exposure.position_lots += fill.lots as i64;
+            exposure.trade(fill.lots as i64, premium.value());
             exposure.open_buy_lots -= fill.lots;
             exposure.buy_lock = exposure.buy_lock.minus(buyer_lock).expect("fills release what the order locked");
             if buyer_done && buyer_reduce_only {
@@ -635,8 +663,10 @@ impl State {
             }
         });
         self.update_exposure(seller, series, |exposure| {
-            exposure.position_lots -= fill.lots as i64;
+            exposure.trade(-(fill.lots as i64), premium.value());
             exposure.open_sell_lots -= fill.lots;
+            exposure.sell_reserve =
+                exposure.sell_reserve.minus(seller_reserve).expect("fills release what the order reserved");
             if seller_done && seller_reduce_only {
                 exposure.reduce_only_orders -= 1;
             }
@@ -644,11 +674,11 @@ impl State {
         let buyer_account = &mut self.accounts[buyer as usize];
         buyer_account.usd =
             buyer_account.usd.minus(premium.plus(buyer_fee)).expect("the buy order's lock covered premium and fee");
-        assert!(buyer_account.usd_locked <= buyer_account.usd, "buyer stays collateralised");
+        assert!(buyer_account.usd_locked <= buyer_account.usd, "buyer's locks stay covered");
         let seller_account = &mut self.accounts[seller as usize];
         seller_account.usd =
             seller_account.usd.plus(premium).minus(seller_fee).expect("a fee is capped below the premium received");
-        assert!(seller_account.usd_locked <= seller_account.usd, "seller stays collateralised");
+        assert!(seller_account.usd_locked <= seller_account.usd, "seller's locks stay covered");
         self.fee_pool = self.fee_pool.plus(buyer_fee).plus(seller_fee);
         self.commitment.touch_global();
         if fill.maker_remaining_lots == 0 {
@@ -671,14 +701,14 @@ impl State {
     }
 
     /// Applies `change` to an account's exposure in `series`, keeping the
-    /// locked total equal to the collateral rule and dropping empty exposures.
+    /// locked total equal to the buy locks and dropping empty exposures.
     pub(crate) fn update_exposure(&mut self, owner: u64, series: SeriesId, change: impl FnOnce(&mut Exposure)) {
         let market = &mut self.markets[series.0 as usize];
         let account = &mut self.accounts[owner as usize];
         let exposure = account.exposures.entry(series).or_default();
-        let before = exposure.requirement(market);
+        let before = exposure.buy_lock;
         change(exposure);
-        let after = exposure.requirement(market);
+        let after = exposure.buy_lock;
         if exposure.is_empty() {
             account.exposures.remove(&series);
             market.participants.remove(&owner);
@@ -686,8 +716,9 @@ impl State {
             market.participants.insert(owner);
         }
         account.usd_locked =
-            account.usd_locked.minus(before).expect("requirement is part of the locked total").plus(after);
+            account.usd_locked.minus(before).expect("a buy lock is part of the locked total").plus(after);
         self.commitment.touch_account(owner);
+        self.risk_dirty.insert(owner);
     }
 
     /// Removes an open order's remaining lots from its owner's exposure and the
@@ -746,7 +777,13 @@ impl State {
                 exposure.buy_lock =
                     exposure.buy_lock.minus(info.buy_lock_per_lot.times(released)).expect("lock covers the order");
             }
-            Side::Sell => exposure.open_sell_lots -= released,
+            Side::Sell => {
+                exposure.open_sell_lots -= released;
+                exposure.sell_reserve = exposure
+                    .sell_reserve
+                    .minus(info.sell_reserve_per_lot.times(released))
+                    .expect("reserve covers the order");
+            }
         });
         let market = self.market(info.series);
         events.push(Event::OrderReduced {
@@ -800,13 +837,23 @@ fn remaining_after(fill: &vanna_book::Fill, order: OrderId) -> u64 {
     if order.0 == fill.maker_id { fill.maker_remaining_lots } else { u64::MAX }
 }
 
-fn add_to_exposure(exposure: &mut Exposure, side: Side, lots: u64, lock_per_lot: Amount, reduce_only: bool) {
+fn add_to_exposure(
+    exposure: &mut Exposure,
+    side: Side,
+    lots: u64,
+    lock_per_lot: Amount,
+    reserve_per_lot: Amount,
+    reduce_only: bool,
+) {
     match side {
         Side::Buy => {
             exposure.open_buy_lots += lots;
             exposure.buy_lock = exposure.buy_lock.plus(lock_per_lot.times(lots));
         }
-        Side::Sell => exposure.open_sell_lots += lots,
+        Side::Sell => {
+            exposure.open_sell_lots += lots;
+            exposure.sell_reserve = exposure.sell_reserve.plus(reserve_per_lot.times(lots));
+        }
     }
     if reduce_only {
         exposure.reduce_only_orders += 1;
@@ -822,7 +869,13 @@ fn remove_from_exposure(exposure: &mut Exposure, info: &OrderInfo, remaining: u6
                 .minus(info.buy_lock_per_lot.times(remaining))
                 .expect("an order's lock is part of its exposure");
         }
-        Side::Sell => exposure.open_sell_lots -= remaining,
+        Side::Sell => {
+            exposure.open_sell_lots -= remaining;
+            exposure.sell_reserve = exposure
+                .sell_reserve
+                .minus(info.sell_reserve_per_lot.times(remaining))
+                .expect("an order's reserve is part of its exposure");
+        }
     }
     if info.reduce_only {
         exposure.reduce_only_orders -= 1;

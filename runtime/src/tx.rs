@@ -132,6 +132,24 @@ pub fn transfer(to: Address, asset: wire::Asset, amount: &str) -> wire::Action {
     }))
 }
 
+/// A standing backstop offer: `max_notional` and `collateral` in USD, `discount` a fraction of mark.
+pub fn register_backstop(underlying: &str, max_notional: &str, discount: &str, collateral: &str) -> wire::Action {
+    action(Kind::RegisterBackstop(wire::RegisterBackstop {
+        underlying: underlying.to_string(),
+        max_notional: max_notional.to_string(),
+        discount: discount.to_string(),
+        collateral: collateral.to_string(),
+    }))
+}
+
+pub fn cancel_backstop(offer_id: u64) -> wire::Action {
+    action(Kind::CancelBackstop(wire::CancelBackstop { offer_id }))
+}
+
+pub fn liquidate(account: Address) -> wire::Action {
+    action(Kind::Liquidate(wire::Liquidate { account: account.as_bytes().to_vec() }))
+}
+
 pub fn list_series(series: &str) -> wire::Action {
     action(Kind::ListSeries(wire::ListSeries { series: series.to_string() }))
 }

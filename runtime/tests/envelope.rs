@@ -110,12 +110,13 @@ fn a_failed_action_consumes_the_nonce_and_nothing_else() {
 #[test]
 fn transfers_move_only_free_funds() {
     let mut chain = sandbox();
-    run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Sell, "5000", "9"))]);
+    // A bid locks its premium and largest fee: 9 × 5,000 × 1.125.
+    run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Buy, "5000", "9"))]);
     let (alice, bob) = (chain.address("alice"), chain.address("bob"));
-    let (receipt, _) = run(&mut chain, "alice", vec![transfer(bob, wire::Asset::Usd, "100001")]);
+    let (receipt, _) = run(&mut chain, "alice", vec![transfer(bob, wire::Asset::Usd, "949376")]);
     assert_eq!(
         action_error(&receipt),
-        RuntimeError::InsufficientFunds { asset: "USD", needed: dec("100001"), available: dec("100000") }
+        RuntimeError::InsufficientFunds { asset: "USD", needed: dec("949376"), available: dec("949375") }
     );
     let newcomer = Signer::from_seed("newcomer").address();
     let (receipt, _) = run(&mut chain, "alice", vec![transfer(newcomer, wire::Asset::Usd, "100000")]);

@@ -67,8 +67,8 @@ fn an_expiry_settles_at_the_twap_with_exact_payouts() {
     run(&mut chain, "bob", vec![place(limit_order(SHORT_PUT, Side::Sell, "1000", "2"))]);
     run(&mut chain, "alice", vec![place(limit_order(SHORT_PUT, Side::Buy, "1000", "2"))]);
     run(&mut chain, "carol", vec![place(limit_order(SHORT_PUT, Side::Buy, "500", "1"))]);
-    // Bob's short put locks its strike: 95,000 × 2.
-    assert_eq!(usd(&chain, "bob").1, dec("190000"));
+    // Bob's short put is margined, not cash-secured: nothing locked.
+    assert_eq!(usd(&chain, "bob").1, dec("0"));
     let total = chain.state.total_usd();
 
     let expiry = expiry(&chain);
@@ -102,7 +102,6 @@ fn an_expiry_settles_at_the_twap_with_exact_payouts() {
     )));
     assert_eq!(position(&chain, "alice", SHORT_PUT), Decimal::ZERO);
     assert_eq!(position(&chain, "bob", SHORT_PUT), Decimal::ZERO);
-    assert_eq!(usd(&chain, "bob").1, Decimal::ZERO, "the strike lock is released");
     assert_eq!(usd(&chain, "carol").1, Decimal::ZERO, "the cancelled bid's lock is released");
     assert_eq!(chain.state.total_usd(), total, "settlement moves funds, never creates them");
     assert_eq!(chain.state.series(SHORT_PUT).unwrap().settled_at.unwrap().value(), dec("90666.5"));

@@ -13,8 +13,8 @@ fn a_cross_moves_premium_and_fees_exactly() {
     let mut chain = sandbox();
     let (receipt, _) = run(&mut chain, "bob", vec![place(limit_order(PUT, Side::Sell, "4000", "1"))]);
     assert_eq!(order(&receipt).resting_contracts, dec("1"));
-    // A cash-secured put locks the strike.
-    assert_eq!(usd(&chain, "bob"), (dec("1000000"), dec("100000")));
+    // A put writer locks no cash: portfolio margin covers the short.
+    assert_eq!(usd(&chain, "bob"), (dec("1000000"), dec("0")));
     let (receipt, block) = run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Buy, "4100", "1"))]);
     let outcome = order(&receipt);
     assert_eq!(outcome.filled_contracts, dec("1"));
@@ -25,7 +25,7 @@ fn a_cross_moves_premium_and_fees_exactly() {
     assert_eq!(fill.taker_fee.value(), dec("48.5"));
     assert_eq!(fill.maker_fee.value(), dec("19.4"));
     assert_eq!(usd(&chain, "alice"), (dec("995951.5"), dec("0")));
-    assert_eq!(usd(&chain, "bob"), (dec("1003980.6"), dec("100000")));
+    assert_eq!(usd(&chain, "bob"), (dec("1003980.6"), dec("0")));
     assert_eq!(chain.state.fee_pool.value(), dec("67.9"));
     assert_eq!(position(&chain, "alice", PUT), dec("1"));
     assert_eq!(position(&chain, "bob", PUT), dec("-1"));
@@ -53,7 +53,7 @@ fn buyers_must_hold_premium_plus_fees() {
     let (receipt, _) = run(&mut chain, "poor", vec![place(limit_order(CALL, Side::Buy, "900", "1"))]);
     assert_eq!(
         action_error(&receipt),
-        RuntimeError::InsufficientCollateral { required: dec("1012.5"), cash: dec("1000") }
+        RuntimeError::InsufficientFunds { asset: "USD", needed: dec("1012.5"), available: dec("1000") }
     );
     let (receipt, _) = run(&mut chain, "poor", vec![place(limit_order(CALL, Side::Buy, "888", "1"))]);
     assert_eq!(order(&receipt).resting_contracts, dec("1"));
@@ -61,24 +61,36 @@ fn buyers_must_hold_premium_plus_fees() {
 }
 
 #[test]
-fn naked_calls_are_refused_and_closing_releases_collateral() {
-    let mut chain = sandbox();
-    let (receipt, _) = run(&mut chain, "bob", vec![place(limit_order(CALL, Side::Sell, "5000", "1"))]);
-    assert_eq!(action_error(&receipt), RuntimeError::NakedCall { long: dec("0"), already_offered: dec("0") });
-    // Bob writes a put, then buys it back: the strike lock is released.
-    run(&mut chain, "bob", vec![place(limit_order(PUT, Side::Sell, "4000", "2"))]);
-    run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Buy, "4000", "2"))]);
-    assert_eq!(usd(&chain, "bob").1, dec("200000"));
-    run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Sell, "4200", "2"))]);
-    let (receipt, _) = run(&mut chain, "bob", vec![place(limit_order(PUT, Side::Buy, "4200", "2"))]);
-    assert_eq!(order(&receipt).filled_contracts, dec("2"));
-    assert_eq!(position(&chain, "bob", PUT), dec("0"));
+fn short_options_need_initial_margin_and_closing_always_goes_through() {
+    let (genesis, signers) =
+        vanna_runtime::sandbox::demo_genesis(&[("small", 2_000), ("alice", 1_000_000), ("bob", 1_000_000)]);
+    let mut chain = vanna_runtime::sandbox::Sandbox::new(&genesis, signers).unwrap();
+    // A naked call on 1 BTC needs far more than 2,000 USD of initial margin: refused with the figures.
+    let (receipt, _) = run(&mut chain, "small", vec![place(limit_order(CALL, Side::Sell, "5000", "1"))]);
+    match action_error(&receipt) {
+        RuntimeError::InsufficientMargin { action: "order", equity, initial_margin } => {
+            assert_eq!(equity, dec("2000"));
+            assert!(initial_margin > dec("10000"), "initial margin {initial_margin}");
+        }
+        other => panic!("expected insufficient margin, got {other}"),
+    }
+    // A small short is within margin; bob writes calls with no cash locked.
+    let (receipt, _) = run(&mut chain, "small", vec![place(limit_order(CALL, Side::Sell, "5000", "0.01"))]);
+    assert_eq!(order(&receipt).resting_contracts, dec("0.01"));
+    run(&mut chain, "bob", vec![place(limit_order(CALL, Side::Sell, "5000", "2"))]);
     assert_eq!(usd(&chain, "bob").1, dec("0"));
-    // Alice, long calls, may sell what she holds and no more.
-    run(&mut chain, "carol", vec![place(limit_order(PUT, Side::Sell, "1", "1"))]);
-    run(&mut chain, "bob", vec![place(limit_order(CALL, Side::Buy, "5000", "1"))]);
-    let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order(CALL, Side::Sell, "5000", "1"))]);
-    assert!(matches!(action_error(&receipt), RuntimeError::NakedCall { .. }));
+    // Small's order came first, so alice's 2.01 lift both.
+    run(&mut chain, "alice", vec![place(limit_order(CALL, Side::Buy, "5000", "2.01"))]);
+    assert_eq!(position(&chain, "bob", CALL), dec("-2"));
+    // Bob cannot move out the cash that margins his short calls...
+    let all = vanna_runtime::tx::transfer(chain.address("alice"), vanna_proto::v1::Asset::Usd, "1000000");
+    let (receipt, _) = run(&mut chain, "bob", vec![all]);
+    assert!(matches!(action_error(&receipt), RuntimeError::InsufficientMargin { action: "transfer", .. }));
+    // ...but buying them back only reduces risk and always goes through.
+    run(&mut chain, "alice", vec![place(limit_order(CALL, Side::Sell, "5200", "2"))]);
+    let (receipt, _) = run(&mut chain, "bob", vec![place(limit_order(CALL, Side::Buy, "5200", "2"))]);
+    assert_eq!(order(&receipt).filled_contracts, dec("2"));
+    assert_eq!(position(&chain, "bob", CALL), dec("0"));
 }
 
 #[test]

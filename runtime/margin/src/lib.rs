@@ -31,8 +31,8 @@ mod tables;
 
 pub use params::{GridParams, MarginParams, SCENARIOS_MAX, SPOT_POINTS_MAX, Scenario, VOLATILITY_LEVELS};
 pub use tables::{
-    AccountMargin, CONTRACTS_ABS_MAX, MARGIN_RATIO_DECIMALS, MarginChange, MarginTables, Position, PositionRisk,
-    RoundedMargin, SERIES_MAX, SeriesIndex, SeriesKey, SeriesMark, build_tables,
+    AccountMargin, CONTRACTS_ABS_MAX, MARGIN_RATIO_DECIMALS, MarginChange, MarginTables, Position, PositionRange,
+    PositionRisk, RangeMargin, RoundedMargin, SERIES_MAX, SeriesIndex, SeriesKey, SeriesMark, build_tables,
 };
 pub use vanna_pricing::{Greeks, OptionKind};
 
@@ -53,6 +53,8 @@ pub enum MarginError {
     PositionsNotSorted { series: u32 },
     #[error("position in series #{series} of {contracts} contracts is not a finite size within ±{max:e}")]
     BadContracts { series: u32, contracts: f64, max: f64 },
+    #[error("position range in series #{series} has its low end above its high end or a shift that is not finite")]
+    BadRange { series: u32 },
     #[error(transparent)]
     Rounding(#[from] PricingError),
 }

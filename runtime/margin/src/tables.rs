@@ -39,6 +39,27 @@ pub struct Position {
     pub contracts: f64,
 }
 
+/// A position together with the open orders that could change it: whatever
+/// fills, it ends between `low` and `high` contracts (`low ≤ high`). Reaching
+/// an end also moves the account's equity by that end's shift, in USD: for
+/// the high end, the bought contracts' mark value less the cash the buys pay;
+/// for the low end, minus what the sells give away against the mark.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PositionRange {
+    pub series: SeriesIndex,
+    pub low: f64,
+    pub high: f64,
+    pub low_shift: f64,
+    pub high_shift: f64,
+}
+
+/// Requirements of an account whose open orders may still fill, in f64.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RangeMargin {
+    pub maintenance: f64,
+    pub initial: f64,
+}
+
 /// A series as priced for the table.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SeriesMark {
@@ -267,6 +288,60 @@ impl MarginTables {
         };
         debug_assert!(margin.initial >= margin.maintenance && margin.maintenance >= 0.0);
         Ok(margin)
+    }
+
+    /// Margin of positions that open orders may still move within a range.
+    ///
+    /// A scenario's P&L is linear in how much of each order fills (sizes and
+    /// shifts alike), so its worst value over the box of ranges takes, series
+    /// by series, the worse end: the exact worst loss over every way the
+    /// orders could fill, at the cost of one evaluation. The short charge is
+    /// taken at each range's most short end, which bounds it from above.
+    /// Ranges follow the rules of [`Self::account`].
+    pub fn account_range(&self, ranges: &[PositionRange]) -> Result<RangeMargin, MarginError> {
+        let width = self.scenarios.len();
+        let mut totals = [0.0f64; SCENARIOS_MAX];
+        let totals = &mut totals[..width];
+        let mut short_contracts = 0.0;
+        let mut previous: Option<SeriesIndex> = None;
+        for range in ranges {
+            let (low, high) = (range.low, range.high);
+            for contracts in [low, high] {
+                self.check(&Position { series: range.series, contracts }, previous)?;
+            }
+            if !(low <= high && range.low_shift.is_finite() && range.high_shift.is_finite()) {
+                return Err(MarginError::BadRange { series: range.series.0 });
+            }
+            previous = Some(range.series);
+            let row = self.pnl_per_contract(range.series).expect("checked series index");
+            for (total, pnl) in totals.iter_mut().zip(row) {
+                *total += (low * pnl + range.low_shift).min(high * pnl + range.high_shift);
+            }
+            if low < 0.0 {
+                short_contracts += -low;
+            }
+        }
+        let (maintenance_loss, _) = worst(&totals[..self.maintenance_scenarios], 0);
+        let (initial_only_loss, _) = worst(&totals[self.maintenance_scenarios..], self.maintenance_scenarios);
+        Ok(RangeMargin {
+            maintenance: maintenance_loss + short_contracts * self.maintenance_short_charge,
+            initial: maintenance_loss.max(initial_only_loss) + short_contracts * self.initial_short_charge,
+        })
+    }
+
+    /// The maintenance grid's largest relative spot move (0.15 for ±15 %).
+    pub fn maintenance_spot_move_max(&self) -> f64 {
+        self.scenarios[..self.maintenance_scenarios].iter().fold(0.0, |max, s| s.spot_move.abs().max(max))
+    }
+
+    /// The largest volatility factor of any scenario (1.45 for a 0.45 shock).
+    pub fn volatility_factor_max(&self) -> f64 {
+        self.scenarios.iter().fold(1.0, |max, s| s.volatility_factor.max(max))
+    }
+
+    /// Maintenance short charge per contract, USD.
+    pub fn maintenance_short_charge(&self) -> f64 {
+        self.maintenance_short_charge
     }
 
     /// Margin before and after a change of positions.
@@ -521,6 +596,45 @@ mod tests {
         assert_eq!(risk.gamma, -3.0 * greeks.gamma);
         assert_eq!(risk.vega_per_vol_point, -3.0 * greeks.vega_per_vol_point);
         assert_eq!(risk.theta_per_day, -3.0 * greeks.theta_per_day);
+    }
+
+    #[test]
+    fn a_range_costs_its_worst_fill_and_a_point_range_is_the_position() {
+        let tables = tables();
+        let range = |series: u32, low: f64, high: f64| PositionRange {
+            series: SeriesIndex(series),
+            low,
+            high,
+            low_shift: 0.0,
+            high_shift: 0.0,
+        };
+        let point = [range(0, -2.0, -2.0)];
+        let margin = tables.account(&[position(0, -2.0)]).unwrap();
+        let at_point = tables.account_range(&point).unwrap();
+        assert_eq!((at_point.maintenance, at_point.initial), (margin.maintenance, margin.initial));
+        // A short call that could also be bought back: the worst end is the short one.
+        let wide = tables.account_range(&[range(0, -2.0, 1.0)]).unwrap();
+        assert!(wide.initial >= margin.initial);
+        // Every vertex of a two-series box needs at most what the box needs.
+        let boxed = [range(0, -1.0, 2.0), range(1, -3.0, 0.0)];
+        let bound = tables.account_range(&boxed).unwrap();
+        for a in [-1.0, 2.0] {
+            for b in [-3.0, 0.0] {
+                let vertex = tables.account(&[position(0, a), position(1, b)]).unwrap();
+                assert!(vertex.initial <= bound.initial && vertex.maintenance <= bound.maintenance);
+            }
+        }
+        // A bid for one contract at its mark plus 10 (cash paid, value gained) needs
+        // at most the worst loss of the contract plus those 10.
+        let mark = tables.series(SeriesIndex(0)).unwrap().greeks.price;
+        let bid = PositionRange { high_shift: -10.0, ..range(0, 0.0, 1.0) };
+        let needed = tables.account_range(&[bid]).unwrap();
+        let long = tables.account(&[position(0, 1.0)]).unwrap();
+        assert_eq!(needed.initial, long.initial_worst_loss + 10.0);
+        assert!(needed.initial <= mark + 10.0);
+        assert!(matches!(tables.account_range(&[range(0, 1.0, -1.0)]), Err(MarginError::BadRange { series: 0 })));
+        let nan = PositionRange { low_shift: f64::NAN, ..range(0, 0.0, 1.0) };
+        assert!(matches!(tables.account_range(&[nan]), Err(MarginError::BadRange { series: 0 })));
     }
 
     #[test]

@@ -1,0 +1,249 @@
+//! Liquidation scenarios: a crash in one block and everything the engine does
+//! about it in that same block: backstop keepers, the book, the insurance
+//! fund, auto-deleveraging, penalties, and keepers' `Liquidate` transactions.
+
+mod common;
+
+use common::*;
+use rust_decimal::Decimal;
+use vanna_proto::v1::Side;
+use vanna_runtime::events::{ActionOutcome, Event, LiquidationStep};
+use vanna_runtime::sandbox::{Sandbox, add_validators, demo_genesis};
+use vanna_runtime::tx::{limit_order, liquidate, place, register_backstop};
+use vanna_runtime::{Address, BlockOutput, RuntimeError};
+
+const VALIDATORS: [&str; 3] = ["val-a", "val-b", "val-c"];
+/// Out of the money before the crash, deep in the money after it.
+const PUT_90K: &str = "BTC-25DEC26-90000-P";
+
+/// A trader, a keeper, a market maker and a buyer; three equal validators
+/// report prices. The oracle may move 45% in one update, so a crash lands in
+/// one block. `insurance_usd` replaces the demo's insurance fund.
+fn chain(trader_usd: u64, insurance_usd: u64) -> Sandbox {
+    let (mut genesis, mut signers) =
+        demo_genesis(&[("trader", trader_usd), ("keeper", 3_000_000), ("maker", 2_000_000), ("buyer", 1_000_000)]);
+    signers.extend(add_validators(
+        &mut genesis,
+        &[("val-a", 10_000, 0, "0.1"), ("val-b", 10_000, 0, "0.1"), ("val-c", 10_000, 0, "0.1")],
+    ));
+    genesis.oracle.max_move_per_update_bps = 4_500;
+    let fund = genesis.accounts.iter_mut().find(|a| a.address == Address::insurance_fund()).unwrap();
+    fund.usd =
+        vanna_runtime::money::Amount::new(Decimal::from(insurance_usd), vanna_runtime::error::Field::Amount).unwrap();
+    Sandbox::new(&genesis, signers).unwrap()
+}
+
+fn block(chain: &mut Sandbox) -> BlockOutput {
+    let total = chain.state.total_usd();
+    let output = chain.produce_block();
+    chain.state.check_invariants();
+    assert_eq!(chain.state.state_root_from_scratch(), output.state_root, "incremental root equals a full one");
+    assert_eq!(chain.state.total_usd(), total, "a block moves USD, never creates or destroys it");
+    output
+}
+
+fn act(chain: &mut Sandbox, name: &str, actions: Vec<vanna_proto::v1::Action>) -> BlockOutput {
+    chain.submit(name, actions);
+    let output = block(chain);
+    if let Some(error) = output.receipts[0].first_error() {
+        panic!("{name}'s transaction failed: {error}");
+    }
+    output
+}
+
+/// The trader writes one 90,000 put to the buyer for 3,000.
+fn short_put(chain: &mut Sandbox) {
+    act(chain, "buyer", vec![place(limit_order(PUT_90K, Side::Buy, "3000", "1"))]);
+    act(chain, "trader", vec![place(limit_order(PUT_90K, Side::Sell, "3000", "1"))]);
+    assert_eq!(position(chain, "trader", PUT_90K), dec("-1"));
+}
+
+fn crash(chain: &mut Sandbox, spot: &str) -> BlockOutput {
+    chain.report_prices(&VALIDATORS, &[("BTC", spot)]);
+    let output = block(chain);
+    assert_eq!(chain.state.index_price("BTC").value(), dec(spot));
+    output
+}
+
+fn fund_usd(chain: &Sandbox) -> Decimal {
+    chain.state.accounts[chain.state.insurance_fund as usize].usd.value()
+}
+
+fn fund_position(chain: &Sandbox, series: &str) -> Decimal {
+    let id = chain.state.series(series).unwrap().id;
+    let lots = chain.state.accounts[chain.state.insurance_fund as usize].exposure(id).position_lots;
+    chain.state.market(id).signed_contracts(lots)
+}
+
+fn equity_and_maintenance(chain: &Sandbox, name: &str) -> (Decimal, Decimal) {
+    let risk = chain.state.account_margin(&chain.address(name)).unwrap();
+    (risk.equity, risk.maintenance.value())
+}
+
+fn steps(output: &BlockOutput, account: Address) -> Vec<(LiquidationStep, Decimal, Option<Address>)> {
+    output
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            Event::PositionLiquidated { account: a, step, contracts, counterparty, .. } if *a == account => {
+                Some((*step, *contracts, *counterparty))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_thirty_percent_crash_is_liquidated_to_the_backstop_keeper_in_the_same_block() {
+    let mut chain = chain(30_000, 100_000);
+    act(&mut chain, "keeper", vec![register_backstop("BTC", "5000000", "0.05", "500000")]);
+    short_put(&mut chain);
+    let (equity, maintenance) = equity_and_maintenance(&chain, "trader");
+    assert!(equity > maintenance, "healthy before the crash: {equity} vs {maintenance}");
+    let fund_before = fund_usd(&chain);
+    let keeper_before = usd(&chain, "keeper").0;
+
+    let output = crash(&mut chain, "67900");
+    let trader = chain.address("trader");
+    let keeper = chain.address("keeper");
+    let started = output.events.iter().find_map(|event| match event {
+        Event::LiquidationStarted { account, equity, maintenance_margin, .. } if *account == trader => {
+            Some((*equity, *maintenance_margin))
+        }
+        _ => None,
+    });
+    let (equity, maintenance) = started.expect("the trader is liquidated in the crash block");
+    assert!(equity < maintenance);
+    assert_eq!(steps(&output, trader), vec![(LiquidationStep::Backstop, dec("-1"), Some(keeper))]);
+    assert_eq!(position(&chain, "trader", PUT_90K), dec("0"));
+    assert_eq!(position(&chain, "keeper", PUT_90K), dec("-1"));
+    // The penalty: 10% of maintenance margin, half to the keeper, half to the fund.
+    let (total, keeper_amount, insurance_amount) = output
+        .events
+        .iter()
+        .find_map(|event| match event {
+            Event::LiquidationPenalty { account, total, keeper_amount, insurance_amount, keeper: Some(k) }
+                if *account == trader && *k == keeper =>
+            {
+                Some((total.value(), keeper_amount.value(), insurance_amount.value()))
+            }
+            _ => None,
+        })
+        .expect("a penalty is charged");
+    assert_eq!(total, keeper_amount + insurance_amount);
+    assert_eq!(keeper_amount, (total / dec("2")).round_dp_with_strategy(6, rust_decimal::RoundingStrategy::ToZero));
+    assert_eq!(fund_usd(&chain) - fund_before, insurance_amount);
+    // The keeper was paid mark + 5% for taking the short, plus its share of the penalty.
+    assert!(usd(&chain, "keeper").0 - keeper_before > keeper_amount);
+    let (equity, maintenance) = equity_and_maintenance(&chain, "keeper");
+    assert!(equity >= maintenance);
+}
+
+#[test]
+fn without_keepers_or_bids_the_insurance_fund_takes_the_position_at_the_bankruptcy_price() {
+    let mut chain = chain(16_000, 1_000_000);
+    short_put(&mut chain);
+    let output = crash(&mut chain, "60000");
+    let trader = chain.address("trader");
+    assert_eq!(
+        steps(&output, trader),
+        vec![(LiquidationStep::InsuranceFund, dec("-1"), Some(Address::insurance_fund()))]
+    );
+    // The trader's cash could not pay the put's mark: it paid everything and the fund absorbed the rest.
+    assert_eq!(usd(&chain, "trader").0, dec("0"));
+    assert!(output.events.iter().any(|event| matches!(
+        event,
+        Event::InsuranceFundUsed { account, amount, .. } if *account == trader && !amount.is_zero()
+    )));
+    assert_eq!(fund_position(&chain, PUT_90K), dec("-1"));
+    assert!(fund_usd(&chain) >= dec("0"));
+}
+
+#[test]
+fn when_the_fund_cannot_cover_opposite_positions_are_deleveraged() {
+    let mut chain = chain(16_000, 0);
+    short_put(&mut chain);
+    let output = crash(&mut chain, "60000");
+    let trader = chain.address("trader");
+    let buyer = chain.address("buyer");
+    assert_eq!(steps(&output, trader), vec![(LiquidationStep::Deleverage, dec("-1"), Some(buyer))]);
+    let (contracts, price) = output
+        .events
+        .iter()
+        .find_map(|event| match event {
+            Event::Deleveraged { liquidated, counterparty, contracts, price, .. }
+                if *liquidated == trader && *counterparty == buyer =>
+            {
+                Some((*contracts, *price))
+            }
+            _ => None,
+        })
+        .expect("the buyer's long is deleveraged");
+    assert_eq!(contracts, dec("-1"));
+    // The bankruptcy price: all the cash the trader had left.
+    assert!(price > dec("0"));
+    assert_eq!(usd(&chain, "trader").0, dec("0"));
+    assert_eq!(position(&chain, "buyer", PUT_90K), dec("0"));
+    let (equity, _) = equity_and_maintenance(&chain, "buyer");
+    assert!(equity >= dec("0"), "deleveraging leaves the buyer solvent");
+}
+
+#[test]
+fn a_liquidate_transaction_is_a_no_op_after_the_automatic_pass_and_refused_for_healthy_accounts() {
+    let mut chain = chain(30_000, 1_000_000);
+    short_put(&mut chain);
+    let trader = chain.address("trader");
+    chain.submit("keeper", vec![liquidate(trader)]);
+    let output = block(&mut chain);
+    assert!(matches!(output.receipts[0].first_error(), Some(RuntimeError::NotLiquidatable { .. })));
+
+    chain.submit("keeper", vec![liquidate(trader)]);
+    chain.report_prices(&VALIDATORS, &[("BTC", "67900")]);
+    let output = block(&mut chain);
+    assert_eq!(outcomes(&output.receipts[0]), vec![Ok(ActionOutcome::AlreadyLiquidated)]);
+    chain.submit("trader", vec![liquidate(trader)]);
+    let output = block(&mut chain);
+    assert_eq!(output.receipts[0].first_error(), Some(&RuntimeError::SelfLiquidation));
+}
+
+#[test]
+fn a_keeper_liquidates_a_maker_whose_stale_quote_was_lifted_and_earns_the_keeper_share() {
+    let mut chain = chain(30_000, 1_000_000);
+    // The trader quotes a put far below its value after the crash; within margin now.
+    act(&mut chain, "trader", vec![place(limit_order(PUT_90K, Side::Sell, "3000", "1"))]);
+    let trader = chain.address("trader");
+    let keeper = chain.address("keeper");
+    // In the crash block, the buyer lifts the stale quote (the trader had no
+    // position, so the pass had nothing to do), then a keeper liquidates it
+    // before the block ends.
+    chain.submit("buyer", vec![place(limit_order(PUT_90K, Side::Buy, "3000", "1"))]);
+    chain.submit("keeper", vec![liquidate(trader)]);
+    chain.report_prices(&VALIDATORS, &[("BTC", "67900")]);
+    let output = block(&mut chain);
+    assert_eq!(outcomes(&output.receipts[1]), vec![Ok(ActionOutcome::Liquidated { positions_closed: 1 })]);
+    assert_eq!(position(&chain, "trader", PUT_90K), dec("0"));
+    assert!(output.events.iter().any(|event| matches!(
+        event,
+        Event::LiquidationPenalty { account, keeper: Some(k), .. } if *account == trader && *k == keeper
+    )));
+}
+
+#[test]
+fn without_a_keeper_the_position_is_bought_back_in_the_book_within_the_band() {
+    let mut chain = chain(30_000, 100_000);
+    short_put(&mut chain);
+    // An offer far above today's mark, but within 10% of it after the crash; and one far outside.
+    act(&mut chain, "maker", vec![place(limit_order(PUT_90K, Side::Sell, "24000", "0.5"))]);
+    act(&mut chain, "maker", vec![place(limit_order(PUT_90K, Side::Sell, "40000", "1"))]);
+    let output = crash(&mut chain, "67900");
+    let trader = chain.address("trader");
+    let fund = Address::insurance_fund();
+    assert_eq!(
+        steps(&output, trader),
+        vec![(LiquidationStep::Book, dec("-0.5"), None), (LiquidationStep::InsuranceFund, dec("-0.5"), Some(fund))]
+    );
+    let fills = fills(&output);
+    assert_eq!(fills.len(), 1);
+    assert_eq!((fills[0].price.value(), fills[0].taker), (dec("24000"), trader));
+    assert_eq!(position(&chain, "maker", PUT_90K), dec("-0.5"));
+}
