@@ -35,7 +35,7 @@ impl UnderlyingSpec {
             return Err(RuntimeError::UnknownUnderlying(self.symbol.clone()));
         }
         // A lot of at most one contract keeps every per-lot amount (premium,
-        // strike lock, settlement payout) within the bound of one price.
+        // settlement payout) within the bound of one price.
         if self.lot_size.value() > Decimal::ONE {
             return Err(RuntimeError::TooLarge { field: Field::LotSize, max: Decimal::ONE });
         }

@@ -331,7 +331,9 @@ impl State {
         let premium = cash.abs();
         self.update_exposure(from, series, |e| e.trade(from_change, premium));
         self.update_exposure(to, series, |e| e.trade(-from_change, premium));
-        let amount = Amount::new(premium, Field::Amount).expect("transfer amounts have six decimals");
+        // Every caller pays whole micro-dollars capped by the payer's cash.
+        let amount = Amount::round_down(premium);
+        debug_assert_eq!(amount.value(), premium.normalize());
         let (payer, payee) = if cash >= Decimal::ZERO { (to, from) } else { (from, to) };
         let payer_account = &mut self.accounts[payer as usize];
         payer_account.usd = payer_account.usd.minus(amount).expect("a position transfer is paid from cash");
@@ -442,7 +444,7 @@ impl State {
         let payment = per_lot * Decimal::from(lots);
         if long {
             // The keeper pays from its offer's collateral first.
-            let used = Amount::new(payment, Field::Amount).expect("six decimals").min(offer.collateral);
+            let used = Amount::round_down(payment).min(offer.collateral);
             let account = &mut self.accounts[keeper as usize];
             account.usd_locked = account.usd_locked.minus(used).expect("collateral is part of the locked total");
             let offer = self.backstops.get_mut(&offer_id).expect("offer exists");
@@ -462,7 +464,7 @@ impl State {
             contracts: if long { market.contracts(lots) } else { -market.contracts(lots) },
             counterparty: Some(offer.keeper),
             price: Some(price),
-            cash: if long { payment } else { -payment },
+            cash: if long { payment } else { -payment }.normalize(),
         });
         self.charge_penalty(owner, lots, Some(keeper), penalty, events);
         lots
@@ -584,7 +586,7 @@ impl State {
             events.push(Event::InsuranceFundUsed {
                 account: address,
                 series: market.spec.name.clone(),
-                amount: Amount::new(shortfall, Field::Amount).expect("six decimals"),
+                amount: Amount::round_up(shortfall),
             });
         }
         lots

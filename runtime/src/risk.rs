@@ -307,15 +307,26 @@ impl State {
             self.at_risk.remove(owner);
             return None;
         }
-        let held = match self.held(account.exposures.iter().map(|(s, e)| (*s, e.position_lots))) {
-            Ok(held) => held,
-            Err(_) => {
-                // Unpriceable: nothing can be decided until the tables return.
-                self.at_risk.remove(owner);
-                return None;
-            }
+        let held = self.held(account.exposures.iter().map(|(s, e)| (*s, e.position_lots)));
+        let Ok((held, (value, maintenance, initial))) = held.and_then(|held| {
+            let figures = self.held_margin(&held)?;
+            Ok((held, figures))
+        }) else {
+            // Unpriceable for now: nothing can be decided. Watch every
+            // underlying it holds, so that it is evaluated as soon as the
+            // tables are back.
+            let mut symbols: Vec<String> = account
+                .exposures
+                .iter()
+                .filter(|(_, e)| e.position_lots != 0)
+                .map(|(series, _)| self.market(*series).spec.underlying.clone())
+                .collect();
+            symbols.sort();
+            symbols.dedup();
+            let watch = symbols.into_iter().map(|symbol| (symbol, vanna_liquidation::Band::Watch)).collect();
+            self.at_risk.insert(owner, self.time_ms, watch);
+            return None;
         };
-        let (value, maintenance, initial) = self.held_margin(&held).ok()?;
         let figures = MarginFigures { equity: account.usd.value() + value, maintenance, initial };
         let mut exposures = Vec::with_capacity(held.len());
         for (symbol, group) in &held {
@@ -335,7 +346,10 @@ impl State {
         let surplus = decimal_to_f64(figures.equity - figures.maintenance);
         let bands = bands(surplus, &exposures);
         let entry = held.iter().map(|(symbol, _)| symbol.to_string()).zip(bands).collect();
-        let due = self.time_ms.saturating_add(self.liquidation.refresh_ms);
+        // Due between half and all of the refresh interval, spread by handle,
+        // so accounts evaluated in the same block do not all come due together.
+        let half = (self.liquidation.refresh_ms / 2).max(1);
+        let due = self.time_ms.saturating_add(half + owner.wrapping_mul(0x9E37_79B9_7F4A_7C15) % half);
         self.at_risk.insert(owner, due, entry);
         Some(figures)
     }

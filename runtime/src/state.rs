@@ -448,3 +448,33 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(text: &str) -> Decimal {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn average_cost_follows_adds_reductions_and_flips() {
+        let mut exposure = Exposure::default();
+        exposure.trade(10, d("1000"));
+        exposure.trade(10, d("1400"));
+        assert_eq!((exposure.position_lots, exposure.cost), (20, d("2400")));
+        // Selling part keeps the cost per lot: 120 × 15.
+        exposure.trade(-5, d("900"));
+        assert_eq!((exposure.position_lots, exposure.cost), (15, d("1800")));
+        // Selling through zero: the new short costs its share of this trade.
+        exposure.trade(-20, d("4000"));
+        assert_eq!((exposure.position_lots, exposure.cost), (-5, d("-1000")));
+        exposure.trade(5, d("10"));
+        assert_eq!((exposure.position_lots, exposure.cost), (0, Decimal::ZERO));
+        // Thirds round half to even at six places.
+        let mut thirds = Exposure::default();
+        thirds.trade(3, d("1"));
+        thirds.trade(-1, d("5"));
+        assert_eq!(thirds.cost, d("0.666667"));
+    }
+}

@@ -247,3 +247,19 @@ fn without_a_keeper_the_position_is_bought_back_in_the_book_within_the_band() {
     assert_eq!((fills[0].price.value(), fills[0].taker), (dec("24000"), trader));
     assert_eq!(position(&chain, "maker", PUT_90K), dec("-0.5"));
 }
+
+#[test]
+fn the_at_risk_query_orders_accounts_by_margin_ratio() {
+    let mut chain = chain(30_000, 100_000);
+    short_put(&mut chain);
+    act(&mut chain, "maker", vec![place(limit_order(PUT_90K, Side::Sell, "3500", "2"))]);
+    act(&mut chain, "keeper", vec![place(limit_order(PUT_90K, Side::Buy, "3500", "2"))]);
+    let at_risk = chain.state.at_risk_accounts(10);
+    let names: Vec<Address> = at_risk.iter().map(|(address, ..)| *address).collect();
+    // The trader's short is large against its equity; the maker's against two million.
+    assert_eq!(names[0], chain.address("trader"));
+    assert!(names.contains(&chain.address("maker")) && names.contains(&chain.address("buyer")));
+    let ratios: Vec<Decimal> = at_risk.iter().map(|(_, ratio, _)| ratio.unwrap()).collect();
+    assert!(ratios.windows(2).all(|pair| pair[0] >= pair[1]), "{ratios:?}");
+    assert_eq!(chain.state.at_risk_accounts(1).len(), 1);
+}
