@@ -28,7 +28,7 @@
 //! its history, only on state: a node that rebuilds it by a full scan agrees.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use vanna_margin::{MarginTables, SeriesIndex};
 use vanna_pricing::years_between_ms;
@@ -111,32 +111,166 @@ pub fn bands(surplus: f64, exposures: &[UnderlyingExposure]) -> Vec<Band> {
         .collect()
 }
 
-#[derive(Clone, Debug)]
-struct Entry {
-    due_ms: u64,
-    bands: Vec<(String, Band)>,
+/// Owners per block of the index: one bit each in a block's masks. The index
+/// is laid out by owner handle, which the runtime assigns densely, so a
+/// re-evaluation writes next to its neighbours and a query reads one summary
+/// per block before looking at any owner.
+const BLOCK_OWNERS: u64 = 64;
+/// Underlyings the index tells apart: an owner's holdings are a bit mask
+/// (the runtime lists at most as many, `MAX_UNDERLYINGS`).
+pub const MAX_INDEXED_UNDERLYINGS: usize = 64;
+
+fn split(owner: u64) -> (u64, usize) {
+    (owner / BLOCK_OWNERS, (owner % BLOCK_OWNERS) as usize)
 }
 
-#[derive(Clone, Debug, Default)]
+/// Band edges of up to 64 consecutive owners in one underlying. A watched
+/// owner's edges are stored as (u64::MAX, 0), so that it is a candidate at any
+/// spot; an empty slot's as (0, u64::MAX), outside `members` anyway.
+#[derive(Clone, Debug)]
+struct EdgeBlock {
+    members: u64,
+    watch: u64,
+    /// Key of each low edge: a candidate once spot's key is at or below it.
+    low: [u64; BLOCK_OWNERS as usize],
+    /// Key of each high edge: a candidate once spot's key is at or above it.
+    high: [u64; BLOCK_OWNERS as usize],
+    /// The largest low and smallest high key of the block: a query skips
+    /// the block unless spot crossed one of them.
+    low_max: u64,
+    high_min: u64,
+}
+
+impl EdgeBlock {
+    fn new() -> Self {
+        EdgeBlock {
+            members: 0,
+            watch: 0,
+            low: [0; BLOCK_OWNERS as usize],
+            high: [u64::MAX; BLOCK_OWNERS as usize],
+            low_max: 0,
+            high_min: u64::MAX,
+        }
+    }
+
+    /// Sets slot `slot` to `(low, high)` keys and keeps the summaries exact.
+    fn set(&mut self, slot: usize, low: u64, high: u64) {
+        let (old_low, old_high) = (self.low[slot], self.high[slot]);
+        self.low[slot] = low;
+        self.high[slot] = high;
+        if low >= self.low_max {
+            self.low_max = low;
+        } else if old_low == self.low_max {
+            self.low_max = self.low.iter().copied().max().unwrap_or(0);
+        }
+        if high <= self.high_min {
+            self.high_min = high;
+        } else if old_high == self.high_min {
+            self.high_min = self.high.iter().copied().min().unwrap_or(u64::MAX);
+        }
+    }
+
+    fn insert(&mut self, slot: usize, band: Band) -> (bool, bool) {
+        let bit = 1u64 << slot;
+        let was_member = self.members & bit != 0;
+        let was_watched = self.watch & bit != 0;
+        self.members |= bit;
+        match band {
+            Band::Watch => {
+                self.watch |= bit;
+                self.set(slot, u64::MAX, 0);
+            }
+            Band::Between { low, high } => {
+                self.watch &= !bit;
+                self.set(slot, key(low), key(high));
+            }
+        }
+        (was_member, was_watched)
+    }
+
+    /// Empties a slot; returns whether it was watched.
+    fn remove(&mut self, slot: usize) -> bool {
+        let bit = 1u64 << slot;
+        let was_watched = self.watch & bit != 0;
+        self.members &= !bit;
+        self.watch &= !bit;
+        self.set(slot, 0, u64::MAX);
+        was_watched
+    }
+
+    /// Appends the owners of the block (number `block`) whose band `spot` crossed, ascending.
+    fn crossed(&self, block: u64, spot: u64, owners: &mut Vec<u64>) {
+        if self.low_max < spot && self.high_min > spot {
+            return;
+        }
+        let mut members = self.members;
+        while members != 0 {
+            let slot = members.trailing_zeros() as usize;
+            members &= members - 1;
+            if self.low[slot] >= spot || self.high[slot] <= spot {
+                owners.push(block * BLOCK_OWNERS + slot as u64);
+            }
+        }
+    }
+}
+
+/// Due times and holdings of up to 64 consecutive owners.
+#[derive(Clone, Debug)]
+struct OwnerBlock {
+    present: u64,
+    /// Re-evaluation due per slot; u64::MAX for an empty slot.
+    due_ms: [u64; BLOCK_OWNERS as usize],
+    due_min: u64,
+    /// Underlyings held per slot, a bit per underlying id.
+    held: [u64; BLOCK_OWNERS as usize],
+}
+
+impl OwnerBlock {
+    fn new() -> Self {
+        OwnerBlock {
+            present: 0,
+            due_ms: [u64::MAX; BLOCK_OWNERS as usize],
+            due_min: u64::MAX,
+            held: [0; BLOCK_OWNERS as usize],
+        }
+    }
+
+    fn set_due(&mut self, slot: usize, due_ms: u64) {
+        let old = self.due_ms[slot];
+        self.due_ms[slot] = due_ms;
+        if due_ms <= self.due_min {
+            self.due_min = due_ms;
+        } else if old == self.due_min {
+            self.due_min = self.due_ms.iter().copied().min().unwrap_or(u64::MAX);
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
 struct UnderlyingIndex {
-    /// (low edge bits, owner): a candidate once spot is at or below the edge.
-    below: BTreeSet<(u64, u64)>,
-    /// (high edge bits, owner): a candidate once spot is at or above the edge.
-    above: BTreeSet<(u64, u64)>,
-    watch: BTreeSet<u64>,
-    members: BTreeSet<u64>,
+    name: String,
+    /// Edge blocks by block number (owner / 64); blocks without members are dropped.
+    blocks: BTreeMap<u64, Box<EdgeBlock>>,
+    members: usize,
+    watched: usize,
     /// Series id → volatility at the last full scan.
     reference_volatility: BTreeMap<u64, f64>,
 }
 
 /// Accounts with positions, by the spot bands they are safe in. Not
 /// committed: it is derived from state (see the module docs).
+///
+/// Laid out by owner in blocks of 64: an update writes its owner's slots and
+/// the block summaries (largest low edge, smallest high edge, earliest due
+/// time) in place, and a query reads the summaries and then only the blocks
+/// whose summary the new spot or time crossed, returning owners in
+/// ascending order.
 #[derive(Clone, Debug, Default)]
 pub struct AtRiskIndex {
-    entries: BTreeMap<u64, Entry>,
-    underlyings: BTreeMap<String, UnderlyingIndex>,
-    /// (re-evaluation due, owner).
-    due: BTreeSet<(u64, u64)>,
+    /// By underlying id: the position of its name when first seen.
+    underlyings: Vec<UnderlyingIndex>,
+    owners: BTreeMap<u64, Box<OwnerBlock>>,
+    len: usize,
 }
 
 /// Non-negative floats order like their bits.
@@ -146,91 +280,156 @@ fn key(spot: f64) -> u64 {
 }
 
 impl AtRiskIndex {
+    fn find(&self, underlying: &str) -> Option<usize> {
+        self.underlyings.iter().position(|index| index.name == underlying)
+    }
+
+    fn id(&mut self, underlying: &str) -> usize {
+        if let Some(id) = self.find(underlying) {
+            return id;
+        }
+        assert!(
+            self.underlyings.len() < MAX_INDEXED_UNDERLYINGS,
+            "the at-risk index tells apart at most {MAX_INDEXED_UNDERLYINGS} underlyings"
+        );
+        self.underlyings.push(UnderlyingIndex {
+            name: underlying.to_string(),
+            blocks: BTreeMap::new(),
+            members: 0,
+            watched: 0,
+            reference_volatility: BTreeMap::new(),
+        });
+        self.underlyings.len() - 1
+    }
+
     /// Records an account's bands after an exact evaluation, replacing any
     /// earlier entry; it is due again at `due_ms`.
-    pub fn insert(&mut self, owner: u64, due_ms: u64, bands: Vec<(String, Band)>) {
-        self.remove(owner);
-        for (underlying, band) in &bands {
-            let index = self.underlyings.entry(underlying.clone()).or_default();
-            index.members.insert(owner);
-            match *band {
-                Band::Watch => {
-                    index.watch.insert(owner);
-                }
-                Band::Between { low, high } => {
-                    index.below.insert((key(low), owner));
-                    index.above.insert((key(high), owner));
-                }
+    pub fn insert<'a>(&mut self, owner: u64, due_ms: u64, bands: impl IntoIterator<Item = (&'a str, Band)>) {
+        let (block, slot) = split(owner);
+        let mut held = 0u64;
+        for (underlying, band) in bands {
+            let id = self.id(underlying);
+            held |= 1 << id;
+            let index = &mut self.underlyings[id];
+            let edges = index.blocks.entry(block).or_insert_with(|| Box::new(EdgeBlock::new()));
+            let watched = matches!(band, Band::Watch);
+            let (was_member, was_watched) = edges.insert(slot, band);
+            index.members += usize::from(!was_member);
+            index.watched = index.watched + usize::from(watched) - usize::from(was_watched);
+        }
+        let owners = self.owners.entry(block).or_insert_with(|| Box::new(OwnerBlock::new()));
+        let bit = 1u64 << slot;
+        if owners.present & bit == 0 {
+            owners.present |= bit;
+            self.len += 1;
+        }
+        let dropped = owners.held[slot] & !held;
+        owners.held[slot] = held;
+        owners.set_due(slot, due_ms);
+        self.remove_edges(block, slot, dropped);
+    }
+
+    /// Empties the slot of the underlyings in the mask `ids`.
+    fn remove_edges(&mut self, block: u64, slot: usize, mut ids: u64) {
+        while ids != 0 {
+            let id = ids.trailing_zeros() as usize;
+            ids &= ids - 1;
+            let index = &mut self.underlyings[id];
+            let edges = index.blocks.get_mut(&block).expect("an owner's underlying has its edges");
+            index.watched -= usize::from(edges.remove(slot));
+            index.members -= 1;
+            if edges.members == 0 {
+                index.blocks.remove(&block);
             }
         }
-        self.due.insert((due_ms, owner));
-        self.entries.insert(owner, Entry { due_ms, bands });
     }
 
     /// Forgets an account (it no longer holds positions).
     pub fn remove(&mut self, owner: u64) {
-        let Some(entry) = self.entries.remove(&owner) else { return };
-        self.due.remove(&(entry.due_ms, owner));
-        for (underlying, band) in entry.bands {
-            let index = self.underlyings.get_mut(&underlying).expect("an entry's underlying is indexed");
-            index.members.remove(&owner);
-            match band {
-                Band::Watch => {
-                    index.watch.remove(&owner);
-                }
-                Band::Between { low, high } => {
-                    index.below.remove(&(key(low), owner));
-                    index.above.remove(&(key(high), owner));
-                }
-            }
+        let (block, slot) = split(owner);
+        let Some(owners) = self.owners.get_mut(&block) else { return };
+        let bit = 1u64 << slot;
+        if owners.present & bit == 0 {
+            return;
         }
+        owners.present &= !bit;
+        let held = std::mem::take(&mut owners.held[slot]);
+        owners.set_due(slot, u64::MAX);
+        if owners.present == 0 {
+            self.owners.remove(&block);
+        }
+        self.len -= 1;
+        self.remove_edges(block, slot, held);
     }
 
     /// Accounts an update of `underlying` to `spot` may have put below
     /// maintenance margin, in ascending owner order.
     pub fn candidates(&self, underlying: &str, spot: f64) -> Vec<u64> {
-        let Some(index) = self.underlyings.get(underlying) else { return Vec::new() };
+        let Some(id) = self.find(underlying) else { return Vec::new() };
         let spot = key(spot.max(0.0));
-        let mut owners: Vec<u64> = index.watch.iter().copied().collect();
-        owners.extend(index.below.range((spot, 0)..).map(|&(_, owner)| owner));
-        owners.extend(index.above.range(..=(spot, u64::MAX)).map(|&(_, owner)| owner));
-        owners.sort_unstable();
-        owners.dedup();
+        let mut owners = Vec::new();
+        for (&block, edges) in &self.underlyings[id].blocks {
+            edges.crossed(block, spot, &mut owners);
+        }
         owners
     }
 
-    /// Accounts whose entry is due for re-evaluation at `now_ms`.
+    /// Accounts whose entry is due for re-evaluation at `now_ms`, in ascending owner order.
     pub fn due(&self, now_ms: u64) -> Vec<u64> {
-        self.due.range(..=(now_ms, u64::MAX)).map(|&(_, owner)| owner).collect()
+        let mut owners = Vec::new();
+        for (&block, entries) in &self.owners {
+            if entries.due_min > now_ms {
+                continue;
+            }
+            let mut present = entries.present;
+            while present != 0 {
+                let slot = present.trailing_zeros() as usize;
+                present &= present - 1;
+                if entries.due_ms[slot] <= now_ms {
+                    owners.push(block * BLOCK_OWNERS + slot as u64);
+                }
+            }
+        }
+        owners
     }
 
-    /// Every account with positions in `underlying`.
+    /// Every account with positions in `underlying`, in ascending owner order.
     pub fn members(&self, underlying: &str) -> Vec<u64> {
-        self.underlyings.get(underlying).map(|index| index.members.iter().copied().collect()).unwrap_or_default()
+        let Some(id) = self.find(underlying) else { return Vec::new() };
+        let mut owners = Vec::new();
+        for (&block, edges) in &self.underlyings[id].blocks {
+            let mut members = edges.members;
+            while members != 0 {
+                owners.push(block * BLOCK_OWNERS + u64::from(members.trailing_zeros()));
+                members &= members - 1;
+            }
+        }
+        owners
     }
 
     pub fn contains(&self, owner: u64) -> bool {
-        self.entries.contains_key(&owner)
+        let (block, slot) = split(owner);
+        self.owners.get(&block).is_some_and(|owners| owners.present & (1 << slot) != 0)
     }
 
     /// Accounts in the index.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     /// Accounts on the watch list of `underlying`.
     pub fn watched(&self, underlying: &str) -> usize {
-        self.underlyings.get(underlying).map_or(0, |index| index.watch.len())
+        self.find(underlying).map_or(0, |id| self.underlyings[id].watched)
     }
 
     /// Whether any series of `underlying` moved its volatility by more than
     /// `bound` since the last full scan, or is not known to the index yet.
     pub fn volatility_moved(&self, underlying: &str, current: &[(u64, f64)], bound: f64) -> bool {
-        let reference = self.underlyings.get(underlying).map(|index| &index.reference_volatility);
+        let reference = self.find(underlying).map(|id| &self.underlyings[id].reference_volatility);
         current.iter().any(|(series, volatility)| match reference.and_then(|r| r.get(series)) {
             // A NaN difference counts as moved.
             Some(known) => {
@@ -242,15 +441,15 @@ impl AtRiskIndex {
 
     /// Sets the volatilities a full scan of `underlying` was made at.
     pub fn set_reference_volatility(&mut self, underlying: &str, current: &[(u64, f64)]) {
-        let index = self.underlyings.entry(underlying.to_string()).or_default();
-        index.reference_volatility = current.iter().copied().collect();
+        let id = self.id(underlying);
+        self.underlyings[id].reference_volatility = current.iter().copied().collect();
     }
 
     /// Adds a newly listed series' volatility: nobody holds it yet, so no
     /// entry was made at another volatility.
     pub fn add_reference_volatility(&mut self, underlying: &str, series: u64, volatility: f64) {
-        let index = self.underlyings.entry(underlying.to_string()).or_default();
-        index.reference_volatility.insert(series, volatility);
+        let id = self.id(underlying);
+        self.underlyings[id].reference_volatility.insert(series, volatility);
     }
 }
 
@@ -303,9 +502,9 @@ mod tests {
     #[test]
     fn candidates_are_the_accounts_whose_band_the_spot_crossed() {
         let mut index = AtRiskIndex::default();
-        index.insert(1, 10, vec![("BTC".into(), Band::Between { low: 90.0, high: 110.0 })]);
-        index.insert(2, 20, vec![("BTC".into(), Band::Between { low: 95.0, high: 105.0 })]);
-        index.insert(3, 30, vec![("BTC".into(), Band::Watch), ("ETH".into(), Band::Between { low: 1.0, high: 9.0 })]);
+        index.insert(1, 10, vec![("BTC", Band::Between { low: 90.0, high: 110.0 })]);
+        index.insert(2, 20, vec![("BTC", Band::Between { low: 95.0, high: 105.0 })]);
+        index.insert(3, 30, vec![("BTC", Band::Watch), ("ETH", Band::Between { low: 1.0, high: 9.0 })]);
         assert_eq!(index.candidates("BTC", 100.0), vec![3]);
         assert_eq!(index.candidates("BTC", 95.0), vec![2, 3]);
         assert_eq!(index.candidates("BTC", 89.0), vec![1, 2, 3]);
@@ -314,7 +513,7 @@ mod tests {
         assert_eq!(index.candidates("SOL", 5.0), Vec::<u64>::new());
         assert_eq!(index.due(20), vec![1, 2]);
         assert_eq!(index.members("BTC"), vec![1, 2, 3]);
-        index.insert(2, 40, vec![("BTC".into(), Band::Between { low: 50.0, high: 150.0 })]);
+        index.insert(2, 40, vec![("BTC", Band::Between { low: 50.0, high: 150.0 })]);
         assert_eq!(index.candidates("BTC", 95.0), vec![3]);
         index.remove(3);
         assert_eq!(index.candidates("BTC", 95.0), Vec::<u64>::new());
@@ -342,6 +541,102 @@ mod tests {
         match bands(25.0, &[exposure])[0] {
             Band::Between { low, high } => assert!(low > 80.0 && low < 80.1 && high > 119.9 && high < 120.0),
             Band::Watch => panic!("surplus above the allowance gives a band"),
+        }
+    }
+
+    /// An owner's bands by underlying.
+    type Bands = Vec<(&'static str, Band)>;
+
+    /// The index's meaning, kept naively: each owner's due time and bands.
+    #[derive(Default)]
+    struct Model {
+        entries: BTreeMap<u64, (u64, Bands)>,
+    }
+
+    impl Model {
+        fn crossed(band: Band, spot: f64) -> bool {
+            match band {
+                Band::Watch => true,
+                Band::Between { low, high } => key(low) >= key(spot) || key(high) <= key(spot),
+            }
+        }
+
+        fn select(&self, underlying: &str, keep: impl Fn(Band) -> bool) -> Vec<u64> {
+            let holds = |bands: &[(&str, Band)]| bands.iter().any(|(u, band)| *u == underlying && keep(*band));
+            self.entries.iter().filter(|(_, (_, bands))| holds(bands)).map(|(owner, _)| *owner).collect()
+        }
+    }
+
+    const UNDERLYINGS: [&str; 3] = ["BTC", "ETH", "SOL"];
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Insert { owner: u64, due_ms: u64, bands: Vec<(usize, Option<(f64, f64)>)> },
+        Remove { owner: u64 },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let band = (0usize..3, proptest::option::weighted(0.8, (0.0f64..200.0, 0.0f64..200.0)));
+        prop_oneof![
+            4 => (0u64..300, 0u64..100, proptest::collection::vec(band, 0..3))
+                .prop_map(|(owner, due_ms, bands)| Step::Insert { owner, due_ms, bands }),
+            1 => (0u64..300).prop_map(|owner| Step::Remove { owner }),
+        ]
+    }
+
+    proptest! {
+        // The block layout answers every query as the plain definition does:
+        // candidates are the watched and those whose band edge the spot
+        // reached, due entries those at or before now, all ascending.
+        #[test]
+        fn the_index_answers_as_its_definition(
+            steps in proptest::collection::vec(step(), 1..200),
+            spots in proptest::collection::vec(0.0f64..250.0, 4),
+            now_ms in 0u64..120,
+        ) {
+            let mut index = AtRiskIndex::default();
+            let mut model = Model::default();
+            for step in steps {
+                match step {
+                    Step::Insert { owner, due_ms, bands } => {
+                        let mut bands: Bands = bands
+                            .into_iter()
+                            .map(|(u, edges)| {
+                                let band = edges.map_or(Band::Watch, |(a, b)| Band::Between { low: a.min(b), high: a.max(b) });
+                                (UNDERLYINGS[u], band)
+                            })
+                            .collect();
+                        bands.sort_by_key(|(u, _)| *u);
+                        bands.dedup_by_key(|(u, _)| *u);
+                        index.insert(owner, due_ms, bands.iter().copied());
+                        model.entries.insert(owner, (due_ms, bands));
+                    }
+                    Step::Remove { owner } => {
+                        index.remove(owner);
+                        model.entries.remove(&owner);
+                    }
+                }
+            }
+            prop_assert_eq!(index.len(), model.entries.len());
+            for owner in 0..300 {
+                prop_assert_eq!(index.contains(owner), model.entries.contains_key(&owner));
+            }
+            let due: Vec<u64> =
+                model.entries.iter().filter(|(_, (due, _))| *due <= now_ms).map(|(owner, _)| *owner).collect();
+            prop_assert_eq!(index.due(now_ms), due);
+            for underlying in UNDERLYINGS.iter().chain(["XRP"].iter()) {
+                prop_assert_eq!(index.members(underlying), model.select(underlying, |_| true));
+                prop_assert_eq!(
+                    index.watched(underlying),
+                    model.select(underlying, |band| band == Band::Watch).len()
+                );
+                for &spot in &spots {
+                    prop_assert_eq!(
+                        index.candidates(underlying, spot),
+                        model.select(underlying, |band| Model::crossed(band, spot))
+                    );
+                }
+            }
         }
     }
 

@@ -19,7 +19,9 @@ mod params;
 mod ranking;
 
 pub use allocation::pro_rata;
-pub use index::{AtRiskIndex, Band, SeriesSensitivity, UnderlyingExposure, bands, series_sensitivity};
+pub use index::{
+    AtRiskIndex, Band, MAX_INDEXED_UNDERLYINGS, SeriesSensitivity, UnderlyingExposure, bands, series_sensitivity,
+};
 pub use params::LiquidationParams;
 pub use ranking::{adl_score, close_order};
 

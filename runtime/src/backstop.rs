@@ -28,6 +28,9 @@ impl State {
             return Err(RuntimeError::NotPositive { field: Field::Amount });
         }
         let discount = crate::money::parse_decimal(&register.discount, Field::Amount)?;
+        if discount.normalize().scale() > crate::money::ASSET_SCALE {
+            return Err(RuntimeError::TooPrecise { field: Field::Amount, max_decimals: crate::money::ASSET_SCALE });
+        }
         let max = self.liquidation.max_backstop_discount;
         if discount > max {
             return Err(RuntimeError::BackstopDiscountTooHigh { discount, max });

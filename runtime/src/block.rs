@@ -426,6 +426,7 @@ impl State {
             reduce_only: info.reduce_only,
             client_order_id: info.client_order_id,
             self_trade: info.self_trade,
+            liquidation: false,
         };
         self.place_order(owner, &request, Some(id), events).map(ActionOutcome::Replaced)
     }

@@ -144,7 +144,7 @@ pub enum RuntimeError {
     #[error("reduce-only order would not reduce: position is {position} contracts")]
     ReduceOnlyWouldIncrease { position: Decimal },
     #[error(
-        "insufficient margin: after this {action} the account's equity available for margin would be {equity} USD, below its initial margin of {initial_margin} USD; add funds, cancel orders or reduce positions first"
+        "insufficient margin: after this {action} the account's equity would be {equity} USD, below its initial margin of {initial_margin} USD (its positions and every way its open orders could fill); add funds, cancel orders or reduce positions first"
     )]
     InsufficientMargin { action: &'static str, equity: Decimal, initial_margin: Decimal },
     #[error(

@@ -144,17 +144,19 @@ pub enum Event {
         contracts: Decimal,
         price: Decimal,
     },
+    /// The penalty of one liquidation: the keepers' shares (by the notional
+    /// each took) and the insurance fund's.
     LiquidationPenalty {
         account: Address,
         total: Amount,
-        keeper: Option<Address>,
-        keeper_amount: Amount,
+        keepers: Vec<(Address, Amount)>,
         insurance_amount: Amount,
     },
     LiquidationFinished {
         account: Address,
-        equity: Decimal,
-        maintenance_margin: Decimal,
+        /// None when its figures cannot be computed (an underlying cannot be priced).
+        equity: Option<Decimal>,
+        maintenance_margin: Option<Decimal>,
         cash: Amount,
         /// Positions that no step could take (normally none).
         positions_left: u32,

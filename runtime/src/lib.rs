@@ -28,6 +28,7 @@ pub mod sandbox;
 pub mod settlement;
 pub mod staking;
 pub mod state;
+pub mod tools;
 pub mod trading;
 pub mod tx;
 

@@ -29,3 +29,6 @@ pub const MAX_MARKET_SWEEP_LEVELS: usize = 512;
 /// Signed oracle reports in one block: one per active validator is the norm;
 /// consensus never builds a block with more.
 pub const MAX_ORACLE_REPORTS_PER_BLOCK: usize = 1_024;
+
+// The at-risk index keeps each account's underlyings as a bit mask.
+const _: () = assert!(MAX_UNDERLYINGS <= vanna_liquidation::MAX_INDEXED_UNDERLYINGS);

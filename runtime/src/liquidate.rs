@@ -12,21 +12,26 @@
 //! account below maintenance margin that the engine could have acted on.
 //!
 //! How one account is liquidated ([`State::liquidate_account`]): its open
-//! orders and backstop offers are cancelled; unless equity is below the
-//! full-close fraction of maintenance margin, positions are closed one at a
-//! time, the most maintenance margin freed per dollar of expected closing
-//! loss first, until equity is back above initial margin. Each position goes,
-//! in order, to keeper backstop offers (smallest discount first, pro rata on
-//! ties, each within its keeper's margin), to the book as an
-//! immediate-or-cancel order within `book_band` of mark, to the insurance
-//! fund at mark (covering the shortfall when the account's cash cannot pay:
-//! its bankruptcy price), and last to auto-deleveraging of opposite positions.
-//! A penalty, `penalty_rate` × maintenance margin spread over the contracts
-//! closed, is split between the keeper that took each part and the fund.
+//! orders and backstop offers are cancelled. Unless equity is below the
+//! full-close fraction of maintenance margin, positions are first reduced
+//! through the market only (keeper backstop offers, then the book), the most
+//! maintenance margin freed per dollar of expected closing loss first, each
+//! by the fewest lots that restore initial margin. If that is not possible,
+//! or not enough to get back above maintenance margin, every position is
+//! closed, longs first, each going in order to keeper backstop offers
+//! (smallest discount first, pro rata on ties, each within its keeper's
+//! margin), to the book as an immediate-or-cancel order within `book_band` of
+//! mark, to the insurance fund at mark (covering the shortfall when the
+//! account's cash cannot pay: its bankruptcy price), and last to
+//! auto-deleveraging of opposite positions. One penalty, `penalty_rate` × the
+//! maintenance margin freed, is split between the keepers that took the
+//! positions and the fund. The details are in `liquidation/README.md`.
 //!
-//! Every price is rounded against the liquidated account: to the tick when it
-//! trades with a keeper or the book, to the asset's 6 decimals in USD when it
-//! trades with the fund or in auto-deleveraging. No balance ever goes negative.
+//! Prices with keepers are rounded to the tick against the liquidated
+//! account; the book step's limit is rounded in its favour (a limit only
+//! protects it); prices with the fund and in auto-deleveraging are rounded to
+//! the asset's 6 decimals against it. No balance ever goes negative: every
+//! payer pays from cash it holds.
 
 use std::collections::BTreeSet;
 
@@ -48,10 +53,32 @@ use crate::trading::{OrderRequest, TimeInForce};
 /// (keepers, deleveraged counterparties), which are checked again.
 const MAX_RECHECK_ROUNDS: usize = 4;
 
-/// One liquidation's penalty, charged as contracts close.
-struct Penalty {
-    total: Amount,
-    total_lots: u64,
+/// Who took what from a liquidated account: underlying notional (contracts ×
+/// index) per keeper (`None`: no keeper, the automatic pass), which splits
+/// the keeper share of the penalty.
+type Credit = Vec<(Option<u64>, Decimal)>;
+
+fn credit_notional(credit: &mut Credit, keeper: Option<u64>, notional: Decimal) {
+    match credit.iter_mut().find(|(k, _)| *k == keeper) {
+        Some((_, total)) => *total += notional,
+        None => credit.push((keeper, notional)),
+    }
+}
+
+/// Which steps a position may go through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Steps {
+    /// Backstop offers and the book: a partial liquidation of a solvent account.
+    Market,
+    /// Then the insurance fund: raising cash for a settlement payment.
+    MarketAndFund,
+    /// Then auto-deleveraging: closing everything.
+    All,
+}
+
+/// Whether an offer can still take at least one lot.
+fn capacities_left(offer: &crate::state::BackstopOffer, lot_notional: Decimal) -> bool {
+    offer.remaining_notional.value() >= lot_notional
 }
 
 fn floor_to_tick(value: Decimal, tick: Price) -> Decimal {
@@ -106,13 +133,29 @@ impl State {
         }
     }
 
+    /// Rebuilds the at-risk index from state alone, by evaluating every
+    /// account that holds positions: what a node restored from a snapshot
+    /// does. Because the index is sound, the liquidations that follow are the
+    /// same as with the index built block by block (a test checks it).
+    pub fn rebuild_at_risk_index(&mut self) {
+        self.at_risk = Default::default();
+        for symbol in self.underlyings.keys().cloned().collect::<Vec<_>>() {
+            self.reset_volatility_reference(&symbol);
+        }
+        for owner in 0..self.accounts.len() as u64 {
+            self.index_account(owner);
+        }
+    }
+
     /// The pass of `begin_block`: every account the new prices, time or
     /// volatilities may have put below maintenance margin is evaluated, and
     /// liquidated if it is.
     pub(crate) fn liquidation_pass(&mut self, events: &mut Vec<Event>) {
         self.liquidated_in_block.clear();
         let bound = decimal_to_f64(self.liquidation.volatility_rescan_bound);
-        let mut candidates = BTreeSet::new();
+        // Each source is in ascending order; merged below (a crash names
+        // most holders, so a vector beats a set).
+        let mut candidates: Vec<u64> = Vec::new();
         for symbol in self.underlyings.keys().cloned().collect::<Vec<_>>() {
             let Some(risk) = self.risk.get(&symbol) else {
                 // Unpriceable for now: nothing can be decided. Forget the
@@ -130,6 +173,12 @@ impl State {
             }
         }
         candidates.extend(self.at_risk.due(self.time_ms));
+        // Accounts changed since the last check: by settlement just now, or
+        // left over when the last block's re-checks hit their bound.
+        candidates.extend(self.risk_dirty.iter().copied());
+        // A stable sort merges the ascending runs in linear time.
+        candidates.sort();
+        candidates.dedup();
         self.liquidate_below_maintenance(candidates, events);
     }
 
@@ -146,13 +195,27 @@ impl State {
         }
     }
 
-    fn liquidate_below_maintenance(&mut self, candidates: BTreeSet<u64>, events: &mut Vec<Event>) {
+    /// Evaluates `candidates` (ascending, distinct) and liquidates those below
+    /// maintenance margin, worst first.
+    fn liquidate_below_maintenance(&mut self, candidates: impl IntoIterator<Item = u64>, events: &mut Vec<Event>) {
         let mut below: Vec<(Option<Decimal>, u64)> = Vec::new();
-        for owner in candidates {
-            if let Some(figures) = self.index_account(owner)
-                && figures.below_maintenance()
-            {
-                below.push((figures.ratio(), owner));
+        let candidates: Vec<u64> = candidates.into_iter().collect();
+        for batch in candidates.chunks(64) {
+            // Memory latency, not arithmetic, bounds a pass over many
+            // accounts: read each account's positions of the batch first, so
+            // that the cache misses overlap instead of coming one by one.
+            let mut held = 0i64;
+            for &owner in batch {
+                let exposures = self.accounts[owner as usize].exposures.values();
+                held = exposures.map(|e| e.position_lots).fold(held, i64::wrapping_add);
+            }
+            std::hint::black_box(held);
+            for &owner in batch {
+                if let Some(figures) = self.index_account(owner)
+                    && figures.below_maintenance()
+                {
+                    below.push((figures.ratio(), owner));
+                }
             }
         }
         // Worst first: no positive equity, then the highest ratio; then by handle.
@@ -199,7 +262,7 @@ impl State {
     }
 
     /// Liquidates `owner` if it is below maintenance margin; returns how many
-    /// positions it closed (some or all of). `keeper` is the sender of a
+    /// positions it reduced or closed. `keeper` is the sender of a
     /// `Liquidate` transaction, paid the keeper share for what it triggers.
     pub(crate) fn liquidate_account(
         &mut self,
@@ -211,7 +274,8 @@ impl State {
         if !start.below_maintenance() {
             return None;
         }
-        self.liquidated_in_block.insert(owner);
+        // A second liquidation in one block (after trades of its own) pays no second penalty.
+        let repeat = !self.liquidated_in_block.insert(owner);
         let address = self.accounts[owner as usize].address;
         let orders: Vec<OrderId> = self.accounts[owner as usize].open_orders.iter().copied().collect();
         for id in orders {
@@ -230,38 +294,96 @@ impl State {
             full,
             keeper: keeper.map(|k| self.accounts[k as usize].address),
         });
-        let penalty = Penalty {
-            total: if owner == self.insurance_fund {
-                Amount::ZERO
-            } else {
-                Amount::round_up(self.liquidation.penalty_rate * start.maintenance)
-            },
-            total_lots: self.accounts[owner as usize].exposures.values().map(|e| e.position_lots.unsigned_abs()).sum(),
-        };
-        let order = self.close_order_of(owner);
-        let mut closed = 0u32;
+        let mut credit = Credit::new();
+        let mut touched = BTreeSet::new();
+        if !full {
+            // Partial: the market takes just enough, most margin freed per loss first.
+            for series in self.close_order_of(owner) {
+                while let Ok(now) = self.margin_figures(owner, &[], Decimal::ZERO) {
+                    if now.equity >= now.initial || self.accounts[owner as usize].exposure(series).position_lots == 0 {
+                        break;
+                    }
+                    let lots = self.lots_restoring_initial(owner, series);
+                    let taken = self.close_through(owner, series, lots, Steps::Market, keeper, &mut credit, events);
+                    if taken == 0 {
+                        break;
+                    }
+                    touched.insert(series);
+                }
+            }
+        }
         let mut left = 0u32;
-        for series in order {
-            if !full
-                && let Ok(now) = self.margin_figures(owner, &[], Decimal::ZERO)
-                && now.equity >= now.initial
-            {
-                break;
+        if full || self.margin_figures(owner, &[], Decimal::ZERO).is_ok_and(|now| now.below_maintenance()) {
+            // Everything, longs first: their proceeds pay for closing the shorts.
+            let mut positions: Vec<(bool, SeriesId)> = self.accounts[owner as usize]
+                .exposures
+                .iter()
+                .filter(|(_, e)| e.position_lots != 0)
+                .map(|(series, e)| (e.position_lots < 0, *series))
+                .collect();
+            positions.sort();
+            // Twice: what a counterparty could not pay for, or a short the
+            // account's cash could not yet pay for, may go once the other
+            // positions' proceeds have moved.
+            for _ in 0..2 {
+                left = 0;
+                for &(_, series) in &positions {
+                    let lots = self.accounts[owner as usize].exposure(series).position_lots.unsigned_abs();
+                    if lots == 0 {
+                        continue;
+                    }
+                    self.close_through(owner, series, lots, Steps::All, keeper, &mut credit, events);
+                    touched.insert(series);
+                    if self.accounts[owner as usize].exposure(series).position_lots != 0 {
+                        left += 1;
+                    }
+                }
+                if left == 0 {
+                    break;
+                }
             }
-            closed += 1;
-            if !self.close_position(owner, series, keeper, &penalty, events) {
-                left += 1;
-            }
+        }
+        let end = self.margin_figures(owner, &[], Decimal::ZERO).ok();
+        if !repeat && owner != self.insurance_fund {
+            self.charge_penalty(owner, &start, end.as_ref(), &credit, events);
         }
         let end = self.margin_figures(owner, &[], Decimal::ZERO).ok();
         events.push(Event::LiquidationFinished {
             account: address,
-            equity: end.map_or(Decimal::ZERO, |f| f.equity),
-            maintenance_margin: end.map_or(Decimal::ZERO, |f| f.maintenance),
+            equity: end.map(|f| f.equity),
+            maintenance_margin: end.map(|f| f.maintenance),
             cash: self.accounts[owner as usize].usd,
             positions_left: left,
         });
-        Some(closed)
+        Some(touched.len() as u32)
+    }
+
+    /// How many lots of `series` bring `owner` back to initial margin if
+    /// closed at the edge of the book band (the worst price the market steps
+    /// may take): the fewest that do (bisection: margin is convex in size),
+    /// or the whole position when closing all of it does not.
+    fn lots_restoring_initial(&self, owner: u64, series: SeriesId) -> u64 {
+        let position = self.accounts[owner as usize].exposure(series).position_lots;
+        let lots = position.unsigned_abs();
+        let closing = |k: u64| if position > 0 { -(k as i64) } else { k as i64 };
+        let mark = to_decimal_up(self.mark(series).unwrap_or(0.0), ASSET_SCALE).unwrap_or(Decimal::ZERO);
+        let band = self.liquidation.book_band;
+        // Cash per lot: a long sells at mark less the band, a short buys back at mark plus it.
+        let cash_per_lot = self.market(series).lot.value()
+            * if position > 0 { mark * (Decimal::ONE - band) } else { -mark * (Decimal::ONE + band) };
+        let restores = |k: u64| {
+            let cash = cash_per_lot * Decimal::from(k);
+            self.margin_figures(owner, &[(series, closing(k))], cash).is_ok_and(|f| f.equity >= f.initial)
+        };
+        if !restores(lots) {
+            return lots;
+        }
+        let (mut short, mut enough) = (0u64, lots);
+        while enough - short > 1 {
+            let middle = short + (enough - short) / 2;
+            if restores(middle) { enough = middle } else { short = middle }
+        }
+        enough
     }
 
     /// The account's positions, the most maintenance margin freed per dollar
@@ -289,37 +411,62 @@ impl State {
         close_order(&items).into_iter().map(|index| positions[index].0).collect()
     }
 
-    /// Closes one position through the steps in order. Returns whether it is
-    /// fully closed.
-    fn close_position(
+    /// Closes up to `lots` of one position through `steps` in order. Returns
+    /// the lots closed.
+    fn close_through(
         &mut self,
         owner: u64,
         series: SeriesId,
+        lots: u64,
+        steps: Steps,
         keeper: Option<u64>,
-        penalty: &Penalty,
+        credit: &mut Credit,
         events: &mut Vec<Event>,
-    ) -> bool {
+    ) -> u64 {
         let position = self.accounts[owner as usize].exposure(series).position_lots;
-        if position == 0 {
-            return true;
-        }
-        let mut remaining = position.unsigned_abs();
-        let taken = self.close_to_backstops(owner, series, remaining, penalty, events);
-        remaining -= taken;
+        let wanted = lots.min(position.unsigned_abs());
+        let lot_notional =
+            self.index_price(&self.market(series).spec.underlying).value() * self.market(series).lot.value();
+        let mut remaining = wanted;
+        remaining -= self.close_to_backstops(owner, series, remaining, credit, events);
+        let mut by_keeper = 0;
         if remaining > 0 {
             let filled = self.close_in_book(owner, series, remaining, events);
-            self.charge_penalty(owner, filled, keeper, penalty, events);
+            by_keeper += filled;
             remaining -= filled;
         }
-        if remaining > 0 && owner != self.insurance_fund {
+        if remaining > 0 && steps != Steps::Market && owner != self.insurance_fund {
             let absorbed = self.close_to_insurance_fund(owner, series, remaining, events);
-            self.charge_penalty(owner, absorbed, keeper, penalty, events);
+            by_keeper += absorbed;
             remaining -= absorbed;
         }
-        if remaining > 0 {
-            remaining -= self.deleverage(owner, series, remaining, events);
+        if remaining > 0 && steps == Steps::All {
+            let deleveraged = self.deleverage(owner, series, remaining, events);
+            by_keeper += deleveraged;
+            remaining -= deleveraged;
         }
-        remaining == 0
+        credit_notional(credit, keeper, lot_notional * Decimal::from(by_keeper));
+        wanted - remaining
+    }
+
+    /// Raises cash for a settlement payment: the account's long positions are
+    /// sold through backstop offers, the book and the insurance fund until
+    /// its free cash reaches `needed` or no long is left.
+    pub(crate) fn raise_cash(&mut self, owner: u64, needed: Amount, events: &mut Vec<Event>) {
+        let longs: Vec<SeriesId> = self.accounts[owner as usize]
+            .exposures
+            .iter()
+            .filter(|(_, e)| e.position_lots > 0)
+            .map(|(s, _)| *s)
+            .collect();
+        let mut credit = Credit::new();
+        for series in longs {
+            if self.free_usd(owner) >= needed {
+                return;
+            }
+            let lots = self.accounts[owner as usize].exposure(series).position_lots.unsigned_abs();
+            self.close_through(owner, series, lots, Steps::MarketAndFund, None, &mut credit, events);
+        }
     }
 
     /// Moves `lots` of `from`'s position in `series` to `to` (both move the
@@ -342,6 +489,13 @@ impl State {
         payee_account.usd = payee_account.usd.plus(amount);
     }
 
+    /// What `owner` could not pay even after selling everything it holds at
+    /// mark: its negative equity, or zero. The most that the insurance fund
+    /// and auto-deleveraging may absorb for it.
+    fn uncovered(&self, owner: u64) -> Decimal {
+        self.margin_figures(owner, &[], Decimal::ZERO).map_or(Decimal::ZERO, |f| (-f.equity).max(Decimal::ZERO))
+    }
+
     /// Whether `owner` could hold one more series.
     fn has_room(&self, owner: u64, series: SeriesId) -> bool {
         let exposures = &self.accounts[owner as usize].exposures;
@@ -349,14 +503,15 @@ impl State {
     }
 
     /// Keeper backstop offers of the series' underlying, smallest discount
-    /// first, pro rata by remaining capacity among equal discounts. Returns
-    /// the lots taken.
+    /// first, pro rata by remaining capacity among equal discounts; what an
+    /// offer cannot take (its keeper's cash or margin) goes to the others of
+    /// the same discount before any worse one. Returns the lots taken.
     fn close_to_backstops(
         &mut self,
         owner: u64,
         series: SeriesId,
         wanted: u64,
-        penalty: &Penalty,
+        credit: &mut Credit,
         events: &mut Vec<Event>,
     ) -> u64 {
         let market = self.market(series);
@@ -380,20 +535,36 @@ impl State {
         while start < offers.len() && taken < wanted {
             let discount = offers[start].0;
             let end = start + offers[start..].iter().take_while(|(d, _)| *d == discount).count();
-            let group: Vec<u64> = offers[start..end].iter().map(|(_, id)| *id).collect();
+            let mut group: Vec<u64> = offers[start..end].iter().map(|(_, id)| *id).collect();
             start = end;
-            let capacities: Vec<u64> = group
-                .iter()
-                .map(|id| {
-                    let lots = self.backstops[id].remaining_notional.value() / lot_notional;
-                    u64::try_from(lots.floor()).unwrap_or(u64::MAX)
-                })
-                .collect();
-            let shares = pro_rata(wanted - taken, &capacities);
-            for (id, share) in group.into_iter().zip(shares) {
-                if share > 0 {
-                    taken += self.take_by_backstop(owner, series, id, share, long, mark, penalty, events);
+            while taken < wanted && !group.is_empty() {
+                let capacities: Vec<u64> = group
+                    .iter()
+                    .map(|id| {
+                        let lots = self.backstops[id].remaining_notional.value() / lot_notional;
+                        u64::try_from(lots.floor()).unwrap_or(u64::MAX)
+                    })
+                    .collect();
+                let shares = pro_rata(wanted - taken, &capacities);
+                let mut progress = false;
+                let mut can_take_more = Vec::new();
+                for (id, share) in group.into_iter().zip(shares) {
+                    let keeper = self.account_index[&self.backstops[&id].keeper];
+                    let got =
+                        if share > 0 { self.take_by_backstop(owner, series, id, share, long, mark, events) } else { 0 };
+                    if got > 0 {
+                        credit_notional(credit, Some(keeper), lot_notional * Decimal::from(got));
+                        progress = true;
+                    }
+                    taken += got;
+                    // An offer that took its whole share may take more (unless used up and
+                    // withdrawn); one held back by its keeper's cash or margin may not.
+                    if got == share && self.backstops.get(&id).is_some_and(|offer| capacities_left(offer, lot_notional))
+                    {
+                        can_take_more.push(id);
+                    }
                 }
+                group = if progress { can_take_more } else { Vec::new() };
             }
         }
         taken
@@ -409,7 +580,6 @@ impl State {
         share: u64,
         long: bool,
         mark: f64,
-        penalty: &Penalty,
         events: &mut Vec<Event>,
     ) -> u64 {
         let offer = self.backstops[&offer_id].clone();
@@ -452,8 +622,10 @@ impl State {
         }
         let contracts = self.market(series).contracts(lots);
         let notional = Amount::round_up(self.index_price(&offer.underlying).value() * contracts);
+        let lot_notional = self.index_price(&offer.underlying).value() * lot.value();
         let stored = self.backstops.get_mut(&offer_id).expect("offer exists");
         stored.remaining_notional = stored.remaining_notional.minus(notional).unwrap_or(Amount::ZERO);
+        let exhausted = !capacities_left(stored, lot_notional);
         self.commitment.touch_account(keeper);
         self.move_position(owner, keeper, series, lots, if long { payment } else { -payment });
         let market = self.market(series);
@@ -466,7 +638,10 @@ impl State {
             price: Some(price),
             cash: if long { payment } else { -payment }.normalize(),
         });
-        self.charge_penalty(owner, lots, Some(keeper), penalty, events);
+        if exhausted {
+            // Used up: its collateral goes back to its keeper.
+            self.withdraw_backstop(keeper, offer_id, events);
+        }
         lots
     }
 
@@ -505,6 +680,7 @@ impl State {
             reduce_only: true,
             client_order_id: 0,
             self_trade: crate::state::SelfTrade::CancelResting,
+            liquidation: true,
         };
         let cash_before = self.accounts[owner as usize].usd.value();
         if self.place_order(owner, &request, None, events).is_err() {
@@ -545,6 +721,7 @@ impl State {
             return 0;
         };
         let account_cash = self.free_usd(owner).value();
+        let uncovered = self.uncovered(owner);
         // Cash from the fund to the account (negative: to the fund), and the shortfall the fund absorbs.
         let terms = |lots: u64| -> (Decimal, Decimal) {
             let contracts = lot * Decimal::from(lots);
@@ -559,8 +736,9 @@ impl State {
         let fund_cash = self.free_usd(fund).value();
         let fund_lots = |lots: u64| if long { lots as i64 } else { -(lots as i64) };
         let lots = largest_feasible(wanted, |lots| {
-            let (cash, _) = terms(lots);
-            cash <= fund_cash
+            let (cash, shortfall) = terms(lots);
+            shortfall <= uncovered
+                && cash <= fund_cash
                 && self
                     .margin_figures(fund, &[(series, fund_lots(lots))], -cash)
                     .is_ok_and(|f| f.equity >= f.maintenance)
@@ -606,7 +784,7 @@ impl State {
         let market = self.market(series);
         let lot = market.lot.value();
         let long = self.accounts[owner as usize].exposure(series).position_lots > 0;
-        let mut ranked: Vec<(Decimal, Address, u64, Decimal)> = Vec::new();
+        let mut ranked: Vec<(Decimal, Address, u64, MarginFigures)> = Vec::new();
         for &other in &market.participants {
             let exposure = self.accounts[other as usize].exposure(series);
             let opposite = if long { exposure.position_lots < 0 } else { exposure.position_lots > 0 };
@@ -616,12 +794,12 @@ impl State {
             let Ok(figures) = self.margin_figures(other, &[], Decimal::ZERO) else { continue };
             let value = market.signed_contracts(exposure.position_lots) * mark_down;
             let score = adl_score(value - exposure.cost, exposure.cost, value, figures.equity);
-            ranked.push((score, self.accounts[other as usize].address, other, figures.equity));
+            ranked.push((score, self.accounts[other as usize].address, other, figures));
         }
         ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         let address = self.accounts[owner as usize].address;
         let mut closed = 0u64;
-        for (_, counterparty, other, equity) in ranked {
+        for (_, counterparty, other, before) in ranked {
             if closed == wanted {
                 break;
             }
@@ -635,26 +813,39 @@ impl State {
                 }
                 mark_down
             } else {
-                // The bankruptcy price: the account's remaining cash spread over what is left.
+                // The bankruptcy price: mark less the account's negative
+                // equity (not its cash: its other positions may be worth
+                // something) spread over what is left; and no more lots than
+                // its cash pays for at that price.
                 let remaining_contracts = lot * Decimal::from(wanted - closed);
+                let free = self.free_usd(owner).value();
+                let floor = mark_up - self.uncovered(owner) / remaining_contracts;
                 let price = mark_up
-                    .min(self.free_usd(owner).value() / remaining_contracts)
+                    .min(floor.max(free / remaining_contracts))
                     .round_dp_with_strategy(ASSET_SCALE, rust_decimal::RoundingStrategy::ToZero);
-                let loss_per_lot = (mark_up - price) * lot;
-                if loss_per_lot > Decimal::ZERO {
-                    lots = lots.min(u64::try_from((equity.max(Decimal::ZERO) / loss_per_lot).floor()).unwrap_or(0));
+                let per_lot = price * lot;
+                if per_lot > Decimal::ZERO {
+                    lots = lots.min(u64::try_from((free / per_lot).floor()).unwrap_or(0));
                 }
                 price
             };
+            // The counterparty's cash for `k` lots, and its position change.
+            let cash_for = |k: u64| {
+                let paid = Amount::round_down(price * lot * Decimal::from(k)).value();
+                if long { paid } else { -paid }
+            };
+            let change = |k: u64| if long { k as i64 } else { -(k as i64) };
+            // A counterparty at or above maintenance margin stays there; any other stays solvent.
+            let lots = largest_feasible(lots, |k| {
+                self.margin_figures(other, &[(series, change(k))], -cash_for(k)).is_ok_and(|after| {
+                    if before.below_maintenance() { after.equity >= Decimal::ZERO } else { !after.below_maintenance() }
+                })
+            });
             if lots == 0 {
                 continue;
             }
             let contracts = lot * Decimal::from(lots);
-            let cash = if long {
-                Amount::round_down(price * contracts).value()
-            } else {
-                -Amount::round_down(price * contracts).value()
-            };
+            let cash = cash_for(lots);
             self.move_position(owner, other, series, lots, cash);
             closed += lots;
             let market = self.market(series);
@@ -678,49 +869,66 @@ impl State {
         closed
     }
 
-    /// Charges the penalty share of `lots` closed contracts, capped at the
-    /// account's free cash, and splits it between `keeper` and the fund.
+    /// The penalty: `penalty_rate` × the maintenance margin the liquidation
+    /// freed, rounded up; capped at the account's free cash and, while it
+    /// still holds positions, at its surplus over maintenance margin, so a
+    /// penalty never puts it back below. `keeper_share` of it goes to the
+    /// keepers in proportion to the notional each took (rounded down), the
+    /// rest to the insurance fund.
     fn charge_penalty(
         &mut self,
         owner: u64,
-        lots: u64,
-        keeper: Option<u64>,
-        penalty: &Penalty,
+        start: &MarginFigures,
+        end: Option<&MarginFigures>,
+        credit: &Credit,
         events: &mut Vec<Event>,
     ) {
-        if lots == 0 || penalty.total.is_zero() || penalty.total_lots == 0 {
-            return;
+        let Some(end) = end else { return };
+        let freed = (start.maintenance - end.maintenance).max(Decimal::ZERO);
+        let nominal = Amount::round_up(self.liquidation.penalty_rate * freed);
+        let mut cap = self.free_usd(owner).value();
+        if self.accounts[owner as usize].exposures.values().any(|e| e.position_lots != 0) {
+            cap = cap.min((end.equity - end.maintenance).max(Decimal::ZERO));
         }
-        let share = Amount::round_up(penalty.total.value() * Decimal::from(lots) / Decimal::from(penalty.total_lots));
-        let free = Amount::round_down(self.free_usd(owner).value().max(Decimal::ZERO));
-        let charged = share.min(free);
+        let charged = nominal.min(Amount::round_down(cap));
         if charged.is_zero() {
             return;
         }
-        let keeper_amount = match keeper {
-            Some(_) => Amount::round_down(charged.value() * self.liquidation.keeper_share),
-            None => Amount::ZERO,
-        };
-        let fund_amount = charged.minus(keeper_amount).expect("the keeper share is at most the whole");
+        let pool = charged.value() * self.liquidation.keeper_share;
+        let total: Decimal = credit.iter().map(|(_, notional)| *notional).sum();
+        let mut keepers = Vec::new();
+        if total > Decimal::ZERO {
+            for (keeper, notional) in credit {
+                let Some(keeper) = keeper else { continue };
+                let amount = Amount::round_down(pool * notional / total);
+                if !amount.is_zero() {
+                    keepers.push((*keeper, amount));
+                }
+            }
+        }
+        let to_keepers = keepers.iter().fold(Amount::ZERO, |sum, (_, amount)| sum.plus(*amount));
+        let insurance_amount = charged.minus(to_keepers).expect("keepers get at most the keeper share");
         let account = &mut self.accounts[owner as usize];
         account.usd = account.usd.minus(charged).expect("charged at most the free cash");
-        if let Some(keeper) = keeper {
+        for &(keeper, amount) in &keepers {
             let account = &mut self.accounts[keeper as usize];
-            account.usd = account.usd.plus(keeper_amount);
+            account.usd = account.usd.plus(amount);
             self.commitment.touch_account(keeper);
         }
         let fund = self.insurance_fund;
         let account = &mut self.accounts[fund as usize];
-        account.usd = account.usd.plus(fund_amount);
+        account.usd = account.usd.plus(insurance_amount);
         self.commitment.touch_account(fund);
         self.commitment.touch_account(owner);
         self.risk_dirty.insert(owner);
         events.push(Event::LiquidationPenalty {
             account: self.accounts[owner as usize].address,
             total: charged,
-            keeper: keeper.map(|k| self.accounts[k as usize].address),
-            keeper_amount,
-            insurance_amount: fund_amount,
+            keepers: keepers
+                .iter()
+                .map(|(keeper, amount)| (self.accounts[*keeper as usize].address, *amount))
+                .collect(),
+            insurance_amount,
         });
     }
 

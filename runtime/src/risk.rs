@@ -50,6 +50,15 @@ pub struct UnderlyingRisk {
     pub rows: BTreeMap<SeriesId, SeriesIndex>,
     /// Per table row: the at-risk index's bounds for one contract.
     pub sensitivity: Vec<SeriesSensitivity>,
+    /// `rows` by series id, for the hot path of evaluating accounts.
+    row_by_series: Vec<Option<SeriesIndex>>,
+}
+
+impl UnderlyingRisk {
+    /// The table row of a listed, unsettled series of this underlying.
+    pub fn row(&self, series: SeriesId) -> Option<SeriesIndex> {
+        self.row_by_series.get(series.0 as usize).copied().flatten()
+    }
 }
 
 /// An account's equity and requirements from its positions (open orders
@@ -76,8 +85,15 @@ impl MarginFigures {
     }
 }
 
-/// Positions grouped by underlying, each group in table row order.
-type Held<'a> = Vec<(&'a str, Vec<(SeriesId, Position)>)>;
+/// One underlying's positions, in table row order (a slice the tables take as is).
+struct HeldGroup<'a> {
+    symbol: &'a str,
+    risk: &'a UnderlyingRisk,
+    positions: Vec<Position>,
+}
+
+/// Positions grouped by underlying, in order of first appearance.
+type Held<'a> = Vec<HeldGroup<'a>>;
 
 /// One position's size, mark and greeks (scaled by its size).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -158,7 +174,11 @@ impl State {
                             .expect("every row of the tables has a series")
                     })
                     .collect();
-                self.risk.insert(symbol.to_string(), UnderlyingRisk { tables, rows, sensitivity });
+                let mut row_by_series = vec![None; self.markets.len()];
+                for (series, row) in &rows {
+                    row_by_series[series.0 as usize] = Some(*row);
+                }
+                self.risk.insert(symbol.to_string(), UnderlyingRisk { tables, rows, sensitivity, row_by_series });
             }
             Err(_) => {
                 self.risk.remove(symbol);
@@ -168,20 +188,27 @@ impl State {
 
     /// Groups signed lot positions (in series order) by underlying as table positions.
     fn held<'a>(&'a self, positions: impl Iterator<Item = (SeriesId, i64)>) -> Result<Held<'a>, RuntimeError> {
-        let mut held: Held<'a> = Vec::new();
+        // Sized once: accounts mostly hold one underlying.
+        let (low, high) = positions.size_hint();
+        let capacity = high.unwrap_or(low);
+        let mut held: Held<'a> = Vec::with_capacity(1);
         for (series, lots) in positions {
             if lots == 0 {
                 continue;
             }
             let market = self.market(series);
             let symbol = market.spec.underlying.as_str();
-            let risk = self.risk_of(symbol)?;
-            let row = *risk.rows.get(&series).expect("every unsettled series has a table row");
-            let position = Position { series: row, contracts: decimal_to_f64(market.signed_contracts(lots)) };
-            match held.iter_mut().find(|(s, _)| *s == symbol) {
-                Some((_, group)) => group.push((series, position)),
-                None => held.push((symbol, vec![(series, position)])),
-            }
+            let at = match held.iter().position(|group| group.symbol == symbol) {
+                Some(at) => at,
+                None => {
+                    let risk = self.risk_of(symbol)?;
+                    held.push(HeldGroup { symbol, risk, positions: Vec::with_capacity(capacity) });
+                    held.len() - 1
+                }
+            };
+            let group = &mut held[at];
+            let row = group.risk.row(series).expect("every unsettled series has a table row");
+            group.positions.push(Position { series: row, contracts: contracts_f64(market, lots) });
         }
         Ok(held)
     }
@@ -189,13 +216,13 @@ impl State {
     /// Σ position value (rounded down), maintenance and initial margin (rounded up) of grouped positions.
     fn held_margin(&self, held: &Held<'_>) -> Result<(Decimal, Decimal, Decimal), RuntimeError> {
         let (mut value, mut maintenance, mut initial) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
-        let mut table_positions = Vec::new();
-        for (symbol, group) in held {
-            let risk = self.risk_of(symbol)?;
-            table_positions.clear();
-            table_positions.extend(group.iter().map(|(_, position)| *position));
-            let rounded =
-                risk.tables.account(&table_positions).and_then(|m| m.rounded(ASSET_SCALE)).map_err(margin_error)?;
+        for group in held {
+            let rounded = group
+                .risk
+                .tables
+                .account(&group.positions)
+                .and_then(|m| m.rounded(ASSET_SCALE))
+                .map_err(margin_error)?;
             value += rounded.position_value;
             maintenance += rounded.maintenance;
             initial += rounded.initial;
@@ -213,8 +240,15 @@ impl State {
         cash_delta: Decimal,
     ) -> Result<MarginFigures, RuntimeError> {
         let account = &self.accounts[owner as usize];
-        let mut lots: Vec<(SeriesId, i64)> =
-            account.exposures.iter().map(|(series, exposure)| (*series, exposure.position_lots)).collect();
+        let positions = account.exposures.iter().map(|(series, exposure)| (*series, exposure.position_lots));
+        if adjust.len() <= 1 {
+            // The common cases (liquidation asks many times), without a copy.
+            let held = self.held(WithChange { positions: positions.peekable(), change: adjust.first().copied() })?;
+            let (value, maintenance, initial) = self.held_margin(&held)?;
+            return Ok(MarginFigures { equity: account.usd.value() + cash_delta + value, maintenance, initial });
+        }
+        let mut lots: Vec<(SeriesId, i64)> = Vec::with_capacity(account.exposures.len() + adjust.len());
+        lots.extend(account.exposures.iter().map(|(series, exposure)| (*series, exposure.position_lots)));
         for &(series, change) in adjust {
             match lots.binary_search_by_key(&series, |(s, _)| *s) {
                 Ok(at) => lots[at].1 += change,
@@ -244,6 +278,21 @@ impl State {
         equity_out: Decimal,
         action: &'static str,
     ) -> Result<(), RuntimeError> {
+        let (equity, initial_margin) = self.margin_with_orders(owner, changed, equity_out)?;
+        if equity < initial_margin {
+            return Err(RuntimeError::InsufficientMargin { action, equity, initial_margin });
+        }
+        Ok(())
+    }
+
+    /// Equity and initial margin over every way the open orders could fill,
+    /// with `changed` and `equity_out` as for [`Self::check_initial_margin`].
+    pub(crate) fn margin_with_orders(
+        &self,
+        owner: u64,
+        changed: Option<(SeriesId, Exposure)>,
+        equity_out: Decimal,
+    ) -> Result<(Decimal, Decimal), RuntimeError> {
         let account = &self.accounts[owner as usize];
         let mut exposures: Vec<(SeriesId, Exposure)> = account.exposures.iter().map(|(s, e)| (*s, *e)).collect();
         if let Some((series, exposure)) = changed {
@@ -267,12 +316,14 @@ impl State {
             let row = *risk.rows.get(series).expect("every unsettled series has a table row");
             let mark = risk.tables.series(row).expect("a row of the tables").greeks.price;
             let contracts = |lots: i64| decimal_to_f64(market.signed_contracts(lots));
+            let bought = contracts(exposure.open_buy_lots as i64);
             let range = PositionRange {
                 series: row,
-                low: contracts(exposure.position_lots - exposure.open_sell_lots as i64),
-                high: contracts(exposure.position_lots + exposure.open_buy_lots as i64),
-                low_shift: -decimal_to_f64(exposure.sell_reserve.value()),
-                high_shift: contracts(exposure.open_buy_lots as i64) * mark - decimal_to_f64(exposure.buy_lock.value()),
+                contracts: contracts(exposure.position_lots),
+                bought,
+                sold: contracts(exposure.open_sell_lots as i64),
+                buy_shift: bought * mark - decimal_to_f64(exposure.buy_lock.value()),
+                sell_shift: -decimal_to_f64(exposure.sell_reserve.value()),
             };
             match ranges.iter_mut().find(|(s, _)| *s == symbol) {
                 Some((_, group)) => group.push(range),
@@ -284,11 +335,7 @@ impl State {
             let margin = self.risk_of(symbol)?.tables.account_range(group).map_err(margin_error)?;
             initial += to_decimal_up(margin.initial, ASSET_SCALE).map_err(|e| margin_error(e.into()))?;
         }
-        let equity = account.usd.value() - collateral + value - equity_out;
-        if equity < initial {
-            return Err(RuntimeError::InsufficientMargin { action, equity, initial_margin: initial });
-        }
-        Ok(())
+        Ok((account.usd.value() - collateral + value - equity_out, initial))
     }
 
     /// A series' mark per contract from the current tables.
@@ -302,9 +349,18 @@ impl State {
     /// Re-evaluates `owner` exactly and records its spot bands in the at-risk
     /// index; forgets it when it holds no positions. Returns its figures.
     pub(crate) fn index_account(&mut self, owner: u64) -> Option<MarginFigures> {
+        // The entry borrows the listing's names from the state, so the index
+        // is moved out for the update (an empty index costs nothing to make).
+        let mut index = std::mem::take(&mut self.at_risk);
+        let figures = self.evaluate_into(owner, &mut index);
+        self.at_risk = index;
+        figures
+    }
+
+    fn evaluate_into(&self, owner: u64, index: &mut vanna_liquidation::AtRiskIndex) -> Option<MarginFigures> {
         let account = &self.accounts[owner as usize];
         if account.exposures.values().all(|e| e.position_lots == 0) {
-            self.at_risk.remove(owner);
+            index.remove(owner);
             return None;
         }
         let held = self.held(account.exposures.iter().map(|(s, e)| (*s, e.position_lots)));
@@ -323,16 +379,16 @@ impl State {
                 .collect();
             symbols.sort();
             symbols.dedup();
-            let watch = symbols.into_iter().map(|symbol| (symbol, vanna_liquidation::Band::Watch)).collect();
-            self.at_risk.insert(owner, self.time_ms, watch);
+            let watch = symbols.iter().map(|symbol| (symbol.as_str(), vanna_liquidation::Band::Watch));
+            index.insert(owner, self.time_ms, watch);
             return None;
         };
         let figures = MarginFigures { equity: account.usd.value() + value, maintenance, initial };
         let mut exposures = Vec::with_capacity(held.len());
-        for (symbol, group) in &held {
-            let risk = &self.risk[*symbol];
+        for group in &held {
+            let risk = group.risk;
             let mut exposure = UnderlyingExposure { spot: risk.tables.spot(), spot_slope: 0.0, allowance: 0.0 };
-            for (_, position) in group {
+            for position in &group.positions {
                 let sensitivity = &risk.sensitivity[position.series.0 as usize];
                 let size = position.contracts.abs();
                 exposure.spot_slope += size * sensitivity.spot_slope;
@@ -345,12 +401,12 @@ impl State {
         }
         let surplus = decimal_to_f64(figures.equity - figures.maintenance);
         let bands = bands(surplus, &exposures);
-        let entry = held.iter().map(|(symbol, _)| symbol.to_string()).zip(bands).collect();
+        let entry = held.iter().map(|group| group.symbol).zip(bands);
         // Due between half and all of the refresh interval, spread by handle,
         // so accounts evaluated in the same block do not all come due together.
         let half = (self.liquidation.refresh_ms / 2).max(1);
         let due = self.time_ms.saturating_add(half + owner.wrapping_mul(0x9E37_79B9_7F4A_7C15) % half);
-        self.at_risk.insert(owner, due, entry);
+        index.insert(owner, due, entry);
         Some(figures)
     }
 
@@ -360,21 +416,21 @@ impl State {
         let held = self.held(account.exposures.iter().map(|(s, e)| (*s, e.position_lots)))?;
         let (position_value, maintenance, initial) = self.held_margin(&held)?;
         let mut positions = Vec::new();
-        for (symbol, group) in held {
-            let risk = self.risk_of(symbol)?;
-            for (series, position) in group {
-                let view = risk.tables.position_risk(position).map_err(margin_error)?;
-                let market = self.market(series);
-                positions.push(PositionRisk {
-                    series: market.spec.name.clone(),
-                    contracts: market.signed_contracts(account.exposure(series).position_lots),
-                    mark: informational(view.mark),
-                    delta: informational(view.delta),
-                    gamma: informational(view.gamma),
-                    vega_per_vol_point: informational(view.vega_per_vol_point),
-                    theta_per_day: informational(view.theta_per_day),
-                });
-            }
+        for (&series, exposure) in account.exposures.iter().filter(|(_, e)| e.position_lots != 0) {
+            let market = self.market(series);
+            let risk = self.risk_of(&market.spec.underlying)?;
+            let row = risk.row(series).expect("every unsettled series has a table row");
+            let position = Position { series: row, contracts: contracts_f64(market, exposure.position_lots) };
+            let view = risk.tables.position_risk(position).map_err(margin_error)?;
+            positions.push(PositionRisk {
+                series: market.spec.name.clone(),
+                contracts: market.signed_contracts(exposure.position_lots),
+                mark: informational(view.mark),
+                delta: informational(view.delta),
+                gamma: informational(view.gamma),
+                vega_per_vol_point: informational(view.vega_per_vol_point),
+                theta_per_day: informational(view.theta_per_day),
+            });
         }
         positions.sort_by(|a, b| a.series.cmp(&b.series));
         let equity = account.usd.value() + position_value;
@@ -393,6 +449,110 @@ impl State {
     }
 }
 
+/// Positions in series order with one (series, lots) change applied: added
+/// to the series' position, or inserted in its place.
+struct WithChange<I: Iterator<Item = (SeriesId, i64)>> {
+    positions: std::iter::Peekable<I>,
+    change: Option<(SeriesId, i64)>,
+}
+
+impl<I: Iterator<Item = (SeriesId, i64)>> Iterator for WithChange<I> {
+    type Item = (SeriesId, i64);
+
+    fn next(&mut self) -> Option<(SeriesId, i64)> {
+        let Some((series, lots)) = self.change else { return self.positions.next() };
+        match self.positions.peek() {
+            Some(&(next, held)) if next == series => {
+                self.positions.next();
+                self.change = None;
+                Some((series, held + lots))
+            }
+            Some(&(next, _)) if next < series => self.positions.next(),
+            _ => self.change.take(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (low, high) = self.positions.size_hint();
+        let extra = usize::from(self.change.is_some());
+        (low, high.and_then(|high| high.checked_add(extra)))
+    }
+}
+
+/// Exact powers of ten in `f64`.
+const POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
+    1e21, 1e22,
+];
+
+/// `decimal_to_f64(market.signed_contracts(lots))` without `Decimal`
+/// arithmetic, which dominated evaluating an account: lot × lots is
+/// mantissa × lots at the lot's scale, and when that product and the power
+/// of ten are exact in `f64`, one division gives the correctly rounded value,
+/// the same bits `decimal_to_f64` returns for the same number (normalised or
+/// not). Otherwise the general path.
+fn contracts_f64(market: &crate::state::Market, lots: i64) -> f64 {
+    let lot = market.lot.value();
+    let scale = lot.scale() as usize;
+    let mantissa = i64::try_from(lot.mantissa()).ok().and_then(|m| m.checked_mul(lots));
+    match mantissa {
+        Some(m) if m.unsigned_abs() <= 1 << 53 && scale < POWERS_OF_TEN.len() => m as f64 / POWERS_OF_TEN[scale],
+        _ => decimal_to_f64(market.signed_contracts(lots)),
+    }
+}
+
 fn margin_error(error: vanna_margin::MarginError) -> RuntimeError {
     RuntimeError::Margin(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Field;
+    use crate::instrument::{SeriesSpec, UnderlyingSpec};
+    use crate::money::{Price, Quantity};
+    use crate::state::Market;
+
+    #[test]
+    fn one_change_is_added_or_inserted_in_series_order() {
+        let held = [(SeriesId(1), 5), (SeriesId(3), -2)];
+        let apply = |change: Option<(SeriesId, i64)>| {
+            let merged: Vec<(SeriesId, i64)> =
+                WithChange { positions: held.iter().copied().peekable(), change }.collect();
+            // The general path: a copy with the change added or inserted in place.
+            let mut expected = held.to_vec();
+            if let Some((series, lots)) = change {
+                match expected.binary_search_by_key(&series, |(s, _)| *s) {
+                    Ok(at) => expected[at].1 += lots,
+                    Err(at) => expected.insert(at, (series, lots)),
+                }
+            }
+            assert_eq!(merged, expected, "{change:?}");
+        };
+        apply(None);
+        for series in 0..5 {
+            apply(Some((SeriesId(series), 4)));
+            apply(Some((SeriesId(series), -5)));
+        }
+    }
+
+    #[test]
+    fn contracts_in_f64_are_the_exact_conversion() {
+        for lot in ["1", "0.1", "0.01", "0.001", "0.000001", "0.25", "0.3", "0.07"] {
+            let underlying = UnderlyingSpec {
+                symbol: "BTC".into(),
+                tick_size: Price::new(Decimal::new(5, 1), Field::TickSize).unwrap(),
+                lot_size: Quantity::new(lot.parse().unwrap(), Field::LotSize).unwrap(),
+                index_price: Price::new(Decimal::from(97_000), Field::IndexPrice).unwrap(),
+            };
+            let spec = SeriesSpec::parse("BTC-25DEC26-100000-C").unwrap();
+            let market = Market::new(SeriesId(0), spec, &underlying);
+            let mut lots: Vec<i64> = (-2_000..=2_000).collect();
+            lots.extend([i64::MAX, i64::MIN + 1, 1 << 53, (1 << 53) + 1, -(1 << 60), 123_456_789_012_345]);
+            for lots in lots {
+                let expected = decimal_to_f64(market.signed_contracts(lots));
+                assert_eq!(contracts_f64(&market, lots).to_bits(), expected.to_bits(), "{lots} lots of {lot}");
+            }
+        }
+    }
 }

@@ -16,8 +16,10 @@
 //!    pays the same exact amount and positions sum to zero, so the payouts sum
 //!    to exactly zero and no rounding is needed. Shorts are margined, not
 //!    cash-secured, so one may owe more than its free cash: its open orders
-//!    and backstop offers are withdrawn to free their locks, it pays what it
-//!    has, the insurance fund covers the shortfall as far as it can, and only
+//!    and backstop offers are withdrawn to free their locks, its long
+//!    positions are sold (backstop offers, the book, the insurance fund), it
+//!    pays what it has, the insurance fund covers the shortfall as far as it
+//!    can, and only
 //!    what is still missing is cut from the longs' payouts, pro rata by
 //!    contracts, rounded down (the dust goes to the insurance fund). Payouts
 //!    still sum to zero and every balance stays non-negative.
@@ -110,6 +112,10 @@ impl State {
             if self.free_usd(owner) < amount {
                 self.release_locks(owner, events);
             }
+            if self.free_usd(owner) < amount {
+                // Its other positions are worth something: sell its longs before anyone else pays.
+                self.raise_cash(owner, amount, events);
+            }
             let account = &mut self.accounts[owner as usize];
             let paid = amount.min(account.usd);
             account.usd = account.usd.minus(paid).expect("pays at most its cash");
@@ -124,6 +130,7 @@ impl State {
         let fund_account = &mut self.accounts[fund as usize];
         fund_account.usd = fund_account.usd.minus(insurance_paid).expect("pays at most its free cash");
         self.commitment.touch_account(fund);
+        self.risk_dirty.insert(fund);
         let available = collected.plus(insurance_paid);
         let haircut = owed_to_longs.minus(available).expect("collected at most what was owed");
         // Longs: in full, or pro rata by contracts, rounded down, when something is missing.

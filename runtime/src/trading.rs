@@ -51,6 +51,9 @@ pub struct OrderRequest {
     pub reduce_only: bool,
     pub client_order_id: u64,
     pub self_trade: SelfTrade,
+    /// Set only by the liquidation engine, whose orders close positions at
+    /// prices within its band of mark: they skip the initial-margin rule.
+    pub liquidation: bool,
 }
 
 /// Parses a limit price into ticks, within the price bound and on the tick grid.
@@ -147,6 +150,7 @@ pub fn parse_order(state: &State, order: &vanna_proto::v1::PlaceOrder) -> Result
         reduce_only: order.reduce_only,
         client_order_id: order.client_order_id,
         self_trade,
+        liquidation: false,
     })
 }
 
@@ -361,9 +365,10 @@ impl State {
                 });
             }
         }
-        // Checked as if the whole order rested. Only reducing: even with every
-        // open order on its side filled, the position only shrinks.
-        let only_reduces = match request.side {
+        // Checked as if the whole order rested. Only shrinking the position,
+        // even with every open order on its side filled: the fallback when
+        // the underlying cannot be priced.
+        let only_shrinks = match request.side {
             Side::Sell => exposure.open_sell_lots + request.lots <= position.max(0) as u64,
             Side::Buy => exposure.open_buy_lots + request.lots <= (-position).max(0) as u64,
         };
@@ -382,10 +387,36 @@ impl State {
                 available: account.usd.minus(account.usd_locked).expect("locks never exceed cash").value(),
             });
         }
-        if !only_reduces {
-            self.check_initial_margin(owner, Some((request.series, exposure)), Decimal::ZERO, "order")?;
+        if !request.liquidation {
+            self.check_order_margin(owner, request.series, exposure, only_shrinks)?;
         }
         Ok((request, price_ticks))
+    }
+
+    /// An order must leave equity at or above initial margin over every way
+    /// the open orders could fill, or at least not widen the account's
+    /// shortfall below it: orders that reduce risk are always accepted, and
+    /// no order can move value out of an account that margin still needs (a
+    /// hedge sold far below its mark widens the shortfall and is refused).
+    fn check_order_margin(
+        &self,
+        owner: u64,
+        series: SeriesId,
+        exposure: Exposure,
+        only_shrinks: bool,
+    ) -> Result<(), RuntimeError> {
+        let (equity, initial_margin) = match self.margin_with_orders(owner, Some((series, exposure)), Decimal::ZERO) {
+            Err(RuntimeError::MarginUnavailable { .. }) if only_shrinks => return Ok(()),
+            result => result?,
+        };
+        if equity >= initial_margin {
+            return Ok(());
+        }
+        let (equity_now, initial_now) = self.margin_with_orders(owner, None, Decimal::ZERO)?;
+        if initial_margin - equity <= (initial_now - equity_now).max(Decimal::ZERO) {
+            return Ok(());
+        }
+        Err(RuntimeError::InsufficientMargin { action: "order", equity, initial_margin })
     }
 
     /// Equity a sell order sets aside per lot: how far the mark is above its

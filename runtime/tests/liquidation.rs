@@ -113,23 +113,39 @@ fn a_thirty_percent_crash_is_liquidated_to_the_backstop_keeper_in_the_same_block
         _ => None,
     });
     let (equity, maintenance) = started.expect("the trader is liquidated in the crash block");
-    assert!(equity < maintenance);
-    assert_eq!(steps(&output, trader), vec![(LiquidationStep::Backstop, dec("-1"), Some(keeper))]);
-    assert_eq!(position(&chain, "trader", PUT_90K), dec("0"));
-    assert_eq!(position(&chain, "keeper", PUT_90K), dec("-1"));
-    // The penalty: 10% of maintenance margin, half to the keeper, half to the fund.
+    assert!(equity < maintenance && equity > maintenance / dec("2"), "a partial liquidation");
+    // Partial: the keeper takes just enough of the short for the rest to meet initial margin.
+    assert_eq!(steps(&output, trader), vec![(LiquidationStep::Backstop, dec("-0.32"), Some(keeper))]);
+    assert_eq!(position(&chain, "trader", PUT_90K), dec("-0.68"));
+    assert_eq!(position(&chain, "keeper", PUT_90K), dec("-0.32"));
+    let after = chain.state.margin_figures(chain.state.account_index[&trader], &[], Decimal::ZERO).unwrap();
+    assert!(after.equity >= after.initial, "back above initial margin: {after:?}");
+    let finished = output.events.iter().find_map(|event| match event {
+        Event::LiquidationFinished { account, maintenance_margin, positions_left, .. } if *account == trader => {
+            Some((maintenance_margin.unwrap(), *positions_left))
+        }
+        _ => None,
+    });
+    let (maintenance_after, left) = finished.unwrap();
+    assert_eq!(left, 0);
+    // The penalty: 10% of the maintenance margin freed, half to the keeper, half to the fund.
     let (total, keeper_amount, insurance_amount) = output
         .events
         .iter()
         .find_map(|event| match event {
-            Event::LiquidationPenalty { account, total, keeper_amount, insurance_amount, keeper: Some(k) }
-                if *account == trader && *k == keeper =>
+            Event::LiquidationPenalty { account, total, keepers, insurance_amount }
+                if *account == trader && keepers.len() == 1 && keepers[0].0 == keeper =>
             {
-                Some((total.value(), keeper_amount.value(), insurance_amount.value()))
+                Some((total.value(), keepers[0].1.value(), insurance_amount.value()))
             }
             _ => None,
         })
         .expect("a penalty is charged");
+    let freed = maintenance - maintenance_after;
+    assert_eq!(
+        total,
+        (freed / dec("10")).round_dp_with_strategy(6, rust_decimal::RoundingStrategy::ToPositiveInfinity)
+    );
     assert_eq!(total, keeper_amount + insurance_amount);
     assert_eq!(keeper_amount, (total / dec("2")).round_dp_with_strategy(6, rust_decimal::RoundingStrategy::ToZero));
     assert_eq!(fund_usd(&chain) - fund_before, insurance_amount);
@@ -224,13 +240,15 @@ fn a_keeper_liquidates_a_maker_whose_stale_quote_was_lifted_and_earns_the_keeper
     assert_eq!(position(&chain, "trader", PUT_90K), dec("0"));
     assert!(output.events.iter().any(|event| matches!(
         event,
-        Event::LiquidationPenalty { account, keeper: Some(k), .. } if *account == trader && *k == keeper
+        Event::LiquidationPenalty { account, keepers, .. }
+            if *account == trader && keepers.iter().any(|(k, amount)| *k == keeper && !amount.is_zero())
     )));
 }
 
 #[test]
 fn without_a_keeper_the_position_is_bought_back_in_the_book_within_the_band() {
-    let mut chain = chain(30_000, 100_000);
+    // Too little equity for a partial liquidation: everything is closed.
+    let mut chain = chain(16_000, 100_000);
     short_put(&mut chain);
     // An offer far above today's mark, but within 10% of it after the crash; and one far outside.
     act(&mut chain, "maker", vec![place(limit_order(PUT_90K, Side::Sell, "24000", "0.5"))]);
@@ -262,4 +280,115 @@ fn the_at_risk_query_orders_accounts_by_margin_ratio() {
     let ratios: Vec<Decimal> = at_risk.iter().map(|(_, ratio, _)| ratio.unwrap()).collect();
     assert!(ratios.windows(2).all(|pair| pair[0] >= pair[1]), "{ratios:?}");
     assert_eq!(chain.state.at_risk_accounts(1).len(), 1);
+}
+
+#[test]
+fn a_hedge_cannot_be_dumped_below_its_value_when_margin_needs_it() {
+    const PUT_100K: &str = "BTC-25DEC26-100000-P";
+    let mut chain = chain(16_000, 100_000);
+    // The trader buys the 100,000 put and writes the 90,000 put: a put spread needs little margin.
+    act(&mut chain, "maker", vec![place(limit_order(PUT_100K, Side::Sell, "8000", "1"))]);
+    act(&mut chain, "trader", vec![place(limit_order(PUT_100K, Side::Buy, "8000", "1"))]);
+    short_put(&mut chain);
+    // Selling the long put to a friend for 1 would leave a naked short the cash cannot carry.
+    act(&mut chain, "keeper", vec![place(limit_order(PUT_100K, Side::Buy, "1", "1"))]);
+    chain.submit("trader", vec![place(limit_order(PUT_100K, Side::Sell, "1", "1"))]);
+    let output = block(&mut chain);
+    assert!(matches!(output.receipts[0].first_error(), Some(RuntimeError::InsufficientMargin { action: "order", .. })));
+    // Buying back the short near its value only narrows the risk: accepted.
+    act(&mut chain, "maker", vec![place(limit_order(PUT_90K, Side::Sell, "4000", "1"))]);
+    act(&mut chain, "trader", vec![place(limit_order(PUT_90K, Side::Buy, "4000", "1"))]);
+    assert_eq!(position(&chain, "trader", PUT_90K), dec("0"));
+}
+
+#[test]
+fn offers_at_the_same_discount_share_pro_rata_and_a_used_up_offer_is_withdrawn() {
+    let mut chain = chain(30_000, 100_000);
+    // Two keepers at 5%, with room for 294 and 147 lots at the crash index (679 USD of notional a lot);
+    // a third at 8% is never reached.
+    act(&mut chain, "keeper", vec![register_backstop("BTC", "200000", "0.05", "100000")]);
+    act(&mut chain, "maker", vec![register_backstop("BTC", "100000", "0.05", "100000")]);
+    act(&mut chain, "buyer", vec![register_backstop("BTC", "100000", "0.08", "100000")]);
+    short_put(&mut chain);
+    let output = crash(&mut chain, "67900");
+    let trader = chain.address("trader");
+    // 32 lots split 294 : 147 is 21.33 : 10.67; the larger remainder gets the odd lot.
+    assert_eq!(
+        steps(&output, trader),
+        vec![
+            (LiquidationStep::Backstop, dec("-0.21"), Some(chain.address("keeper"))),
+            (LiquidationStep::Backstop, dec("-0.11"), Some(chain.address("maker"))),
+        ]
+    );
+    let penalty = output.events.iter().find_map(|event| match event {
+        Event::LiquidationPenalty { account, keepers, .. } if *account == trader => Some(keepers.clone()),
+        _ => None,
+    });
+    // The keeper share is split by what each took: 21 to 11, rounded down.
+    let keepers = penalty.unwrap();
+    assert_eq!(keepers.len(), 2);
+    assert!(keepers[0].1 > keepers[1].1);
+
+    // An offer with room for less than one more lot goes back to its keeper.
+    let mut chain = self::chain(30_000, 100_000);
+    act(&mut chain, "keeper", vec![register_backstop("BTC", "10000", "0.05", "50000")]);
+    short_put(&mut chain);
+    let output = crash(&mut chain, "67900");
+    assert!(output.events.iter().any(|event| matches!(
+        event,
+        Event::BackstopCancelled { keeper, collateral_released, .. }
+            if *keeper == chain.address("keeper") && collateral_released.value() == dec("50000")
+    )));
+    assert_eq!(usd(&chain, "keeper").1, dec("0"), "no collateral stays locked");
+    assert!(chain.state.backstops.is_empty());
+}
+
+#[test]
+fn an_index_rebuilt_from_state_makes_the_same_liquidations() {
+    // Several writers of different size, a keeper, and a path of falls and rebounds;
+    // one chain keeps its index block by block, the other rebuilds it before every block.
+    let run_path = |rebuild: bool| {
+        let (mut genesis, mut signers) = demo_genesis(&[
+            ("w1", 12_000),
+            ("w2", 20_000),
+            ("w3", 40_000),
+            ("keeper", 3_000_000),
+            ("buyer", 3_000_000),
+        ]);
+        signers.extend(add_validators(
+            &mut genesis,
+            &[("val-a", 10_000, 0, "0.1"), ("val-b", 10_000, 0, "0.1"), ("val-c", 10_000, 0, "0.1")],
+        ));
+        genesis.oracle.max_move_per_update_bps = 4_500;
+        let mut chain = Sandbox::new(&genesis, signers).unwrap();
+        act(&mut chain, "keeper", vec![register_backstop("BTC", "300000", "0.04", "200000")]);
+        for (writer, size) in [("w1", "0.6"), ("w2", "1"), ("w3", "2")] {
+            act(&mut chain, "buyer", vec![place(limit_order(PUT_90K, Side::Buy, "3000", size))]);
+            act(&mut chain, writer, vec![place(limit_order(PUT_90K, Side::Sell, "3000", size))]);
+        }
+        let mut events = Vec::new();
+        for spot in ["91000", "84000", "88000", "75000", "80000", "70000"] {
+            if rebuild {
+                chain.state.rebuild_at_risk_index();
+            }
+            chain.report_prices(&VALIDATORS, &[("BTC", spot)]);
+            let output = block(&mut chain);
+            events.extend(
+                output
+                    .events
+                    .into_iter()
+                    .filter(|e| matches!(e, Event::LiquidationStarted { .. } | Event::PositionLiquidated { .. })),
+            );
+            for name in ["w1", "w2", "w3", "keeper", "buyer"] {
+                let (equity, maintenance) = equity_and_maintenance(&chain, name);
+                assert!(equity >= maintenance || position(&chain, name, PUT_90K).is_zero(), "{name} at {spot}");
+            }
+        }
+        (chain.state.state_root(), events)
+    };
+    let (incremental_root, incremental) = run_path(false);
+    let (rebuilt_root, rebuilt) = run_path(true);
+    assert!(incremental.len() >= 4, "the path liquidates: {incremental:?}");
+    assert_eq!(incremental, rebuilt);
+    assert_eq!(incremental_root, rebuilt_root);
 }

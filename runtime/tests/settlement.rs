@@ -200,3 +200,51 @@ proptest! {
 fn expiry_of(chain: &Sandbox, name: &str) -> u64 {
     chain.state.series(name).unwrap().spec.expiry_ms
 }
+
+#[test]
+fn a_short_that_cannot_pay_sells_its_longs_before_anyone_else_pays() {
+    const DEC_PUT: &str = "BTC-25DEC26-100000-P";
+    let mut chain = listed();
+    // Bob holds a December put against the short-dated put he writes to alice...
+    run(&mut chain, "carol", vec![place(limit_order(DEC_PUT, Side::Sell, "8000", "1"))]);
+    run(&mut chain, "bob", vec![place(limit_order(DEC_PUT, Side::Buy, "8000", "1"))]);
+    run(&mut chain, "alice", vec![place(limit_order(SHORT_PUT, Side::Buy, "1000", "1"))]);
+    run(&mut chain, "bob", vec![place(limit_order(SHORT_PUT, Side::Sell, "1000", "1"))]);
+    // ...and moves out all the cash margin lets him: the spread needs little.
+    let bob = chain.state.account_index[&chain.address("bob")];
+    let figures = chain.state.margin_figures(bob, &[], Decimal::ZERO).unwrap();
+    // (Less a dollar: the next block's time moves the marks a little.)
+    let free = chain.state.accounts[bob as usize].usd.value().min(figures.equity - figures.initial - Decimal::ONE);
+    let out = free.round_dp_with_strategy(6, rust_decimal::RoundingStrategy::ToZero).to_string();
+    let carol = chain.address("carol");
+    let (receipt, _) =
+        run(&mut chain, "bob", vec![vanna_runtime::tx::transfer(carol, vanna_proto::v1::Asset::Usd, &out)]);
+    assert_eq!(receipt.first_error(), None, "{out} {figures:?}");
+    let cash = usd(&chain, "bob").0;
+    assert!(cash < dec("5000"), "bob keeps {cash}");
+    let total = chain.state.total_usd();
+    let fund_before = chain.state.accounts[chain.state.insurance_fund as usize].usd.value();
+
+    // BTC sits at 90,000 for the whole TWAP window: the put settles 5,000 in the money.
+    let expiry = expiry(&chain);
+    for at in (expiry - 31 * 60_000..expiry).step_by(20_000) {
+        block_at(&mut chain, at, Some("90000"));
+    }
+    let output = block_at(&mut chain, expiry + 1_000, None);
+    assert!(!output.events.iter().any(|event| matches!(event, Event::SettlementShortfall { .. })));
+    let put = settled(&output).into_iter().find(|(name, ..)| name == SHORT_PUT).unwrap();
+    assert!(put.3.contains(&(chain.address("alice"), dec("5000"))), "alice is paid in full: {:?}", put.3);
+    // Bob's December put was sold to pay; the fund paid its value, not his debt.
+    assert!(output.events.iter().any(|event| matches!(
+        event,
+        Event::PositionLiquidated { account, series, .. } if *account == chain.address("bob") && series == DEC_PUT
+    )));
+    assert!(position(&chain, "bob", DEC_PUT) < dec("1"));
+    // The fund bought the put at its mark: it holds it, and paid for it rather than for bob's debt.
+    let fund = chain.state.insurance_fund as usize;
+    let dec_put = chain.state.series(DEC_PUT).unwrap().id;
+    let fund_lots = chain.state.accounts[fund].exposure(dec_put).position_lots;
+    assert_eq!(chain.state.market(dec_put).signed_contracts(fund_lots), dec("1") - position(&chain, "bob", DEC_PUT));
+    assert!(chain.state.accounts[fund].usd.value() < fund_before);
+    assert_eq!(chain.state.total_usd(), total);
+}

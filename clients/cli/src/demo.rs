@@ -3,7 +3,10 @@
 //! replaced, refusals are shown with their reasons, and the books, fills,
 //! positions, fees and balances are printed. Then the validators' signed
 //! oracle reports move BTC, marks and margins follow, and a short-dated put
-//! expires and settles at the TWAP of the index.
+//! expires and settles at the TWAP of the index. Last, BTC crashes 30% in one
+//! block and the liquidation engine closes the accounts it pushed below
+//! maintenance margin in that same block: backstop keeper, book, insurance
+//! fund and auto-deleveraging.
 
 use prost::Message;
 use rust_decimal::Decimal;
@@ -11,10 +14,12 @@ use vanna_proto::v1 as wire;
 use vanna_proto::v1::action::Kind;
 use vanna_proto::v1::{PlaceOrder, Side, TimeInForce, cancel_all::Scope};
 use vanna_runtime::BlockOutput;
-use vanna_runtime::events::{ActionOutcome, ActionResult, Event, TxStatus};
+use vanna_runtime::events::{ActionOutcome, ActionResult, Event, LiquidationStep, TxStatus};
 use vanna_runtime::sandbox::Sandbox;
 use vanna_runtime::staking::{EvidenceRecord, Offence};
-use vanna_runtime::tx::{action, cancel_all, cancel_by_client_id, limit_order, market_order, place, replace, transfer};
+use vanna_runtime::tx::{
+    action, cancel_all, cancel_by_client_id, limit_order, market_order, place, register_backstop, replace, transfer,
+};
 
 use crate::CliResult;
 use crate::genesis::SHORT_DATED_PUT;
@@ -27,11 +32,33 @@ pub struct Args {
 }
 
 const TRADERS: [&str; 4] = ["mm-north", "mm-south", "alice", "bob"];
+/// The crash's cast: the makers, the backstop keeper and three leveraged writers.
+const CRASH_ACCOUNTS: [&str; 6] = ["mm-north", "mm-south", "keeper", "carol", "dave", "erin"];
+/// The three writers: (name, contracts of the 90,000 put each writes).
+const WRITERS: [(&str, &str); 3] = [("carol", "1.2"), ("dave", "2"), ("erin", "2.5")];
+const CRASH_PUT: &str = "BTC-25DEC26-90000-P";
 const VALIDATORS: [&str; 3] = ["validator-1", "validator-2", "validator-3"];
-const NAMED: [&str; 8] =
-    ["mm-north", "mm-south", "alice", "bob", "authority", "validator-1", "validator-2", "validator-3"];
+const NAMED: [&str; 12] = [
+    "mm-north",
+    "mm-south",
+    "alice",
+    "bob",
+    "keeper",
+    "carol",
+    "dave",
+    "erin",
+    "authority",
+    "validator-1",
+    "validator-2",
+    "validator-3",
+];
 
 pub fn run(args: &Args) -> CliResult {
+    session(args).map(|_| ())
+}
+
+/// The whole session; returns the crash block, for the tests.
+fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     let (genesis, signers) = crate::genesis::demo();
     let mut chain = Sandbox::new(&genesis, signers)?;
     println!(
@@ -66,32 +93,37 @@ pub fn run(args: &Args) -> CliResult {
             chain.submit("bob", vec![to_3]);
         },
     )?;
-    step(&mut chain, args, "Market makers quote puts on both sides (cash-secured) and bid for calls", |chain| {
-        let quote = |series: &str, side, price: &str, size: &str, client| {
-            place(PlaceOrder { client_order_id: client, ..limit_order(series, side, price, size) })
-        };
-        chain.submit(
-            "mm-north",
-            vec![
-                quote("BTC-25DEC26-100000-P", Side::Buy, "6100", "2", 1),
-                quote("BTC-25DEC26-100000-P", Side::Sell, "6300", "2", 2),
-                quote("BTC-25DEC26-90000-P", Side::Buy, "2650", "3", 3),
-                quote("BTC-25DEC26-90000-P", Side::Sell, "2800", "3", 4),
-                quote("BTC-25DEC26-100000-C", Side::Buy, "8900", "1.5", 5),
-                quote("ETH-25DEC26-3500-P", Side::Buy, "210", "10", 6),
-                quote("ETH-25DEC26-3500-P", Side::Sell, "225", "10", 7),
-            ],
-        );
-        chain.submit(
-            "mm-south",
-            vec![
-                quote("BTC-25DEC26-100000-P", Side::Buy, "6150", "1", 1),
-                quote("BTC-25DEC26-100000-P", Side::Sell, "6300", "1", 2),
-                quote("BTC-25DEC26-100000-P", Side::Sell, "6350", "4", 3),
-                quote("BTC-25DEC26-110000-C", Side::Buy, "5100", "2", 4),
-            ],
-        );
-    })?;
+    step(
+        &mut chain,
+        args,
+        "Market makers quote puts on both sides (shorts are margined) and bid for calls",
+        |chain| {
+            let quote = |series: &str, side, price: &str, size: &str, client| {
+                place(PlaceOrder { client_order_id: client, ..limit_order(series, side, price, size) })
+            };
+            chain.submit(
+                "mm-north",
+                vec![
+                    quote("BTC-25DEC26-100000-P", Side::Buy, "6100", "2", 1),
+                    quote("BTC-25DEC26-100000-P", Side::Sell, "6300", "2", 2),
+                    quote("BTC-25DEC26-90000-P", Side::Buy, "2650", "3", 3),
+                    quote("BTC-25DEC26-90000-P", Side::Sell, "2800", "3", 4),
+                    quote("BTC-25DEC26-100000-C", Side::Buy, "8900", "1.5", 5),
+                    quote("ETH-25DEC26-3500-P", Side::Buy, "210", "10", 6),
+                    quote("ETH-25DEC26-3500-P", Side::Sell, "225", "10", 7),
+                ],
+            );
+            chain.submit(
+                "mm-south",
+                vec![
+                    quote("BTC-25DEC26-100000-P", Side::Buy, "6150", "1", 1),
+                    quote("BTC-25DEC26-100000-P", Side::Sell, "6300", "1", 2),
+                    quote("BTC-25DEC26-100000-P", Side::Sell, "6350", "4", 3),
+                    quote("BTC-25DEC26-110000-C", Side::Buy, "5100", "2", 4),
+                ],
+            );
+        },
+    )?;
     step(
         &mut chain,
         args,
@@ -107,15 +139,10 @@ pub fn run(args: &Args) -> CliResult {
             );
         },
     )?;
-    step(
-        &mut chain,
-        args,
-        "Short-dated: mm-south sells alice 2 puts expiring today at 08:00 UTC (cash-secured)",
-        |chain| {
-            chain.submit("mm-south", vec![place(limit_order(SHORT_DATED_PUT, Side::Sell, "900", "2"))]);
-            chain.submit("alice", vec![place(limit_order(SHORT_DATED_PUT, Side::Buy, "900", "2"))]);
-        },
-    )?;
+    step(&mut chain, args, "Short-dated: mm-south sells alice 2 puts expiring today at 08:00 UTC", |chain| {
+        chain.submit("mm-south", vec![place(limit_order(SHORT_DATED_PUT, Side::Sell, "900", "2"))]);
+        chain.submit("alice", vec![place(limit_order(SHORT_DATED_PUT, Side::Buy, "900", "2"))]);
+    })?;
     let mm_south_ask = open_order(&chain, "mm-south", 3)?;
     let mm_north_bid = open_order(&chain, "mm-north", 1)?;
     step(
@@ -130,9 +157,9 @@ pub fn run(args: &Args) -> CliResult {
     step(
         &mut chain,
         args,
-        "Refusals change nothing: a naked call, a post-only that would cross, a price off the tick, a buy beyond the cash",
+        "Refusals change nothing: naked calls beyond the margin, a post-only that would cross, a price off the tick, a buy beyond the cash",
         |chain| {
-            chain.submit("alice", vec![place(limit_order("BTC-25DEC26-100000-C", Side::Sell, "8900", "1"))]);
+            chain.submit("alice", vec![place(limit_order("BTC-25DEC26-100000-C", Side::Sell, "8900", "40"))]);
             chain.submit(
                 "alice",
                 vec![place(PlaceOrder {
@@ -197,7 +224,7 @@ pub fn run(args: &Args) -> CliResult {
     }
 
     print_books(&chain);
-    print_accounts(&chain);
+    print_accounts(&chain, &TRADERS);
     print_staking(&chain);
 
     println!("\n== the oracle: validators sign BTC and ETH reports, which blocks carry before their transactions");
@@ -209,18 +236,19 @@ pub fn run(args: &Args) -> CliResult {
             chain.report_prices(&VALIDATORS, &[("BTC", "97500"), ("ETH", "3550")]);
         },
     )?;
-    print_margins(&chain)?;
-    for spot in ["93000", "93000", "93000"] {
-        step(
-            &mut chain,
-            args,
-            &format!("BTC falls: the validators report {spot}; the index follows at most 2% per block"),
-            |chain| {
-                chain.report_prices(&VALIDATORS, &[("BTC", spot), ("ETH", "3550")]);
-            },
-        )?;
-    }
-    print_margins(&chain)?;
+    print_margins(&chain, &TRADERS)?;
+    step(
+        &mut chain,
+        args,
+        &format!(
+            "BTC falls: the validators report 93000; the index follows in one block (this chain's guard allows {}% per update)",
+            genesis.oracle.max_move_per_update_bps / 100
+        ),
+        |chain| {
+            chain.report_prices(&VALIDATORS, &[("BTC", "93000"), ("ETH", "3550")]);
+        },
+    )?;
+    print_margins(&chain, &TRADERS)?;
 
     println!("\n== expiry: {SHORT_DATED_PUT} settles at the 30-minute TWAP of the index before 08:00 UTC");
     let expiry_ms = chain.state.series(SHORT_DATED_PUT).ok_or("the short-dated put is listed")?.spec.expiry_ms;
@@ -247,7 +275,10 @@ pub fn run(args: &Args) -> CliResult {
         |_| {},
     )?;
     chain.block_interval_ms = 1_000;
-    print_accounts(&chain);
+    print_accounts(&chain, &TRADERS);
+
+    let crash_block = crash(&mut chain, args, &genesis)?;
+
     let root = chain.state.state_root();
     let alice = chain.address("alice");
     let proof = chain.state.prove_account(&alice).ok_or("alice has no account")?.encode_to_vec();
@@ -262,6 +293,173 @@ pub fn run(args: &Args) -> CliResult {
         proven.open_orders.len()
     );
     chain.state.check_invariants();
+    Ok(crash_block)
+}
+
+/// A 30% crash in one block, and everything the liquidation engine does
+/// about it in that same block, before any transaction of the block.
+fn crash(
+    chain: &mut Sandbox,
+    args: &Args,
+    genesis: &vanna_runtime::Genesis,
+) -> Result<BlockOutput, Box<dyn std::error::Error>> {
+    let spot_before = chain.state.index_price("BTC").value();
+    let spot_after = (spot_before * Decimal::new(70, 2)).normalize();
+    let guard_bps = genesis.oracle.max_move_per_update_bps;
+    // How many updates the default guard of 2% would need for the same fall.
+    let mut default_steps = 0;
+    let mut spot = spot_before;
+    while spot > spot_after {
+        spot *= Decimal::new(98, 2);
+        default_steps += 1;
+    }
+    println!("\n== a crash in one block: BTC falls 30%, and the accounts it breaks are liquidated in that block");
+    println!(
+        "   this chain's genesis sets oracle.max_move_per_update_bps = {guard_bps} ({}% per update; the default 200 would take {default_steps} blocks), so one update carries the whole fall",
+        guard_bps / 100
+    );
+    println!(
+        "   the insurance fund holds {} USD; mark = Black-Scholes at the index; margined shorts pay no cash up front\n",
+        chain.state.accounts[chain.state.insurance_fund as usize].usd
+    );
+    step(
+        chain,
+        args,
+        "The makers refresh their BTC quotes: mm-north bids for the 90,000 put, mm-south rests a crash offer far above today's mark; keeper posts a backstop offer",
+        |chain| {
+            chain.report_prices(&VALIDATORS, &[("BTC", &spot_before.to_string())]);
+            chain.submit(
+                "mm-north",
+                vec![
+                    cancel_all(Scope::Underlying("BTC".into())),
+                    place(limit_order(CRASH_PUT, Side::Buy, "5200", "6")),
+                ],
+            );
+            chain.submit(
+                "mm-south",
+                vec![
+                    cancel_all(Scope::Underlying("BTC".into())),
+                    place(limit_order(CRASH_PUT, Side::Sell, "27000", "0.5")),
+                ],
+            );
+            chain.submit("keeper", vec![register_backstop("BTC", "160000", "0.05", "20000")]);
+        },
+    )?;
+    step(
+        chain,
+        args,
+        "Leveraged writers sell the 90,000 put into mm-north's bid, margined rather than cash-secured",
+        |chain| {
+            chain.report_prices(&VALIDATORS, &[("BTC", &spot_before.to_string())]);
+            for (name, contracts) in WRITERS {
+                chain.submit(name, vec![place(limit_order(CRASH_PUT, Side::Sell, "5200", contracts))]);
+            }
+        },
+    )?;
+    print_margins(chain, &CRASH_ACCOUNTS)?;
+    println!();
+    let fund_before = chain.state.accounts[chain.state.insurance_fund as usize].usd.value();
+    let block = step(
+        chain,
+        args,
+        &format!("CRASH: the validators report BTC at {spot_after}; everything below happens in this one block"),
+        |chain| chain.report_prices(&VALIDATORS, &[("BTC", &spot_after.to_string())]),
+    )?;
+    print_crash_summary(chain, &block, spot_before, fund_before)?;
+    Ok(block)
+}
+
+/// What the crash block did, in totals, and where everyone stands after it.
+fn print_crash_summary(chain: &Sandbox, block: &BlockOutput, spot_before: Decimal, fund_before: Decimal) -> CliResult {
+    let spot_after = chain.state.index_price("BTC").value();
+    println!(
+        "== the crash block {}, in sum: BTC {spot_before} -> {spot_after} ({}%)",
+        chain.state.height,
+        ((spot_after / spot_before - Decimal::ONE) * Decimal::ONE_HUNDRED).round_dp(2)
+    );
+    println!("  accounts below maintenance margin after the oracle update, worst first:");
+    for event in &block.events {
+        if let Event::LiquidationStarted { account, equity, maintenance_margin, .. } = event {
+            println!(
+                "    {:<9} equity {:>14} maintenance margin {:>14}",
+                name_of(chain, account),
+                equity.to_string(),
+                maintenance_margin.to_string()
+            );
+        }
+    }
+    let mut by_step = [Decimal::ZERO; 4];
+    let (mut shortfall, mut penalties, mut to_keepers, mut to_fund) =
+        (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+    for event in &block.events {
+        match event {
+            Event::PositionLiquidated { step, contracts, .. } => {
+                let at = match step {
+                    LiquidationStep::Backstop => 0,
+                    LiquidationStep::Book => 1,
+                    LiquidationStep::InsuranceFund => 2,
+                    LiquidationStep::Deleverage => 3,
+                };
+                by_step[at] += contracts.abs();
+            }
+            Event::InsuranceFundUsed { amount, .. } => shortfall += amount.value(),
+            Event::LiquidationPenalty { total, keepers, insurance_amount, .. } => {
+                penalties += total.value();
+                to_keepers += keepers.iter().map(|(_, amount)| amount.value()).sum::<Decimal>();
+                to_fund += insurance_amount.value();
+            }
+            _ => {}
+        }
+    }
+    println!(
+        "  contracts closed: {} to the backstop keeper, {} in the book, {} to the insurance fund, {} by auto-deleveraging",
+        by_step[0], by_step[1], by_step[2], by_step[3]
+    );
+    if by_step[3].is_zero() {
+        println!("  auto-deleveraging was not needed: the earlier steps took every position");
+    }
+    println!(
+        "  penalties {penalties} USD: {to_keepers} to keepers, {to_fund} to the insurance fund; the fund absorbed {shortfall} USD of shortfalls"
+    );
+    let fund = &chain.state.accounts[chain.state.insurance_fund as usize];
+    let fund_risk = chain.state.account_margin(&vanna_runtime::Address::insurance_fund())?;
+    println!(
+        "  insurance fund: {fund_before} -> {} USD, equity {} against maintenance margin {} (it holds the positions it took, at mark)",
+        fund.usd, fund_risk.equity, fund_risk.maintenance
+    );
+    println!("\n== after the crash (equity and maintenance margin at the new marks)");
+    println!("  {:<14} {:>14} {:>10} {:>14} {:>12}  positions", "account", "USD", "locked", "equity", "maintenance");
+    let mut rows: Vec<(String, vanna_runtime::Address)> =
+        CRASH_ACCOUNTS.iter().map(|name| (name.to_string(), chain.address(name))).collect();
+    rows.push(("insurance fund".to_string(), vanna_runtime::Address::insurance_fund()));
+    for (label, address) in rows {
+        let account = chain.state.account(&address).ok_or("unknown demo account")?;
+        let risk = chain.state.account_margin(&address)?;
+        let positions: Vec<String> =
+            risk.positions.iter().map(|position| format!("{} {:+}", position.series, position.contracts)).collect();
+        println!(
+            "  {:<14} {:>14} {:>10} {:>14} {:>12}  {}",
+            label,
+            account.usd.to_string(),
+            account.usd_locked.to_string(),
+            risk.equity.to_string(),
+            risk.maintenance.to_string(),
+            if positions.is_empty() { "-".to_string() } else { positions.join(", ") }
+        );
+    }
+    let below = chain.state.at_risk_accounts(1).into_iter().find(|(_, _, figures)| figures.below_maintenance());
+    match below {
+        None => println!(
+            "  no account with positions is below maintenance margin; USD in existence {}, unchanged since genesis",
+            chain.state.total_usd()
+        ),
+        Some((address, _, figures)) => println!(
+            "  {} is still below maintenance margin: equity {} vs {}",
+            name_of(chain, &address),
+            figures.equity,
+            figures.maintenance
+        ),
+    }
     Ok(())
 }
 
@@ -272,20 +470,28 @@ fn open_order(chain: &Sandbox, name: &str, client_order_id: u64) -> Result<u64, 
     Ok(id.0)
 }
 
-fn step(chain: &mut Sandbox, args: &Args, title: &str, submit: impl FnOnce(&mut Sandbox)) -> CliResult {
+fn step(
+    chain: &mut Sandbox,
+    args: &Args,
+    title: &str,
+    submit: impl FnOnce(&mut Sandbox),
+) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     submit(chain);
     let block = chain.produce_block();
     if args.json {
         println!("{}", serde_json::to_string(&block)?);
-        return Ok(());
+        return Ok(block);
     }
     println!("== block {}: {title}", chain.state.height);
     print_block(chain, &block);
     println!();
-    Ok(())
+    Ok(block)
 }
 
 fn name_of(chain: &Sandbox, address: &vanna_runtime::Address) -> String {
+    if *address == vanna_runtime::Address::insurance_fund() {
+        return "insurance fund".to_string();
+    }
     NAMED
         .iter()
         .find(|name| chain.address(name) == *address)
@@ -430,6 +636,81 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
             Event::OrderReduced { order, owner, remaining, reason } => {
                 println!("    reduced {order} of {} to {remaining} contracts ({reason:?})", name_of(chain, owner))
             }
+            Event::SettlementShortfall { series, shortfall, insurance_paid, haircut } => println!(
+                "    SHORTFALL in {series}: shorts could not pay {shortfall} USD; the insurance fund paid {insurance_paid}, longs' payouts cut by {haircut}"
+            ),
+            Event::BackstopRegistered { offer, keeper, underlying, max_notional, discount, collateral } => println!(
+                "    {} posts backstop offer #{offer} on {underlying}: up to {max_notional} USD of underlying notional at {}% from mark, {collateral} USD collateral locked",
+                name_of(chain, keeper),
+                (discount * Decimal::ONE_HUNDRED).normalize()
+            ),
+            Event::BackstopCancelled { offer, keeper, collateral_released } => println!(
+                "    backstop offer #{offer} of {} withdrawn, {collateral_released} USD collateral released",
+                name_of(chain, keeper)
+            ),
+            Event::LiquidationStarted { account, equity, maintenance_margin, initial_margin, full, keeper } => {
+                println!(
+                    "    LIQUIDATING {}: equity {equity} < maintenance margin {maintenance_margin} (initial {initial_margin}); {}{}",
+                    name_of(chain, account),
+                    if *full {
+                        "equity is below half of maintenance, so every position closes"
+                    } else {
+                        "positions close until equity is back above initial margin"
+                    },
+                    keeper.map(|k| format!(", at the request of {}", name_of(chain, &k))).unwrap_or_default()
+                )
+            }
+            Event::PositionLiquidated { account, series, step, contracts, counterparty, price, cash } => {
+                let name = name_of(chain, account);
+                let paid = if cash.is_sign_negative() {
+                    format!("{name} pays {} USD", -cash)
+                } else {
+                    format!("{name} receives {cash} USD")
+                };
+                let to = counterparty.map(|c| name_of(chain, &c)).unwrap_or_default();
+                let price = price.map(|p| p.to_string()).unwrap_or_default();
+                match step {
+                    LiquidationStep::Backstop => println!(
+                        "      backstop: {contracts} {series} to {to} at {price} (mark plus its discount); {paid}"
+                    ),
+                    LiquidationStep::Book => println!(
+                        "      book: {contracts} {series} closed by an immediate-or-cancel order within the band (fills above); {paid}"
+                    ),
+                    LiquidationStep::InsuranceFund => {
+                        println!("      insurance fund: {contracts} {series} to the fund at {price}; {paid}")
+                    }
+                    LiquidationStep::Deleverage => println!(
+                        "      auto-deleveraging: {contracts} {series} closed against {to}'s opposite position at {price} (the bankruptcy price, at most mark); {paid}"
+                    ),
+                }
+            }
+            Event::InsuranceFundUsed { account, series, amount } => println!(
+                "      insurance fund covers {amount} USD of {series} that {} could not pay: it closed at its bankruptcy price",
+                name_of(chain, account)
+            ),
+            Event::Deleveraged { counterparty, series, contracts, price, .. } => println!(
+                "      ADL: {}'s position in {series} changes by {contracts} at {price}",
+                name_of(chain, counterparty)
+            ),
+            Event::LiquidationPenalty { account, total, keepers, insurance_amount } => println!(
+                "      penalty {total} USD from {}: {}{insurance_amount} to the insurance fund",
+                name_of(chain, account),
+                keepers
+                    .iter()
+                    .map(|(keeper, amount)| format!("{amount} to {}, ", name_of(chain, keeper)))
+                    .collect::<String>()
+            ),
+            Event::LiquidationFinished { account, equity, maintenance_margin, cash, positions_left } => println!(
+                "      done: {} has equity {}, maintenance margin {}, cash {cash} USD{}",
+                name_of(chain, account),
+                equity.map_or_else(|| "unknown (unpriceable)".to_string(), |e| e.to_string()),
+                maintenance_margin.map_or_else(|| "unknown".to_string(), |m| m.to_string()),
+                if *positions_left == 0 {
+                    String::new()
+                } else {
+                    format!(", {positions_left} position(s) no step could take")
+                }
+            ),
             _ => {}
         }
     }
@@ -459,10 +740,10 @@ fn print_books(chain: &Sandbox) {
     }
 }
 
-fn print_accounts(chain: &Sandbox) {
+fn print_accounts(chain: &Sandbox, names: &[&str]) {
     println!("\n== accounts");
     println!("  {:<9} {:>14} {:>12} {:>14}  positions", "account", "USD", "locked", "free");
-    for name in TRADERS {
+    for name in names {
         let account = chain.state.account(&chain.address(name)).expect("demo account");
         let positions: Vec<String> = account
             .exposures
@@ -489,14 +770,14 @@ fn print_accounts(chain: &Sandbox) {
     );
 }
 
-fn print_margins(chain: &Sandbox) -> CliResult {
+fn print_margins(chain: &Sandbox, names: &[&str]) -> CliResult {
     println!(
         "\n== margin at BTC {} / ETH {} (marks: Black-Scholes at the oracle spot and volatility)",
         chain.state.index_price("BTC"),
         chain.state.index_price("ETH")
     );
     println!("  {:<9} {:>16} {:>14} {:>14} {:>8}", "account", "equity", "initial", "maintenance", "ratio");
-    for name in TRADERS {
+    for name in names {
         let risk = chain.state.account_margin(&chain.address(name))?;
         println!(
             "  {:<9} {:>16} {:>14} {:>14} {:>8}",
@@ -566,4 +847,41 @@ fn print_staking(chain: &Sandbox) {
         chain.state.total_vanna(),
         chain.state.total_usd()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo runs to its proof, and its crash block shows what it says:
+    /// every liquidation step, the fund's shortfall, and nobody left below
+    /// maintenance margin.
+    #[test]
+    fn the_demo_runs_and_its_crash_reaches_every_liquidation_step() {
+        let block = session(&Args { json: true }).expect("the demo runs");
+        let steps: Vec<LiquidationStep> = block
+            .events
+            .iter()
+            .filter_map(|event| match event {
+                Event::PositionLiquidated { step, .. } => Some(*step),
+                _ => None,
+            })
+            .collect();
+        for step in [
+            LiquidationStep::Backstop,
+            LiquidationStep::Book,
+            LiquidationStep::InsuranceFund,
+            LiquidationStep::Deleverage,
+        ] {
+            assert!(steps.contains(&step), "the crash reaches {step:?}: {steps:?}");
+        }
+        let liquidated = block.events.iter().filter(|event| matches!(event, Event::LiquidationStarted { .. })).count();
+        assert_eq!(liquidated, WRITERS.len(), "the three writers and nobody else fall below maintenance margin");
+        assert!(block.events.iter().any(|event| matches!(event, Event::InsuranceFundUsed { .. })));
+        assert!(block.events.iter().any(|event| matches!(event, Event::Deleveraged { .. })));
+        let keeper_share = block.events.iter().any(
+            |event| matches!(event, Event::LiquidationPenalty { keepers, .. } if keepers.iter().any(|(_, a)| !a.is_zero())),
+        );
+        assert!(keeper_share, "a keeper earns a share of a penalty");
+    }
 }

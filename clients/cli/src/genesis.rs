@@ -5,9 +5,26 @@ use vanna_runtime::tx::Signer;
 
 use crate::CliResult;
 
-/// The demo accounts: two market makers and two traders, with USD.
-pub const DEMO_ACCOUNTS: [(&str, u64); 4] =
-    [("mm-north", 2_000_000), ("mm-south", 2_000_000), ("alice", 250_000), ("bob", 400_000)];
+/// The demo accounts, with USD: two market makers and two traders; then, for
+/// the crash, a backstop keeper and three leveraged option writers.
+pub const DEMO_ACCOUNTS: [(&str, u64); 8] = [
+    ("mm-north", 2_000_000),
+    ("mm-south", 2_000_000),
+    ("alice", 250_000),
+    ("bob", 400_000),
+    ("keeper", 150_000),
+    ("carol", 30_000),
+    ("dave", 40_000),
+    ("erin", 60_000),
+];
+
+/// The oracle guard of the demo chain: the index may move 30% in one update
+/// (the default is 2%), so the demo's crash lands in one block.
+pub const DEMO_MAX_MOVE_PER_UPDATE_BPS: u32 = 3_000;
+
+/// USD in the demo chain's insurance fund at genesis: small enough that the
+/// crash exhausts it and reaches auto-deleveraging.
+pub const DEMO_INSURANCE_FUND_USD: u64 = 20_000;
 
 /// The demo validators: (name, self-stake, extra liquid VANNA, commission).
 pub const DEMO_VALIDATORS: [(&str, u64, u64, &str); 3] =
@@ -20,6 +37,10 @@ pub const SHORT_DATED_PUT: &str = "BTC-25NOV26-95000-P";
 pub fn demo() -> (vanna_runtime::Genesis, Vec<(String, Signer)>) {
     let (mut genesis, mut signers) = demo_genesis(&DEMO_ACCOUNTS);
     genesis.staking.params.epoch_blocks = 5;
+    genesis.oracle.max_move_per_update_bps = DEMO_MAX_MOVE_PER_UPDATE_BPS;
+    let fund = genesis.accounts.iter_mut().find(|account| account.address == vanna_runtime::Address::insurance_fund());
+    fund.expect("the demo genesis funds an insurance fund").usd =
+        vanna_runtime::money::Amount::from_micro(DEMO_INSURANCE_FUND_USD * 1_000_000);
     // Expires 08:00 UTC on the genesis day, so the demo can settle it.
     genesis.series.push(SHORT_DATED_PUT.to_string());
     signers.extend(add_validators(&mut genesis, &DEMO_VALIDATORS));

@@ -39,18 +39,20 @@ pub struct Position {
     pub contracts: f64,
 }
 
-/// A position together with the open orders that could change it: whatever
-/// fills, it ends between `low` and `high` contracts (`low ≤ high`). Reaching
-/// an end also moves the account's equity by that end's shift, in USD: for
-/// the high end, the bought contracts' mark value less the cash the buys pay;
-/// for the low end, minus what the sells give away against the mark.
+/// A position together with the open orders that could change it, in
+/// contracts: `bought` more if every buy fills, `sold` fewer if every sell
+/// fills (both ≥ 0), independently. Filling moves equity too, in proportion:
+/// all the buys by `buy_shift` USD (the bought contracts' mark value less
+/// the cash they pay), all the sells by `sell_shift` (minus what they give
+/// away against the mark).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PositionRange {
     pub series: SeriesIndex,
-    pub low: f64,
-    pub high: f64,
-    pub low_shift: f64,
-    pub high_shift: f64,
+    pub contracts: f64,
+    pub bought: f64,
+    pub sold: f64,
+    pub buy_shift: f64,
+    pub sell_shift: f64,
 }
 
 /// Requirements of an account whose open orders may still fill, in f64.
@@ -290,13 +292,14 @@ impl MarginTables {
         Ok(margin)
     }
 
-    /// Margin of positions that open orders may still move within a range.
+    /// Margin of positions that open orders may still change.
     ///
-    /// A scenario's P&L is linear in how much of each order fills (sizes and
-    /// shifts alike), so its worst value over the box of ranges takes, series
-    /// by series, the worse end: the exact worst loss over every way the
-    /// orders could fill, at the cost of one evaluation. The short charge is
-    /// taken at each range's most short end, which bounds it from above.
+    /// A scenario's P&L is linear in how much of the buys and of the sells of
+    /// each series fill (sizes and shifts alike), so its worst value over
+    /// every way they could fill is, series by series,
+    /// `contracts × pnl + min(0, bought × pnl + buy_shift) + min(0, −sold × pnl + sell_shift)`:
+    /// exact, at the cost of one evaluation. The short charge is taken at each
+    /// series' most short end, `contracts − sold`, which bounds it from above.
     /// Ranges follow the rules of [`Self::account`].
     pub fn account_range(&self, ranges: &[PositionRange]) -> Result<RangeMargin, MarginError> {
         let width = self.scenarios.len();
@@ -305,17 +308,20 @@ impl MarginTables {
         let mut short_contracts = 0.0;
         let mut previous: Option<SeriesIndex> = None;
         for range in ranges {
-            let (low, high) = (range.low, range.high);
-            for contracts in [low, high] {
+            let low = range.contracts - range.sold;
+            for contracts in [range.contracts, low, range.contracts + range.bought] {
                 self.check(&Position { series: range.series, contracts }, previous)?;
             }
-            if !(low <= high && range.low_shift.is_finite() && range.high_shift.is_finite()) {
+            let finite = range.buy_shift.is_finite() && range.sell_shift.is_finite();
+            if !(range.bought >= 0.0 && range.sold >= 0.0 && finite) {
                 return Err(MarginError::BadRange { series: range.series.0 });
             }
             previous = Some(range.series);
             let row = self.pnl_per_contract(range.series).expect("checked series index");
             for (total, pnl) in totals.iter_mut().zip(row) {
-                *total += (low * pnl + range.low_shift).min(high * pnl + range.high_shift);
+                *total += range.contracts * pnl
+                    + (range.bought * pnl + range.buy_shift).min(0.0)
+                    + (-range.sold * pnl + range.sell_shift).min(0.0);
             }
             if low < 0.0 {
                 short_contracts += -low;
@@ -601,12 +607,14 @@ mod tests {
     #[test]
     fn a_range_costs_its_worst_fill_and_a_point_range_is_the_position() {
         let tables = tables();
+        // A position of `low` contracts that buys could take to `high`.
         let range = |series: u32, low: f64, high: f64| PositionRange {
             series: SeriesIndex(series),
-            low,
-            high,
-            low_shift: 0.0,
-            high_shift: 0.0,
+            contracts: low,
+            bought: high - low,
+            sold: 0.0,
+            buy_shift: 0.0,
+            sell_shift: 0.0,
         };
         let point = [range(0, -2.0, -2.0)];
         let margin = tables.account(&[position(0, -2.0)]).unwrap();
@@ -627,13 +635,26 @@ mod tests {
         // A bid for one contract at its mark plus 10 (cash paid, value gained) needs
         // at most the worst loss of the contract plus those 10.
         let mark = tables.series(SeriesIndex(0)).unwrap().greeks.price;
-        let bid = PositionRange { high_shift: -10.0, ..range(0, 0.0, 1.0) };
+        let bid = PositionRange { buy_shift: -10.0, ..range(0, 0.0, 1.0) };
         let needed = tables.account_range(&[bid]).unwrap();
         let long = tables.account(&[position(0, 1.0)]).unwrap();
         assert_eq!(needed.initial, long.initial_worst_loss + 10.0);
         assert!(needed.initial <= mark + 10.0);
         assert!(matches!(tables.account_range(&[range(0, 1.0, -1.0)]), Err(MarginError::BadRange { series: 0 })));
-        let nan = PositionRange { low_shift: f64::NAN, ..range(0, 0.0, 1.0) };
+        // Bids and offers in one series: no fill, either side, or both may happen.
+        let both = PositionRange { sold: 2.0, buy_shift: -5.0, sell_shift: -7.0, ..range(0, 1.0, 2.0) };
+        let margin = tables.account_range(&[both]).unwrap();
+        let row = tables.pnl_per_contract(SeriesIndex(0)).unwrap();
+        let worst = row
+            .iter()
+            .map(|pnl| {
+                let fills = [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)];
+                fills.iter().map(|(b, s)| (1.0 + b - 2.0 * s) * pnl + b * -5.0 + s * -7.0).fold(f64::INFINITY, f64::min)
+            })
+            .fold(f64::INFINITY, f64::min);
+        let charge = 0.015 * 100_000.0; // one contract short at the most short end
+        assert!((margin.initial - (-worst + charge)).abs() < 1e-6, "{margin:?} vs {worst}");
+        let nan = PositionRange { sell_shift: f64::NAN, ..range(0, 0.0, 1.0) };
         assert!(matches!(tables.account_range(&[nan]), Err(MarginError::BadRange { series: 0 })));
     }
 

@@ -7,6 +7,7 @@ use crate::CliResult;
 
 mod apply;
 mod consensus;
+mod liquidation;
 mod margin;
 mod matching;
 mod staking;
@@ -23,6 +24,8 @@ pub enum Bench {
     Staking(staking::Args),
     /// Portfolio margin: full re-pricing of a 960-series listing across the scenario grid, and per-account margin.
     Margin(margin::Args),
+    /// Liquidation: from a crash's price update to the last liquidation in the block, by accounts at risk and safe.
+    Liquidation(liquidation::Args),
 }
 
 pub fn run(bench: Bench) -> CliResult {
@@ -32,6 +35,7 @@ pub fn run(bench: Bench) -> CliResult {
         Bench::Consensus(args) => consensus::run(&args),
         Bench::Staking(args) => staking::run(&args),
         Bench::Margin(args) => margin::run(&args),
+        Bench::Liquidation(args) => liquidation::run(&args),
     }
 }
 
