@@ -21,6 +21,9 @@
 //!   since the last full scan triggers a full rescan of the underlying (the
 //!   runtime does it); within it, each entry reserves vega at its bound,
 //!   φ(0)·S·√T, times twice the bound, for equity and both margin terms.
+//! * Rate: with a non-zero rate, time also moves the discounted strike, by at
+//!   most |r|·K·e^{|r|T} a year, reserved for the same three terms; and 1e-5
+//!   USD per contract covers the micro-dollar rounding of the figures.
 //!
 //! Positions and cash only change through the runtime, which re-evaluates the
 //! account at the end of the block. So the index never hides an account below
@@ -37,6 +40,8 @@ use vanna_pricing::years_between_ms;
 const NORMAL_DENSITY_MAX: f64 = 0.398_942_280_401_433;
 /// Bands stop at twice spot: past it an account is evaluated again.
 const SPOT_CEILING_FACTOR: f64 = 2.0;
+/// USD kept back per contract for the micro-dollar rounding of the figures.
+const ROUNDING_SLACK_PER_CONTRACT: f64 = 1e-5;
 /// Surplus kept back from the band for the f64 arithmetic of the bounds.
 const BUDGET_SLACK: f64 = 1e-9;
 
@@ -67,10 +72,15 @@ pub fn series_sensitivity(
     let volatility_high = mark.volatility * volatility_factor + 2.0 * volatility_bound;
     let decay = NORMAL_DENSITY_MAX * spot_high * volatility_high * (years.sqrt() - later.sqrt()) * 3.0;
     let vega = NORMAL_DENSITY_MAX * spot_high * years.sqrt() * 2.0 * volatility_bound * (2.0 + volatility_factor);
+    // With a non-zero rate, time also moves the discounted strike: by at most
+    // |r|·K·e^{|r|T} a year, for the same three terms.
+    let rate = tables.rate().abs();
+    let strike = vanna_pricing::decimal_to_f64(mark.key.strike);
+    let discounting = rate * strike * libm::exp(rate * years) * (years - later) * 3.0;
     Some(SeriesSensitivity {
         spot_slope: 3.0 + spot_move,
         short_slope: tables.maintenance_short_charge() / spot,
-        allowance: decay + vega,
+        allowance: decay + vega + discounting + ROUNDING_SLACK_PER_CONTRACT,
     })
 }
 
@@ -478,7 +488,12 @@ mod tests {
     }
 
     fn tables_at(spot: f64, now_ms: u64, volatility: f64) -> MarginTables {
-        build_tables(&MarginParams::default(), spot, now_ms, &listing(), |_| volatility).unwrap()
+        tables_with_rate(spot, now_ms, volatility, Decimal::ZERO)
+    }
+
+    fn tables_with_rate(spot: f64, now_ms: u64, volatility: f64, rate: Decimal) -> MarginTables {
+        let params = MarginParams { rate, ..MarginParams::default() };
+        build_tables(&params, spot, now_ms, &listing(), |_| volatility).unwrap()
     }
 
     /// Equity − maintenance of `cash` and `positions` at these tables.
@@ -642,8 +657,9 @@ mod tests {
 
     proptest! {
         // The promise of the index: anywhere inside its band, later in time
-        // (up to the refresh interval) and with volatility moved within the
-        // rescan bound, the account is still at or above maintenance margin.
+        // (up to the refresh interval), with volatility moved within the
+        // rescan bound and at any rate, the account is still at or above
+        // maintenance margin.
         #[test]
         fn inside_the_band_the_account_stays_above_maintenance(
             sizes in proptest::collection::vec(-5i32..=5, 4),
@@ -652,8 +668,10 @@ mod tests {
             upwards in any::<bool>(),
             elapsed_ms in 0u64..=300_000,
             volatility_move in -0.04f64..=0.04,
+            rate_bps in prop_oneof![Just(0i64), -500i64..=500],
         ) {
-            let tables = tables_at(100_000.0, NOW_MS, 0.6);
+            let rate = Decimal::new(rate_bps, 4);
+            let tables = tables_with_rate(100_000.0, NOW_MS, 0.6, rate);
             let positions: Vec<Position> = sizes
                 .iter()
                 .enumerate()
@@ -668,7 +686,7 @@ mod tests {
             };
             let edge = if upwards { high } else { low };
             let spot = 100_000.0 + (edge - 100_000.0) * spot_fraction * 0.999_999;
-            let later = tables_at(spot, NOW_MS + elapsed_ms, 0.6 + volatility_move);
+            let later = tables_with_rate(spot, NOW_MS + elapsed_ms, 0.6 + volatility_move, rate);
             let after = surplus(&later, cash, &positions);
             prop_assert!(after >= -1e-6, "surplus {now} became {after} at spot {spot} inside [{low}, {high}]");
         }

@@ -77,6 +77,8 @@ pub struct SeriesMark {
 pub struct MarginTables {
     spot: f64,
     now_ms: u64,
+    /// The continuously compounded rate every series was priced at.
+    rate: f64,
     scenarios: Vec<Scenario>,
     maintenance_scenarios: usize,
     /// Short charge per contract, in USD: fraction × spot.
@@ -198,6 +200,7 @@ pub fn build_tables(
     Ok(MarginTables {
         spot,
         now_ms,
+        rate,
         scenarios,
         maintenance_scenarios,
         maintenance_short_charge: charge(params.maintenance.short_charge_spot_fraction),
@@ -211,6 +214,11 @@ impl MarginTables {
     /// The oracle spot the tables were built at.
     pub fn spot(&self) -> f64 {
         self.spot
+    }
+
+    /// The rate every series was priced at (annual, continuously compounded).
+    pub fn rate(&self) -> f64 {
+        self.rate
     }
 
     /// The time the tables were built for, Unix milliseconds.
