@@ -487,10 +487,6 @@ mod tests {
         ]
     }
 
-    fn tables_at(spot: f64, now_ms: u64, volatility: f64) -> MarginTables {
-        tables_with_rate(spot, now_ms, volatility, Decimal::ZERO)
-    }
-
     fn tables_with_rate(spot: f64, now_ms: u64, volatility: f64, rate: Decimal) -> MarginTables {
         let params = MarginParams { rate, ..MarginParams::default() };
         build_tables(&params, spot, now_ms, &listing(), |_| volatility).unwrap()
