@@ -42,7 +42,7 @@ use vanna_pricing::{decimal_to_f64, to_decimal_down, to_decimal_up};
 
 use crate::error::{Field, RuntimeError};
 use crate::events::{CancelReason, Event, LiquidationStep};
-use crate::ids::{Address, OrderId, SeriesId};
+use crate::ids::{Address, SeriesId};
 use crate::limits::MAX_SERIES_PER_ACCOUNT;
 use crate::money::{ASSET_SCALE, Amount, Price};
 use crate::risk::MarginFigures;
@@ -277,14 +277,7 @@ impl State {
         // A second liquidation in one block (after trades of its own) pays no second penalty.
         let repeat = !self.liquidated_in_block.insert(owner);
         let address = self.accounts[owner as usize].address;
-        let orders: Vec<OrderId> = self.accounts[owner as usize].open_orders.iter().copied().collect();
-        for id in orders {
-            self.remove_order(id, CancelReason::Liquidation, events);
-        }
-        let offers: Vec<u64> = self.accounts[owner as usize].backstop_offers.iter().copied().collect();
-        for id in offers {
-            self.withdraw_backstop(owner, id, events);
-        }
+        self.release_locks(owner, CancelReason::Liquidation, events);
         let full = start.equity < self.liquidation.full_close_fraction * start.maintenance;
         events.push(Event::LiquidationStarted {
             account: address,

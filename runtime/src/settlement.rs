@@ -110,7 +110,7 @@ impl State {
                 continue;
             }
             if self.free_usd(owner) < amount {
-                self.release_locks(owner, events);
+                self.release_locks(owner, CancelReason::SettlementPayment, events);
             }
             if self.free_usd(owner) < amount {
                 // Its other positions are worth something: sell its longs before anyone else pays.
@@ -171,11 +171,12 @@ impl State {
         account.usd.minus(account.usd_locked).expect("locks never exceed cash")
     }
 
-    /// Cancels every open order and backstop offer of `owner`, unlocking their USD.
-    fn release_locks(&mut self, owner: u64, events: &mut Vec<Event>) {
+    /// Cancels every open order (for `reason`) and backstop offer of `owner`,
+    /// unlocking their USD.
+    pub(crate) fn release_locks(&mut self, owner: u64, reason: CancelReason, events: &mut Vec<Event>) {
         let orders: Vec<OrderId> = self.accounts[owner as usize].open_orders.iter().copied().collect();
         for id in orders {
-            self.remove_order(id, CancelReason::SettlementPayment, events);
+            self.remove_order(id, reason, events);
         }
         let offers: Vec<u64> = self.accounts[owner as usize].backstop_offers.iter().copied().collect();
         for id in offers {
