@@ -337,13 +337,16 @@ impl State {
             }
         }
         let end = self.margin_figures(owner, &[], Decimal::ZERO).ok();
-        if !repeat && owner != self.insurance_fund {
-            self.charge_penalty(owner, &start, end.as_ref(), &credit, events);
-        }
-        let end = self.margin_figures(owner, &[], Decimal::ZERO).ok();
+        let penalty = match &end {
+            Some(end) if !repeat && owner != self.insurance_fund => {
+                self.charge_penalty(owner, &start, end, &credit, events)
+            }
+            _ => Amount::ZERO,
+        };
         events.push(Event::LiquidationFinished {
             account: address,
-            equity: end.map(|f| f.equity),
+            // The penalty moved cash only: equity falls by it, margins do not change.
+            equity: end.map(|f| f.equity - penalty.value()),
             maintenance_margin: end.map(|f| f.maintenance),
             cash: self.accounts[owner as usize].usd,
             positions_left: left,
@@ -867,16 +870,15 @@ impl State {
     /// still holds positions, at its surplus over maintenance margin, so a
     /// penalty never puts it back below. `keeper_share` of it goes to the
     /// keepers in proportion to the notional each took (rounded down), the
-    /// rest to the insurance fund.
+    /// rest to the insurance fund. Returns what it charged.
     fn charge_penalty(
         &mut self,
         owner: u64,
         start: &MarginFigures,
-        end: Option<&MarginFigures>,
+        end: &MarginFigures,
         credit: &Credit,
         events: &mut Vec<Event>,
-    ) {
-        let Some(end) = end else { return };
+    ) -> Amount {
         let freed = (start.maintenance - end.maintenance).max(Decimal::ZERO);
         let nominal = Amount::round_up(self.liquidation.penalty_rate * freed);
         let mut cap = self.free_usd(owner).value();
@@ -885,7 +887,7 @@ impl State {
         }
         let charged = nominal.min(Amount::round_down(cap));
         if charged.is_zero() {
-            return;
+            return charged;
         }
         let pool = charged.value() * self.liquidation.keeper_share;
         let total: Decimal = credit.iter().map(|(_, notional)| *notional).sum();
@@ -923,6 +925,7 @@ impl State {
                 .collect(),
             insurance_amount,
         });
+        charged
     }
 
     /// Accounts with positions, most at risk first: (address, margin ratio,

@@ -802,20 +802,7 @@ impl State {
         assert!(new_lots > 0 && new_lots < before, "reduce shrinks an order");
         market.book.reduce(id.0, new_lots).expect("a smaller size is a valid reduction");
         let released = before - new_lots;
-        self.update_exposure(owner, info.series, |exposure| match info.side {
-            Side::Buy => {
-                exposure.open_buy_lots -= released;
-                exposure.buy_lock =
-                    exposure.buy_lock.minus(info.buy_lock_per_lot.times(released)).expect("lock covers the order");
-            }
-            Side::Sell => {
-                exposure.open_sell_lots -= released;
-                exposure.sell_reserve = exposure
-                    .sell_reserve
-                    .minus(info.sell_reserve_per_lot.times(released))
-                    .expect("reserve covers the order");
-            }
-        });
+        self.update_exposure(owner, info.series, |exposure| release_lots(exposure, &info, released));
         let market = self.market(info.series);
         events.push(Event::OrderReduced {
             order: id,
@@ -891,23 +878,28 @@ fn add_to_exposure(
     }
 }
 
-fn remove_from_exposure(exposure: &mut Exposure, info: &OrderInfo, remaining: u64) {
+/// Takes `lots` of an open order out of its exposure, with their lock or reserve.
+fn release_lots(exposure: &mut Exposure, info: &OrderInfo, lots: u64) {
     match info.side {
         Side::Buy => {
-            exposure.open_buy_lots -= remaining;
+            exposure.open_buy_lots -= lots;
             exposure.buy_lock = exposure
                 .buy_lock
-                .minus(info.buy_lock_per_lot.times(remaining))
+                .minus(info.buy_lock_per_lot.times(lots))
                 .expect("an order's lock is part of its exposure");
         }
         Side::Sell => {
-            exposure.open_sell_lots -= remaining;
+            exposure.open_sell_lots -= lots;
             exposure.sell_reserve = exposure
                 .sell_reserve
-                .minus(info.sell_reserve_per_lot.times(remaining))
+                .minus(info.sell_reserve_per_lot.times(lots))
                 .expect("an order's reserve is part of its exposure");
         }
     }
+}
+
+fn remove_from_exposure(exposure: &mut Exposure, info: &OrderInfo, remaining: u64) {
+    release_lots(exposure, info, remaining);
     if info.reduce_only {
         exposure.reduce_only_orders -= 1;
     }
