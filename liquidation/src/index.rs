@@ -104,21 +104,19 @@ pub enum Band {
 
 /// The bands of an account with margin `surplus` (equity − maintenance, USD),
 /// one per exposure, in the same order.
-pub fn bands(surplus: f64, exposures: &[UnderlyingExposure]) -> Vec<Band> {
+pub fn bands(surplus: f64, exposures: &[UnderlyingExposure]) -> impl Iterator<Item = Band> + '_ {
     let allowance: f64 = exposures.iter().map(|e| e.allowance).sum();
     let weight: f64 = exposures.iter().map(|e| e.spot_slope * e.spot).sum();
     let budget = (surplus - allowance) * (1.0 - BUDGET_SLACK);
-    if !(budget > 0.0 && weight > 0.0) {
-        return vec![Band::Watch; exposures.len()];
-    }
-    let relative = budget / weight;
-    exposures
-        .iter()
-        .map(|e| Band::Between {
+    // `None`: no budget, every exposure is watched.
+    let relative = (budget > 0.0 && weight > 0.0).then(|| budget / weight);
+    exposures.iter().map(move |e| match relative {
+        Some(relative) => Band::Between {
             low: (e.spot * (1.0 - relative)).max(0.0),
             high: e.spot * (1.0 + relative).min(SPOT_CEILING_FACTOR),
-        })
-        .collect()
+        },
+        None => Band::Watch,
+    })
 }
 
 /// Owners per block of the index: one bit each in a block's masks. The index
@@ -547,9 +545,9 @@ mod tests {
     #[test]
     fn no_surplus_means_watch() {
         let exposure = UnderlyingExposure { spot: 100.0, spot_slope: 1.0, allowance: 5.0 };
-        assert_eq!(bands(4.0, &[exposure]), vec![Band::Watch]);
-        assert_eq!(bands(-1.0, &[exposure, exposure]), vec![Band::Watch, Band::Watch]);
-        match bands(25.0, &[exposure])[0] {
+        assert_eq!(bands(4.0, &[exposure]).collect::<Vec<_>>(), vec![Band::Watch]);
+        assert_eq!(bands(-1.0, &[exposure, exposure]).collect::<Vec<_>>(), vec![Band::Watch, Band::Watch]);
+        match bands(25.0, &[exposure]).next().unwrap() {
             Band::Between { low, high } => assert!(low > 80.0 && low < 80.1 && high > 119.9 && high < 120.0),
             Band::Watch => panic!("surplus above the allowance gives a band"),
         }
@@ -677,7 +675,7 @@ mod tests {
             prop_assume!(!positions.is_empty());
             let now = surplus(&tables, cash, &positions);
             prop_assume!(now >= 0.0);
-            let Band::Between { low, high } = bands(now, &[exposure(&tables, &positions)])[0] else {
+            let Band::Between { low, high } = bands(now, &[exposure(&tables, &positions)]).next().unwrap() else {
                 return Ok(());
             };
             let edge = if upwards { high } else { low };

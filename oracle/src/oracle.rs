@@ -171,15 +171,26 @@ impl Oracle {
         self.underlyings.keys()
     }
 
-    pub fn state(&self, underlying: &Underlying) -> Option<&UnderlyingState> {
+    /// By `Underlying` or by its symbol (`&str`): the hot paths ask by symbol
+    /// without building an `Underlying`.
+    pub fn state<Q: Ord + ?Sized>(&self, underlying: &Q) -> Option<&UnderlyingState>
+    where
+        Underlying: std::borrow::Borrow<Q>,
+    {
         self.underlyings.get(underlying).map(|entry| &entry.state)
     }
 
-    pub fn status(&self, underlying: &Underlying) -> Option<Status> {
+    pub fn status<Q: Ord + ?Sized>(&self, underlying: &Q) -> Option<Status>
+    where
+        Underlying: std::borrow::Borrow<Q>,
+    {
         self.state(underlying).map(|state| state.status)
     }
 
-    pub fn index(&self, underlying: &Underlying) -> Option<IndexPrice> {
+    pub fn index<Q: Ord + ?Sized>(&self, underlying: &Q) -> Option<IndexPrice>
+    where
+        Underlying: std::borrow::Borrow<Q>,
+    {
         self.state(underlying).and_then(|state| state.index)
     }
 

@@ -99,6 +99,13 @@ impl fmt::Debug for ReporterId {
 #[serde(try_from = "String", into = "String")]
 pub struct Underlying(String);
 
+/// Lookups by symbol: `Underlying` orders exactly as its `String` does.
+impl std::borrow::Borrow<str> for Underlying {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl Underlying {
     pub fn new(symbol: &str) -> Result<Self, OracleError> {
         let ok = (2..=10).contains(&symbol.len()) && symbol.bytes().all(|b| b.is_ascii_uppercase());

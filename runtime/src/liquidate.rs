@@ -45,7 +45,7 @@ use crate::events::{CancelReason, Event, LiquidationStep};
 use crate::ids::{Address, SeriesId};
 use crate::limits::MAX_SERIES_PER_ACCOUNT;
 use crate::money::{ASSET_SCALE, Amount, Price};
-use crate::risk::MarginFigures;
+use crate::risk::{Level, MarginFigures};
 use crate::state::State;
 use crate::trading::{OrderRequest, TimeInForce};
 
@@ -206,14 +206,12 @@ impl State {
             // that the cache misses overlap instead of coming one by one.
             let mut held = 0i64;
             for &owner in batch {
-                let exposures = self.accounts[owner as usize].exposures.values();
-                held = exposures.map(|e| e.position_lots).fold(held, i64::wrapping_add);
+                let exposures = self.accounts[owner as usize].exposures.iter();
+                held = exposures.map(|(s, e)| e.position_lots ^ i64::from(s.0)).fold(held, i64::wrapping_add);
             }
             std::hint::black_box(held);
             for &owner in batch {
-                if let Some(figures) = self.index_account(owner)
-                    && figures.below_maintenance()
-                {
+                if let Some(figures) = self.index_account(owner) {
                     below.push((figures.ratio(), owner));
                 }
             }
@@ -292,8 +290,8 @@ impl State {
         if !full {
             // Partial: the market takes just enough, most margin freed per loss first.
             for series in self.close_order_of(owner) {
-                while let Ok(now) = self.margin_figures(owner, &[], Decimal::ZERO) {
-                    if now.equity >= now.initial || self.accounts[owner as usize].exposure(series).position_lots == 0 {
+                while let Ok(false) = self.meets(owner, None, Decimal::ZERO, Level::Initial) {
+                    if self.accounts[owner as usize].exposure(series).position_lots == 0 {
                         break;
                     }
                     let lots = self.lots_restoring_initial(owner, series);
@@ -306,7 +304,7 @@ impl State {
             }
         }
         let mut left = 0u32;
-        if full || self.margin_figures(owner, &[], Decimal::ZERO).is_ok_and(|now| now.below_maintenance()) {
+        if full || matches!(self.meets(owner, None, Decimal::ZERO, Level::Maintenance), Ok(false)) {
             // Everything, longs first: their proceeds pay for closing the shorts.
             let mut positions: Vec<(bool, SeriesId)> = self.accounts[owner as usize]
                 .exposures
@@ -369,7 +367,7 @@ impl State {
             * if position > 0 { mark * (Decimal::ONE - band) } else { -mark * (Decimal::ONE + band) };
         let restores = |k: u64| {
             let cash = cash_per_lot * Decimal::from(k);
-            self.margin_figures(owner, &[(series, closing(k))], cash).is_ok_and(|f| f.equity >= f.initial)
+            self.meets(owner, Some((series, closing(k))), cash, Level::Initial).unwrap_or(false)
         };
         if !restores(lots) {
             return lots;
@@ -391,15 +389,15 @@ impl State {
             .filter(|(_, e)| e.position_lots != 0)
             .map(|(s, e)| (*s, e.position_lots))
             .collect();
-        let Ok(all) = self.margin_figures(owner, &[], Decimal::ZERO) else {
+        let Some(all) = self.estimated_maintenance(owner, None) else {
             return positions.into_iter().map(|(series, _)| series).collect();
         };
         let band = decimal_to_f64(self.liquidation.book_band);
         let items: Vec<(f64, f64)> = positions
             .iter()
             .map(|&(series, lots)| {
-                let without = self.margin_figures(owner, &[(series, -lots)], Decimal::ZERO);
-                let freed = without.map_or(0.0, |w| decimal_to_f64(all.maintenance - w.maintenance));
+                let without = self.estimated_maintenance(owner, Some((series, -lots)));
+                let freed = without.map_or(0.0, |w| all - w);
                 let contracts = decimal_to_f64(self.market(series).signed_contracts(lots)).abs();
                 (freed, contracts * self.mark(series).unwrap_or(0.0) * band)
             })
@@ -602,7 +600,7 @@ impl State {
         let keeper_lots = |lots: u64| if long { lots as i64 } else { -(lots as i64) };
         let lots = largest_feasible(cap, |lots| {
             let cash = if long { -per_lot } else { per_lot } * Decimal::from(lots);
-            self.margin_figures(keeper, &[(series, keeper_lots(lots))], cash).is_ok_and(|f| f.equity >= f.initial)
+            self.meets(keeper, Some((series, keeper_lots(lots))), cash, Level::Initial).unwrap_or(false)
         });
         if lots == 0 {
             return 0;
@@ -735,9 +733,7 @@ impl State {
             let (cash, shortfall) = terms(lots);
             shortfall <= uncovered
                 && cash <= fund_cash
-                && self
-                    .margin_figures(fund, &[(series, fund_lots(lots))], -cash)
-                    .is_ok_and(|f| f.equity >= f.maintenance)
+                && self.meets(fund, Some((series, fund_lots(lots))), -cash, Level::Maintenance).unwrap_or(false)
         });
         if lots == 0 {
             return 0;
@@ -833,9 +829,8 @@ impl State {
             let change = |k: u64| if long { k as i64 } else { -(k as i64) };
             // A counterparty at or above maintenance margin stays there; any other stays solvent.
             let lots = largest_feasible(lots, |k| {
-                self.margin_figures(other, &[(series, change(k))], -cash_for(k)).is_ok_and(|after| {
-                    if before.below_maintenance() { after.equity >= Decimal::ZERO } else { !after.below_maintenance() }
-                })
+                let level = if before.below_maintenance() { Level::Solvent } else { Level::Maintenance };
+                self.meets(other, Some((series, change(k))), -cash_for(k), level).unwrap_or(false)
             });
             if lots == 0 {
                 continue;

@@ -25,14 +25,13 @@ impl State {
     /// The index of an underlying: the oracle's, which starts at the genesis
     /// index and only moves with accepted reports.
     pub fn index_price(&self, symbol: &str) -> Price {
-        let index =
-            self.oracle.index(&oracle_symbol(symbol)).expect("every underlying is listed with an initial index");
+        let index = self.oracle.index(symbol).expect("every underlying is listed with an initial index");
         Price::new(index.value(), Field::IndexPrice).expect("an oracle index is positive with at most 6 decimals")
     }
 
     /// Whether the underlying's markets are reduce-only for want of fresh prices.
     pub fn is_stale(&self, symbol: &str) -> bool {
-        self.oracle.status(&oracle_symbol(symbol)) != Some(Status::Fresh)
+        self.oracle.status(symbol) != Some(Status::Fresh)
     }
 
     /// Verifies the block's reports and applies them. A report that fails

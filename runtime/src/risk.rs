@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use vanna_liquidation::{SeriesSensitivity, UnderlyingExposure, bands, series_sensitivity};
 use vanna_margin::{MarginParams, MarginTables, Position, PositionRange, SeriesIndex, SeriesKey, build_tables};
 use vanna_pricing::{decimal_to_f64, to_decimal_up};
@@ -89,11 +90,13 @@ impl MarginFigures {
 struct HeldGroup<'a> {
     symbol: &'a str,
     risk: &'a UnderlyingRisk,
-    positions: Vec<Position>,
+    positions: SmallVec<[Position; 8]>,
 }
 
-/// Positions grouped by underlying, in order of first appearance.
-type Held<'a> = Vec<HeldGroup<'a>>;
+/// Positions grouped by underlying, in order of first appearance. Inline
+/// for the common account (one underlying, a few series): evaluating
+/// accounts is the hot path of the liquidation pass and must not allocate.
+type Held<'a> = SmallVec<[HeldGroup<'a>; 1]>;
 
 /// One position's size, mark and greeks (scaled by its size).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -188,10 +191,7 @@ impl State {
 
     /// Groups signed lot positions (in series order) by underlying as table positions.
     fn held<'a>(&'a self, positions: impl Iterator<Item = (SeriesId, i64)>) -> Result<Held<'a>, RuntimeError> {
-        // Sized once: accounts mostly hold one underlying.
-        let (low, high) = positions.size_hint();
-        let capacity = high.unwrap_or(low);
-        let mut held: Held<'a> = Vec::with_capacity(1);
+        let mut held: Held<'a> = SmallVec::new();
         for (series, lots) in positions {
             if lots == 0 {
                 continue;
@@ -202,7 +202,7 @@ impl State {
                 Some(at) => at,
                 None => {
                     let risk = self.risk_of(symbol)?;
-                    held.push(HeldGroup { symbol, risk, positions: Vec::with_capacity(capacity) });
+                    held.push(HeldGroup { symbol, risk, positions: SmallVec::new() });
                     held.len() - 1
                 }
             };
@@ -258,6 +258,51 @@ impl State {
         let held = self.held(lots.into_iter())?;
         let (value, maintenance, initial) = self.held_margin(&held)?;
         Ok(MarginFigures { equity: account.usd.value() + cash_delta + value, maintenance, initial })
+    }
+
+    /// Whether `owner`'s equity, with `adjust` (series, lots) added to its
+    /// positions and `cash_delta` to its cash, is at least `level`: the exact
+    /// answer of [`Self::margin_figures`]. The float figures decide it unless
+    /// they are within their error bound of the line (rare), so liquidation's
+    /// searches over sizes skip the exact rounding.
+    pub(crate) fn meets(
+        &self,
+        owner: u64,
+        adjust: Option<(SeriesId, i64)>,
+        cash_delta: Decimal,
+        level: Level,
+    ) -> Result<bool, RuntimeError> {
+        let account = &self.accounts[owner as usize];
+        let positions = account.exposures.iter().map(|(series, exposure)| (*series, exposure.position_lots));
+        let held = self.held(WithChange { positions: positions.peekable(), change: adjust })?;
+        let cash = account.usd.value() + cash_delta;
+        if let Some(estimate) = Estimate::of(cash, &held) {
+            let surplus = estimate.equity
+                - match level {
+                    Level::Initial => estimate.initial,
+                    Level::Maintenance => estimate.maintenance,
+                    Level::Solvent => 0.0,
+                };
+            if surplus.abs() > estimate.slack {
+                return Ok(surplus > 0.0);
+            }
+        }
+        let (value, maintenance, initial) = self.held_margin(&held)?;
+        let required = match level {
+            Level::Initial => initial,
+            Level::Maintenance => maintenance,
+            Level::Solvent => Decimal::ZERO,
+        };
+        Ok(cash + value >= required)
+    }
+
+    /// `owner`'s maintenance margin in floating point with `adjust` (series,
+    /// lots) added to its positions: for rankings, never for decisions.
+    pub(crate) fn estimated_maintenance(&self, owner: u64, adjust: Option<(SeriesId, i64)>) -> Option<f64> {
+        let account = &self.accounts[owner as usize];
+        let positions = account.exposures.iter().map(|(series, exposure)| (*series, exposure.position_lots));
+        let held = self.held(WithChange { positions: positions.peekable(), change: adjust }).ok()?;
+        Estimate::of(Decimal::ZERO, &held).map(|estimate| estimate.maintenance)
     }
 
     /// Refuses a change that would leave `owner`'s equity below the initial
@@ -346,8 +391,9 @@ impl State {
         risk.tables.series(*row).map(|mark| mark.greeks.price)
     }
 
-    /// Re-evaluates `owner` exactly and records its spot bands in the at-risk
-    /// index; forgets it when it holds no positions. Returns its figures.
+    /// Re-evaluates `owner` and records its spot bands in the at-risk index;
+    /// forgets it when it holds no positions. Returns its exact figures when
+    /// it is below maintenance margin.
     pub(crate) fn index_account(&mut self, owner: u64) -> Option<MarginFigures> {
         // The entry borrows the listing's names from the state, so the index
         // is moved out for the update (an empty index costs nothing to make).
@@ -364,9 +410,19 @@ impl State {
             return None;
         }
         let held = self.held(account.exposures.iter().map(|(s, e)| (*s, e.position_lots)));
-        let Ok((held, (value, maintenance, initial))) = held.and_then(|held| {
-            let figures = self.held_margin(&held)?;
-            Ok((held, figures))
+        let Ok((held, surplus, below)) = held.and_then(|held| {
+            // Most accounts are well above maintenance margin: the float
+            // figures prove it without the exact ones.
+            if let Some(estimate) = Estimate::of(account.usd.value(), &held) {
+                let lower = estimate.equity - estimate.maintenance - estimate.slack;
+                if lower > 0.0 {
+                    return Ok((held, lower, None));
+                }
+            }
+            let (value, maintenance, initial) = self.held_margin(&held)?;
+            let figures = MarginFigures { equity: account.usd.value() + value, maintenance, initial };
+            let surplus = decimal_to_f64(figures.equity - figures.maintenance);
+            Ok((held, surplus, figures.below_maintenance().then_some(figures)))
         }) else {
             // Unpriceable for now: nothing can be decided. Watch every
             // underlying it holds, so that it is evaluated as soon as the
@@ -383,8 +439,7 @@ impl State {
             index.insert(owner, self.time_ms, watch);
             return None;
         };
-        let figures = MarginFigures { equity: account.usd.value() + value, maintenance, initial };
-        let mut exposures = Vec::with_capacity(held.len());
+        let mut exposures: SmallVec<[UnderlyingExposure; 1]> = SmallVec::new();
         for group in &held {
             let risk = group.risk;
             let mut exposure = UnderlyingExposure { spot: risk.tables.spot(), spot_slope: 0.0, allowance: 0.0 };
@@ -399,7 +454,6 @@ impl State {
             }
             exposures.push(exposure);
         }
-        let surplus = decimal_to_f64(figures.equity - figures.maintenance);
         let bands = bands(surplus, &exposures);
         let entry = held.iter().map(|group| group.symbol).zip(bands);
         // Due between half and all of the refresh interval, spread by handle,
@@ -407,7 +461,7 @@ impl State {
         let half = (self.liquidation.refresh_ms / 2).max(1);
         let due = self.time_ms.saturating_add(half + owner.wrapping_mul(0x9E37_79B9_7F4A_7C15) % half);
         index.insert(owner, due, entry);
-        Some(figures)
+        below
     }
 
     /// Equity, margins, margin ratio, and each position's mark and greeks.
@@ -498,6 +552,47 @@ fn contracts_f64(market: &crate::state::Market, lots: i64) -> f64 {
     match mantissa {
         Some(m) if m.unsigned_abs() <= 1 << 53 && scale < POWERS_OF_TEN.len() => m as f64 / POWERS_OF_TEN[scale],
         _ => decimal_to_f64(market.signed_contracts(lots)),
+    }
+}
+
+/// What equity is compared with in [`State::meets`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Level {
+    Initial,
+    Maintenance,
+    /// Zero: the account can pay what it owes.
+    Solvent,
+}
+
+/// An account's figures in floating point, and how far the exact figures
+/// ([`MarginFigures`]) may be from them.
+struct Estimate {
+    equity: f64,
+    maintenance: f64,
+    initial: f64,
+    /// Any exact figure, and any difference of two, is within `slack` of its
+    /// float counterpart. The exact figures round each underlying's position
+    /// value down and requirements up to `ASSET_SCALE` places (at most 1e-6
+    /// each), and the float sums err by a few ulps of the magnitudes summed;
+    /// the slack covers both many times over.
+    slack: f64,
+}
+
+impl Estimate {
+    /// `None` when the tables refuse the positions or the magnitudes are so
+    /// large that only the exact path can decide.
+    fn of(cash: Decimal, held: &Held<'_>) -> Option<Estimate> {
+        let mut estimate = Estimate { equity: decimal_to_f64(cash), maintenance: 0.0, initial: 0.0, slack: 0.0 };
+        let mut magnitude = estimate.equity.abs();
+        for group in held {
+            let margin = group.risk.tables.account(&group.positions).ok()?;
+            estimate.equity += margin.position_value;
+            estimate.maintenance += margin.maintenance;
+            estimate.initial += margin.initial;
+            magnitude += margin.position_value.abs() + margin.initial;
+        }
+        estimate.slack = 4e-6 * held.len() as f64 + 1e-12 * magnitude;
+        (magnitude < 1e15 && estimate.equity.is_finite() && estimate.initial.is_finite()).then_some(estimate)
     }
 }
 

@@ -158,7 +158,9 @@ impl State {
         let fund_net = insurance_paid.value() - dust.value();
         assert_eq!(total, fund_net, "settlement payouts of {} sum to what the insurance fund added", spec.name);
 
-        self.markets[series.0 as usize].settled_at = Some(price);
+        let market = &mut self.markets[series.0 as usize];
+        market.settled_at = Some(price);
+        market.participants.clear();
         self.commitment.touch_series(series);
         events.push(Event::SeriesSettled { series: spec.name, settlement_price: price, from_twap, payouts });
     }

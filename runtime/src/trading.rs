@@ -280,7 +280,7 @@ impl State {
         // Without fresh prices nobody can value new risk: only orders that
         // shrink a position (reduce-only) go through until the oracle recovers.
         if !request.reduce_only && self.is_stale(&market.spec.underlying) {
-            let state = self.oracle.state(&crate::oracle::oracle_symbol(&market.spec.underlying));
+            let state = self.oracle.state(market.spec.underlying.as_str());
             return Err(RuntimeError::UnderlyingStale {
                 underlying: market.spec.underlying.clone(),
                 last_update_ms: state.and_then(|s| s.last_update_ms).unwrap_or(0),
@@ -539,6 +539,7 @@ impl State {
         let address = self.accounts[owner as usize].address;
         let info = OrderInfo {
             owner: address,
+            account: owner,
             series,
             side: request.side,
             price,
@@ -736,15 +737,19 @@ impl State {
     pub(crate) fn update_exposure(&mut self, owner: u64, series: SeriesId, change: impl FnOnce(&mut Exposure)) {
         let market = &mut self.markets[series.0 as usize];
         let account = &mut self.accounts[owner as usize];
-        let exposure = account.exposures.entry(series).or_default();
+        // Only a new exposure can add a participant (see `Market::participants`).
+        let exposure = match account.exposures.entry(series) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                market.participants.insert(owner);
+                entry.insert(Exposure::default())
+            }
+        };
         let before = exposure.buy_lock;
         change(exposure);
         let after = exposure.buy_lock;
         if exposure.is_empty() {
             account.exposures.remove(&series);
-            market.participants.remove(&owner);
-        } else {
-            market.participants.insert(owner);
         }
         account.usd_locked =
             account.usd_locked.minus(before).expect("a buy lock is part of the locked total").plus(after);
@@ -756,7 +761,7 @@ impl State {
     /// book, and forgets it. `remaining` is what was left when it stopped.
     fn release_order(&mut self, id: OrderId, remaining: u64, reason: CancelReason, events: &mut Vec<Event>) {
         let info = self.orders[&id].clone();
-        let owner = self.account_index[&info.owner];
+        let owner = info.account;
         self.markets[info.series.0 as usize].book.cancel(id.0);
         self.update_exposure(owner, info.series, |exposure| remove_from_exposure(exposure, &info, remaining));
         self.forget_order(id);
@@ -773,7 +778,7 @@ impl State {
     /// Drops the runtime's record of an order that has left the book.
     fn forget_order(&mut self, id: OrderId) {
         if let Some(info) = self.orders.remove(&id) {
-            let owner = self.account_index[&info.owner];
+            let owner = info.account;
             let account = &mut self.accounts[owner as usize];
             account.open_orders.remove(&id);
             if info.client_order_id != 0 {
@@ -796,7 +801,7 @@ impl State {
     /// Shrinks an open order in place, keeping its time priority.
     pub(crate) fn reduce_order(&mut self, id: OrderId, new_lots: u64, reason: CancelReason, events: &mut Vec<Event>) {
         let info = self.orders[&id].clone();
-        let owner = self.account_index[&info.owner];
+        let owner = info.account;
         let market = &mut self.markets[info.series.0 as usize];
         let before = market.book.get(id.0).expect("open orders rest").remaining_lots;
         assert!(new_lots > 0 && new_lots < before, "reduce shrinks an order");
