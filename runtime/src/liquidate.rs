@@ -206,8 +206,9 @@ impl State {
             // that the cache misses overlap instead of coming one by one.
             let mut held = 0i64;
             for &owner in batch {
-                let exposures = self.accounts[owner as usize].exposures.iter();
-                held = exposures.map(|(s, e)| e.position_lots ^ i64::from(s.0)).fold(held, i64::wrapping_add);
+                let account = &self.accounts[owner as usize];
+                let positions = account.positions.iter().map(|(s, lots)| lots ^ i64::from(s.0));
+                held = positions.fold(held.wrapping_add(account.usd.value().mantissa() as i64), i64::wrapping_add);
             }
             std::hint::black_box(held);
             for &owner in batch {
@@ -289,10 +290,13 @@ impl State {
         let mut touched = BTreeSet::new();
         if !full {
             // Partial: the market takes just enough, most margin freed per loss first.
-            for series in self.close_order_of(owner) {
-                while let Ok(false) = self.meets(owner, None, Decimal::ZERO, Level::Initial) {
-                    if self.accounts[owner as usize].exposure(series).position_lots == 0 {
-                        break;
+            'positions: for series in self.close_order_of(owner) {
+                // Sizing a close costs a dozen margin evaluations: not for a
+                // position nobody in the market would take.
+                while self.market_can_take(owner, series) {
+                    if !matches!(self.meets(owner, None, Decimal::ZERO, Level::Initial), Ok(false)) {
+                        // Back at initial margin (or unpriceable: nothing to decide by).
+                        break 'positions;
                     }
                     let lots = self.lots_restoring_initial(owner, series);
                     let taken = self.close_through(owner, series, lots, Steps::Market, keeper, &mut credit, events);
@@ -306,12 +310,8 @@ impl State {
         let mut left = 0u32;
         if full || matches!(self.meets(owner, None, Decimal::ZERO, Level::Maintenance), Ok(false)) {
             // Everything, longs first: their proceeds pay for closing the shorts.
-            let mut positions: Vec<(bool, SeriesId)> = self.accounts[owner as usize]
-                .exposures
-                .iter()
-                .filter(|(_, e)| e.position_lots != 0)
-                .map(|(series, e)| (e.position_lots < 0, *series))
-                .collect();
+            let mut positions: Vec<(bool, SeriesId)> =
+                self.accounts[owner as usize].positions.iter().map(|&(series, lots)| (lots < 0, series)).collect();
             positions.sort();
             // Twice: what a counterparty could not pay for, or a short the
             // account's cash could not yet pay for, may go once the other
@@ -383,12 +383,7 @@ impl State {
     /// The account's positions, the most maintenance margin freed per dollar
     /// of expected closing loss (mark × contracts × book band) first.
     fn close_order_of(&self, owner: u64) -> Vec<SeriesId> {
-        let positions: Vec<(SeriesId, i64)> = self.accounts[owner as usize]
-            .exposures
-            .iter()
-            .filter(|(_, e)| e.position_lots != 0)
-            .map(|(s, e)| (*s, e.position_lots))
-            .collect();
+        let positions = self.accounts[owner as usize].positions.clone();
         let Some(all) = self.estimated_maintenance(owner, None) else {
             return positions.into_iter().map(|(series, _)| series).collect();
         };
@@ -447,12 +442,8 @@ impl State {
     /// sold through backstop offers, the book and the insurance fund until
     /// its free cash reaches `needed` or no long is left.
     pub(crate) fn raise_cash(&mut self, owner: u64, needed: Amount, events: &mut Vec<Event>) {
-        let longs: Vec<SeriesId> = self.accounts[owner as usize]
-            .exposures
-            .iter()
-            .filter(|(_, e)| e.position_lots > 0)
-            .map(|(s, _)| *s)
-            .collect();
+        let longs: Vec<SeriesId> =
+            self.accounts[owner as usize].positions.iter().filter(|(_, lots)| *lots > 0).map(|(s, _)| *s).collect();
         let mut credit = Credit::new();
         for series in longs {
             if self.free_usd(owner) >= needed {
@@ -639,22 +630,63 @@ impl State {
         lots
     }
 
+    /// The side and limit price of a book order closing `position`: within
+    /// `book_band` of mark, rounded to the tick in the account's favour.
+    fn book_close(&self, series: SeriesId, position: i64) -> Option<(Side, Price)> {
+        let mark = self.mark(series)?;
+        let tick = self.market(series).tick;
+        let band = self.liquidation.book_band;
+        let (side, limit) = if position > 0 {
+            let mark = to_decimal_up(mark, ASSET_SCALE).ok()?;
+            (Side::Sell, ceil_to_tick(mark * (Decimal::ONE - band), tick).max(tick.value()))
+        } else {
+            let mark = to_decimal_down(mark, ASSET_SCALE).ok()?;
+            (Side::Buy, floor_to_tick(mark * (Decimal::ONE + band), tick).max(tick.value()))
+        };
+        Some((side, Price::new(limit, Field::Price).ok()?))
+    }
+
+    /// Whether the book holds an order an order of `side` limited at `limit` would trade with.
+    fn book_crosses(&self, series: SeriesId, side: Side, limit: Price) -> bool {
+        let market = self.market(series);
+        let Ok(limit_ticks) = market.ticks(limit) else { return false };
+        match side {
+            Side::Sell => market.book.best_bid().is_some_and(|(best, _)| best >= limit_ticks),
+            Side::Buy => market.book.best_ask().is_some_and(|(best, _)| best <= limit_ticks),
+        }
+    }
+
+    /// Whether a keeper's backstop offer or the book could take some of
+    /// `owner`'s position in `series` now (before the finer checks of
+    /// each: cash, margin, room).
+    fn market_can_take(&self, owner: u64, series: SeriesId) -> bool {
+        let position = self.accounts[owner as usize].exposure(series).position_lots;
+        if position == 0 {
+            return false;
+        }
+        let market = self.market(series);
+        let lot_notional = self.index_price(&market.spec.underlying).value() * market.lot.value();
+        let address = self.accounts[owner as usize].address;
+        let offered = self.backstops.values().any(|offer| {
+            offer.underlying == market.spec.underlying
+                && offer.keeper != address
+                && capacities_left(offer, lot_notional)
+        });
+        offered || self.book_close(series, position).is_some_and(|(side, limit)| self.book_crosses(series, side, limit))
+    }
+
     /// An immediate-or-cancel, reduce-only order within the band around mark;
     /// a buy no larger than the account's cash can pay. Returns lots filled.
     fn close_in_book(&mut self, owner: u64, series: SeriesId, wanted: u64, events: &mut Vec<Event>) -> u64 {
-        let Some(mark) = self.mark(series) else { return 0 };
-        let market = self.market(series);
         let position = self.accounts[owner as usize].exposure(series).position_lots;
-        let band = self.liquidation.book_band;
-        let (side, limit) = if position > 0 {
-            let Ok(mark) = to_decimal_up(mark, ASSET_SCALE) else { return 0 };
-            (Side::Sell, ceil_to_tick(mark * (Decimal::ONE - band), market.tick).max(market.tick.value()))
-        } else {
-            let Ok(mark) = to_decimal_down(mark, ASSET_SCALE) else { return 0 };
-            (Side::Buy, floor_to_tick(mark * (Decimal::ONE + band), market.tick).max(market.tick.value()))
+        // An order that cannot cross would only be accepted and cancelled:
+        // after a crash most attempts find no bid in the band.
+        let Some((side, limit)) =
+            self.book_close(series, position).filter(|(side, limit)| self.book_crosses(series, *side, *limit))
+        else {
+            return 0;
         };
-        let Ok(limit) = Price::new(limit, Field::Price) else { return 0 };
-        let Ok(limit_ticks) = market.ticks(limit) else { return 0 };
+        let Ok(limit_ticks) = self.market(series).ticks(limit) else { return 0 };
         let mut lots = wanted;
         if side == Side::Buy {
             let lock = self.buy_lock_per_lot(series, side, limit).value();
@@ -877,7 +909,7 @@ impl State {
         let freed = (start.maintenance - end.maintenance).max(Decimal::ZERO);
         let nominal = Amount::round_up(self.liquidation.penalty_rate * freed);
         let mut cap = self.free_usd(owner).value();
-        if self.accounts[owner as usize].exposures.values().any(|e| e.position_lots != 0) {
+        if !self.accounts[owner as usize].positions.is_empty() {
             cap = cap.min((end.equity - end.maintenance).max(Decimal::ZERO));
         }
         let charged = nominal.min(Amount::round_down(cap));
@@ -929,7 +961,7 @@ impl State {
         let mut accounts: Vec<(Address, Option<Decimal>, MarginFigures)> = self
             .accounts
             .iter()
-            .filter(|account| account.exposures.values().any(|e| e.position_lots != 0))
+            .filter(|account| !account.positions.is_empty())
             .filter_map(|account| {
                 let figures = self.margin_figures(account.owner, &[], Decimal::ZERO).ok()?;
                 Some((account.address, figures.ratio(), figures))

@@ -240,15 +240,15 @@ impl State {
         cash_delta: Decimal,
     ) -> Result<MarginFigures, RuntimeError> {
         let account = &self.accounts[owner as usize];
-        let positions = account.exposures.iter().map(|(series, exposure)| (*series, exposure.position_lots));
+        let positions = account.positions.iter().copied();
         if adjust.len() <= 1 {
             // The common cases (liquidation asks many times), without a copy.
             let held = self.held(WithChange { positions: positions.peekable(), change: adjust.first().copied() })?;
             let (value, maintenance, initial) = self.held_margin(&held)?;
             return Ok(MarginFigures { equity: account.usd.value() + cash_delta + value, maintenance, initial });
         }
-        let mut lots: Vec<(SeriesId, i64)> = Vec::with_capacity(account.exposures.len() + adjust.len());
-        lots.extend(account.exposures.iter().map(|(series, exposure)| (*series, exposure.position_lots)));
+        let mut lots: Vec<(SeriesId, i64)> = Vec::with_capacity(account.positions.len() + adjust.len());
+        lots.extend(account.positions.iter().copied());
         for &(series, change) in adjust {
             match lots.binary_search_by_key(&series, |(s, _)| *s) {
                 Ok(at) => lots[at].1 += change,
@@ -273,7 +273,7 @@ impl State {
         level: Level,
     ) -> Result<bool, RuntimeError> {
         let account = &self.accounts[owner as usize];
-        let positions = account.exposures.iter().map(|(series, exposure)| (*series, exposure.position_lots));
+        let positions = account.positions.iter().copied();
         let held = self.held(WithChange { positions: positions.peekable(), change: adjust })?;
         let cash = account.usd.value() + cash_delta;
         if let Some(estimate) = Estimate::of(cash, &held) {
@@ -300,7 +300,7 @@ impl State {
     /// lots) added to its positions: for rankings, never for decisions.
     pub(crate) fn estimated_maintenance(&self, owner: u64, adjust: Option<(SeriesId, i64)>) -> Option<f64> {
         let account = &self.accounts[owner as usize];
-        let positions = account.exposures.iter().map(|(series, exposure)| (*series, exposure.position_lots));
+        let positions = account.positions.iter().copied();
         let held = self.held(WithChange { positions: positions.peekable(), change: adjust }).ok()?;
         Estimate::of(Decimal::ZERO, &held).map(|estimate| estimate.maintenance)
     }
@@ -405,11 +405,11 @@ impl State {
 
     fn evaluate_into(&self, owner: u64, index: &mut vanna_liquidation::AtRiskIndex) -> Option<MarginFigures> {
         let account = &self.accounts[owner as usize];
-        if account.exposures.values().all(|e| e.position_lots == 0) {
+        if account.positions.is_empty() {
             index.remove(owner);
             return None;
         }
-        let held = self.held(account.exposures.iter().map(|(s, e)| (*s, e.position_lots)));
+        let held = self.held(account.positions.iter().copied());
         let Ok((held, surplus, below)) = held.and_then(|held| {
             // Most accounts are well above maintenance margin: the float
             // figures prove it without the exact ones.
@@ -427,12 +427,8 @@ impl State {
             // Unpriceable for now: nothing can be decided. Watch every
             // underlying it holds, so that it is evaluated as soon as the
             // tables are back.
-            let mut symbols: Vec<String> = account
-                .exposures
-                .iter()
-                .filter(|(_, e)| e.position_lots != 0)
-                .map(|(series, _)| self.market(*series).spec.underlying.clone())
-                .collect();
+            let mut symbols: Vec<String> =
+                account.positions.iter().map(|(series, _)| self.market(*series).spec.underlying.clone()).collect();
             symbols.sort();
             symbols.dedup();
             let watch = symbols.iter().map(|symbol| (symbol.as_str(), vanna_liquidation::Band::Watch));
@@ -467,7 +463,7 @@ impl State {
     /// Equity, margins, margin ratio, and each position's mark and greeks.
     pub fn account_margin(&self, address: &Address) -> Result<AccountRisk, RuntimeError> {
         let account = self.account(address).ok_or(RuntimeError::UnknownAccount(*address))?;
-        let held = self.held(account.exposures.iter().map(|(s, e)| (*s, e.position_lots)))?;
+        let held = self.held(account.positions.iter().copied())?;
         let (position_value, maintenance, initial) = self.held_margin(&held)?;
         let mut positions = Vec::new();
         for (&series, exposure) in account.exposures.iter().filter(|(_, e)| e.position_lots != 0) {

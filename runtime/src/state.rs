@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use vanna_book::{Book, Side};
 
 use crate::commit::Commitment;
@@ -134,6 +135,10 @@ pub struct Account {
     pub usd_locked: Amount,
     pub vanna: Amount,
     pub exposures: BTreeMap<SeriesId, Exposure>,
+    /// The non-zero positions of `exposures`, in series order and inline:
+    /// margin evaluation reads them without walking the map (the liquidation
+    /// pass does so for every candidate). Kept by `State::update_exposure`.
+    pub positions: SmallVec<[(SeriesId, i64); 6]>,
     pub open_orders: BTreeSet<OrderId>,
     pub client_orders: BTreeMap<u64, OrderId>,
     pub backstop_offers: BTreeSet<u64>,
@@ -150,9 +155,22 @@ impl Account {
             usd_locked: Amount::ZERO,
             vanna: Amount::ZERO,
             exposures: BTreeMap::new(),
+            positions: SmallVec::new(),
             open_orders: BTreeSet::new(),
             client_orders: BTreeMap::new(),
             backstop_offers: BTreeSet::new(),
+        }
+    }
+
+    /// Records a series' new position in `positions`.
+    pub(crate) fn set_position(&mut self, series: SeriesId, lots: i64) {
+        match (self.positions.binary_search_by_key(&series, |(s, _)| *s), lots) {
+            (Ok(at), 0) => {
+                self.positions.remove(at);
+            }
+            (Ok(at), lots) => self.positions[at].1 = lots,
+            (Err(_), 0) => {}
+            (Err(at), lots) => self.positions.insert(at, (series, lots)),
         }
     }
 
@@ -406,6 +424,13 @@ impl State {
                 locked = locked.plus(exposure.buy_lock);
                 *positions_net.entry(*series).or_default() += exposure.position_lots;
             }
+            let positions: Vec<(SeriesId, i64)> = account
+                .exposures
+                .iter()
+                .filter(|(_, e)| e.position_lots != 0)
+                .map(|(s, e)| (*s, e.position_lots))
+                .collect();
+            assert_eq!(account.positions.as_slice(), positions.as_slice(), "inline positions mirror the exposures");
             for id in &account.backstop_offers {
                 let offer = &self.backstops[id];
                 assert_eq!(offer.keeper, account.address, "backstop offer {id} belongs to its keeper");

@@ -745,11 +745,14 @@ impl State {
                 entry.insert(Exposure::default())
             }
         };
-        let before = exposure.buy_lock;
+        let (before, lots_before) = (exposure.buy_lock, exposure.position_lots);
         change(exposure);
-        let after = exposure.buy_lock;
+        let (after, lots_after) = (exposure.buy_lock, exposure.position_lots);
         if exposure.is_empty() {
             account.exposures.remove(&series);
+        }
+        if lots_after != lots_before {
+            account.set_position(series, lots_after);
         }
         account.usd_locked =
             account.usd_locked.minus(before).expect("a buy lock is part of the locked total").plus(after);
