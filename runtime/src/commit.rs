@@ -108,7 +108,7 @@ fn global_key() -> Hash {
 
 fn series_state(market: &Market) -> wire::SeriesState {
     wire::SeriesState {
-        name: market.spec.name.clone(),
+        name: market.spec.name.to_string(),
         underlying: market.spec.underlying.clone(),
         expiry_ms: market.spec.expiry_ms,
         strike: market.spec.strike.to_string(),
@@ -338,7 +338,7 @@ impl State {
             .map(|(series, exposure)| {
                 let market = self.market(*series);
                 wire::PositionState {
-                    series: market.spec.name.clone(),
+                    series: market.spec.name.to_string(),
                     contracts: market.signed_contracts(exposure.position_lots).to_string(),
                     cost: exposure.cost.normalize().to_string(),
                 }
@@ -355,7 +355,7 @@ impl State {
                 wire::OrderState {
                     order_id: id.0,
                     client_order_id: info.client_order_id,
-                    series: market.spec.name.clone(),
+                    series: market.spec.name.to_string(),
                     buy: info.side == Side::Buy,
                     price: info.price.to_string(),
                     remaining: market.contracts(resting.remaining_lots).to_string(),

@@ -1,6 +1,8 @@
 //! What a block reports: one receipt per transaction and an ordered list of
 //! events (fills, cancels, transfers...), both deterministic.
 
+use std::sync::Arc;
+
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -80,7 +82,7 @@ pub enum LiquidationStep {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Fill {
-    pub series: String,
+    pub series: Arc<str>,
     pub price: Price,
     pub contracts: Decimal,
     pub premium: Amount,
@@ -98,7 +100,7 @@ pub enum Event {
     /// Shorts of an expiring series could not pay in full: the insurance fund
     /// covered `insurance_paid` and the longs' payouts were cut by `haircut`.
     SettlementShortfall {
-        series: String,
+        series: Arc<str>,
         shortfall: Amount,
         insurance_paid: Amount,
         haircut: Amount,
@@ -117,7 +119,7 @@ pub enum Event {
     /// Part or all of one position left the liquidated account.
     PositionLiquidated {
         account: Address,
-        series: String,
+        series: Arc<str>,
         step: LiquidationStep,
         /// Signed contracts closed: positive when a long was sold.
         contracts: Decimal,
@@ -132,14 +134,14 @@ pub enum Event {
     /// cover closing at mark, so it closed at its bankruptcy price.
     InsuranceFundUsed {
         account: Address,
-        series: String,
+        series: Arc<str>,
         amount: Amount,
     },
     /// An opposite position was reduced by auto-deleveraging.
     Deleveraged {
         liquidated: Address,
         counterparty: Address,
-        series: String,
+        series: Arc<str>,
         /// Signed contracts the counterparty's position changed by.
         contracts: Decimal,
         price: Decimal,
@@ -183,7 +185,7 @@ pub enum Event {
     OrderAccepted {
         order: OrderId,
         owner: Address,
-        series: String,
+        series: Arc<str>,
         side: OrderSide,
         price: Price,
         contracts: Decimal,
@@ -191,7 +193,7 @@ pub enum Event {
     OrderRested {
         order: OrderId,
         owner: Address,
-        series: String,
+        series: Arc<str>,
         contracts: Decimal,
     },
     Filled(Fill),
@@ -204,12 +206,12 @@ pub enum Event {
     OrderCancelled {
         order: OrderId,
         owner: Address,
-        series: String,
+        series: Arc<str>,
         remaining: Decimal,
         reason: CancelReason,
     },
     SeriesListed {
-        series: String,
+        series: Arc<str>,
         expiry_ms: u64,
     },
     /// A series cash-settled at expiry and retired. `from_twap` is false when
@@ -217,7 +219,7 @@ pub enum Event {
     /// settlement time was used instead. Payouts are signed (longs receive,
     /// shorts pay), by account address, and sum to zero.
     SeriesSettled {
-        series: String,
+        series: Arc<str>,
         settlement_price: Price,
         from_twap: bool,
         payouts: Vec<(Address, Decimal)>,

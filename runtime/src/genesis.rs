@@ -274,12 +274,12 @@ impl State {
             .underlyings
             .get(&spec.underlying)
             .ok_or_else(|| RuntimeError::UnknownUnderlying(spec.underlying.clone()))?;
-        if self.series_by_name.contains_key(&spec.name) {
-            return Err(RuntimeError::SeriesExists(spec.name));
+        if self.series_by_name.contains_key(&*spec.name) {
+            return Err(RuntimeError::SeriesExists(spec.name.to_string()));
         }
         if spec.expiry_ms <= self.time_ms {
             return Err(RuntimeError::SeriesExpired {
-                name: spec.name,
+                name: spec.name.to_string(),
                 expiry_ms: spec.expiry_ms,
                 now_ms: self.time_ms,
             });
@@ -297,7 +297,7 @@ impl State {
             return Err(RuntimeError::TooPrecise { field: Field::Strike, max_decimals: crate::money::ASSET_SCALE });
         }
         let id = SeriesId(self.markets.len() as u32);
-        self.series_by_name.insert(spec.name.clone(), id);
+        self.series_by_name.insert(spec.name.to_string(), id);
         self.unsettled.insert((spec.expiry_ms, id));
         self.markets.push(Market::new(id, spec, underlying));
         self.commitment.touch_series(id);

@@ -2,6 +2,8 @@
 //! like `BTC-27DEC26-100000-C`: underlying, expiry date (08:00 UTC that day, as
 //! options venues settle), strike in USD, and C or P.
 
+use std::sync::Arc;
+
 use std::fmt;
 
 use rust_decimal::Decimal;
@@ -59,8 +61,9 @@ pub struct SeriesSpec {
     pub expiry_ms: u64,
     pub strike: Price,
     pub kind: OptionKind,
-    /// The canonical name; equal to `format_name` of the fields.
-    pub name: String,
+    /// The canonical name; equal to `format_name` of the fields. Shared:
+    /// every event about the series carries it.
+    pub name: Arc<str>,
 }
 
 impl SeriesSpec {
@@ -82,12 +85,12 @@ impl SeriesSpec {
         };
         let expiry_ms = parse_date(date).ok_or_else(|| bad("date must look like 27DEC26"))?;
         let strike = Price::parse(strike, Field::Strike).map_err(|_| bad("strike must be a positive decimal"))?;
-        let spec = SeriesSpec { underlying: underlying.to_string(), expiry_ms, strike, kind, name: String::new() };
+        let spec = SeriesSpec { underlying: underlying.to_string(), expiry_ms, strike, kind, name: Arc::from("") };
         let canonical = spec.format_name();
         if canonical != name {
             return Err(bad("not in canonical form (no leading zero in the day, no trailing zeros in the strike)"));
         }
-        Ok(SeriesSpec { name: canonical, ..spec })
+        Ok(SeriesSpec { name: canonical.into(), ..spec })
     }
 
     pub fn format_name(&self) -> String {
@@ -181,7 +184,7 @@ mod tests {
         assert_eq!(spec.format_name(), "BTC-27DEC26-100000-C");
         let put = SeriesSpec::parse("ETH-5JAN27-2500.5-P").unwrap();
         assert_eq!(put.kind, OptionKind::Put);
-        assert_eq!(put.name, "ETH-5JAN27-2500.5-P");
+        assert_eq!(&*put.name, "ETH-5JAN27-2500.5-P");
     }
 
     #[test]

@@ -500,11 +500,11 @@ impl State {
         events: &mut Vec<Event>,
     ) -> u64 {
         let market = self.market(series);
-        let underlying = market.spec.underlying.clone();
+        let address = self.accounts[owner as usize].address;
         let mut offers: Vec<(Decimal, u64)> = self
             .backstops
             .values()
-            .filter(|offer| offer.underlying == underlying && self.account_index[&offer.keeper] != owner)
+            .filter(|offer| offer.underlying == market.spec.underlying && offer.keeper != address)
             .map(|offer| (offer.discount, offer.id))
             .collect();
         if offers.is_empty() {
@@ -512,8 +512,7 @@ impl State {
         }
         offers.sort();
         let Some(mark) = self.mark(series) else { return 0 };
-        let index = self.index_price(&underlying).value();
-        let lot_notional = index * market.lot.value();
+        let lot_notional = self.index_price(&market.spec.underlying).value() * market.lot.value();
         let long = self.accounts[owner as usize].exposure(series).position_lots > 0;
         let mut taken = 0u64;
         let mut start = 0;
@@ -567,8 +566,9 @@ impl State {
         mark: f64,
         events: &mut Vec<Event>,
     ) -> u64 {
-        let offer = self.backstops[&offer_id].clone();
-        let keeper = self.account_index[&offer.keeper];
+        let offer = &self.backstops[&offer_id];
+        let (keeper_address, discount, collateral) = (offer.keeper, offer.discount, offer.collateral);
+        let keeper = self.account_index[&keeper_address];
         if !self.has_room(keeper, series) {
             return 0;
         }
@@ -576,14 +576,14 @@ impl State {
         // Against the liquidated account: it sells low and buys back high.
         let price = if long {
             let Ok(mark) = to_decimal_down(mark, ASSET_SCALE) else { return 0 };
-            floor_to_tick(mark * (Decimal::ONE - offer.discount), tick)
+            floor_to_tick(mark * (Decimal::ONE - discount), tick)
         } else {
             let Ok(mark) = to_decimal_up(mark, ASSET_SCALE) else { return 0 };
-            ceil_to_tick(mark * (Decimal::ONE + offer.discount), tick)
+            ceil_to_tick(mark * (Decimal::ONE + discount), tick)
         };
         let per_lot = price * lot.value();
         let payer_cash =
-            if long { self.free_usd(keeper).value() + offer.collateral.value() } else { self.free_usd(owner).value() };
+            if long { self.free_usd(keeper).value() + collateral.value() } else { self.free_usd(owner).value() };
         let mut cap = share;
         if per_lot > Decimal::ZERO {
             cap = cap.min(u64::try_from((payer_cash / per_lot).floor()).unwrap_or(u64::MAX));
@@ -599,15 +599,15 @@ impl State {
         let payment = per_lot * Decimal::from(lots);
         if long {
             // The keeper pays from its offer's collateral first.
-            let used = Amount::round_down(payment).min(offer.collateral);
+            let used = Amount::round_down(payment).min(collateral);
             let account = &mut self.accounts[keeper as usize];
             account.usd_locked = account.usd_locked.minus(used).expect("collateral is part of the locked total");
             let offer = self.backstops.get_mut(&offer_id).expect("offer exists");
             offer.collateral = offer.collateral.minus(used).expect("used at most the collateral");
         }
-        let contracts = self.market(series).contracts(lots);
-        let notional = Amount::round_up(self.index_price(&offer.underlying).value() * contracts);
-        let lot_notional = self.index_price(&offer.underlying).value() * lot.value();
+        let index = self.index_price(&self.market(series).spec.underlying).value();
+        let notional = Amount::round_up(index * self.market(series).contracts(lots));
+        let lot_notional = index * lot.value();
         let stored = self.backstops.get_mut(&offer_id).expect("offer exists");
         stored.remaining_notional = stored.remaining_notional.minus(notional).unwrap_or(Amount::ZERO);
         let exhausted = !capacities_left(stored, lot_notional);
@@ -619,7 +619,7 @@ impl State {
             series: market.spec.name.clone(),
             step: LiquidationStep::Backstop,
             contracts: if long { market.contracts(lots) } else { -market.contracts(lots) },
-            counterparty: Some(offer.keeper),
+            counterparty: Some(keeper_address),
             price: Some(price),
             cash: if long { payment } else { -payment }.normalize(),
         });
@@ -780,7 +780,7 @@ impl State {
             series: market.spec.name.clone(),
             step: LiquidationStep::InsuranceFund,
             contracts: if long { contracts } else { -contracts },
-            counterparty: Some(Address::insurance_fund()),
+            counterparty: Some(self.accounts[fund as usize].address),
             price: Some((cash.abs() / contracts).round_dp(ASSET_SCALE).normalize()),
             cash,
         });

@@ -473,7 +473,7 @@ impl State {
             let position = Position { series: row, contracts: contracts_f64(market, exposure.position_lots) };
             let view = risk.tables.position_risk(position).map_err(margin_error)?;
             positions.push(PositionRisk {
-                series: market.spec.name.clone(),
+                series: market.spec.name.to_string(),
                 contracts: market.signed_contracts(exposure.position_lots),
                 mark: informational(view.mark),
                 delta: informational(view.delta),

@@ -85,7 +85,7 @@ pub fn parse_order(state: &State, order: &vanna_proto::v1::PlaceOrder) -> Result
     let market = state.market(series);
     if state.time_ms >= market.spec.expiry_ms {
         return Err(RuntimeError::SeriesExpired {
-            name: market.spec.name.clone(),
+            name: market.spec.name.to_string(),
             expiry_ms: market.spec.expiry_ms,
             now_ms: state.time_ms,
         });
@@ -272,7 +272,7 @@ impl State {
         let market = self.market(request.series);
         if self.time_ms >= market.spec.expiry_ms {
             return Err(RuntimeError::SeriesExpired {
-                name: market.spec.name.clone(),
+                name: market.spec.name.to_string(),
                 expiry_ms: market.spec.expiry_ms,
                 now_ms: self.time_ms,
             });

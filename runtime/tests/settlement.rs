@@ -54,7 +54,7 @@ fn settled(output: &BlockOutput) -> Vec<Settlement> {
         .iter()
         .filter_map(|event| match event {
             Event::SeriesSettled { series, settlement_price, from_twap, payouts } => {
-                Some((series.clone(), settlement_price.value(), *from_twap, payouts.clone()))
+                Some((series.to_string(), settlement_price.value(), *from_twap, payouts.clone()))
             }
             _ => None,
         })
@@ -237,7 +237,7 @@ fn a_short_that_cannot_pay_sells_its_longs_before_anyone_else_pays() {
     // Bob's December put was sold to pay; the fund paid its value, not his debt.
     assert!(output.events.iter().any(|event| matches!(
         event,
-        Event::PositionLiquidated { account, series, .. } if *account == chain.address("bob") && series == DEC_PUT
+        Event::PositionLiquidated { account, series, .. } if *account == chain.address("bob") && &**series == DEC_PUT
     )));
     assert!(position(&chain, "bob", DEC_PUT) < dec("1"));
     // The fund bought the put at its mark: it holds it, and paid for it rather than for bob's debt.
