@@ -254,11 +254,51 @@ impl OwnerBlock {
     }
 }
 
+/// Blocks by block number (owner / 64), in a vector: owner handles are
+/// dense, and an update finds its block without a search.
+#[derive(Clone, Debug)]
+struct Blocks<T>(Vec<Option<Box<T>>>);
+
+impl<T> Default for Blocks<T> {
+    fn default() -> Self {
+        Blocks(Vec::new())
+    }
+}
+
+impl<T> Blocks<T> {
+    fn get(&self, block: u64) -> Option<&T> {
+        self.0.get(block as usize)?.as_deref()
+    }
+
+    fn get_mut(&mut self, block: u64) -> Option<&mut T> {
+        self.0.get_mut(block as usize)?.as_deref_mut()
+    }
+
+    fn get_or_insert_with(&mut self, block: u64, make: impl FnOnce() -> T) -> &mut T {
+        let at = block as usize;
+        if at >= self.0.len() {
+            self.0.resize_with(at + 1, || None);
+        }
+        self.0[at].get_or_insert_with(|| Box::new(make()))
+    }
+
+    fn remove(&mut self, block: u64) {
+        if let Some(slot) = self.0.get_mut(block as usize) {
+            *slot = None;
+        }
+    }
+
+    /// Present blocks in ascending block order.
+    fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
+        self.0.iter().enumerate().filter_map(|(block, entry)| Some((block as u64, entry.as_deref()?)))
+    }
+}
+
 #[derive(Clone, Debug)]
 struct UnderlyingIndex {
     name: String,
-    /// Edge blocks by block number (owner / 64); blocks without members are dropped.
-    blocks: BTreeMap<u64, Box<EdgeBlock>>,
+    /// Edge blocks; blocks without members are dropped.
+    blocks: Blocks<EdgeBlock>,
     members: usize,
     watched: usize,
     /// Series id → volatility at the last full scan.
@@ -277,7 +317,7 @@ struct UnderlyingIndex {
 pub struct AtRiskIndex {
     /// By underlying id: the position of its name when first seen.
     underlyings: Vec<UnderlyingIndex>,
-    owners: BTreeMap<u64, Box<OwnerBlock>>,
+    owners: Blocks<OwnerBlock>,
     len: usize,
 }
 
@@ -302,7 +342,7 @@ impl AtRiskIndex {
         );
         self.underlyings.push(UnderlyingIndex {
             name: underlying.to_string(),
-            blocks: BTreeMap::new(),
+            blocks: Blocks::default(),
             members: 0,
             watched: 0,
             reference_volatility: BTreeMap::new(),
@@ -319,13 +359,13 @@ impl AtRiskIndex {
             let id = self.id(underlying);
             held |= 1 << id;
             let index = &mut self.underlyings[id];
-            let edges = index.blocks.entry(block).or_insert_with(|| Box::new(EdgeBlock::new()));
+            let edges = index.blocks.get_or_insert_with(block, EdgeBlock::new);
             let watched = matches!(band, Band::Watch);
             let (was_member, was_watched) = edges.insert(slot, band);
             index.members += usize::from(!was_member);
             index.watched = index.watched + usize::from(watched) - usize::from(was_watched);
         }
-        let owners = self.owners.entry(block).or_insert_with(|| Box::new(OwnerBlock::new()));
+        let owners = self.owners.get_or_insert_with(block, OwnerBlock::new);
         let bit = 1u64 << slot;
         if owners.present & bit == 0 {
             owners.present |= bit;
@@ -343,11 +383,11 @@ impl AtRiskIndex {
             let id = ids.trailing_zeros() as usize;
             ids &= ids - 1;
             let index = &mut self.underlyings[id];
-            let edges = index.blocks.get_mut(&block).expect("an owner's underlying has its edges");
+            let edges = index.blocks.get_mut(block).expect("an owner's underlying has its edges");
             index.watched -= usize::from(edges.remove(slot));
             index.members -= 1;
             if edges.members == 0 {
-                index.blocks.remove(&block);
+                index.blocks.remove(block);
             }
         }
     }
@@ -355,7 +395,7 @@ impl AtRiskIndex {
     /// Forgets an account (it no longer holds positions).
     pub fn remove(&mut self, owner: u64) {
         let (block, slot) = split(owner);
-        let Some(owners) = self.owners.get_mut(&block) else { return };
+        let Some(owners) = self.owners.get_mut(block) else { return };
         let bit = 1u64 << slot;
         if owners.present & bit == 0 {
             return;
@@ -364,7 +404,7 @@ impl AtRiskIndex {
         let held = std::mem::take(&mut owners.held[slot]);
         owners.set_due(slot, u64::MAX);
         if owners.present == 0 {
-            self.owners.remove(&block);
+            self.owners.remove(block);
         }
         self.len -= 1;
         self.remove_edges(block, slot, held);
@@ -376,7 +416,7 @@ impl AtRiskIndex {
         let Some(id) = self.find(underlying) else { return Vec::new() };
         let spot = key(spot.max(0.0));
         let mut owners = Vec::new();
-        for (&block, edges) in &self.underlyings[id].blocks {
+        for (block, edges) in self.underlyings[id].blocks.iter() {
             edges.crossed(block, spot, &mut owners);
         }
         owners
@@ -385,7 +425,7 @@ impl AtRiskIndex {
     /// Accounts whose entry is due for re-evaluation at `now_ms`, in ascending owner order.
     pub fn due(&self, now_ms: u64) -> Vec<u64> {
         let mut owners = Vec::new();
-        for (&block, entries) in &self.owners {
+        for (block, entries) in self.owners.iter() {
             if entries.due_min > now_ms {
                 continue;
             }
@@ -405,7 +445,7 @@ impl AtRiskIndex {
     pub fn members(&self, underlying: &str) -> Vec<u64> {
         let Some(id) = self.find(underlying) else { return Vec::new() };
         let mut owners = Vec::new();
-        for (&block, edges) in &self.underlyings[id].blocks {
+        for (block, edges) in self.underlyings[id].blocks.iter() {
             let mut members = edges.members;
             while members != 0 {
                 owners.push(block * BLOCK_OWNERS + u64::from(members.trailing_zeros()));
@@ -417,7 +457,7 @@ impl AtRiskIndex {
 
     pub fn contains(&self, owner: u64) -> bool {
         let (block, slot) = split(owner);
-        self.owners.get(&block).is_some_and(|owners| owners.present & (1 << slot) != 0)
+        self.owners.get(block).is_some_and(|owners| owners.present & (1 << slot) != 0)
     }
 
     /// Accounts in the index.
