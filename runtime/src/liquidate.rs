@@ -319,13 +319,13 @@ impl State {
             for _ in 0..2 {
                 left = 0;
                 for &(_, series) in &positions {
-                    let lots = self.accounts[owner as usize].exposure(series).position_lots.unsigned_abs();
+                    let lots = self.accounts[owner as usize].position(series).unsigned_abs();
                     if lots == 0 {
                         continue;
                     }
                     self.close_through(owner, series, lots, Steps::All, keeper, &mut credit, events);
                     touched.insert(series);
-                    if self.accounts[owner as usize].exposure(series).position_lots != 0 {
+                    if self.accounts[owner as usize].position(series) != 0 {
                         left += 1;
                     }
                 }
@@ -357,7 +357,7 @@ impl State {
     /// may take): the fewest that do (bisection: margin is convex in size),
     /// or the whole position when closing all of it does not.
     fn lots_restoring_initial(&self, owner: u64, series: SeriesId) -> u64 {
-        let position = self.accounts[owner as usize].exposure(series).position_lots;
+        let position = self.accounts[owner as usize].position(series);
         let lots = position.unsigned_abs();
         let closing = |k: u64| if position > 0 { -(k as i64) } else { k as i64 };
         let mark = to_decimal_up(self.mark(series).unwrap_or(0.0), ASSET_SCALE).unwrap_or(Decimal::ZERO);
@@ -384,15 +384,14 @@ impl State {
     /// of expected closing loss (mark × contracts × book band) first.
     fn close_order_of(&self, owner: u64) -> Vec<SeriesId> {
         let positions = self.accounts[owner as usize].positions.clone();
-        let Some(all) = self.estimated_maintenance(owner, None) else {
+        let Some(held_up) = self.maintenance_held_by_each(owner) else {
             return positions.into_iter().map(|(series, _)| series).collect();
         };
         let band = decimal_to_f64(self.liquidation.book_band);
         let items: Vec<(f64, f64)> = positions
             .iter()
-            .map(|&(series, lots)| {
-                let without = self.estimated_maintenance(owner, Some((series, -lots)));
-                let freed = without.map_or(0.0, |w| all - w);
+            .zip(held_up)
+            .map(|(&(series, lots), (_, freed))| {
                 let contracts = decimal_to_f64(self.market(series).signed_contracts(lots)).abs();
                 (freed, contracts * self.mark(series).unwrap_or(0.0) * band)
             })
@@ -412,7 +411,7 @@ impl State {
         credit: &mut Credit,
         events: &mut Vec<Event>,
     ) -> u64 {
-        let position = self.accounts[owner as usize].exposure(series).position_lots;
+        let position = self.accounts[owner as usize].position(series);
         let wanted = lots.min(position.unsigned_abs());
         let lot_notional =
             self.index_price(&self.market(series).spec.underlying).value() * self.market(series).lot.value();
@@ -449,7 +448,7 @@ impl State {
             if self.free_usd(owner) >= needed {
                 return;
             }
-            let lots = self.accounts[owner as usize].exposure(series).position_lots.unsigned_abs();
+            let lots = self.accounts[owner as usize].position(series).unsigned_abs();
             self.close_through(owner, series, lots, Steps::MarketAndFund, None, &mut credit, events);
         }
     }
@@ -458,7 +457,7 @@ impl State {
     /// same way: `from` towards zero) for `cash` USD from `to` to `from`
     /// (negative: from `from` to `to`). Balances must cover it.
     fn move_position(&mut self, from: u64, to: u64, series: SeriesId, lots: u64, cash: Decimal) {
-        let from_position = self.accounts[from as usize].exposure(series).position_lots;
+        let from_position = self.accounts[from as usize].position(series);
         let from_change = if from_position > 0 { -(lots as i64) } else { lots as i64 };
         let premium = cash.abs();
         self.update_exposure(from, series, |e| e.trade(from_change, premium));
@@ -478,6 +477,10 @@ impl State {
     /// mark: its negative equity, or zero. The most that the insurance fund
     /// and auto-deleveraging may absorb for it.
     fn uncovered(&self, owner: u64) -> Decimal {
+        if matches!(self.meets(owner, None, Decimal::ZERO, Level::Solvent), Ok(true)) {
+            // Solvent: the common case, told without the exact figures.
+            return Decimal::ZERO;
+        }
         self.margin_figures(owner, &[], Decimal::ZERO).map_or(Decimal::ZERO, |f| (-f.equity).max(Decimal::ZERO))
     }
 
@@ -513,7 +516,7 @@ impl State {
         offers.sort();
         let Some(mark) = self.mark(series) else { return 0 };
         let lot_notional = self.index_price(&market.spec.underlying).value() * market.lot.value();
-        let long = self.accounts[owner as usize].exposure(series).position_lots > 0;
+        let long = self.accounts[owner as usize].position(series) > 0;
         let mut taken = 0u64;
         let mut start = 0;
         while start < offers.len() && taken < wanted {
@@ -660,7 +663,7 @@ impl State {
     /// `owner`'s position in `series` now (before the finer checks of
     /// each: cash, margin, room).
     fn market_can_take(&self, owner: u64, series: SeriesId) -> bool {
-        let position = self.accounts[owner as usize].exposure(series).position_lots;
+        let position = self.accounts[owner as usize].position(series);
         if position == 0 {
             return false;
         }
@@ -678,7 +681,7 @@ impl State {
     /// An immediate-or-cancel, reduce-only order within the band around mark;
     /// a buy no larger than the account's cash can pay. Returns lots filled.
     fn close_in_book(&mut self, owner: u64, series: SeriesId, wanted: u64, events: &mut Vec<Event>) -> u64 {
-        let position = self.accounts[owner as usize].exposure(series).position_lots;
+        let position = self.accounts[owner as usize].position(series);
         // An order that cannot cross would only be accepted and cancelled:
         // after a crash most attempts find no bid in the band.
         let Some((side, limit)) =
@@ -712,7 +715,7 @@ impl State {
         if self.place_order(owner, &request, None, events).is_err() {
             return 0;
         }
-        let after = self.accounts[owner as usize].exposure(series).position_lots;
+        let after = self.accounts[owner as usize].position(series);
         let filled = position.unsigned_abs() - after.unsigned_abs();
         if filled > 0 {
             let market = self.market(series);
@@ -740,7 +743,7 @@ impl State {
             return 0;
         }
         let market = self.market(series);
-        let long = self.accounts[owner as usize].exposure(series).position_lots > 0;
+        let long = self.accounts[owner as usize].position(series) > 0;
         let lot = market.lot.value();
         let (Ok(mark_down), Ok(mark_up)) = (to_decimal_down(mark, ASSET_SCALE), to_decimal_up(mark, ASSET_SCALE))
         else {
@@ -807,7 +810,7 @@ impl State {
         };
         let market = self.market(series);
         let lot = market.lot.value();
-        let long = self.accounts[owner as usize].exposure(series).position_lots > 0;
+        let long = self.accounts[owner as usize].position(series) > 0;
         let mut ranked: Vec<(Decimal, Address, u64, MarginFigures)> = Vec::new();
         for &other in &market.participants {
             let exposure = self.accounts[other as usize].exposure(series);
@@ -827,7 +830,7 @@ impl State {
             if closed == wanted {
                 break;
             }
-            let held = self.accounts[other as usize].exposure(series).position_lots.unsigned_abs();
+            let held = self.accounts[other as usize].position(series).unsigned_abs();
             let mut lots = held.min(wanted - closed);
             let price = if long {
                 // The counterparty buys back its short at mark, paying from free cash.

@@ -296,13 +296,23 @@ impl State {
         Ok(cash + value >= required)
     }
 
-    /// `owner`'s maintenance margin in floating point with `adjust` (series,
-    /// lots) added to its positions: for rankings, never for decisions.
-    pub(crate) fn estimated_maintenance(&self, owner: u64, adjust: Option<(SeriesId, i64)>) -> Option<f64> {
+    /// The maintenance margin each of `owner`'s positions holds up, in
+    /// floating point: the requirement less the requirement without it. For
+    /// rankings, never for decisions. In series order.
+    pub(crate) fn maintenance_held_by_each(&self, owner: u64) -> Option<Vec<(SeriesId, f64)>> {
         let account = &self.accounts[owner as usize];
-        let positions = account.positions.iter().copied();
-        let held = self.held(WithChange { positions: positions.peekable(), change: adjust }).ok()?;
-        Estimate::of(Decimal::ZERO, &held).map(|estimate| estimate.maintenance)
+        let held = self.held(account.positions.iter().copied()).ok()?;
+        let mut held_up = Vec::with_capacity(account.positions.len());
+        for group in &held {
+            let all = group.risk.tables.account(&group.positions).ok()?.maintenance;
+            let without = group.risk.tables.maintenance_without_each(&group.positions).ok()?;
+            // The group's positions are the account's of its underlying, in series order.
+            let series = account.positions.iter().map(|(series, _)| *series);
+            let series = series.filter(|series| self.market(*series).spec.underlying == group.symbol);
+            held_up.extend(series.zip(without).map(|(series, without)| (series, all - without)));
+        }
+        held_up.sort_unstable_by_key(|(series, _)| *series);
+        Some(held_up)
     }
 
     /// Refuses a change that would leave `owner`'s equity below the initial

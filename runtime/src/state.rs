@@ -162,6 +162,11 @@ impl Account {
         }
     }
 
+    /// The signed position in `series`, in lots (from `positions`: no map walk).
+    pub fn position(&self, series: SeriesId) -> i64 {
+        self.positions.binary_search_by_key(&series, |(s, _)| *s).map_or(0, |at| self.positions[at].1)
+    }
+
     /// Records a series' new position in `positions`.
     pub(crate) fn set_position(&mut self, series: SeriesId, lots: i64) {
         match (self.positions.binary_search_by_key(&series, |(s, _)| *s), lots) {

@@ -300,6 +300,37 @@ impl MarginTables {
         Ok(margin)
     }
 
+    /// The maintenance margin of `positions` without each one in turn, in
+    /// their order: each scenario's total less that position's P&L, so one
+    /// pass over the scenarios per position instead of an evaluation each.
+    /// The subtraction rounds differently from a fresh sum: for rankings
+    /// (which position frees the most margin), never for decisions.
+    /// Positions follow the rules of [`Self::account`].
+    pub fn maintenance_without_each(&self, positions: &[Position]) -> Result<Vec<f64>, MarginError> {
+        let width = self.maintenance_scenarios;
+        let mut totals = [0.0f64; SCENARIOS_MAX];
+        let totals = &mut totals[..width];
+        let mut short_contracts = 0.0;
+        let mut previous: Option<SeriesIndex> = None;
+        for position in positions {
+            self.check(position, previous)?;
+            previous = Some(position.series);
+            let row = self.pnl_per_contract(position.series).expect("checked series index");
+            for (total, pnl) in totals.iter_mut().zip(row) {
+                *total += position.contracts * pnl;
+            }
+            short_contracts += (-position.contracts).max(0.0);
+        }
+        let without = positions.iter().map(|position| {
+            let row = self.pnl_per_contract(position.series).expect("checked series index");
+            let lowest =
+                totals.iter().zip(row).map(|(total, pnl)| total - position.contracts * pnl).fold(0.0, f64::min);
+            let short = short_contracts - (-position.contracts).max(0.0);
+            -lowest + short * self.maintenance_short_charge
+        });
+        Ok(without.collect())
+    }
+
     /// Margin of positions that open orders may still change.
     ///
     /// A scenario's P&L is linear in how much of the buys and of the sells of
