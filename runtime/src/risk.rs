@@ -419,31 +419,23 @@ impl State {
             index.remove(owner);
             return None;
         }
-        let held = self.held(account.positions.iter().copied());
-        let Ok((held, surplus, below)) = held.and_then(|held| {
-            // Most accounts are well above maintenance margin: the float
-            // figures prove it without the exact ones.
-            if let Some(estimate) = Estimate::of(account.usd.value(), &held) {
-                let lower = estimate.equity - estimate.maintenance - estimate.slack;
-                if lower > 0.0 {
-                    return Ok((held, lower, None));
-                }
-            }
-            let (value, maintenance, initial) = self.held_margin(&held)?;
-            let figures = MarginFigures { equity: account.usd.value() + value, maintenance, initial };
-            let surplus = decimal_to_f64(figures.equity - figures.maintenance);
-            Ok((held, surplus, figures.below_maintenance().then_some(figures)))
-        }) else {
-            // Unpriceable for now: nothing can be decided. Watch every
-            // underlying it holds, so that it is evaluated as soon as the
-            // tables are back.
-            let mut symbols: Vec<String> =
-                account.positions.iter().map(|(series, _)| self.market(*series).spec.underlying.clone()).collect();
-            symbols.sort();
-            symbols.dedup();
-            let watch = symbols.iter().map(|symbol| (symbol.as_str(), vanna_liquidation::Band::Watch));
-            index.insert(owner, self.time_ms, watch);
+        let Ok(held) = self.held(account.positions.iter().copied()) else {
+            self.watch(owner, index);
             return None;
+        };
+        // Most accounts are well above maintenance margin: the float figures
+        // prove it without the exact ones.
+        let estimate = Estimate::of(account.usd.value(), &held);
+        let (surplus, below) = match estimate.map(|e| e.equity - e.maintenance - e.slack) {
+            Some(lower) if lower > 0.0 => (lower, None),
+            _ => {
+                let Ok((value, maintenance, initial)) = self.held_margin(&held) else {
+                    self.watch(owner, index);
+                    return None;
+                };
+                let figures = MarginFigures { equity: account.usd.value() + value, maintenance, initial };
+                (decimal_to_f64(figures.equity - figures.maintenance), figures.below_maintenance().then_some(figures))
+            }
         };
         let mut exposures: SmallVec<[UnderlyingExposure; 1]> = SmallVec::new();
         for group in &held {
@@ -465,9 +457,23 @@ impl State {
         // Due between half and all of the refresh interval, spread by handle,
         // so accounts evaluated in the same block do not all come due together.
         let half = (self.liquidation.refresh_ms / 2).max(1);
-        let due = self.time_ms.saturating_add(half + owner.wrapping_mul(0x9E37_79B9_7F4A_7C15) % half);
+        // (A multiply and shift maps the hash onto 0..half without a division.)
+        let spread = (u128::from(owner.wrapping_mul(0x9E37_79B9_7F4A_7C15)) * u128::from(half)) >> 64;
+        let due = self.time_ms.saturating_add(half + spread as u64);
         index.insert(owner, due, entry);
         below
+    }
+
+    /// Puts `owner` on the watch list of every underlying it holds: it cannot
+    /// be priced for now, so nothing can be decided, and it is evaluated as
+    /// soon as the tables are back.
+    fn watch(&self, owner: u64, index: &mut vanna_liquidation::AtRiskIndex) {
+        let account = &self.accounts[owner as usize];
+        let mut symbols: Vec<&str> =
+            account.positions.iter().map(|(series, _)| self.market(*series).spec.underlying.as_str()).collect();
+        symbols.sort_unstable();
+        symbols.dedup();
+        index.insert(owner, self.time_ms, symbols.into_iter().map(|symbol| (symbol, vanna_liquidation::Band::Watch)));
     }
 
     /// Equity, margins, margin ratio, and each position's mark and greeks.
@@ -552,13 +558,20 @@ const POWERS_OF_TEN: [f64; 23] = [
 /// the same bits `decimal_to_f64` returns for the same number (normalised or
 /// not). Otherwise the general path.
 fn contracts_f64(market: &crate::state::Market, lots: i64) -> f64 {
-    let lot = market.lot.value();
-    let scale = lot.scale() as usize;
-    let mantissa = i64::try_from(lot.mantissa()).ok().and_then(|m| m.checked_mul(lots));
-    match mantissa {
-        Some(m) if m.unsigned_abs() <= 1 << 53 && scale < POWERS_OF_TEN.len() => m as f64 / POWERS_OF_TEN[scale],
-        _ => decimal_to_f64(market.signed_contracts(lots)),
+    if let Some((mantissa, power)) = market.lot_units
+        && let Some(m) = mantissa.checked_mul(lots)
+        && m.unsigned_abs() <= 1 << 53
+    {
+        return m as f64 / power;
     }
+    decimal_to_f64(market.signed_contracts(lots))
+}
+
+/// A lot's mantissa and power of ten for [`contracts_f64`].
+pub(crate) fn lot_units(lot: crate::money::Quantity) -> Option<(i64, f64)> {
+    let lot = lot.value();
+    let power = POWERS_OF_TEN.get(lot.scale() as usize)?;
+    Some((i64::try_from(lot.mantissa()).ok()?, *power))
 }
 
 /// What equity is compared with in [`State::meets`].

@@ -241,6 +241,10 @@ pub struct Market {
     pub spec: SeriesSpec,
     pub tick: Price,
     pub lot: Quantity,
+    /// The lot as an integer mantissa and its power of ten, when both are
+    /// exact in `f64`: margin evaluation turns lots into contracts with one
+    /// multiply and one divide (see `risk::contracts_f64`).
+    pub lot_units: Option<(i64, f64)>,
     pub book: Book,
     /// Every account with a non-empty exposure here (position or open
     /// orders), so that settlement and deleveraging visit only them; it may
@@ -260,6 +264,7 @@ impl Market {
             spec,
             tick: underlying.tick_size,
             lot: underlying.lot_size,
+            lot_units: crate::risk::lot_units(underlying.lot_size),
             book: Book::new(),
             participants: BTreeSet::new(),
             settled_at: None,

@@ -44,7 +44,8 @@ pub fn decimal_to_f64(value: Decimal) -> f64 {
     let mantissa = value.mantissa();
     let scale = value.scale() as usize;
     if mantissa.unsigned_abs() <= 1 << 53 && scale < POWERS_OF_TEN.len() {
-        return mantissa as f64 / POWERS_OF_TEN[scale];
+        // Through i64: the same exact integer, converted in one instruction.
+        return mantissa as i64 as f64 / POWERS_OF_TEN[scale];
     }
     value.to_string().parse().expect("a Decimal's text is a valid float literal")
 }
