@@ -199,22 +199,11 @@ impl State {
     /// maintenance margin, worst first.
     fn liquidate_below_maintenance(&mut self, candidates: impl IntoIterator<Item = u64>, events: &mut Vec<Event>) {
         let mut below: Vec<(Option<Decimal>, u64)> = Vec::new();
-        let candidates: Vec<u64> = candidates.into_iter().collect();
-        for batch in candidates.chunks(64) {
-            // Memory latency, not arithmetic, bounds a pass over many
-            // accounts: read each account's positions of the batch first, so
-            // that the cache misses overlap instead of coming one by one.
-            let mut held = 0i64;
-            for &owner in batch {
-                let account = &self.accounts[owner as usize];
-                let positions = account.positions.iter().map(|(s, lots)| lots ^ i64::from(s.0));
-                held = positions.fold(held.wrapping_add(account.usd.value().mantissa() as i64), i64::wrapping_add);
-            }
-            std::hint::black_box(held);
-            for &owner in batch {
-                if let Some(figures) = self.index_account(owner) {
-                    below.push((figures.ratio(), owner));
-                }
+        // Candidates come in ascending handle order, so accounts are read in
+        // memory order and the processor's prefetcher hides the misses.
+        for owner in candidates {
+            if let Some(figures) = self.index_account(owner) {
+                below.push((figures.ratio(), owner));
             }
         }
         // Worst first: no positive equity, then the highest ratio; then by handle.
