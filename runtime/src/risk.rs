@@ -650,6 +650,53 @@ mod tests {
         }
     }
 
+    /// `meets` decides by the float figures unless they are too close to the
+    /// line: its answers are the exact figures' answers, also a micro-dollar
+    /// either side of the line and on it.
+    #[test]
+    fn meets_gives_the_exact_answer_at_and_around_the_line() {
+        use vanna_proto::v1::Side as WireSide;
+
+        use crate::tx::limit_order;
+        let (genesis, signers) = crate::sandbox::demo_genesis(&[("writer", 1_000_000), ("taker", 1_000_000)]);
+        let mut chain = crate::sandbox::Sandbox::new(&genesis, signers).unwrap();
+        let mut events = Vec::new();
+        let trades = [
+            ("BTC-25DEC26-90000-P", WireSide::Sell, "2500", "3"),
+            ("BTC-25DEC26-110000-C", WireSide::Sell, "1500", "2"),
+            ("BTC-25DEC26-100000-C", WireSide::Buy, "6000", "1"),
+        ];
+        for (series, side, price, quantity) in trades {
+            let opposite = if side == WireSide::Buy { WireSide::Sell } else { WireSide::Buy };
+            for (who, side) in [("taker", opposite), ("writer", side)] {
+                let (order, address) = (limit_order(series, side, price, quantity), chain.address(who));
+                crate::tools::place_order(&mut chain.state, &address, &order, &mut events).unwrap();
+            }
+        }
+        let state = &chain.state;
+        let writer = state.account_index[&chain.address("writer")];
+        assert_eq!(state.accounts[writer as usize].positions.len(), 3);
+        let put = state.series_by_name["BTC-25DEC26-90000-P"];
+        let other = state.series_by_name["BTC-25DEC26-100000-P"];
+        for adjust in [None, Some((put, 1)), Some((put, -2)), Some((other, 4))] {
+            let exact = state.margin_figures(writer, adjust.as_slice(), Decimal::ZERO).unwrap();
+            let lines = [
+                (Level::Initial, exact.initial),
+                (Level::Maintenance, exact.maintenance),
+                (Level::Solvent, Decimal::ZERO),
+            ];
+            for (level, required) in lines {
+                for offset in [-1_000_000, -1, 0, 1, 1_000_000] {
+                    // Cash that puts equity `offset` micro-dollars from the line.
+                    let delta = required - exact.equity + Decimal::new(offset, 6);
+                    let expected = exact.equity + delta >= required;
+                    let got = state.meets(writer, adjust, delta, level).unwrap();
+                    assert_eq!(got, expected, "{level:?} with {adjust:?}, {offset} µUSD from the line");
+                }
+            }
+        }
+    }
+
     #[test]
     fn contracts_in_f64_are_the_exact_conversion() {
         for lot in ["1", "0.1", "0.01", "0.001", "0.000001", "0.25", "0.3", "0.07"] {

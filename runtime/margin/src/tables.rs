@@ -524,6 +524,21 @@ mod tests {
     }
 
     #[test]
+    fn maintenance_without_each_is_the_requirement_without_that_position() {
+        let tables = tables();
+        let positions = [position(0, -2.0), position(1, 1.5), position(2, -0.5), position(3, 3.0)];
+        let without = tables.maintenance_without_each(&positions).unwrap();
+        assert_eq!(without.len(), positions.len());
+        for (skip, value) in without.iter().enumerate() {
+            let rest: Vec<Position> =
+                positions.iter().enumerate().filter(|(at, _)| *at != skip).map(|(_, p)| *p).collect();
+            let expected = tables.account(&rest).unwrap().maintenance;
+            // A subtraction instead of a fresh sum: equal up to rounding.
+            assert!((value - expected).abs() <= 1e-9 * expected.max(1.0), "without {skip}: {value} vs {expected}");
+        }
+    }
+
+    #[test]
     fn no_positions_no_margin() {
         let margin = tables().account(&[]).unwrap();
         assert_eq!(margin.maintenance.to_bits(), 0.0f64.to_bits());
