@@ -260,24 +260,9 @@ impl MarginTables {
     /// validator gets the same bits, and nets each series before the short
     /// charge.
     pub fn account(&self, positions: &[Position]) -> Result<AccountMargin, MarginError> {
-        let width = self.scenarios.len();
         let mut totals = [0.0f64; SCENARIOS_MAX];
-        let totals = &mut totals[..width];
-        let mut position_value = 0.0;
-        let mut short_contracts = 0.0;
-        let mut previous: Option<SeriesIndex> = None;
-        for position in positions {
-            self.check(position, previous)?;
-            previous = Some(position.series);
-            let row = self.pnl_per_contract(position.series).expect("checked series index");
-            for (total, pnl) in totals.iter_mut().zip(row) {
-                *total += position.contracts * pnl;
-            }
-            position_value += position.contracts * self.marks[position.series.0 as usize].greeks.price;
-            if position.contracts < 0.0 {
-                short_contracts += -position.contracts;
-            }
-        }
+        let totals = &mut totals[..self.scenarios.len()];
+        let (position_value, short_contracts) = self.scenario_totals(positions, totals)?;
         let (maintenance_worst_loss, maintenance_worst_scenario) = worst(&totals[..self.maintenance_scenarios], 0);
         let (initial_only_loss, initial_only_scenario) =
             worst(&totals[self.maintenance_scenarios..], self.maintenance_scenarios);
@@ -300,16 +285,24 @@ impl MarginTables {
         Ok(margin)
     }
 
-    /// The maintenance margin of `positions` without each one in turn, in
-    /// their order: each scenario's total less that position's P&L, so one
-    /// pass over the scenarios per position instead of an evaluation each.
-    /// The subtraction rounds differently from a fresh sum: for rankings
-    /// (which position frees the most margin), never for decisions.
-    /// Positions follow the rules of [`Self::account`].
-    pub fn maintenance_without_each(&self, positions: &[Position]) -> Result<Vec<f64>, MarginError> {
-        let width = self.maintenance_scenarios;
+    /// Position value and maintenance margin of `positions`, bit for bit
+    /// those of [`Self::account`] (each scenario's sum does not depend on the
+    /// others), at less than half the work: the maintenance scenarios only.
+    /// What the liquidation pass asks of every candidate.
+    pub fn maintenance(&self, positions: &[Position]) -> Result<(f64, f64), MarginError> {
         let mut totals = [0.0f64; SCENARIOS_MAX];
-        let totals = &mut totals[..width];
+        let totals = &mut totals[..self.maintenance_scenarios];
+        let (position_value, short_contracts) = self.scenario_totals(positions, totals)?;
+        let (worst_loss, _) = worst(totals, 0);
+        Ok((position_value, worst_loss + short_contracts * self.maintenance_short_charge))
+    }
+
+    /// Adds the positions' P&L in the first `totals.len()` scenarios to
+    /// `totals`, position by position in the order given; returns their mark
+    /// value and short contracts. Positions follow the rules of
+    /// [`Self::account`].
+    fn scenario_totals(&self, positions: &[Position], totals: &mut [f64]) -> Result<(f64, f64), MarginError> {
+        let mut position_value = 0.0;
         let mut short_contracts = 0.0;
         let mut previous: Option<SeriesIndex> = None;
         for position in positions {
@@ -319,8 +312,24 @@ impl MarginTables {
             for (total, pnl) in totals.iter_mut().zip(row) {
                 *total += position.contracts * pnl;
             }
-            short_contracts += (-position.contracts).max(0.0);
+            position_value += position.contracts * self.marks[position.series.0 as usize].greeks.price;
+            if position.contracts < 0.0 {
+                short_contracts += -position.contracts;
+            }
         }
+        Ok((position_value, short_contracts))
+    }
+
+    /// The maintenance margin of `positions` without each one in turn, in
+    /// their order: each scenario's total less that position's P&L, so one
+    /// pass over the scenarios per position instead of an evaluation each.
+    /// The subtraction rounds differently from a fresh sum: for rankings
+    /// (which position frees the most margin), never for decisions.
+    /// Positions follow the rules of [`Self::account`].
+    pub fn maintenance_without_each(&self, positions: &[Position]) -> Result<Vec<f64>, MarginError> {
+        let mut totals = [0.0f64; SCENARIOS_MAX];
+        let totals = &mut totals[..self.maintenance_scenarios];
+        let (_, short_contracts) = self.scenario_totals(positions, totals)?;
         let without = positions.iter().map(|position| {
             let row = self.pnl_per_contract(position.series).expect("checked series index");
             let lowest =
@@ -521,6 +530,27 @@ mod tests {
 
     fn position(series: u32, contracts: f64) -> Position {
         Position { series: SeriesIndex(series), contracts }
+    }
+
+    #[test]
+    fn maintenance_alone_is_bit_for_bit_the_full_evaluation() {
+        let tables = tables();
+        let portfolios: [&[Position]; 4] = [
+            &[],
+            &[position(0, -2.0)],
+            &[position(0, 1.0), position(1, -3.5), position(3, 0.25)],
+            &[position(0, -1e6), position(1, 2e6), position(2, -3e-6), position(3, 7.0)],
+        ];
+        for positions in portfolios {
+            let full = tables.account(positions).unwrap();
+            let (value, maintenance) = tables.maintenance(positions).unwrap();
+            assert_eq!(value.to_bits(), full.position_value.to_bits(), "{positions:?}");
+            assert_eq!(maintenance.to_bits(), full.maintenance.to_bits(), "{positions:?}");
+        }
+        assert!(matches!(
+            tables.maintenance(&[position(1, 1.0), position(0, 1.0)]),
+            Err(MarginError::PositionsNotSorted { series: 0 })
+        ));
     }
 
     #[test]
