@@ -492,13 +492,8 @@ impl State {
         events: &mut Vec<Event>,
     ) -> u64 {
         let market = self.market(series);
-        let address = self.accounts[owner as usize].address;
-        let mut offers: Vec<(Decimal, u64)> = self
-            .backstops
-            .values()
-            .filter(|offer| offer.underlying == market.spec.underlying && offer.keeper != address)
-            .map(|offer| (offer.discount, offer.id))
-            .collect();
+        let mut offers: Vec<(Decimal, u64)> =
+            self.backstop_offers_for(owner, series).map(|offer| (offer.discount, offer.id)).collect();
         if offers.is_empty() {
             return 0;
         }
@@ -622,9 +617,10 @@ impl State {
         lots
     }
 
-    /// The side and limit price of a book order closing `position`: within
-    /// `book_band` of mark, rounded to the tick in the account's favour.
-    fn book_close(&self, series: SeriesId, position: i64) -> Option<(Side, Price)> {
+    /// The side, limit price and its ticks of a book order closing
+    /// `position`: within `book_band` of mark, rounded to the tick in the
+    /// account's favour.
+    fn book_close(&self, series: SeriesId, position: i64) -> Option<(Side, Price, u64)> {
         let mark = self.mark(series)?;
         let tick = self.market(series).tick;
         let band = self.liquidation.book_band;
@@ -635,13 +631,14 @@ impl State {
             let mark = to_decimal_down(mark, ASSET_SCALE).ok()?;
             (Side::Buy, floor_to_tick(mark * (Decimal::ONE + band), tick).max(tick.value()))
         };
-        Some((side, Price::new(limit, Field::Price).ok()?))
+        let limit = Price::new(limit, Field::Price).ok()?;
+        Some((side, limit, self.market(series).ticks(limit).ok()?))
     }
 
-    /// Whether the book holds an order an order of `side` limited at `limit` would trade with.
-    fn book_crosses(&self, series: SeriesId, side: Side, limit: Price) -> bool {
+    /// Whether the book holds an order that an order of `side` limited at
+    /// `limit_ticks` would trade with.
+    fn book_crosses(&self, series: SeriesId, side: Side, limit_ticks: u64) -> bool {
         let market = self.market(series);
-        let Ok(limit_ticks) = market.ticks(limit) else { return false };
         match side {
             Side::Sell => market.book.best_bid().is_some_and(|(best, _)| best >= limit_ticks),
             Side::Buy => market.book.best_ask().is_some_and(|(best, _)| best <= limit_ticks),
@@ -658,13 +655,16 @@ impl State {
         }
         let market = self.market(series);
         let lot_notional = self.index_price(&market.spec.underlying).value() * market.lot.value();
+        let offered = self.backstop_offers_for(owner, series).any(|offer| capacities_left(offer, lot_notional));
+        offered
+            || self.book_close(series, position).is_some_and(|(side, _, ticks)| self.book_crosses(series, side, ticks))
+    }
+
+    /// Backstop offers of the underlying of `series` from keepers other than `owner`.
+    fn backstop_offers_for(&self, owner: u64, series: SeriesId) -> impl Iterator<Item = &crate::state::BackstopOffer> {
+        let underlying = &self.market(series).spec.underlying;
         let address = self.accounts[owner as usize].address;
-        let offered = self.backstops.values().any(|offer| {
-            offer.underlying == market.spec.underlying
-                && offer.keeper != address
-                && capacities_left(offer, lot_notional)
-        });
-        offered || self.book_close(series, position).is_some_and(|(side, limit)| self.book_crosses(series, side, limit))
+        self.backstops.values().filter(move |offer| offer.underlying == *underlying && offer.keeper != address)
     }
 
     /// An immediate-or-cancel, reduce-only order within the band around mark;
@@ -673,12 +673,11 @@ impl State {
         let position = self.accounts[owner as usize].position(series);
         // An order that cannot cross would only be accepted and cancelled:
         // after a crash most attempts find no bid in the band.
-        let Some((side, limit)) =
-            self.book_close(series, position).filter(|(side, limit)| self.book_crosses(series, *side, *limit))
+        let Some((side, limit, limit_ticks)) =
+            self.book_close(series, position).filter(|(side, _, ticks)| self.book_crosses(series, *side, *ticks))
         else {
             return 0;
         };
-        let Ok(limit_ticks) = self.market(series).ticks(limit) else { return 0 };
         let mut lots = wanted;
         if side == Side::Buy {
             let lock = self.buy_lock_per_lot(series, side, limit).value();

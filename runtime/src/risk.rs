@@ -276,24 +276,13 @@ impl State {
         let positions = account.positions.iter().copied();
         let held = self.held(WithChange { positions: positions.peekable(), change: adjust })?;
         let cash = account.usd.value() + cash_delta;
-        if let Some(estimate) = Estimate::of(cash, &held) {
-            let surplus = estimate.equity
-                - match level {
-                    Level::Initial => estimate.initial,
-                    Level::Maintenance => estimate.maintenance,
-                    Level::Solvent => 0.0,
-                };
-            if surplus.abs() > estimate.slack {
-                return Ok(surplus > 0.0);
-            }
+        if let Some(estimate) = Estimate::of(cash, &held, level)
+            && estimate.surplus.abs() > estimate.slack
+        {
+            return Ok(estimate.surplus > 0.0);
         }
         let (value, maintenance, initial) = self.held_margin(&held)?;
-        let required = match level {
-            Level::Initial => initial,
-            Level::Maintenance => maintenance,
-            Level::Solvent => Decimal::ZERO,
-        };
-        Ok(cash + value >= required)
+        Ok(cash + value >= level.requirement(maintenance, initial))
     }
 
     /// The maintenance margin each of `owner`'s positions holds up, in
@@ -425,7 +414,8 @@ impl State {
         };
         // Most accounts are well above maintenance margin: the float figures
         // prove it without the exact ones.
-        let (surplus, below) = match Estimate::maintenance_surplus(account.usd.value(), &held) {
+        let estimate = Estimate::of(account.usd.value(), &held, Level::Maintenance);
+        let (surplus, below) = match estimate.map(|estimate| estimate.surplus - estimate.slack) {
             Some(lower) if lower > 0.0 => (lower, None),
             _ => {
                 let Ok((value, maintenance, initial)) = self.held_margin(&held) else {
@@ -582,50 +572,51 @@ pub(crate) enum Level {
     Solvent,
 }
 
-/// An account's figures in floating point, and how far the exact figures
-/// ([`MarginFigures`]) may be from them.
+impl Level {
+    /// The requirement of this level among an account's margins.
+    fn requirement<T: Default>(self, maintenance: T, initial: T) -> T {
+        match self {
+            Level::Initial => initial,
+            Level::Maintenance => maintenance,
+            Level::Solvent => T::default(),
+        }
+    }
+}
+
+/// An account's equity less the requirement of a [`Level`], in floating
+/// point, and how far the exact figure ([`MarginFigures`]) may be from it.
 struct Estimate {
-    equity: f64,
-    maintenance: f64,
-    initial: f64,
-    /// Any exact figure, and any difference of two, is within `slack` of its
-    /// float counterpart. The exact figures round each underlying's position
-    /// value down and requirements up to `ASSET_SCALE` places (at most 1e-6
-    /// each), and the float sums err by a few ulps of the magnitudes summed;
-    /// the slack covers both many times over.
+    surplus: f64,
+    /// The exact surplus is within `slack` of `surplus`. The exact figures
+    /// round each underlying's position value down and requirement up to
+    /// `ASSET_SCALE` places (at most 1e-6 each), and the float sums err by a
+    /// few ulps of the magnitudes summed; the slack covers both many times
+    /// over.
     slack: f64,
 }
 
 impl Estimate {
+    /// Only the scenarios the level needs are evaluated: below initial, the
+    /// maintenance ones (the liquidation pass's question, at half the work).
     /// `None` when the tables refuse the positions or the magnitudes are so
     /// large that only the exact path can decide.
-    fn of(cash: Decimal, held: &Held<'_>) -> Option<Estimate> {
-        let mut estimate = Estimate { equity: decimal_to_f64(cash), maintenance: 0.0, initial: 0.0, slack: 0.0 };
-        let mut magnitude = estimate.equity.abs();
-        for group in held {
-            let margin = group.risk.tables.account(&group.positions).ok()?;
-            estimate.equity += margin.position_value;
-            estimate.maintenance += margin.maintenance;
-            estimate.initial += margin.initial;
-            magnitude += margin.position_value.abs() + margin.initial;
-        }
-        estimate.slack = 4e-6 * held.len() as f64 + 1e-12 * magnitude;
-        (magnitude < 1e15 && estimate.equity.is_finite() && estimate.initial.is_finite()).then_some(estimate)
-    }
-
-    /// A lower bound on equity less maintenance margin, from the maintenance
-    /// scenarios alone (the liquidation pass's question, at half the work of
-    /// [`Self::of`]); same error bound.
-    fn maintenance_surplus(cash: Decimal, held: &Held<'_>) -> Option<f64> {
+    fn of(cash: Decimal, held: &Held<'_>, level: Level) -> Option<Estimate> {
         let mut surplus = decimal_to_f64(cash);
         let mut magnitude = surplus.abs();
         for group in held {
-            let (value, maintenance) = group.risk.tables.maintenance(&group.positions).ok()?;
-            surplus += value - maintenance;
-            magnitude += value.abs() + maintenance;
+            let tables = &group.risk.tables;
+            let (value, required) = if level == Level::Initial {
+                let margin = tables.account(&group.positions).ok()?;
+                (margin.position_value, margin.initial)
+            } else {
+                let (value, maintenance) = tables.maintenance(&group.positions).ok()?;
+                (value, if level == Level::Solvent { 0.0 } else { maintenance })
+            };
+            surplus += value - required;
+            magnitude += value.abs() + required;
         }
-        let lower = surplus - (4e-6 * held.len() as f64 + 1e-12 * magnitude);
-        (magnitude < 1e15 && lower.is_finite()).then_some(lower)
+        let slack = 4e-6 * held.len() as f64 + 1e-12 * magnitude;
+        (magnitude < 1e15 && surplus.is_finite()).then_some(Estimate { surplus, slack })
     }
 }
 
