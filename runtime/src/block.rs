@@ -108,11 +108,17 @@ impl State {
         // Prices move before any transaction so that everything after them in
         // the block (settlement, orders, later liquidation) sees one index.
         self.apply_oracle_reports(&context.oracle_reports, &mut events);
-        self.settle_expired(&mut events);
+        // Marks at this block's index, time and surface before anything is
+        // priced: settlement may sell a defaulting short's other positions.
         self.rebuild_margin_tables();
+        for symbol in self.settle_expired(&mut events) {
+            // The retired series leave their tables.
+            self.rebuild_margin_tables_of(&symbol);
+        }
+        // Expired orders are gone before the pass can trade with them.
+        self.expire_orders(&mut events);
         // Same block as the price: before any order can trade against stale risk.
         self.liquidation_pass(&mut events);
-        self.expire_orders(&mut events);
         Ok(events)
     }
 

@@ -105,6 +105,21 @@ pub enum Event {
         insurance_paid: Amount,
         haircut: Amount,
     },
+    /// A short of an expiring series whose free cash did not cover what it
+    /// owed sold its other positions at this block's marks (the steps are
+    /// the `PositionLiquidated` events before this one). `equity` is its
+    /// equity at those marks less what it owed, before any sale: the most
+    /// its default may cost others. `paid` below `owed` is a default: it paid
+    /// all it had and every position it held was handed on;
+    /// `positions_left` is how many no step could take.
+    SettlementSales {
+        account: Address,
+        series: Arc<str>,
+        owed: Amount,
+        paid: Amount,
+        equity: Option<Decimal>,
+        positions_left: u32,
+    },
     /// An account below maintenance margin is being liquidated in this block.
     LiquidationStarted {
         account: Address,

@@ -288,7 +288,16 @@ impl State {
                         break 'positions;
                     }
                     let lots = self.lots_restoring_initial(owner, series);
-                    let taken = self.close_through(owner, series, lots, Steps::Market, keeper, &mut credit, events);
+                    let taken = self.close_through(
+                        owner,
+                        series,
+                        lots,
+                        Steps::Market,
+                        keeper,
+                        Decimal::ZERO,
+                        &mut credit,
+                        events,
+                    );
                     if taken == 0 {
                         break;
                     }
@@ -298,30 +307,7 @@ impl State {
         }
         let mut left = 0u32;
         if full || matches!(self.meets(owner, None, Decimal::ZERO, Level::Maintenance), Ok(false)) {
-            // Everything, longs first: their proceeds pay for closing the shorts.
-            let mut positions: Vec<(bool, SeriesId)> =
-                self.accounts[owner as usize].positions.iter().map(|&(series, lots)| (lots < 0, series)).collect();
-            positions.sort();
-            // Twice: what a counterparty could not pay for, or a short the
-            // account's cash could not yet pay for, may go once the other
-            // positions' proceeds have moved.
-            for _ in 0..2 {
-                left = 0;
-                for &(_, series) in &positions {
-                    let lots = self.accounts[owner as usize].position(series).unsigned_abs();
-                    if lots == 0 {
-                        continue;
-                    }
-                    self.close_through(owner, series, lots, Steps::All, keeper, &mut credit, events);
-                    touched.insert(series);
-                    if self.accounts[owner as usize].position(series) != 0 {
-                        left += 1;
-                    }
-                }
-                if left == 0 {
-                    break;
-                }
-            }
+            left = self.close_everything(owner, keeper, Decimal::ZERO, &mut credit, &mut touched, events);
         }
         let end = self.margin_figures(owner, &[], Decimal::ZERO).ok();
         let penalty = match &end {
@@ -339,6 +325,46 @@ impl State {
             positions_left: left,
         });
         Some(touched.len() as u32)
+    }
+
+    /// Closes every position of `owner` through all the steps, longs first
+    /// (their proceeds pay for closing the shorts). `owed` is cash the account
+    /// owes outside its positions (see [`Self::close_through`]). Returns how
+    /// many positions no step could take.
+    fn close_everything(
+        &mut self,
+        owner: u64,
+        keeper: Option<u64>,
+        owed: Decimal,
+        credit: &mut Credit,
+        touched: &mut BTreeSet<SeriesId>,
+        events: &mut Vec<Event>,
+    ) -> u32 {
+        let mut positions: Vec<(bool, SeriesId)> =
+            self.accounts[owner as usize].positions.iter().map(|&(series, lots)| (lots < 0, series)).collect();
+        positions.sort();
+        let mut left = 0;
+        // Twice: what a counterparty could not pay for, or a short the
+        // account's cash could not yet pay for, may go once the other
+        // positions' proceeds have moved.
+        for _ in 0..2 {
+            left = 0;
+            for &(_, series) in &positions {
+                let lots = self.accounts[owner as usize].position(series).unsigned_abs();
+                if lots == 0 {
+                    continue;
+                }
+                self.close_through(owner, series, lots, Steps::All, keeper, owed, credit, events);
+                touched.insert(series);
+                if self.accounts[owner as usize].position(series) != 0 {
+                    left += 1;
+                }
+            }
+            if left == 0 {
+                break;
+            }
+        }
+        left
     }
 
     /// How many lots of `series` bring `owner` back to initial margin if
@@ -390,6 +416,12 @@ impl State {
 
     /// Closes up to `lots` of one position through `steps` in order. Returns
     /// the lots closed.
+    ///
+    /// `owed` is cash the account owes outside its positions (a settlement
+    /// payment not made yet): the market steps give away no more than the
+    /// account's equity less `owed`, so a keeper's discount or a book
+    /// counterparty's edge is never paid out of money the account does not
+    /// have (the fund would pay for it).
     fn close_through(
         &mut self,
         owner: u64,
@@ -397,6 +429,7 @@ impl State {
         lots: u64,
         steps: Steps,
         keeper: Option<u64>,
+        owed: Decimal,
         credit: &mut Credit,
         events: &mut Vec<Event>,
     ) -> u64 {
@@ -405,10 +438,10 @@ impl State {
         let lot_notional =
             self.index_price(&self.market(series).spec.underlying).value() * self.market(series).lot.value();
         let mut remaining = wanted;
-        remaining -= self.close_to_backstops(owner, series, remaining, credit, events);
+        remaining -= self.close_to_backstops(owner, series, remaining, owed, credit, events);
         let mut by_keeper = 0;
         if remaining > 0 {
-            let filled = self.close_in_book(owner, series, remaining, events);
+            let filled = self.close_in_book(owner, series, remaining, owed, events);
             by_keeper += filled;
             remaining -= filled;
         }
@@ -426,9 +459,10 @@ impl State {
         wanted - remaining
     }
 
-    /// Raises cash for a settlement payment: the account's long positions are
-    /// sold through backstop offers, the book and the insurance fund until
-    /// its free cash reaches `needed` or no long is left.
+    /// Raises cash for a settlement payment of `needed`: the account's long
+    /// positions are sold through backstop offers, the book and the insurance
+    /// fund, at this block's marks, until its free cash reaches `needed` or
+    /// no long is left.
     pub(crate) fn raise_cash(&mut self, owner: u64, needed: Amount, events: &mut Vec<Event>) {
         let longs: Vec<SeriesId> =
             self.accounts[owner as usize].positions.iter().filter(|(_, lots)| *lots > 0).map(|(s, _)| *s).collect();
@@ -438,8 +472,18 @@ impl State {
                 return;
             }
             let lots = self.accounts[owner as usize].position(series).unsigned_abs();
-            self.close_through(owner, series, lots, Steps::MarketAndFund, None, &mut credit, events);
+            self.close_through(owner, series, lots, Steps::MarketAndFund, None, needed.value(), &mut credit, events);
         }
+    }
+
+    /// A short in default at settlement still owes `owed` after paying all
+    /// its cash: every position it holds is handed on (market, fund,
+    /// auto-deleveraging), so that nothing stays with it while the longs it
+    /// owes are cut. Returns how many positions no step could take.
+    pub(crate) fn hand_on_positions(&mut self, owner: u64, owed: Amount, events: &mut Vec<Event>) -> u32 {
+        let mut credit = Credit::new();
+        let mut touched = BTreeSet::new();
+        self.close_everything(owner, None, owed.value(), &mut credit, &mut touched, events)
     }
 
     /// Moves `lots` of `from`'s position in `series` to `to` (both move the
@@ -488,6 +532,7 @@ impl State {
         owner: u64,
         series: SeriesId,
         wanted: u64,
+        owed: Decimal,
         credit: &mut Credit,
         events: &mut Vec<Event>,
     ) -> u64 {
@@ -521,8 +566,11 @@ impl State {
                 let mut can_take_more = Vec::new();
                 for (id, share) in group.into_iter().zip(shares) {
                     let keeper = self.account_index[&self.backstops[&id].keeper];
-                    let got =
-                        if share > 0 { self.take_by_backstop(owner, series, id, share, long, mark, events) } else { 0 };
+                    let got = if share > 0 {
+                        self.take_by_backstop(owner, series, id, share, long, mark, owed, events)
+                    } else {
+                        0
+                    };
                     if got > 0 {
                         credit_notional(credit, Some(keeper), lot_notional * Decimal::from(got));
                         progress = true;
@@ -541,8 +589,11 @@ impl State {
         taken
     }
 
-    /// One offer takes up to `share` lots, within both parties' cash and the
-    /// keeper's initial margin. Returns the lots taken.
+    /// One offer takes up to `share` lots, within both parties' cash, the
+    /// keeper's initial margin and what the account can afford to give away:
+    /// its discount comes out of the account's equity (less `owed`), never
+    /// below zero, so an account that cannot pay a discount skips the
+    /// keeper. Returns the lots taken.
     fn take_by_backstop(
         &mut self,
         owner: u64,
@@ -551,6 +602,7 @@ impl State {
         share: u64,
         long: bool,
         mark: f64,
+        owed: Decimal,
         events: &mut Vec<Event>,
     ) -> u64 {
         let offer = &self.backstops[&offer_id];
@@ -576,9 +628,13 @@ impl State {
             cap = cap.min(u64::try_from((payer_cash / per_lot).floor()).unwrap_or(u64::MAX));
         }
         let keeper_lots = |lots: u64| if long { lots as i64 } else { -(lots as i64) };
+        // Both feasible sets are intervals from zero (the account's equity
+        // falls linearly in lots, the keeper's margin is convex), and so is
+        // their intersection.
         let lots = largest_feasible(cap, |lots| {
             let cash = if long { -per_lot } else { per_lot } * Decimal::from(lots);
-            self.meets(keeper, Some((series, keeper_lots(lots))), cash, Level::Initial).unwrap_or(false)
+            self.meets(owner, Some((series, -keeper_lots(lots))), -cash - owed, Level::Solvent).unwrap_or(false)
+                && self.meets(keeper, Some((series, keeper_lots(lots))), cash, Level::Initial).unwrap_or(false)
         });
         if lots == 0 {
             return 0;
@@ -635,6 +691,47 @@ impl State {
         Some((side, limit, self.market(series).ticks(limit).ok()?))
     }
 
+    /// The limit of a book order closing `lots` of `position` that gives away
+    /// no more than the account's equity less `owed` if it all fills at the
+    /// limit, taker fees included: `band_limit` when that is affordable,
+    /// otherwise mark less (a sale) or plus (a buy-back) that surplus per
+    /// contract, rounded to the tick in the account's favour (beyond mark in
+    /// its favour when the surplus is negative).
+    fn affordable_book_limit(
+        &self,
+        owner: u64,
+        series: SeriesId,
+        position: i64,
+        lots: u64,
+        band_limit: Price,
+        owed: Decimal,
+    ) -> Option<(Price, u64)> {
+        let market = self.market(series);
+        let contracts = market.lot.value() * Decimal::from(lots);
+        let change = if position > 0 { -(lots as i64) } else { lots as i64 };
+        // The fee by notional bounds every fill's (each is also capped by its premium).
+        let index = self.index_price(&market.spec.underlying).value();
+        let fees = Amount::round_up(self.params.fees.taker_rate * index * contracts).value();
+        let cash_at_band = if position > 0 { contracts } else { -contracts } * band_limit.value();
+        if self.meets(owner, Some((series, change)), cash_at_band - fees - owed, Level::Solvent).ok()? {
+            return Some((band_limit, market.ticks(band_limit).ok()?));
+        }
+        let equity = self.margin_figures(owner, &[], Decimal::ZERO).ok()?.equity;
+        // Negative when the account cannot even pay the fees: then only a
+        // price better than mark by them is affordable.
+        let per_contract = (equity - owed - fees) / contracts;
+        let mark = self.mark(series)?;
+        let limit = if position > 0 {
+            ceil_to_tick(to_decimal_up(mark, ASSET_SCALE).ok()? - per_contract, market.tick)
+        } else {
+            floor_to_tick(to_decimal_down(mark, ASSET_SCALE).ok()? + per_contract, market.tick)
+        };
+        // Never past the band's edge, whatever the rounding of mark.
+        let limit = if position > 0 { limit.max(band_limit.value()) } else { limit.min(band_limit.value()) };
+        let limit = Price::new(limit.max(market.tick.value()), Field::Price).ok()?;
+        Some((limit, market.ticks(limit).ok()?))
+    }
+
     /// Whether the book holds an order that an order of `side` limited at
     /// `limit_ticks` would trade with.
     fn book_crosses(&self, series: SeriesId, side: Side, limit_ticks: u64) -> bool {
@@ -669,23 +766,39 @@ impl State {
 
     /// An immediate-or-cancel, reduce-only order within the band around mark;
     /// a buy no larger than the account's cash can pay. Returns lots filled.
-    fn close_in_book(&mut self, owner: u64, series: SeriesId, wanted: u64, events: &mut Vec<Event>) -> u64 {
+    fn close_in_book(
+        &mut self,
+        owner: u64,
+        series: SeriesId,
+        wanted: u64,
+        owed: Decimal,
+        events: &mut Vec<Event>,
+    ) -> u64 {
         let position = self.accounts[owner as usize].position(series);
         // An order that cannot cross would only be accepted and cancelled:
         // after a crash most attempts find no bid in the band.
-        let Some((side, limit, limit_ticks)) =
+        let Some((side, band_limit, _)) =
             self.book_close(series, position).filter(|(side, _, ticks)| self.book_crosses(series, *side, *ticks))
         else {
             return 0;
         };
         let mut lots = wanted;
         if side == Side::Buy {
-            let lock = self.buy_lock_per_lot(series, side, limit).value();
+            let lock = self.buy_lock_per_lot(series, side, band_limit).value();
             lots = lots.min(u64::try_from((self.free_usd(owner).value() / lock).floor()).unwrap_or(0));
         }
         if lots == 0 {
             return 0;
         }
+        // A limit closer to mark than the band's (never a higher buy, so the
+        // cash sizing above still holds) when the account cannot afford to
+        // fill all of it at the band's edge.
+        let Some((_, limit_ticks)) = self
+            .affordable_book_limit(owner, series, position, lots, band_limit, owed)
+            .filter(|&(_, ticks)| self.book_crosses(series, side, ticks))
+        else {
+            return 0;
+        };
         let request = OrderRequest {
             series,
             side,

@@ -26,6 +26,9 @@
 //! 4. The series keeps its listing with its settlement price committed, and
 //!    takes no orders (it has expired).
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::error::Field;
@@ -54,15 +57,18 @@ pub fn round_to_tick(price: Decimal, tick: Price) -> Price {
 
 impl State {
     /// Settles every unsettled series whose expiry is at or before block time,
-    /// earliest expiry first.
-    pub(crate) fn settle_expired(&mut self, events: &mut Vec<Event>) {
+    /// earliest expiry first; returns the underlyings of those it settled.
+    pub(crate) fn settle_expired(&mut self, events: &mut Vec<Event>) -> BTreeSet<String> {
+        let mut underlyings = BTreeSet::new();
         while let Some(&(expiry_ms, series)) = self.unsettled.first() {
             if expiry_ms > self.time_ms {
                 break;
             }
             self.unsettled.pop_first();
+            underlyings.insert(self.market(series).spec.underlying.clone());
             self.settle_series(series, events);
         }
+        underlyings
     }
 
     fn settle_series(&mut self, series: SeriesId, events: &mut Vec<Event>) {
@@ -109,24 +115,18 @@ impl State {
                 longs.push((owner, lots.unsigned_abs(), amount));
                 continue;
             }
-            if self.free_usd(owner) < amount {
-                self.release_locks(owner, CancelReason::SettlementPayment, events);
-            }
-            if self.free_usd(owner) < amount {
-                // Its other positions are worth something: sell its longs before anyone else pays.
-                self.raise_cash(owner, amount, events);
-            }
-            let account = &mut self.accounts[owner as usize];
-            let paid = amount.min(account.usd);
-            account.usd = account.usd.minus(paid).expect("pays at most its cash");
+            let paid = self.collect_from_short(owner, &spec.name, amount, events);
             collected = collected.plus(paid);
             // Negated only when non-zero, so a worthless short shows 0, not -0.
-            payouts.push((account.address, if paid.is_zero() { Decimal::ZERO } else { -paid.value() }));
+            let address = self.accounts[owner as usize].address;
+            payouts.push((address, if paid.is_zero() { Decimal::ZERO } else { -paid.value() }));
         }
-        // The insurance fund tops up what the shorts could not pay.
+        // The insurance fund tops up what the shorts could not pay, as far
+        // as its cash goes and without making it insolvent.
         let shortfall = owed_to_longs.minus(collected).expect("shorts owe exactly what longs are owed");
         let fund = self.insurance_fund;
-        let insurance_paid = shortfall.min(self.free_usd(fund));
+        let fund_equity = self.margin_figures(fund, &[], Decimal::ZERO).map_or(Decimal::ZERO, |f| f.equity);
+        let insurance_paid = shortfall.min(self.free_usd(fund)).min(Amount::round_down(fund_equity.max(Decimal::ZERO)));
         let fund_account = &mut self.accounts[fund as usize];
         fund_account.usd = fund_account.usd.minus(insurance_paid).expect("pays at most its free cash");
         self.commitment.touch_account(fund);
@@ -167,6 +167,47 @@ impl State {
 }
 
 impl State {
+    /// Collects `owed` from a short of an expiring series (whose position
+    /// is already closed) and returns what it paid. When its free cash does
+    /// not cover it, its orders and offers are withdrawn and its longs sold
+    /// at this block's marks; if it still cannot pay it is in default: it
+    /// pays all it has, and every position it still holds is handed on
+    /// (whatever that raises pays too), so the longs it owes are cut only
+    /// once it has nothing left.
+    fn collect_from_short(&mut self, owner: u64, series: &Arc<str>, owed: Amount, events: &mut Vec<Event>) -> Amount {
+        let mut paid = Amount::ZERO;
+        let pay = |state: &mut State, paid: &mut Amount| {
+            let account = &mut state.accounts[owner as usize];
+            let amount = owed.minus(*paid).expect("pays at most what it owes").min(account.usd);
+            account.usd = account.usd.minus(amount).expect("pays at most its cash");
+            *paid = paid.plus(amount);
+        };
+        if self.free_usd(owner) < owed {
+            self.release_locks(owner, CancelReason::SettlementPayment, events);
+        }
+        if self.free_usd(owner) >= owed {
+            pay(self, &mut paid);
+            return paid;
+        }
+        let equity = self.margin_figures(owner, &[], Decimal::ZERO).ok().map(|f| f.equity - owed.value());
+        // Its other positions are worth something: sell its longs before anyone else pays.
+        self.raise_cash(owner, owed, events);
+        pay(self, &mut paid);
+        let mut positions_left = 0;
+        // Twice: handing on a long raises cash that pays, then what is left goes.
+        for _ in 0..2 {
+            if paid == owed || self.accounts[owner as usize].positions.is_empty() {
+                break;
+            }
+            let still_owed = owed.minus(paid).expect("paid at most what it owes");
+            positions_left = self.hand_on_positions(owner, still_owed, events);
+            pay(self, &mut paid);
+        }
+        let account = self.accounts[owner as usize].address;
+        events.push(Event::SettlementSales { account, series: series.clone(), owed, paid, equity, positions_left });
+        paid
+    }
+
     /// USD not locked by orders or backstop offers.
     pub(crate) fn free_usd(&self, owner: u64) -> Amount {
         let account = &self.accounts[owner as usize];

@@ -247,8 +247,8 @@ fn a_keeper_liquidates_a_maker_whose_stale_quote_was_lifted_and_earns_the_keeper
 
 #[test]
 fn without_a_keeper_the_position_is_bought_back_in_the_book_within_the_band() {
-    // Too little equity for a partial liquidation: everything is closed.
-    let mut chain = chain(16_000, 100_000);
+    // Solvent, but too little equity for a partial liquidation: everything is closed.
+    let mut chain = chain(22_000, 100_000);
     short_put(&mut chain);
     // An offer far above today's mark, but within 10% of it after the crash; and one far outside.
     act(&mut chain, "maker", vec![place(limit_order(PUT_90K, Side::Sell, "24000", "0.5"))]);
@@ -264,6 +264,28 @@ fn without_a_keeper_the_position_is_bought_back_in_the_book_within_the_band() {
     assert_eq!(fills.len(), 1);
     assert_eq!((fills[0].price.value(), fills[0].taker), (dec("24000"), trader));
     assert_eq!(position(&chain, "maker", PUT_90K), dec("-0.5"));
+}
+
+/// The same offer above mark, for an account whose equity is negative: the
+/// maker's edge would be paid by the fund, so the book step buys back at
+/// mark at most, finds nothing, and the fund takes the position at the
+/// bankruptcy price, losing the negative equity and no more.
+#[test]
+fn an_insolvent_account_buys_nothing_back_above_mark_in_the_book() {
+    let mut chain = chain(16_000, 100_000);
+    short_put(&mut chain);
+    act(&mut chain, "maker", vec![place(limit_order(PUT_90K, Side::Sell, "24000", "0.5"))]);
+    let fund_before = fund_equity(&chain);
+    let output = crash(&mut chain, "67900");
+    let trader = chain.address("trader");
+    let start = started_equity(&output, trader);
+    assert!(start < Decimal::ZERO, "insolvent at the crash: {start}");
+    assert_eq!(
+        steps(&output, trader),
+        vec![(LiquidationStep::InsuranceFund, dec("-1"), Some(Address::insurance_fund()))]
+    );
+    assert!(fills(&output).is_empty());
+    assert_eq!(fund_before - fund_equity(&chain), -start);
 }
 
 #[test]
@@ -391,4 +413,83 @@ fn an_index_rebuilt_from_state_makes_the_same_liquidations() {
     assert!(incremental.len() >= 4, "the path liquidates: {incremental:?}");
     assert_eq!(incremental, rebuilt);
     assert_eq!(incremental_root, rebuilt_root);
+}
+
+fn fund_equity(chain: &Sandbox) -> Decimal {
+    chain.state.margin_figures(chain.state.insurance_fund, &[], Decimal::ZERO).unwrap().equity
+}
+
+fn started_equity(output: &BlockOutput, account: Address) -> Decimal {
+    output
+        .events
+        .iter()
+        .find_map(|event| match event {
+            Event::LiquidationStarted { account: a, equity, .. } if *a == account => Some(*equity),
+            _ => None,
+        })
+        .expect("the account is liquidated")
+}
+
+/// Issue 11, scenario A: 16,000 USD writes one 90,000 put and BTC crashes to
+/// 60,000, leaving equity at −11,089. A keeper offering the largest discount
+/// (20%) used to take 0.52 of the put at mark × 1.2 while the fund covered
+/// the rest, losing 14,214 instead of 11,089: the keeper's 3,124 came out of
+/// the fund. Now an account that cannot pay a discount skips the keeper, and
+/// the fund loses exactly the negative equity.
+#[test]
+fn an_insolvent_account_pays_no_keeper_discount_out_of_the_insurance_fund() {
+    for with_keeper in [false, true] {
+        let mut chain = chain(16_000, 100_000);
+        if with_keeper {
+            act(&mut chain, "keeper", vec![register_backstop("BTC", "5000000", "0.2", "500000")]);
+        }
+        short_put(&mut chain);
+        let fund_before = fund_equity(&chain);
+        let keeper_before = equity_and_maintenance(&chain, "keeper").0;
+        let output = crash(&mut chain, "60000");
+        let trader = chain.address("trader");
+        let start = started_equity(&output, trader);
+        assert!(start < dec("-11089") && start > dec("-11090"), "equity at the crash: {start}");
+        assert_eq!(
+            steps(&output, trader),
+            vec![(LiquidationStep::InsuranceFund, dec("-1"), Some(Address::insurance_fund()))]
+        );
+        assert_eq!(fund_before - fund_equity(&chain), -start, "the fund loses the negative equity, no more");
+        assert_eq!(equity_and_maintenance(&chain, "keeper").0, keeper_before, "the keeper gains nothing");
+    }
+}
+
+/// Issue 11, scenario B: 22,000 USD writes one 90,000 put, BTC crashes to
+/// 67,900; liquidation starts at equity +2,559. The keeper used to take 0.92
+/// contracts at mark × 1.2, a 4,121 discount that made the account insolvent,
+/// and the fund paid 1,562 for an account that was solvent. Now the keeper
+/// takes what the account's equity pays the discount for (0.57 contracts),
+/// the fund takes the rest at mark and loses nothing.
+#[test]
+fn a_keeper_discount_is_capped_at_what_the_account_can_pay() {
+    let mut chain = chain(22_000, 100_000);
+    act(&mut chain, "keeper", vec![register_backstop("BTC", "5000000", "0.2", "500000")]);
+    short_put(&mut chain);
+    let fund_before = fund_equity(&chain);
+    let keeper_before = equity_and_maintenance(&chain, "keeper").0;
+    let output = crash(&mut chain, "67900");
+    let trader = chain.address("trader");
+    let start = started_equity(&output, trader);
+    assert!(start > dec("2558") && start < dec("2560"), "equity at the crash: {start}");
+    let keeper = chain.address("keeper");
+    let fund = Address::insurance_fund();
+    assert_eq!(
+        steps(&output, trader),
+        vec![
+            (LiquidationStep::Backstop, dec("-0.57"), Some(keeper)),
+            (LiquidationStep::InsuranceFund, dec("-0.43"), Some(fund))
+        ]
+    );
+    let keeper_gain = equity_and_maintenance(&chain, "keeper").0 - keeper_before;
+    assert!(
+        keeper_gain > dec("2500") && keeper_gain <= start,
+        "the keeper's discount is the account's equity at most: {keeper_gain}"
+    );
+    assert!(fund_equity(&chain) >= fund_before, "the fund pays nothing for a solvent account");
+    assert!(usd(&chain, "trader").0 >= dec("0"));
 }

@@ -28,8 +28,11 @@
 //! mode is e.g. `PROPTEST_CASES=20000 cargo test --release -p vanna-runtime
 //! --test liquidation_properties`.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 
+use common::{check_liquidation_and_settlement_prices, mark_per_contract};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use vanna_proto::v1::{Action, PlaceOrder, Side, TimeInForce};
@@ -400,6 +403,8 @@ impl Run {
         );
         // Its cash is an `Amount`, which cannot be negative; and it holds no locks.
         assert!(state.accounts[state.insurance_fund as usize].usd_locked.is_zero());
+        // Nobody gains from a liquidated account beyond its equity, priced at this block's marks.
+        check_liquidation_and_settlement_prices(state, &output.events);
         // Equity at the start of each liquidation in the block, its steps so
         // far, and what the book gave it over mark.
         let mut started: BTreeMap<Address, (Decimal, i64, Decimal)> = BTreeMap::new();
@@ -592,18 +597,6 @@ impl Run {
 fn taker_side(trade: &Trade) -> Action {
     let side = if trade.sell { Side::Sell } else { Side::Buy };
     SERIES[trade.series].order(side, f64::from(100 + trade.offset_pct), trade.lots, TimeInForce::Ioc)
-}
-
-/// A series' mark per contract in the current block (the margin tables are
-/// built once per block, after the oracle update), read as the change in the
-/// insurance fund's equity from holding 100 more contracts.
-fn mark_per_contract(state: &vanna_runtime::State, series: &str) -> Decimal {
-    let market = state.series(series).expect("a listed series");
-    let lots = 10_000;
-    let fund = state.insurance_fund;
-    let base = state.margin_figures(fund, &[], Decimal::ZERO).unwrap().equity;
-    let more = state.margin_figures(fund, &[(market.id, lots)], Decimal::ZERO).unwrap().equity;
-    (more - base) / market.signed_contracts(lots)
 }
 
 fn run_scenario(scenario: &Scenario) -> Seen {

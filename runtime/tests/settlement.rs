@@ -248,3 +248,155 @@ fn a_short_that_cannot_pay_sells_its_longs_before_anyone_else_pays() {
     assert!(chain.state.accounts[fund].usd.value() < fund_before);
     assert_eq!(chain.state.total_usd(), total);
 }
+
+/// The December put that hedges the short-dated put in the default scenarios.
+const HEDGE: &str = "BTC-25DEC26-90000-P";
+
+/// A writer with `writer_usd` writes one short-dated 95,000 put to a holder
+/// for 500 and trades `other` (series, buy?, price) against the maker, with a
+/// keeper posting a 5% backstop offer if asked and the insurance fund at
+/// `fund_usd`. Validators val-a and val-b report prices.
+fn default_chain(writer_usd: u64, other: (&str, bool, &str), keeper: bool, fund_usd: u64) -> Sandbox {
+    let (mut genesis, mut signers) = vanna_runtime::sandbox::demo_genesis(&[
+        ("writer", writer_usd),
+        ("holder", 1_000_000),
+        ("maker", 1_000_000),
+        ("keeper", 3_000_000),
+    ]);
+    signers.extend(vanna_runtime::sandbox::add_validators(
+        &mut genesis,
+        &[("val-a", 10_000, 0, "0.1"), ("val-b", 10_000, 0, "0.05")],
+    ));
+    let fund = genesis.accounts.iter_mut().find(|a| a.address == vanna_runtime::Address::insurance_fund()).unwrap();
+    fund.usd = vanna_runtime::money::Amount::new(Decimal::from(fund_usd), vanna_runtime::error::Field::Amount).unwrap();
+    let mut chain = Sandbox::new(&genesis, signers).unwrap();
+    run(&mut chain, "authority", vec![list_series(SHORT_PUT)]);
+    if keeper {
+        let (receipt, _) =
+            run(&mut chain, "keeper", vec![vanna_runtime::tx::register_backstop("BTC", "5000000", "0.05", "500000")]);
+        assert_eq!(receipt.first_error(), None);
+    }
+    let (series, buy, price) = other;
+    let (maker_side, writer_side) = if buy { (Side::Sell, Side::Buy) } else { (Side::Buy, Side::Sell) };
+    run(&mut chain, "maker", vec![place(limit_order(series, maker_side, price, "1"))]);
+    let (receipt, _) = run(&mut chain, "writer", vec![place(limit_order(series, writer_side, price, "1"))]);
+    assert_eq!(receipt.first_error(), None);
+    run(&mut chain, "holder", vec![place(limit_order(SHORT_PUT, Side::Buy, "500", "1"))]);
+    let (receipt, _) = run(&mut chain, "writer", vec![place(limit_order(SHORT_PUT, Side::Sell, "500", "1"))]);
+    assert_eq!(receipt.first_error(), None);
+    chain
+}
+
+/// The chain is quiet past the short-dated expiry; the first block after it
+/// carries reports at 60,000 (after a halt the first quorum sets the index
+/// directly), so the 95,000 put owes 35,000 and settles in that block.
+fn settle_after_a_halt_at_60000(chain: &mut Sandbox) -> BlockOutput {
+    let total = chain.state.total_usd();
+    let expiry = expiry(chain);
+    let output = block_at(chain, expiry + 3_600_000, Some("60000"));
+    assert_eq!(chain.state.index_price("BTC").value(), dec("60000"));
+    assert_eq!(chain.state.total_usd(), total);
+    output
+}
+
+/// The hedge's mark at 60,000 in the settlement block, per contract.
+const HEDGE_MARK_AT_60000: &str = "30038.761252";
+
+fn hedge_sale(
+    output: &BlockOutput,
+    writer: vanna_runtime::Address,
+) -> (vanna_runtime::events::LiquidationStep, Decimal) {
+    output
+        .events
+        .iter()
+        .find_map(|event| match event {
+            Event::PositionLiquidated { account, series, step, price, .. }
+                if *account == writer && &**series == HEDGE =>
+            {
+                Some((*step, price.unwrap()))
+            }
+            _ => None,
+        })
+        .expect("the hedge is sold to pay")
+}
+
+/// Issue 11, scenario 1: an account with 22,000 USD writes the short-dated
+/// put and holds a December put as a hedge. Settlement used to run before the
+/// margin tables were rebuilt, so the hedge was sold at marks of the last
+/// block before the halt (97,000): a 5% keeper bought it for 3,360 while it
+/// was worth 30,039 at 60,000, and the put's holder was cut by 12,237; with
+/// no keeper and an empty fund nobody bought it, the holder was cut by 15,597
+/// and the writer kept the hedge. Now the hedge is sold at this block's
+/// marks, whoever takes it, and the holder is paid in full.
+#[test]
+fn a_defaulting_shorts_hedge_is_sold_at_the_settlement_blocks_marks() {
+    use vanna_runtime::events::LiquidationStep;
+    let mark = dec(HEDGE_MARK_AT_60000);
+    for (keeper, fund_usd, step, price) in [
+        // The keeper's price: mark × 0.95, down to the tick.
+        (true, 0, LiquidationStep::Backstop, dec("28536.5")),
+        (false, 1_000_000, LiquidationStep::InsuranceFund, mark),
+        // The maker, short the hedge, buys it back at mark.
+        (false, 0, LiquidationStep::Deleverage, mark),
+    ] {
+        let mut chain = default_chain(22_000, (HEDGE, true, "3000"), keeper, fund_usd);
+        let output = settle_after_a_halt_at_60000(&mut chain);
+        let writer = chain.address("writer");
+        assert_eq!(hedge_sale(&output, writer), (step, price), "keeper {keeper}, fund {fund_usd}");
+        assert!(!output.events.iter().any(|event| matches!(event, Event::SettlementShortfall { .. })));
+        let put = settled(&output).into_iter().find(|(name, ..)| name == SHORT_PUT).unwrap();
+        assert!(put.3.contains(&(chain.address("holder"), dec("35000"))), "paid in full: {:?}", put.3);
+        assert_eq!(position(&chain, "writer", HEDGE), dec("0"));
+        // What the writer keeps: its cash and the hedge's price, less the 35,000.
+        let (cash, _) = usd(&chain, "writer");
+        assert!(cash > dec("12000"), "the writer keeps the rest: {cash}");
+    }
+}
+
+/// A writer whose other position is a short (a December 110,000 call written
+/// for 2,500) cannot pay the 35,000: it pays all it has, its other short is
+/// handed on before the holder is cut, and the cut is only what remains.
+#[test]
+fn a_short_in_default_hands_on_everything_before_a_long_is_cut() {
+    const CALL_110K: &str = "BTC-25DEC26-110000-C";
+    let mut chain = default_chain(22_000, (CALL_110K, false, "2500"), false, 0);
+    let output = settle_after_a_halt_at_60000(&mut chain);
+    let writer = chain.address("writer");
+    let default = output
+        .events
+        .iter()
+        .find_map(|event| match event {
+            Event::SettlementSales { account, owed, paid, equity, positions_left, .. } if *account == writer => {
+                Some((owed.value(), paid.value(), equity.unwrap(), *positions_left))
+            }
+            _ => None,
+        })
+        .expect("the writer defaults");
+    let (owed, paid, equity, left) = default;
+    assert_eq!(owed, dec("35000"));
+    assert_eq!(left, 0, "every position was handed on");
+    assert!(equity < Decimal::ZERO);
+    assert_eq!(usd(&chain, "writer").0, dec("0"), "it paid everything it had");
+    assert_eq!(position(&chain, "writer", CALL_110K), dec("0"));
+    assert!(output.events.iter().any(|event| matches!(
+        event,
+        Event::PositionLiquidated { account, series, .. } if *account == writer && &**series == CALL_110K
+    )));
+    let shortfall = output
+        .events
+        .iter()
+        .find_map(|event| match event {
+            Event::SettlementShortfall { haircut, insurance_paid, .. } => {
+                Some((haircut.value(), insurance_paid.value()))
+            }
+            _ => None,
+        })
+        .expect("the holder is cut");
+    assert_eq!(
+        shortfall,
+        (owed - paid, dec("0")),
+        "an empty fund pays nothing; the cut is what the writer could not pay"
+    );
+    let put = settled(&output).into_iter().find(|(name, ..)| name == SHORT_PUT).unwrap();
+    assert!(put.3.contains(&(chain.address("holder"), paid)), "{:?}", put.3);
+}
