@@ -971,7 +971,7 @@ impl State {
             if lots == 0 {
                 continue;
             }
-            let contracts = lot * Decimal::from(lots);
+            let contracts = self.market(series).contracts(lots);
             let cash = cash_for(lots);
             self.move_position(owner, other, series, lots, cash);
             closed += lots;
