@@ -7,16 +7,13 @@
 //! transaction body has its chain id, so neither can be replayed as the other;
 //! and it names the chain, so a report for one chain is refused on another.
 //!
-//! Verification lives here, over k256 directly, because the runtime depends on
-//! this crate and not the other way round. The runtime calls
-//! [`verify_report`] and then maps the reporter (an operator address) to its
-//! validator's stake.
+//! The signatures are `vanna-crypto`'s secp256k1, the transaction scheme. The
+//! runtime calls [`verify_report`] and then maps the reporter (an operator
+//! address) to its validator's stake.
 
-use k256::ecdsa::signature::hazmat::PrehashVerifier;
-use k256::ecdsa::{Signature, SigningKey, VerifyingKey};
-use k256::elliptic_curve::scalar::IsHigh;
 use prost::Message;
-use sha2::{Digest, Sha256};
+use vanna_crypto::secp256k1::{address_of, public_key_of, sign};
+use vanna_crypto::{CryptoError, PublicKey, SigningKey};
 use vanna_proto::v1 as wire;
 
 use crate::error::OracleError;
@@ -122,10 +119,7 @@ pub fn surface_to_wire(surface: &VolSurface) -> wire::VolSurface {
 
 /// The reporter id (operator address) of a compressed public key.
 pub fn reporter_of(compressed: &[u8; 33]) -> ReporterId {
-    let digest = Sha256::digest(compressed);
-    let mut address = [0u8; 20];
-    address.copy_from_slice(&digest[..20]);
-    ReporterId(address)
+    ReporterId(address_of(compressed))
 }
 
 /// Decodes and verifies an encoded `SignedOracleReport` for `chain_id`.
@@ -151,14 +145,9 @@ pub fn verify_signed(
     if signed.body.len() > limits.max_report_bytes {
         return Err(OracleError::ReportTooLarge { size: signed.body.len(), max: limits.max_report_bytes });
     }
-    let compressed: [u8; 33] = signed.public_key.as_slice().try_into().map_err(|_| OracleError::BadPublicKey)?;
-    let key = VerifyingKey::from_sec1_bytes(&compressed).map_err(|_| OracleError::BadPublicKey)?;
-    let signature = Signature::from_slice(&signed.signature).map_err(|_| OracleError::BadSignatureEncoding)?;
-    if bool::from(signature.s().is_high()) {
-        return Err(OracleError::HighS);
-    }
-    let digest: [u8; 32] = Sha256::digest(&signed.body).into();
-    key.verify_prehash(&digest, &signature).map_err(|_| OracleError::BadSignature)?;
+    let key = PublicKey::from_compressed(&signed.public_key).map_err(signature_error)?;
+    key.verify(&signed.body, &signed.signature).map_err(signature_error)?;
+    let compressed = *key.compressed();
 
     let body = wire::OracleReportBody::decode(signed.body.as_slice()).map_err(|_| OracleError::MalformedEncoding)?;
     if body.domain != REPORT_DOMAIN {
@@ -195,10 +184,18 @@ pub fn verify_signed(
     Ok(VerifiedReport { reporter, prices })
 }
 
+fn signature_error(error: CryptoError) -> OracleError {
+    match error {
+        CryptoError::BadPublicKey => OracleError::BadPublicKey,
+        CryptoError::BadSignatureEncoding => OracleError::BadSignatureEncoding,
+        CryptoError::HighS => OracleError::HighS,
+        CryptoError::BadSignature => OracleError::BadSignature,
+    }
+}
+
 /// Signs `prices` for `chain_id` with an operator key: what a feeder sends.
 pub fn sign_report(key: &SigningKey, chain_id: &str, prices: &[PriceReport]) -> wire::SignedOracleReport {
-    let compressed = key.verifying_key().to_encoded_point(true);
-    let public_key: [u8; 33] = compressed.as_bytes().try_into().expect("a compressed point is 33 bytes");
+    let public_key = public_key_of(key);
     let body = wire::OracleReportBody {
         domain: REPORT_DOMAIN.to_string(),
         chain_id: chain_id.to_string(),
@@ -206,10 +203,8 @@ pub fn sign_report(key: &SigningKey, chain_id: &str, prices: &[PriceReport]) -> 
         prices: prices.iter().map(PriceReport::to_wire).collect(),
     }
     .encode_to_vec();
-    let digest: [u8; 32] = Sha256::digest(&body).into();
-    let (signature, _) = key.sign_prehash_recoverable(&digest).expect("signing a 32-byte digest cannot fail");
-    let signature = signature.normalize_s().unwrap_or(signature);
-    wire::SignedOracleReport { body, public_key: public_key.to_vec(), signature: signature.to_bytes().to_vec() }
+    let signature = sign(key, &body);
+    wire::SignedOracleReport { body, public_key: public_key.to_vec(), signature: signature.to_vec() }
 }
 
 #[cfg(test)]
@@ -239,9 +234,7 @@ mod tests {
     fn resign(key: &SigningKey, body: &wire::OracleReportBody) -> Vec<u8> {
         let mut signed = sign_report(key, "x", &[]);
         signed.body = body.encode_to_vec();
-        let digest: [u8; 32] = Sha256::digest(&signed.body).into();
-        let (signature, _) = key.sign_prehash_recoverable(&digest).unwrap();
-        signed.signature = signature.normalize_s().unwrap_or(signature).to_bytes().to_vec();
+        signed.signature = sign(key, &signed.body).to_vec();
         signed.encode_to_vec()
     }
 
@@ -251,8 +244,7 @@ mod tests {
         let signed = sign_report(&key(3), "vanna-local", &[sample()]).encode_to_vec();
         let verified = verify_report("vanna-local", &signed, &limits).unwrap();
         assert_eq!(verified.prices, vec![sample()]);
-        let public: [u8; 33] = key(3).verifying_key().to_encoded_point(true).as_bytes().try_into().unwrap();
-        assert_eq!(verified.reporter, reporter_of(&public));
+        assert_eq!(verified.reporter, reporter_of(&public_key_of(&key(3))));
     }
 
     #[test]
@@ -267,6 +259,7 @@ mod tests {
         let last = tampered.body.len() - 1;
         tampered.body[last] ^= 1;
         assert_eq!(verify_signed("vanna-local", &tampered, &limits), Err(OracleError::BadSignature));
+        use k256::ecdsa::Signature;
         let low = Signature::from_slice(&signed.signature).unwrap();
         let high = Signature::from_scalars(low.r(), -*low.s()).unwrap();
         let mut high_s = signed.clone();
@@ -291,9 +284,7 @@ mod tests {
         };
         let mut signed = sign_report(&key(3), "vanna-local", &[]);
         signed.body = transaction.encode_to_vec();
-        let digest: [u8; 32] = Sha256::digest(&signed.body).into();
-        let (signature, _) = key(3).sign_prehash_recoverable(&digest).unwrap();
-        signed.signature = signature.normalize_s().unwrap_or(signature).to_bytes().to_vec();
+        signed.signature = sign(&key(3), &signed.body).to_vec();
         assert!(matches!(
             verify_signed("vanna-local", &signed, &limits),
             Err(OracleError::WrongDomain(_) | OracleError::MalformedEncoding)

@@ -4,7 +4,7 @@
 
 use vanna_proto::v1 as wire;
 
-use crate::error::{Field, RuntimeError};
+use crate::error::{Field, TxError};
 use crate::events::{ActionOutcome, Event};
 use crate::money::Amount;
 use crate::state::{BackstopOffer, State};
@@ -15,34 +15,34 @@ impl State {
         owner: u64,
         register: &wire::RegisterBackstop,
         events: &mut Vec<Event>,
-    ) -> Result<ActionOutcome, RuntimeError> {
+    ) -> Result<ActionOutcome, TxError> {
         if owner == self.insurance_fund {
-            return Err(RuntimeError::SystemAccount("register a backstop offer"));
+            return Err(TxError::SystemAccount("register a backstop offer"));
         }
         if !self.underlyings.contains_key(&register.underlying) {
-            return Err(RuntimeError::UnknownUnderlying(register.underlying.clone()));
+            return Err(TxError::UnknownUnderlying(register.underlying.clone()));
         }
         let max_notional = Amount::parse(&register.max_notional, Field::Amount)?;
         let collateral = Amount::parse(&register.collateral, Field::Amount)?;
         if max_notional.is_zero() || collateral.is_zero() {
-            return Err(RuntimeError::NotPositive { field: Field::Amount });
+            return Err(TxError::NotPositive { field: Field::Amount });
         }
         let discount = crate::money::parse_decimal(&register.discount, Field::Amount)?;
         if discount.normalize().scale() > crate::money::ASSET_SCALE {
-            return Err(RuntimeError::TooPrecise { field: Field::Amount, max_decimals: crate::money::ASSET_SCALE });
+            return Err(TxError::TooPrecise { field: Field::Amount, max_decimals: crate::money::ASSET_SCALE });
         }
         let max = self.liquidation.max_backstop_discount;
         if discount > max {
-            return Err(RuntimeError::BackstopDiscountTooHigh { discount, max });
+            return Err(TxError::BackstopDiscountTooHigh { discount, max });
         }
         let account = &self.accounts[owner as usize];
         let max_offers = self.liquidation.max_offers_per_keeper;
         if account.backstop_offers.len() >= max_offers as usize {
-            return Err(RuntimeError::TooManyBackstopOffers { max: max_offers });
+            return Err(TxError::TooManyBackstopOffers { max: max_offers });
         }
         let free = account.usd.minus(account.usd_locked).expect("locks never exceed cash");
         if collateral > free {
-            return Err(RuntimeError::InsufficientFunds {
+            return Err(TxError::InsufficientFunds {
                 asset: "USD",
                 needed: collateral.value(),
                 available: free.value(),
@@ -86,9 +86,9 @@ impl State {
         owner: u64,
         cancel: &wire::CancelBackstop,
         events: &mut Vec<Event>,
-    ) -> Result<ActionOutcome, RuntimeError> {
+    ) -> Result<ActionOutcome, TxError> {
         if !self.accounts[owner as usize].backstop_offers.contains(&cancel.offer_id) {
-            return Err(RuntimeError::UnknownBackstopOffer(cancel.offer_id));
+            return Err(TxError::UnknownBackstopOffer(cancel.offer_id));
         }
         self.withdraw_backstop(owner, cancel.offer_id, events);
         Ok(ActionOutcome::BackstopCancelled { offer: cancel.offer_id })

@@ -8,8 +8,9 @@ use vanna_merkle::Hash;
 use vanna_proto::v1 as wire;
 use vanna_proto::v1::action::Kind;
 
-use crate::crypto::{PublicKey, transaction_hash};
-use crate::error::{Field, RuntimeError};
+use vanna_crypto::PublicKey;
+
+use crate::error::{Field, TxError};
 use crate::events::{ActionOutcome, ActionResult, Asset, CancelReason, Event, Receipt, TxStatus};
 use crate::ids::{Address, OrderId, SeriesId};
 use crate::limits::{MAX_ACTIONS_PER_TRANSACTION, MAX_TRANSACTION_BYTES, MAX_TRANSACTIONS_PER_BLOCK};
@@ -17,6 +18,7 @@ use crate::money::Amount;
 use crate::staking::EvidenceRecord;
 use crate::state::State;
 use crate::trading::{OrderRequest, TimeInForce, parse_lots, parse_order, parse_ticks};
+use crate::tx::transaction_hash;
 
 /// What consensus tells the runtime about a block.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -59,6 +61,21 @@ fn hex_hash<S: serde::Serializer>(hash: &Hash, serializer: S) -> Result<S::Ok, S
     serializer.serialize_str(&hex::encode(hash))
 }
 
+/// A block the runtime refuses as a whole, before anything changes: consensus
+/// must never produce one, so a node that meets it halts rather than guess.
+/// (A transaction's refusal is a [`TxError`] in its receipt instead.)
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    #[error(
+        "block context height {height} time {time_ms} ms does not follow height {last_height} time {last_time_ms} ms"
+    )]
+    OutOfOrder { height: u64, time_ms: u64, last_height: u64, last_time_ms: u64 },
+    #[error("block carries {count} transactions, more than the limit of {max}")]
+    TooManyTransactions { count: usize, max: usize },
+    #[error("block carries {count} oracle reports, more than the limit of {max}")]
+    TooManyOracleReports { count: usize, max: usize },
+}
+
 /// Applies one block: expires good-til-time orders, applies each transaction,
 /// and commits. A context that does not follow the previous block (height not
 /// +1, time going backwards) or too many transactions is refused before
@@ -67,9 +84,9 @@ pub fn apply_block(
     state: &mut State,
     context: &BlockContext,
     transactions: &[Vec<u8>],
-) -> Result<BlockOutput, RuntimeError> {
+) -> Result<BlockOutput, BlockError> {
     if transactions.len() > MAX_TRANSACTIONS_PER_BLOCK {
-        return Err(RuntimeError::BlockFull { max: MAX_TRANSACTIONS_PER_BLOCK });
+        return Err(BlockError::TooManyTransactions { count: transactions.len(), max: MAX_TRANSACTIONS_PER_BLOCK });
     }
     let mut events = state.begin_block(context)?;
     let receipts = transactions.iter().map(|bytes| state.apply_transaction(bytes, &mut events)).collect();
@@ -90,12 +107,14 @@ impl State {
     /// applies evidence and the oracle reports, and removes good-til-time
     /// orders that expired. Exposed on its own, with
     /// `apply_transaction` and `state_root`, for benchmarks that time each step.
-    pub fn begin_block(&mut self, context: &BlockContext) -> Result<Vec<Event>, RuntimeError> {
+    pub fn begin_block(&mut self, context: &BlockContext) -> Result<Vec<Event>, BlockError> {
         if context.height != self.height + 1 || context.time_ms < self.time_ms {
-            return Err(RuntimeError::Malformed(format!(
-                "block context height {} time {} does not follow height {} time {}",
-                context.height, context.time_ms, self.height, self.time_ms
-            )));
+            return Err(BlockError::OutOfOrder {
+                height: context.height,
+                time_ms: context.time_ms,
+                last_height: self.height,
+                last_time_ms: self.time_ms,
+            });
         }
         crate::oracle::check_report_count(&context.oracle_reports)?;
         self.height = context.height;
@@ -184,49 +203,49 @@ impl State {
     }
 
     /// The envelope checks, cheapest first. Changes nothing.
-    fn admit(&self, bytes: &[u8], receipt: &mut Receipt) -> Result<Admitted, RuntimeError> {
+    fn admit(&self, bytes: &[u8], receipt: &mut Receipt) -> Result<Admitted, TxError> {
         if bytes.len() > MAX_TRANSACTION_BYTES {
-            return Err(RuntimeError::TransactionTooLarge { size: bytes.len(), max: MAX_TRANSACTION_BYTES });
+            return Err(TxError::TransactionTooLarge { size: bytes.len(), max: MAX_TRANSACTION_BYTES });
         }
-        let signed = wire::SignedTransaction::decode(bytes).map_err(|e| RuntimeError::Malformed(e.to_string()))?;
+        let signed = wire::SignedTransaction::decode(bytes).map_err(|e| TxError::Malformed(e.to_string()))?;
         // One encoding per signed content, so a transaction's hash is unique.
         if signed.encoded_len() != bytes.len() {
-            return Err(RuntimeError::Malformed("transaction is not canonically encoded".into()));
+            return Err(TxError::Malformed("transaction is not canonically encoded".into()));
         }
-        let body = wire::TransactionBody::decode(signed.body.as_slice())
-            .map_err(|e| RuntimeError::Malformed(e.to_string()))?;
+        let body =
+            wire::TransactionBody::decode(signed.body.as_slice()).map_err(|e| TxError::Malformed(e.to_string()))?;
         let sender = Address::from_slice(&body.sender)?;
         receipt.sender = Some(sender);
         receipt.nonce = Some(body.nonce);
         if body.chain_id != self.params.chain_id {
-            return Err(RuntimeError::WrongChainId { expected: self.params.chain_id.clone(), got: body.chain_id });
+            return Err(TxError::WrongChainId { expected: self.params.chain_id.clone(), got: body.chain_id });
         }
-        let owner = *self.account_index.get(&sender).ok_or(RuntimeError::UnknownAccount(sender))?;
+        let owner = *self.account_index.get(&sender).ok_or(TxError::UnknownAccount(sender))?;
         let account = &self.accounts[owner as usize];
         // Reuse the parsed key when the account has signed before.
         let (key, new_key) = match &account.public_key {
             Some(known) if known.compressed().as_slice() == signed.public_key.as_slice() => (known.clone(), false),
             _ => {
                 let key = PublicKey::from_compressed(&signed.public_key)?;
-                let derived = key.address();
+                let derived = Address(key.address());
                 if derived != sender {
-                    return Err(RuntimeError::SenderMismatch { sender, derived });
+                    return Err(TxError::SenderMismatch { sender, derived });
                 }
                 (key, true)
             }
         };
         key.verify(&signed.body, &signed.signature)?;
         if body.nonce < account.nonce {
-            return Err(RuntimeError::StaleNonce { account: sender, expected: account.nonce, got: body.nonce });
+            return Err(TxError::StaleNonce { account: sender, expected: account.nonce, got: body.nonce });
         }
         if body.nonce > account.nonce {
-            return Err(RuntimeError::FutureNonce { account: sender, expected: account.nonce, got: body.nonce });
+            return Err(TxError::FutureNonce { account: sender, expected: account.nonce, got: body.nonce });
         }
         if body.actions.is_empty() {
-            return Err(RuntimeError::NoActions);
+            return Err(TxError::NoActions);
         }
         if body.actions.len() > MAX_ACTIONS_PER_TRANSACTION {
-            return Err(RuntimeError::TooManyActions { count: body.actions.len(), max: MAX_ACTIONS_PER_TRANSACTION });
+            return Err(TxError::TooManyActions { count: body.actions.len(), max: MAX_ACTIONS_PER_TRANSACTION });
         }
         Ok(Admitted { owner, public_key: new_key.then_some(key), actions: body.actions })
     }
@@ -236,8 +255,8 @@ impl State {
         owner: u64,
         action: &wire::Action,
         events: &mut Vec<Event>,
-    ) -> Result<ActionOutcome, RuntimeError> {
-        let kind = action.kind.as_ref().ok_or_else(|| RuntimeError::Malformed("action has no kind".into()))?;
+    ) -> Result<ActionOutcome, TxError> {
+        let kind = action.kind.as_ref().ok_or_else(|| TxError::Malformed("action has no kind".into()))?;
         match kind {
             Kind::Transfer(transfer) => self.transfer(owner, transfer, events),
             Kind::PlaceOrder(order) => {
@@ -276,9 +295,9 @@ impl State {
         }
     }
 
-    fn require_authority(&self, owner: u64, what: &'static str) -> Result<(), RuntimeError> {
+    fn require_authority(&self, owner: u64, what: &'static str) -> Result<(), TxError> {
         if self.accounts[owner as usize].address != self.params.listing_authority {
-            return Err(RuntimeError::NotAuthorized(what));
+            return Err(TxError::NotAuthorized(what));
         }
         Ok(())
     }
@@ -288,20 +307,20 @@ impl State {
         owner: u64,
         transfer: &wire::Transfer,
         events: &mut Vec<Event>,
-    ) -> Result<ActionOutcome, RuntimeError> {
+    ) -> Result<ActionOutcome, TxError> {
         let to = Address::from_slice(&transfer.to)?;
         let from = self.accounts[owner as usize].address;
         if to == from {
-            return Err(RuntimeError::SelfTransfer);
+            return Err(TxError::SelfTransfer);
         }
         let asset = match wire::Asset::try_from(transfer.asset) {
             Ok(wire::Asset::Usd) => Asset::Usd,
             Ok(wire::Asset::Vanna) => Asset::Vanna,
-            _ => return Err(RuntimeError::UnknownAsset),
+            _ => return Err(TxError::UnknownAsset),
         };
         let amount = Amount::parse(&transfer.amount, Field::Amount)?;
         if amount.is_zero() {
-            return Err(RuntimeError::NotPositive { field: Field::Amount });
+            return Err(TxError::NotPositive { field: Field::Amount });
         }
         let sender = &self.accounts[owner as usize];
         let available = match asset {
@@ -309,7 +328,7 @@ impl State {
             Asset::Vanna => sender.vanna,
         };
         if amount > available {
-            return Err(RuntimeError::InsufficientFunds {
+            return Err(TxError::InsufficientFunds {
                 asset: asset.symbol(),
                 needed: amount.value(),
                 available: available.value(),
@@ -339,18 +358,18 @@ impl State {
     }
 
     /// Finds an open order of `owner` by order id or client order id.
-    fn resolve_order(&self, owner: u64, order: Option<&wire::OrderRef>) -> Result<OrderId, RuntimeError> {
+    fn resolve_order(&self, owner: u64, order: Option<&wire::OrderRef>) -> Result<OrderId, TxError> {
         use wire::order_ref::Id;
         let account = &self.accounts[owner as usize];
         match order.and_then(|order| order.id.as_ref()) {
             Some(Id::OrderId(id)) => {
                 let id = OrderId(*id);
-                if account.open_orders.contains(&id) { Ok(id) } else { Err(RuntimeError::UnknownOrder(id)) }
+                if account.open_orders.contains(&id) { Ok(id) } else { Err(TxError::UnknownOrder(id)) }
             }
             Some(Id::ClientOrderId(client)) => {
-                account.client_orders.get(client).copied().ok_or(RuntimeError::UnknownClientOrderId(*client))
+                account.client_orders.get(client).copied().ok_or(TxError::UnknownClientOrderId(*client))
             }
-            None => Err(RuntimeError::MissingOrderRef),
+            None => Err(TxError::MissingOrderRef),
         }
     }
 
@@ -359,23 +378,23 @@ impl State {
         owner: u64,
         cancel: &wire::CancelAll,
         events: &mut Vec<Event>,
-    ) -> Result<ActionOutcome, RuntimeError> {
+    ) -> Result<ActionOutcome, TxError> {
         use wire::cancel_all::Scope;
-        let scope = cancel.scope.as_ref().ok_or(RuntimeError::MissingScope)?;
+        let scope = cancel.scope.as_ref().ok_or(TxError::MissingScope)?;
         // The series the cancel covers; None means every series.
         let series: Option<Vec<SeriesId>> = match scope {
             Scope::Series(name) => {
-                let series = *self.series_by_name.get(name).ok_or_else(|| RuntimeError::UnknownSeries(name.clone()))?;
+                let series = *self.series_by_name.get(name).ok_or_else(|| TxError::UnknownSeries(name.clone()))?;
                 Some(vec![series])
             }
             Scope::Underlying(symbol) => {
                 if !self.underlyings.contains_key(symbol) {
-                    return Err(RuntimeError::UnknownUnderlying(symbol.clone()));
+                    return Err(TxError::UnknownUnderlying(symbol.clone()));
                 }
                 Some(self.markets.iter().filter(|m| &m.spec.underlying == symbol).map(|m| m.id).collect())
             }
             Scope::Everything(true) => None,
-            Scope::Everything(false) => return Err(RuntimeError::MissingScope),
+            Scope::Everything(false) => return Err(TxError::MissingScope),
         };
         let ids: Vec<OrderId> = self.accounts[owner as usize]
             .open_orders
@@ -396,7 +415,7 @@ impl State {
         owner: u64,
         replace: &wire::ReplaceOrder,
         events: &mut Vec<Event>,
-    ) -> Result<ActionOutcome, RuntimeError> {
+    ) -> Result<ActionOutcome, TxError> {
         let id = self.resolve_order(owner, replace.order.as_ref())?;
         let info = self.orders[&id].clone();
         let market = self.market(info.series);
@@ -411,7 +430,7 @@ impl State {
         };
         let same_price = price_ticks == market.ticks(info.price)?;
         if same_price && lots == remaining {
-            return Err(RuntimeError::EmptyReplace);
+            return Err(TxError::EmptyReplace);
         }
         if same_price && lots < remaining {
             self.reduce_order(id, lots, CancelReason::User, events);

@@ -15,7 +15,7 @@ use vanna_book::Side;
 use vanna_merkle::{Hash, SparseMerkleTree};
 use vanna_proto::v1 as wire;
 
-use crate::error::RuntimeError;
+use crate::error::TxError;
 use crate::ids::{Address, SeriesId};
 use crate::instrument::{OptionKind, UnderlyingSpec};
 use crate::staking::{Delegation, Staking, Validator};
@@ -446,12 +446,8 @@ impl State {
 /// what a light client or an exchange does. Returns the proven account.
 /// Refuses a proof whose bytes are not the canonical encoding, so no byte of
 /// an accepted proof can be changed.
-pub fn verify_account_proof(
-    root: &Hash,
-    address: &Address,
-    proof_bytes: &[u8],
-) -> Result<wire::AccountState, RuntimeError> {
-    let refuse = |why: &str| RuntimeError::Malformed(format!("account proof refused: {why}"));
+pub fn verify_account_proof(root: &Hash, address: &Address, proof_bytes: &[u8]) -> Result<wire::AccountState, TxError> {
+    let refuse = |why: &str| TxError::Malformed(format!("account proof refused: {why}"));
     let proof = wire::AccountProof::decode(proof_bytes).map_err(|_| refuse("not an AccountProof"))?;
     if proof.encode_to_vec() != proof_bytes {
         return Err(refuse("not canonically encoded"));

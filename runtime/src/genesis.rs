@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::commit::Commitment;
-use crate::error::{Field, RuntimeError};
+use crate::error::{Field, TxError};
 use crate::ids::{Address, SeriesId};
 use crate::instrument::{SeriesSpec, UnderlyingSpec};
 use crate::limits::{MAX_SERIES_PER_UNDERLYING, MAX_UNDERLYINGS};
@@ -89,12 +89,12 @@ pub struct GenesisValidator {
     pub self_stake: Amount,
 }
 
-fn invalid(why: String) -> RuntimeError {
-    RuntimeError::Malformed(format!("invalid genesis: {why}"))
+fn invalid(why: String) -> TxError {
+    TxError::Malformed(format!("invalid genesis: {why}"))
 }
 
 impl Genesis {
-    pub fn from_json(text: &str) -> Result<Self, RuntimeError> {
+    pub fn from_json(text: &str) -> Result<Self, TxError> {
         serde_json::from_str(text).map_err(|error| invalid(error.to_string()))
     }
 
@@ -103,7 +103,7 @@ impl Genesis {
     }
 
     /// Builds the state at height 0, checking every value.
-    pub fn build(&self) -> Result<State, RuntimeError> {
+    pub fn build(&self) -> Result<State, TxError> {
         if self.chain_id.is_empty() || self.chain_id.len() > 64 || !self.chain_id.is_ascii() {
             return Err(invalid("chain_id must be 1 to 64 ASCII characters".into()));
         }
@@ -213,9 +213,9 @@ impl Genesis {
                 .get(&validator.operator)
                 .ok_or_else(|| invalid(format!("validator operator {} has no genesis account", validator.operator)))?;
             let register = vanna_proto::v1::RegisterValidator {
-                consensus_key: hex::decode(&validator.consensus_key).map_err(|_| RuntimeError::BadConsensusKey)?,
+                consensus_key: hex::decode(&validator.consensus_key).map_err(|_| TxError::BadConsensusKey)?,
                 proof_of_possession: hex::decode(&validator.proof_of_possession)
-                    .map_err(|_| RuntimeError::BadProofOfPossession)?,
+                    .map_err(|_| TxError::BadProofOfPossession)?,
                 moniker: validator.moniker.clone(),
                 commission_rate: validator.commission_rate.to_string(),
                 max_commission_rate: validator.max_commission_rate.to_string(),
@@ -268,17 +268,17 @@ impl Genesis {
 
 impl State {
     /// Lists a series (at genesis, or by the listing authority's transaction).
-    pub(crate) fn list_series(&mut self, name: &str) -> Result<SeriesId, RuntimeError> {
+    pub(crate) fn list_series(&mut self, name: &str) -> Result<SeriesId, TxError> {
         let spec = SeriesSpec::parse(name)?;
         let underlying = self
             .underlyings
             .get(&spec.underlying)
-            .ok_or_else(|| RuntimeError::UnknownUnderlying(spec.underlying.clone()))?;
+            .ok_or_else(|| TxError::UnknownUnderlying(spec.underlying.clone()))?;
         if self.series_by_name.contains_key(&*spec.name) {
-            return Err(RuntimeError::SeriesExists(spec.name.to_string()));
+            return Err(TxError::SeriesExists(spec.name.to_string()));
         }
         if spec.expiry_ms <= self.time_ms {
-            return Err(RuntimeError::SeriesExpired {
+            return Err(TxError::SeriesExpired {
                 name: spec.name.to_string(),
                 expiry_ms: spec.expiry_ms,
                 now_ms: self.time_ms,
@@ -291,10 +291,10 @@ impl State {
             .filter(|market| market.spec.underlying == spec.underlying && market.settled_at.is_none())
             .count();
         if listed >= MAX_SERIES_PER_UNDERLYING {
-            return Err(RuntimeError::TooManySeries { underlying: spec.underlying, max: MAX_SERIES_PER_UNDERLYING });
+            return Err(TxError::TooManySeries { underlying: spec.underlying, max: MAX_SERIES_PER_UNDERLYING });
         }
         if (spec.strike.value() * underlying.lot_size.value()).normalize().scale() > crate::money::ASSET_SCALE {
-            return Err(RuntimeError::TooPrecise { field: Field::Strike, max_decimals: crate::money::ASSET_SCALE });
+            return Err(TxError::TooPrecise { field: Field::Strike, max_decimals: crate::money::ASSET_SCALE });
         }
         let id = SeriesId(self.markets.len() as u32);
         self.series_by_name.insert(spec.name.to_string(), id);
@@ -392,7 +392,7 @@ mod tests {
         let mut state = genesis.build().unwrap();
         assert_eq!(
             state.list_series("BTC-25DEC26-999999-C"),
-            Err(RuntimeError::TooManySeries { underlying: "BTC".into(), max: MAX_SERIES_PER_UNDERLYING })
+            Err(TxError::TooManySeries { underlying: "BTC".into(), max: MAX_SERIES_PER_UNDERLYING })
         );
         assert!(state.list_series("ETH-25DEC26-999999-C").is_ok());
     }

@@ -13,15 +13,8 @@
 pub mod backstop;
 pub mod block;
 pub mod commit;
-pub mod crypto;
-pub mod error;
-pub mod events;
 pub mod genesis;
-pub mod ids;
-pub mod instrument;
-pub mod limits;
 pub mod liquidate;
-pub mod money;
 pub mod oracle;
 pub mod risk;
 pub mod sandbox;
@@ -30,11 +23,18 @@ pub mod staking;
 pub mod state;
 pub mod tools;
 pub mod trading;
-pub mod tx;
 
+// What clients share with the runtime lives in `vanna-types`; re-exported so
+// that the runtime's paths name one place.
+pub use vanna_types::{error, events, ids, instrument, limits, money, proof, tx};
+
+// The at-risk index keeps each account's underlyings as a bit mask.
+const _: () = assert!(limits::MAX_UNDERLYINGS <= vanna_liquidation::MAX_INDEXED_UNDERLYINGS);
+
+pub use block::BlockError;
 pub use block::{BlockContext, BlockOutput, apply_block};
-pub use commit::verify_account_proof;
-pub use error::RuntimeError;
+pub use error::TxError;
 pub use genesis::Genesis;
 pub use ids::{Address, OrderId};
+pub use proof::verify_account_proof;
 pub use state::State;

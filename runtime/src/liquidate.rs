@@ -40,7 +40,7 @@ use vanna_book::Side;
 use vanna_liquidation::{adl_score, close_order, pro_rata};
 use vanna_pricing::{decimal_to_f64, to_decimal_down, to_decimal_up};
 
-use crate::error::{Field, RuntimeError};
+use crate::error::{Field, TxError};
 use crate::events::{CancelReason, Event, LiquidationStep};
 use crate::ids::{Address, SeriesId};
 use crate::limits::MAX_SERIES_PER_ACCOUNT;
@@ -226,19 +226,19 @@ impl State {
         keeper: u64,
         target: &[u8],
         events: &mut Vec<Event>,
-    ) -> Result<crate::events::ActionOutcome, RuntimeError> {
+    ) -> Result<crate::events::ActionOutcome, TxError> {
         use crate::events::ActionOutcome;
         let address = Address::from_slice(target)?;
-        let owner = *self.account_index.get(&address).ok_or(RuntimeError::UnknownAccount(address))?;
+        let owner = *self.account_index.get(&address).ok_or(TxError::UnknownAccount(address))?;
         if owner == keeper {
-            return Err(RuntimeError::SelfLiquidation);
+            return Err(TxError::SelfLiquidation);
         }
         if self.liquidated_in_block.contains(&owner) {
             return Ok(ActionOutcome::AlreadyLiquidated);
         }
         let figures = self.margin_figures(owner, &[], Decimal::ZERO)?;
         if !figures.below_maintenance() {
-            return Err(RuntimeError::NotLiquidatable {
+            return Err(TxError::NotLiquidatable {
                 account: address,
                 equity: figures.equity,
                 maintenance_margin: figures.maintenance,
@@ -975,13 +975,23 @@ impl State {
             let cash = cash_for(lots);
             self.move_position(owner, other, series, lots, cash);
             closed += lots;
+            let insurance_paid =
+                if long { Amount::ZERO } else { self.top_up_to_mark(owner, other, mark_down * contracts, -cash) };
             let market = self.market(series);
+            if !insurance_paid.is_zero() {
+                events.push(Event::InsuranceFundUsed {
+                    account: address,
+                    series: market.spec.name.clone(),
+                    amount: insurance_paid,
+                });
+            }
             events.push(Event::Deleveraged {
                 liquidated: address,
                 counterparty,
                 series: market.spec.name.clone(),
                 contracts: if long { contracts } else { -contracts },
                 price,
+                insurance_paid,
             });
             events.push(Event::PositionLiquidated {
                 account: address,
@@ -994,6 +1004,35 @@ impl State {
             });
         }
         closed
+    }
+
+    /// The insurance fund pays a deleveraged long what the bankrupt `owner`
+    /// could not (`value_at_mark` less `paid`), as far as the fund's free
+    /// cash goes and without making its equity negative: while the fund can
+    /// pay, auto-deleveraging closes an honest position at mark and costs it
+    /// nothing. Returns what the fund paid.
+    fn top_up_to_mark(&mut self, owner: u64, counterparty: u64, value_at_mark: Decimal, paid: Decimal) -> Amount {
+        let fund = self.insurance_fund;
+        if owner == fund || counterparty == fund {
+            return Amount::ZERO;
+        }
+        let missing = Amount::round_down((value_at_mark - paid).max(Decimal::ZERO));
+        if missing.is_zero() {
+            return missing;
+        }
+        let equity = self.margin_figures(fund, &[], Decimal::ZERO).map_or(Decimal::ZERO, |f| f.equity);
+        let amount = missing.min(self.free_usd(fund)).min(Amount::round_down(equity.max(Decimal::ZERO)));
+        if amount.is_zero() {
+            return amount;
+        }
+        let fund_account = &mut self.accounts[fund as usize];
+        fund_account.usd = fund_account.usd.minus(amount).expect("pays at most its free cash");
+        let account = &mut self.accounts[counterparty as usize];
+        account.usd = account.usd.plus(amount);
+        self.commitment.touch_account(fund);
+        self.commitment.touch_account(counterparty);
+        self.risk_dirty.insert(fund);
+        amount
     }
 
     /// The penalty: `penalty_rate` × the maintenance margin the liquidation

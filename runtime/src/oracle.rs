@@ -8,7 +8,7 @@
 use vanna_oracle::{IgnoreReason, IndexPrice, OracleEvent, ReporterId, StakeTable, Status, Underlying};
 use vanna_proto::v1 as wire;
 
-use crate::error::{Field, RuntimeError};
+use crate::error::Field;
 use crate::events::Event;
 use crate::ids::Address;
 use crate::limits::MAX_ORACLE_REPORTS_PER_BLOCK;
@@ -176,9 +176,12 @@ fn oracle_event(event: OracleEvent) -> Event {
 }
 
 /// Refuses a block with more reports than any honest proposer includes.
-pub(crate) fn check_report_count(reports: &[Vec<u8>]) -> Result<(), RuntimeError> {
+pub(crate) fn check_report_count(reports: &[Vec<u8>]) -> Result<(), crate::BlockError> {
     if reports.len() > MAX_ORACLE_REPORTS_PER_BLOCK {
-        return Err(RuntimeError::TooManyOracleReports { count: reports.len(), max: MAX_ORACLE_REPORTS_PER_BLOCK });
+        return Err(crate::BlockError::TooManyOracleReports {
+            count: reports.len(),
+            max: MAX_ORACLE_REPORTS_PER_BLOCK,
+        });
     }
     Ok(())
 }

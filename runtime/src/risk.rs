@@ -21,7 +21,7 @@ use vanna_liquidation::{SeriesSensitivity, UnderlyingExposure, bands, series_sen
 use vanna_margin::{MarginParams, MarginTables, Position, PositionRange, SeriesIndex, SeriesKey, build_tables};
 use vanna_pricing::{decimal_to_f64, to_decimal_up};
 
-use crate::error::RuntimeError;
+use crate::error::TxError;
 use crate::ids::{Address, SeriesId};
 use crate::instrument::OptionKind;
 use crate::money::{ASSET_SCALE, Amount};
@@ -190,7 +190,7 @@ impl State {
     }
 
     /// Groups signed lot positions (in series order) by underlying as table positions.
-    fn held<'a>(&'a self, positions: impl Iterator<Item = (SeriesId, i64)>) -> Result<Held<'a>, RuntimeError> {
+    fn held<'a>(&'a self, positions: impl Iterator<Item = (SeriesId, i64)>) -> Result<Held<'a>, TxError> {
         let mut held: Held<'a> = SmallVec::new();
         for (series, lots) in positions {
             if lots == 0 {
@@ -214,7 +214,7 @@ impl State {
     }
 
     /// Σ position value (rounded down), maintenance and initial margin (rounded up) of grouped positions.
-    fn held_margin(&self, held: &Held<'_>) -> Result<(Decimal, Decimal, Decimal), RuntimeError> {
+    fn held_margin(&self, held: &Held<'_>) -> Result<(Decimal, Decimal, Decimal), TxError> {
         let (mut value, mut maintenance, mut initial) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
         for group in held {
             let rounded = group
@@ -238,7 +238,7 @@ impl State {
         owner: u64,
         adjust: &[(SeriesId, i64)],
         cash_delta: Decimal,
-    ) -> Result<MarginFigures, RuntimeError> {
+    ) -> Result<MarginFigures, TxError> {
         let account = &self.accounts[owner as usize];
         let positions = account.positions.iter().copied();
         if adjust.len() <= 1 {
@@ -271,7 +271,7 @@ impl State {
         adjust: Option<(SeriesId, i64)>,
         cash_delta: Decimal,
         level: Level,
-    ) -> Result<bool, RuntimeError> {
+    ) -> Result<bool, TxError> {
         let account = &self.accounts[owner as usize];
         let positions = account.positions.iter().copied();
         let held = self.held(WithChange { positions: positions.peekable(), change: adjust })?;
@@ -321,10 +321,10 @@ impl State {
         changed: Option<(SeriesId, Exposure)>,
         equity_out: Decimal,
         action: &'static str,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<(), TxError> {
         let (equity, initial_margin) = self.margin_with_orders(owner, changed, equity_out)?;
         if equity < initial_margin {
-            return Err(RuntimeError::InsufficientMargin { action, equity, initial_margin });
+            return Err(TxError::InsufficientMargin { action, equity, initial_margin });
         }
         Ok(())
     }
@@ -336,7 +336,7 @@ impl State {
         owner: u64,
         changed: Option<(SeriesId, Exposure)>,
         equity_out: Decimal,
-    ) -> Result<(Decimal, Decimal), RuntimeError> {
+    ) -> Result<(Decimal, Decimal), TxError> {
         let account = &self.accounts[owner as usize];
         let mut exposures: Vec<(SeriesId, Exposure)> = account.exposures.iter().map(|(s, e)| (*s, *e)).collect();
         if let Some((series, exposure)) = changed {
@@ -466,8 +466,8 @@ impl State {
     }
 
     /// Equity, margins, margin ratio, and each position's mark and greeks.
-    pub fn account_margin(&self, address: &Address) -> Result<AccountRisk, RuntimeError> {
-        let account = self.account(address).ok_or(RuntimeError::UnknownAccount(*address))?;
+    pub fn account_margin(&self, address: &Address) -> Result<AccountRisk, TxError> {
+        let account = self.account(address).ok_or(TxError::UnknownAccount(*address))?;
         let held = self.held(account.positions.iter().copied())?;
         let (position_value, maintenance, initial) = self.held_margin(&held)?;
         let mut positions = Vec::new();
@@ -499,8 +499,8 @@ impl State {
         })
     }
 
-    fn risk_of(&self, symbol: &str) -> Result<&UnderlyingRisk, RuntimeError> {
-        self.risk.get(symbol).ok_or_else(|| RuntimeError::MarginUnavailable { underlying: symbol.to_string() })
+    fn risk_of(&self, symbol: &str) -> Result<&UnderlyingRisk, TxError> {
+        self.risk.get(symbol).ok_or_else(|| TxError::MarginUnavailable { underlying: symbol.to_string() })
     }
 }
 
@@ -620,8 +620,8 @@ impl Estimate {
     }
 }
 
-fn margin_error(error: vanna_margin::MarginError) -> RuntimeError {
-    RuntimeError::Margin(error.to_string())
+fn margin_error(error: vanna_margin::MarginError) -> TxError {
+    TxError::Margin(error.to_string())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use vanna_proto::v1 as wire;
 
 use crate::block::{BlockContext, BlockOutput, apply_block};
-use crate::error::RuntimeError;
+use crate::error::TxError;
 use crate::genesis::{Genesis, GenesisAccount, GenesisValidator};
 use crate::ids::Address;
 use crate::instrument::UnderlyingSpec;
@@ -38,7 +38,7 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    pub fn new(genesis: &Genesis, signers: impl IntoIterator<Item = (String, Signer)>) -> Result<Self, RuntimeError> {
+    pub fn new(genesis: &Genesis, signers: impl IntoIterator<Item = (String, Signer)>) -> Result<Self, TxError> {
         Ok(Sandbox {
             state: genesis.build()?,
             signers: signers.into_iter().collect(),
@@ -98,7 +98,7 @@ impl Sandbox {
     /// Queues `reports` signed by each named operator.
     pub fn report(&mut self, reporters: &[&str], reports: &[vanna_oracle::PriceReport]) {
         for name in reporters {
-            let bytes = self.signer(name).sign_oracle_report(&self.state.params.chain_id, reports);
+            let bytes = sign_oracle_report(self.signer(name), &self.state.params.chain_id, reports);
             self.oracle_reports.push(bytes);
         }
     }
@@ -226,4 +226,11 @@ pub fn demo_genesis(accounts: &[(&str, u64)]) -> (Genesis, Vec<(String, Signer)>
         liquidation: Default::default(),
     };
     (genesis, signers)
+}
+
+/// An oracle report signed with `signer`'s operator key: what a validator's
+/// feeder sends.
+pub fn sign_oracle_report(signer: &Signer, chain_id: &str, prices: &[vanna_oracle::PriceReport]) -> Vec<u8> {
+    use prost::Message;
+    vanna_oracle::sign_report(signer.signing_key(), chain_id, prices).encode_to_vec()
 }

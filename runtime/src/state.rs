@@ -10,12 +10,12 @@ use smallvec::SmallVec;
 use vanna_book::{Book, Side};
 
 use crate::commit::Commitment;
-use crate::crypto::PublicKey;
-use crate::error::{Field, RuntimeError};
+use crate::error::{Field, TxError};
 use crate::ids::{Address, OrderId, SeriesId};
 use crate::instrument::{SeriesSpec, UnderlyingSpec};
 use crate::money::{Amount, Price, Quantity};
 use crate::staking::Staking;
+use vanna_crypto::PublicKey;
 
 /// Fees as options venues charge them: a rate of the underlying's notional
 /// (index price × contracts), capped at a fraction of the option's premium.
@@ -272,19 +272,19 @@ impl Market {
     }
 
     /// Converts a price to whole ticks, refusing prices off the tick grid.
-    pub fn ticks(&self, price: Price) -> Result<u64, RuntimeError> {
+    pub fn ticks(&self, price: Price) -> Result<u64, TxError> {
         let ticks = price.value() / self.tick.value();
         if !ticks.fract().is_zero() {
-            return Err(RuntimeError::OffTick { price: price.value(), tick: self.tick.value() });
+            return Err(TxError::OffTick { price: price.value(), tick: self.tick.value() });
         }
         Ok(u64::try_from(ticks).expect("prices are bounded by MAX_PRICE_USD"))
     }
 
     /// Converts a quantity to whole lots, refusing quantities off the lot grid.
-    pub fn lots(&self, quantity: Quantity) -> Result<u64, RuntimeError> {
+    pub fn lots(&self, quantity: Quantity) -> Result<u64, TxError> {
         let lots = quantity.value() / self.lot.value();
         if !lots.fract().is_zero() {
-            return Err(RuntimeError::OffLot { quantity: quantity.value(), lot: self.lot.value() });
+            return Err(TxError::OffLot { quantity: quantity.value(), lot: self.lot.value() });
         }
         Ok(u64::try_from(lots).expect("quantities are bounded by MAX_ORDER_CONTRACTS"))
     }

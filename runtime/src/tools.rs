@@ -15,7 +15,7 @@
 
 use vanna_proto::v1 as wire;
 
-use crate::error::RuntimeError;
+use crate::error::TxError;
 use crate::events::{Event, OrderOutcome};
 use crate::ids::Address;
 use crate::state::State;
@@ -29,8 +29,8 @@ pub fn place_order(
     sender: &Address,
     order: &wire::PlaceOrder,
     events: &mut Vec<Event>,
-) -> Result<OrderOutcome, RuntimeError> {
-    let owner = *state.account_index.get(sender).ok_or(RuntimeError::UnknownAccount(*sender))?;
+) -> Result<OrderOutcome, TxError> {
+    let owner = *state.account_index.get(sender).ok_or(TxError::UnknownAccount(*sender))?;
     let request = parse_order(state, order)?;
     state.place_order(owner, &request, None, events)
 }

@@ -9,7 +9,7 @@
 use rust_decimal::Decimal;
 use vanna_book::{MakerDecision, MatchEvent, MatchPolicy, RestingOrder, Side, StopReason, Taker};
 
-use crate::error::{Field, RuntimeError};
+use crate::error::{Field, TxError};
 use crate::events::{CancelReason, Event, Fill, OrderOutcome};
 use crate::ids::{OrderId, SeriesId};
 use crate::limits::{
@@ -57,34 +57,31 @@ pub struct OrderRequest {
 }
 
 /// Parses a limit price into ticks, within the price bound and on the tick grid.
-pub fn parse_ticks(market: &Market, text: &str) -> Result<u64, RuntimeError> {
+pub fn parse_ticks(market: &Market, text: &str) -> Result<u64, TxError> {
     let price = Price::parse(text, Field::Price)?;
     if price.value() > Decimal::from(MAX_PRICE_USD) {
-        return Err(RuntimeError::PriceTooHigh { price: price.value(), max: Decimal::from(MAX_PRICE_USD) });
+        return Err(TxError::PriceTooHigh { price: price.value(), max: Decimal::from(MAX_PRICE_USD) });
     }
     market.ticks(price)
 }
 
 /// Parses an order size into lots, within the size bound and on the lot grid.
-pub fn parse_lots(market: &Market, text: &str) -> Result<u64, RuntimeError> {
+pub fn parse_lots(market: &Market, text: &str) -> Result<u64, TxError> {
     let quantity = Quantity::parse(text, Field::Quantity)?;
     if quantity.value() > Decimal::from(MAX_ORDER_CONTRACTS) {
-        return Err(RuntimeError::QuantityTooLarge {
-            quantity: quantity.value(),
-            max: Decimal::from(MAX_ORDER_CONTRACTS),
-        });
+        return Err(TxError::QuantityTooLarge { quantity: quantity.value(), max: Decimal::from(MAX_ORDER_CONTRACTS) });
     }
     market.lots(quantity)
 }
 
 /// Parses and checks a `PlaceOrder` against the listing and the block time.
-pub fn parse_order(state: &State, order: &vanna_proto::v1::PlaceOrder) -> Result<OrderRequest, RuntimeError> {
+pub fn parse_order(state: &State, order: &vanna_proto::v1::PlaceOrder) -> Result<OrderRequest, TxError> {
     use vanna_proto::v1::{OrderType, SelfTradePrevention, Side as WireSide, TimeInForce as WireTif};
     let series =
-        *state.series_by_name.get(&order.series).ok_or_else(|| RuntimeError::UnknownSeries(order.series.clone()))?;
+        *state.series_by_name.get(&order.series).ok_or_else(|| TxError::UnknownSeries(order.series.clone()))?;
     let market = state.market(series);
     if state.time_ms >= market.spec.expiry_ms {
-        return Err(RuntimeError::SeriesExpired {
+        return Err(TxError::SeriesExpired {
             name: market.spec.name.to_string(),
             expiry_ms: market.spec.expiry_ms,
             now_ms: state.time_ms,
@@ -93,22 +90,22 @@ pub fn parse_order(state: &State, order: &vanna_proto::v1::PlaceOrder) -> Result
     let side = match WireSide::try_from(order.side) {
         Ok(WireSide::Buy) => Side::Buy,
         Ok(WireSide::Sell) => Side::Sell,
-        _ => return Err(RuntimeError::MissingSide),
+        _ => return Err(TxError::MissingSide),
     };
     let lots = parse_lots(market, &order.quantity)?;
     let market_order = match OrderType::try_from(order.order_type) {
         Ok(OrderType::Limit) => false,
         Ok(OrderType::Market) => true,
-        _ => return Err(RuntimeError::MissingOrderType),
+        _ => return Err(TxError::MissingOrderType),
     };
     let price_ticks = if market_order {
         if !order.price.is_empty() {
-            return Err(RuntimeError::MarketOrderWithPrice);
+            return Err(TxError::MarketOrderWithPrice);
         }
         None
     } else {
         if order.price.is_empty() {
-            return Err(RuntimeError::MissingPrice);
+            return Err(TxError::MissingPrice);
         }
         Some(parse_ticks(market, &order.price)?)
     };
@@ -121,17 +118,17 @@ pub fn parse_order(state: &State, order: &vanna_proto::v1::PlaceOrder) -> Result
         _ => TimeInForce::GoodTilCancelled,
     };
     if market_order && time_in_force.may_rest() {
-        return Err(RuntimeError::MarketOrderMustBeImmediate);
+        return Err(TxError::MarketOrderMustBeImmediate);
     }
     if order.post_only && !time_in_force.may_rest() {
-        return Err(RuntimeError::PostOnlyImmediate);
+        return Err(TxError::PostOnlyImmediate);
     }
     match time_in_force {
         TimeInForce::GoodTilTime if order.expire_at_ms <= state.time_ms => {
-            return Err(RuntimeError::BadExpiry { now_ms: state.time_ms });
+            return Err(TxError::BadExpiry { now_ms: state.time_ms });
         }
         TimeInForce::GoodTilTime => {}
-        _ if order.expire_at_ms != 0 => return Err(RuntimeError::ExpiryWithoutGtt),
+        _ if order.expire_at_ms != 0 => return Err(TxError::ExpiryWithoutGtt),
         _ => {}
     }
     let self_trade = match SelfTradePrevention::try_from(order.self_trade_prevention) {
@@ -242,7 +239,7 @@ impl State {
         request: &OrderRequest,
         replacing: Option<OrderId>,
         events: &mut Vec<Event>,
-    ) -> Result<OrderOutcome, RuntimeError> {
+    ) -> Result<OrderOutcome, TxError> {
         let (request, price_ticks) = self.check_order(owner, request, replacing)?;
         let order_id = match replacing {
             Some(id) => {
@@ -267,11 +264,11 @@ impl State {
         owner: u64,
         request: &OrderRequest,
         replacing: Option<OrderId>,
-    ) -> Result<(OrderRequest, u64), RuntimeError> {
+    ) -> Result<(OrderRequest, u64), TxError> {
         let account = &self.accounts[owner as usize];
         let market = self.market(request.series);
         if self.time_ms >= market.spec.expiry_ms {
-            return Err(RuntimeError::SeriesExpired {
+            return Err(TxError::SeriesExpired {
                 name: market.spec.name.to_string(),
                 expiry_ms: market.spec.expiry_ms,
                 now_ms: self.time_ms,
@@ -281,7 +278,7 @@ impl State {
         // shrink a position (reduce-only) go through until the oracle recovers.
         if !request.reduce_only && self.is_stale(&market.spec.underlying) {
             let state = self.oracle.state(market.spec.underlying.as_str());
-            return Err(RuntimeError::UnderlyingStale {
+            return Err(TxError::UnderlyingStale {
                 underlying: market.spec.underlying.clone(),
                 last_update_ms: state.and_then(|s| s.last_update_ms).unwrap_or(0),
                 now_ms: self.time_ms,
@@ -299,18 +296,18 @@ impl State {
             && replacing.is_none()
             && account.client_orders.contains_key(&request.client_order_id)
         {
-            return Err(RuntimeError::DuplicateClientOrderId(request.client_order_id));
+            return Err(TxError::DuplicateClientOrderId(request.client_order_id));
         }
         if request.time_in_force.may_rest() {
             if open_total >= MAX_OPEN_ORDERS_PER_ACCOUNT {
-                return Err(RuntimeError::TooManyOpenOrders { max: MAX_OPEN_ORDERS_PER_ACCOUNT });
+                return Err(TxError::TooManyOpenOrders { max: MAX_OPEN_ORDERS_PER_ACCOUNT });
             }
             if open_in_series >= MAX_OPEN_ORDERS_PER_SERIES {
-                return Err(RuntimeError::TooManyOpenOrdersInSeries { max: MAX_OPEN_ORDERS_PER_SERIES });
+                return Err(TxError::TooManyOpenOrdersInSeries { max: MAX_OPEN_ORDERS_PER_SERIES });
             }
         }
         if !account.exposures.contains_key(&request.series) && account.exposures.len() >= MAX_SERIES_PER_ACCOUNT {
-            return Err(RuntimeError::TooManyPositions { max: MAX_SERIES_PER_ACCOUNT });
+            return Err(TxError::TooManyPositions { max: MAX_SERIES_PER_ACCOUNT });
         }
         // The exposure without the order being replaced.
         let mut exposure = account.exposure(request.series);
@@ -326,7 +323,7 @@ impl State {
             let already = self.reduce_only_lots(owner, request.series, request.side, replacing);
             let room = closable.saturating_sub(already);
             if room == 0 {
-                return Err(RuntimeError::ReduceOnlyWouldIncrease { position: market.signed_contracts(position) });
+                return Err(TxError::ReduceOnlyWouldIncrease { position: market.signed_contracts(position) });
             }
             request.lots = request.lots.min(room);
         }
@@ -344,7 +341,7 @@ impl State {
                     }
                     wanted -= lots;
                 }
-                worst.ok_or(RuntimeError::NoLiquidity)?
+                worst.ok_or(TxError::NoLiquidity)?
             }
         };
         if request.post_only {
@@ -353,13 +350,13 @@ impl State {
                 Side::Sell => book.best_bid().filter(|(bid, _)| *bid >= price_ticks).map(|(bid, _)| ("bid", bid)),
             };
             if let Some((side, ticks)) = crossing {
-                return Err(RuntimeError::PostOnlyWouldCross { side, best: market.price_of(ticks).value() });
+                return Err(TxError::PostOnlyWouldCross { side, best: market.price_of(ticks).value() });
             }
         }
         if request.time_in_force == TimeInForce::FillOrKill {
             let available = self.fillable_lots(owner, &request, price_ticks);
             if available < request.lots {
-                return Err(RuntimeError::FillOrKillUnfilled {
+                return Err(TxError::FillOrKillUnfilled {
                     wanted: market.contracts(request.lots),
                     available: market.contracts(available),
                 });
@@ -381,7 +378,7 @@ impl State {
         let locked = account.usd_locked.minus(before_lock).expect("a buy lock is part of the locked total");
         let required = locked.plus(exposure.buy_lock);
         if required > account.usd {
-            return Err(RuntimeError::InsufficientFunds {
+            return Err(TxError::InsufficientFunds {
                 asset: "USD",
                 needed: exposure.buy_lock.value() - before_lock.value(),
                 available: account.usd.minus(account.usd_locked).expect("locks never exceed cash").value(),
@@ -404,9 +401,9 @@ impl State {
         series: SeriesId,
         exposure: Exposure,
         only_shrinks: bool,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<(), TxError> {
         let (equity, initial_margin) = match self.margin_with_orders(owner, Some((series, exposure)), Decimal::ZERO) {
-            Err(RuntimeError::MarginUnavailable { .. }) if only_shrinks => return Ok(()),
+            Err(TxError::MarginUnavailable { .. }) if only_shrinks => return Ok(()),
             result => result?,
         };
         if equity >= initial_margin {
@@ -416,7 +413,7 @@ impl State {
         if initial_margin - equity <= (initial_now - equity_now).max(Decimal::ZERO) {
             return Ok(());
         }
-        Err(RuntimeError::InsufficientMargin { action: "order", equity, initial_margin })
+        Err(TxError::InsufficientMargin { action: "order", equity, initial_margin })
     }
 
     /// Equity a sell order sets aside per lot: how far the mark is above its
@@ -556,7 +553,7 @@ impl State {
             order: order_id,
             owner: address,
             series: market.spec.name.clone(),
-            side: request.side.into(),
+            side: order_side(request.side),
             price,
             contracts: market.contracts(request.lots),
         });
@@ -722,7 +719,7 @@ impl State {
             price,
             contracts,
             premium,
-            taker_side: taker_side.into(),
+            taker_side: order_side(taker_side),
             maker: self.accounts[fill.maker_owner as usize].address,
             maker_order: OrderId(fill.maker_id),
             maker_fee,
@@ -910,5 +907,13 @@ fn remove_from_exposure(exposure: &mut Exposure, info: &OrderInfo, remaining: u6
     release_lots(exposure, info, remaining);
     if info.reduce_only {
         exposure.reduce_only_orders -= 1;
+    }
+}
+
+/// The book's side as events name it.
+pub(crate) fn order_side(side: Side) -> crate::events::OrderSide {
+    match side {
+        Side::Buy => crate::events::OrderSide::Buy,
+        Side::Sell => crate::events::OrderSide::Sell,
     }
 }

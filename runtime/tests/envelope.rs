@@ -6,13 +6,13 @@ use common::*;
 use k256::ecdsa::Signature;
 use prost::Message;
 use vanna_proto::v1::{self as wire, Side};
-use vanna_runtime::RuntimeError;
+use vanna_runtime::TxError;
 use vanna_runtime::events::{ActionOutcome, TxStatus};
 use vanna_runtime::limits::*;
 use vanna_runtime::sandbox::{DEMO_CHAIN_ID, Sandbox};
 use vanna_runtime::tx::{Signer, limit_order, list_series, place, transfer};
 
-fn rejected(chain: &mut Sandbox, bytes: Vec<u8>) -> RuntimeError {
+fn rejected(chain: &mut Sandbox, bytes: Vec<u8>) -> TxError {
     let alice = chain.address("alice");
     let before = prost::Message::encode_to_vec(&chain.state.account_state(chain.state.account(&alice).unwrap().owner));
     chain.submit_raw(bytes);
@@ -35,28 +35,28 @@ fn envelope_refusals_name_their_reason() {
     let alice = chain.signer("alice").clone();
     assert_eq!(
         rejected(&mut chain, alice.sign("other-chain", 0, order_action())),
-        RuntimeError::WrongChainId { expected: DEMO_CHAIN_ID.into(), got: "other-chain".into() }
+        TxError::WrongChainId { expected: DEMO_CHAIN_ID.into(), got: "other-chain".into() }
     );
     assert_eq!(
         rejected(&mut chain, alice.sign(DEMO_CHAIN_ID, 1, order_action())),
-        RuntimeError::FutureNonce { account: alice.address(), expected: 0, got: 1 }
+        TxError::FutureNonce { account: alice.address(), expected: 0, got: 1 }
     );
-    assert_eq!(rejected(&mut chain, alice.sign(DEMO_CHAIN_ID, 0, vec![])), RuntimeError::NoActions);
+    assert_eq!(rejected(&mut chain, alice.sign(DEMO_CHAIN_ID, 0, vec![])), TxError::NoActions);
     let too_many =
         (0..=MAX_ACTIONS_PER_TRANSACTION).map(|_| transfer(chain.address("bob"), wire::Asset::Usd, "1")).collect();
     assert_eq!(
         rejected(&mut chain, alice.sign(DEMO_CHAIN_ID, 0, too_many)),
-        RuntimeError::TooManyActions { count: MAX_ACTIONS_PER_TRANSACTION + 1, max: MAX_ACTIONS_PER_TRANSACTION }
+        TxError::TooManyActions { count: MAX_ACTIONS_PER_TRANSACTION + 1, max: MAX_ACTIONS_PER_TRANSACTION }
     );
-    assert!(matches!(rejected(&mut chain, vec![0xff; 10]), RuntimeError::Malformed(_)));
+    assert!(matches!(rejected(&mut chain, vec![0xff; 10]), TxError::Malformed(_)));
     assert!(matches!(
         rejected(&mut chain, vec![0; MAX_TRANSACTION_BYTES + 1]),
-        RuntimeError::TransactionTooLarge { size, max: MAX_TRANSACTION_BYTES } if size == MAX_TRANSACTION_BYTES + 1
+        TxError::TransactionTooLarge { size, max: MAX_TRANSACTION_BYTES } if size == MAX_TRANSACTION_BYTES + 1
     ));
     let stranger = Signer::from_seed("nobody");
     assert_eq!(
         rejected(&mut chain, stranger.sign(DEMO_CHAIN_ID, 0, order_action())),
-        RuntimeError::UnknownAccount(stranger.address())
+        TxError::UnknownAccount(stranger.address())
     );
 
     // Tampering: a changed body, a high-S twin, a key that is not the sender's.
@@ -64,47 +64,44 @@ fn envelope_refusals_name_their_reason() {
     let mut signed = wire::SignedTransaction::decode(good.as_slice()).unwrap();
     let mut tampered = signed.clone();
     *tampered.body.last_mut().unwrap() ^= 1;
-    assert!(matches!(
-        rejected(&mut chain, tampered.encode_to_vec()),
-        RuntimeError::BadSignature | RuntimeError::Malformed(_)
-    ));
+    assert!(matches!(rejected(&mut chain, tampered.encode_to_vec()), TxError::BadSignature | TxError::Malformed(_)));
     let low = Signature::from_slice(&signed.signature).unwrap();
     let high = Signature::from_scalars(low.r(), -*low.s()).unwrap();
     let mut twin = signed.clone();
     twin.signature = high.to_bytes().to_vec();
-    assert_eq!(rejected(&mut chain, twin.encode_to_vec()), RuntimeError::HighS);
+    assert_eq!(rejected(&mut chain, twin.encode_to_vec()), TxError::HighS);
     let bob = chain.signer("bob").clone();
     let bob_signed = wire::SignedTransaction::decode(bob.sign(DEMO_CHAIN_ID, 0, order_action()).as_slice()).unwrap();
     let mut wrong_key = signed.clone();
     wrong_key.public_key = bob_signed.public_key;
     assert_eq!(
         rejected(&mut chain, wrong_key.encode_to_vec()),
-        RuntimeError::SenderMismatch { sender: alice.address(), derived: bob.address() }
+        TxError::SenderMismatch { sender: alice.address(), derived: bob.address() }
     );
     let mut padded = good.clone();
     padded.extend_from_slice(&[0x7a, 0x01, 0x00]);
-    assert!(matches!(rejected(&mut chain, padded), RuntimeError::Malformed(_)), "an unknown trailing field is refused");
+    assert!(matches!(rejected(&mut chain, padded), TxError::Malformed(_)), "an unknown trailing field is refused");
     signed.signature.truncate(63);
-    assert_eq!(rejected(&mut chain, signed.encode_to_vec()), RuntimeError::BadSignatureEncoding);
+    assert_eq!(rejected(&mut chain, signed.encode_to_vec()), TxError::BadSignatureEncoding);
 
     // The genuine one applies once; its replay is stale.
     chain.submit_raw(good.clone());
     assert!(matches!(chain.produce_block().receipts[0].status, TxStatus::Included { .. }));
-    assert_eq!(rejected(&mut chain, good), RuntimeError::StaleNonce { account: alice.address(), expected: 1, got: 0 });
+    assert_eq!(rejected(&mut chain, good), TxError::StaleNonce { account: alice.address(), expected: 1, got: 0 });
 }
 
 #[test]
 fn a_failed_action_consumes_the_nonce_and_nothing_else() {
     let mut chain = sandbox();
     let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order(CALL, Side::Buy, "100.3", "1"))]);
-    assert_eq!(action_error(&receipt), RuntimeError::OffTick { price: dec("100.3"), tick: dec("0.5") });
+    assert_eq!(action_error(&receipt), TxError::OffTick { price: dec("100.3"), tick: dec("0.5") });
     let account = chain.state.account(&chain.address("alice")).unwrap();
     assert_eq!(account.nonce, 1);
     assert!(account.open_orders.is_empty() && account.usd_locked.is_zero());
     let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order(CALL, Side::Buy, "100", "0.015"))]);
-    assert_eq!(action_error(&receipt), RuntimeError::OffLot { quantity: dec("0.015"), lot: dec("0.01") });
+    assert_eq!(action_error(&receipt), TxError::OffLot { quantity: dec("0.015"), lot: dec("0.01") });
     let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order("BTC-25DEC26-123-C", Side::Buy, "100", "1"))]);
-    assert_eq!(action_error(&receipt), RuntimeError::UnknownSeries("BTC-25DEC26-123-C".into()));
+    assert_eq!(action_error(&receipt), TxError::UnknownSeries("BTC-25DEC26-123-C".into()));
 }
 
 #[test]
@@ -116,28 +113,28 @@ fn transfers_move_only_free_funds() {
     let (receipt, _) = run(&mut chain, "alice", vec![transfer(bob, wire::Asset::Usd, "949376")]);
     assert_eq!(
         action_error(&receipt),
-        RuntimeError::InsufficientFunds { asset: "USD", needed: dec("949376"), available: dec("949375") }
+        TxError::InsufficientFunds { asset: "USD", needed: dec("949376"), available: dec("949375") }
     );
     let newcomer = Signer::from_seed("newcomer").address();
     let (receipt, _) = run(&mut chain, "alice", vec![transfer(newcomer, wire::Asset::Usd, "100000")]);
     assert_eq!(outcomes(&receipt)[0], Ok(ActionOutcome::Transferred));
     assert_eq!(chain.state.account(&newcomer).unwrap().usd.value(), dec("100000"));
     let (receipt, _) = run(&mut chain, "alice", vec![transfer(alice, wire::Asset::Usd, "1")]);
-    assert_eq!(action_error(&receipt), RuntimeError::SelfTransfer);
+    assert_eq!(action_error(&receipt), TxError::SelfTransfer);
     let (receipt, _) = run(&mut chain, "alice", vec![transfer(newcomer, wire::Asset::Vanna, "1")]);
     assert_eq!(
         action_error(&receipt),
-        RuntimeError::InsufficientFunds { asset: "VANNA", needed: dec("1"), available: dec("0") }
+        TxError::InsufficientFunds { asset: "VANNA", needed: dec("1"), available: dec("0") }
     );
     let (receipt, _) = run(&mut chain, "alice", vec![transfer(newcomer, wire::Asset::Usd, "0.0000001")]);
-    assert!(matches!(action_error(&receipt), RuntimeError::TooPrecise { max_decimals: 6, .. }));
+    assert!(matches!(action_error(&receipt), TxError::TooPrecise { max_decimals: 6, .. }));
 }
 
 #[test]
 fn only_the_listing_authority_lists_series() {
     let mut chain = sandbox();
     let (receipt, _) = run(&mut chain, "alice", vec![list_series("BTC-25DEC26-120000-C")]);
-    assert_eq!(action_error(&receipt), RuntimeError::NotAuthorized("list series"));
+    assert_eq!(action_error(&receipt), TxError::NotAuthorized("list series"));
     let (receipt, _) = run(
         &mut chain,
         "authority",
@@ -145,8 +142,8 @@ fn only_the_listing_authority_lists_series() {
     );
     let results = outcomes(&receipt);
     assert_eq!(results[0], Ok(ActionOutcome::SeriesListed));
-    assert_eq!(results[1], Err(RuntimeError::SeriesExists("BTC-25DEC26-120000-C".into())));
-    assert!(matches!(results[2], Err(RuntimeError::SeriesExpired { .. })));
+    assert_eq!(results[1], Err(TxError::SeriesExists("BTC-25DEC26-120000-C".into())));
+    assert!(matches!(results[2], Err(TxError::SeriesExpired { .. })));
     let (receipt, _) =
         run(&mut chain, "alice", vec![place(limit_order("BTC-25DEC26-120000-C", Side::Buy, "100", "1"))]);
     assert_eq!(order(&receipt).resting_contracts, dec("1"));
@@ -164,7 +161,7 @@ fn order_limits_hold_at_their_edges() {
     run(&mut chain, "alice", bids(0, 32));
     run(&mut chain, "alice", bids(32, 32));
     let (receipt, _) = run(&mut chain, "alice", bids(64, 1));
-    assert_eq!(action_error(&receipt), RuntimeError::TooManyOpenOrdersInSeries { max: MAX_OPEN_ORDERS_PER_SERIES });
+    assert_eq!(action_error(&receipt), TxError::TooManyOpenOrdersInSeries { max: MAX_OPEN_ORDERS_PER_SERIES });
     // Open orders per account: fill up 4 × 64 across series, then one more is refused.
     for series in ["BTC-25DEC26-90000-C", "BTC-25DEC26-110000-C", "ETH-25DEC26-3000-C"] {
         for batch in 0..2 {
@@ -176,12 +173,12 @@ fn order_limits_hold_at_their_edges() {
     }
     assert_eq!(chain.state.account(&chain.address("alice")).unwrap().open_orders.len(), MAX_OPEN_ORDERS_PER_ACCOUNT);
     let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order("ETH-25DEC26-3500-C", Side::Buy, "1", "1"))]);
-    assert_eq!(action_error(&receipt), RuntimeError::TooManyOpenOrders { max: MAX_OPEN_ORDERS_PER_ACCOUNT });
+    assert_eq!(action_error(&receipt), TxError::TooManyOpenOrders { max: MAX_OPEN_ORDERS_PER_ACCOUNT });
     // Price and size bounds.
     let (receipt, _) = run(&mut chain, "bob", vec![place(limit_order(CALL, Side::Buy, "10000000.5", "1"))]);
-    assert!(matches!(action_error(&receipt), RuntimeError::PriceTooHigh { .. }));
+    assert!(matches!(action_error(&receipt), TxError::PriceTooHigh { .. }));
     let (receipt, _) = run(&mut chain, "bob", vec![place(limit_order(CALL, Side::Buy, "0.5", "1000000.01"))]);
-    assert!(matches!(action_error(&receipt), RuntimeError::QuantityTooLarge { .. }));
+    assert!(matches!(action_error(&receipt), TxError::QuantityTooLarge { .. }));
     let (receipt, _) = run(&mut chain, "bob", vec![place(limit_order(CALL, Side::Buy, "0.5", "1000000"))]);
     assert_eq!(order(&receipt).resting_contracts, dec("1000000"));
 }
@@ -225,7 +222,10 @@ fn blocks_are_bounded_and_contexts_must_follow() {
     let too_many = vec![Vec::new(); MAX_TRANSACTIONS_PER_BLOCK + 1];
     assert_eq!(
         vanna_runtime::apply_block(&mut chain.state, &context, &too_many).unwrap_err(),
-        RuntimeError::BlockFull { max: MAX_TRANSACTIONS_PER_BLOCK }
+        vanna_runtime::BlockError::TooManyTransactions {
+            count: MAX_TRANSACTIONS_PER_BLOCK + 1,
+            max: MAX_TRANSACTIONS_PER_BLOCK
+        }
     );
     assert_eq!(chain.state.height, 0, "a refused block changes nothing");
 }
@@ -245,7 +245,7 @@ fn series_per_account_are_bounded() {
     assert_eq!(chain.state.account(&chain.address("alice")).unwrap().exposures.len(), MAX_SERIES_PER_ACCOUNT);
     let last = strikes.last().unwrap();
     let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order(last, Side::Buy, "1", "0.01"))]);
-    assert_eq!(action_error(&receipt), RuntimeError::TooManyPositions { max: MAX_SERIES_PER_ACCOUNT });
+    assert_eq!(action_error(&receipt), TxError::TooManyPositions { max: MAX_SERIES_PER_ACCOUNT });
 }
 
 #[test]
@@ -273,6 +273,6 @@ fn a_transaction_of_exactly_the_size_limit_is_not_refused_for_its_size() {
     let bytes = sign(MAX_TRANSACTION_BYTES - overhead + 1);
     assert_eq!(
         rejected(&mut chain, bytes),
-        RuntimeError::TransactionTooLarge { size: MAX_TRANSACTION_BYTES + 1, max: MAX_TRANSACTION_BYTES }
+        TxError::TransactionTooLarge { size: MAX_TRANSACTION_BYTES + 1, max: MAX_TRANSACTION_BYTES }
     );
 }

@@ -10,7 +10,7 @@ use vanna_proto::v1::Side;
 use vanna_runtime::events::{ActionOutcome, Event, LiquidationStep};
 use vanna_runtime::sandbox::{Sandbox, add_validators, demo_genesis};
 use vanna_runtime::tx::{limit_order, liquidate, place, register_backstop};
-use vanna_runtime::{Address, BlockOutput, RuntimeError};
+use vanna_runtime::{Address, BlockOutput, TxError};
 
 const VALIDATORS: [&str; 3] = ["val-a", "val-b", "val-c"];
 /// Out of the money before the crash, deep in the money after it.
@@ -211,7 +211,7 @@ fn a_liquidate_transaction_is_a_no_op_after_the_automatic_pass_and_refused_for_h
     let trader = chain.address("trader");
     chain.submit("keeper", vec![liquidate(trader)]);
     let output = block(&mut chain);
-    assert!(matches!(output.receipts[0].first_error(), Some(RuntimeError::NotLiquidatable { .. })));
+    assert!(matches!(output.receipts[0].first_error(), Some(TxError::NotLiquidatable { .. })));
 
     chain.submit("keeper", vec![liquidate(trader)]);
     chain.report_prices(&VALIDATORS, &[("BTC", "67900")]);
@@ -219,7 +219,7 @@ fn a_liquidate_transaction_is_a_no_op_after_the_automatic_pass_and_refused_for_h
     assert_eq!(outcomes(&output.receipts[0]), vec![Ok(ActionOutcome::AlreadyLiquidated)]);
     chain.submit("trader", vec![liquidate(trader)]);
     let output = block(&mut chain);
-    assert_eq!(output.receipts[0].first_error(), Some(&RuntimeError::SelfLiquidation));
+    assert_eq!(output.receipts[0].first_error(), Some(&TxError::SelfLiquidation));
 }
 
 #[test]
@@ -316,7 +316,7 @@ fn a_hedge_cannot_be_dumped_below_its_value_when_margin_needs_it() {
     act(&mut chain, "keeper", vec![place(limit_order(PUT_100K, Side::Buy, "1", "1"))]);
     chain.submit("trader", vec![place(limit_order(PUT_100K, Side::Sell, "1", "1"))]);
     let output = block(&mut chain);
-    assert!(matches!(output.receipts[0].first_error(), Some(RuntimeError::InsufficientMargin { action: "order", .. })));
+    assert!(matches!(output.receipts[0].first_error(), Some(TxError::InsufficientMargin { action: "order", .. })));
     // Buying back the short near its value only narrows the risk: accepted.
     act(&mut chain, "maker", vec![place(limit_order(PUT_90K, Side::Sell, "4000", "1"))]);
     act(&mut chain, "trader", vec![place(limit_order(PUT_90K, Side::Buy, "4000", "1"))]);

@@ -9,9 +9,9 @@ use common::*;
 use vanna_proto::v1::Side;
 use vanna_runtime::events::Event;
 use vanna_runtime::limits::MAX_ORACLE_REPORTS_PER_BLOCK;
-use vanna_runtime::sandbox::{Sandbox, add_validators, demo_genesis};
+use vanna_runtime::sandbox::{Sandbox, add_validators, demo_genesis, sign_oracle_report};
 use vanna_runtime::tx::{cancel, limit_order, place};
-use vanna_runtime::{BlockContext, BlockOutput, RuntimeError};
+use vanna_runtime::{BlockContext, BlockOutput, TxError};
 
 const VALIDATORS: [&str; 3] = ["val-a", "val-b", "val-c"];
 
@@ -108,7 +108,7 @@ fn a_stale_underlying_is_reduce_only_until_fresh_prices_return() {
     let output = block(&mut chain);
     assert!(matches!(
         output.receipts[0].first_error(),
-        Some(RuntimeError::UnderlyingStale { underlying, .. }) if underlying == "BTC"
+        Some(TxError::UnderlyingStale { underlying, .. }) if underlying == "BTC"
     ));
     // Reduce-only orders and cancels still go through.
     let reduce = vanna_proto::v1::PlaceOrder { reduce_only: true, ..limit_order(PUT, Side::Sell, "5000", "1") };
@@ -144,11 +144,11 @@ fn forged_foreign_and_unstaked_reports_are_ignored_with_a_reason() {
         surface: None,
     };
     let at = chain.state.time_ms + chain.block_interval_ms;
-    let foreign = chain.signer("val-a").sign_oracle_report("another-chain", &[price(at)]);
-    let mut forged = chain.signer("val-b").sign_oracle_report(&chain.state.params.chain_id, &[price(at)]);
+    let foreign = sign_oracle_report(chain.signer("val-a"), "another-chain", &[price(at)]);
+    let mut forged = sign_oracle_report(chain.signer("val-b"), &chain.state.params.chain_id, &[price(at)]);
     let last = forged.len() - 1;
     forged[last] ^= 1;
-    let unstaked = chain.signer("alice").sign_oracle_report(&chain.state.params.chain_id, &[price(at)]);
+    let unstaked = sign_oracle_report(chain.signer("alice"), &chain.state.params.chain_id, &[price(at)]);
     chain.oracle_reports = vec![foreign, forged, unstaked];
     let output = block(&mut chain);
     assert_eq!(btc(&chain), dec("97000"));
@@ -180,7 +180,7 @@ fn reports_per_block_are_bounded() {
     };
     assert_eq!(
         vanna_runtime::apply_block(&mut chain.state, &too_many, &[]).err(),
-        Some(RuntimeError::TooManyOracleReports {
+        Some(vanna_runtime::BlockError::TooManyOracleReports {
             count: MAX_ORACLE_REPORTS_PER_BLOCK + 1,
             max: MAX_ORACLE_REPORTS_PER_BLOCK
         })

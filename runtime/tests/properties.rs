@@ -236,7 +236,7 @@ proptest! {
         prop_assert!(included);
         chain.submit_raw(signed);
         let again = chain.produce_block();
-        let refused = matches!(again.receipts[0].status, TxStatus::Rejected { error: vanna_runtime::RuntimeError::StaleNonce { .. } });
+        let refused = matches!(again.receipts[0].status, TxStatus::Rejected { error: vanna_runtime::TxError::StaleNonce { .. } });
         prop_assert!(refused, "{:?}", again.receipts[0]);
     }
 

@@ -10,7 +10,7 @@ use vanna_proto::v1::Side;
 use vanna_runtime::events::{CancelReason, Event};
 use vanna_runtime::sandbox::Sandbox;
 use vanna_runtime::tx::{limit_order, list_series, place};
-use vanna_runtime::{BlockOutput, RuntimeError};
+use vanna_runtime::{BlockOutput, TxError};
 
 /// 2026-11-25 08:00 UTC: eight hours after the demo genesis.
 const SHORT_PUT: &str = "BTC-25NOV26-95000-P";
@@ -108,7 +108,7 @@ fn an_expiry_settles_at_the_twap_with_exact_payouts() {
 
     // The series is retired: no new orders, and no second settlement.
     let (receipt, block) = run(&mut chain, "alice", vec![place(limit_order(SHORT_PUT, Side::Buy, "10", "1"))]);
-    assert!(matches!(action_error(&receipt), RuntimeError::SeriesExpired { .. }));
+    assert!(matches!(action_error(&receipt), TxError::SeriesExpired { .. }));
     assert!(settled(&block).is_empty());
 }
 

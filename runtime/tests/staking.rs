@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use vanna_proto::v1::action::Kind;
 use vanna_proto::v1::{self as wire, Side};
-use vanna_runtime::RuntimeError;
+use vanna_runtime::TxError;
 use vanna_runtime::events::Event;
 use vanna_runtime::sandbox::{Sandbox, consensus_secret, secret_to_public};
 use vanna_runtime::staking::{EvidenceRecord, Offence};
@@ -117,7 +117,7 @@ fn unbonding_matures_and_redelegation_cannot_chain() {
     assert!(receipt.first_error().is_none());
     assert_eq!(vanna(&chain, "alice"), dec("49000"));
     let (receipt, _) = run(&mut chain, "alice", vec![action(Kind::WithdrawUnbonded(wire::WithdrawUnbonded {}))]);
-    assert_eq!(action_error(&receipt), RuntimeError::NothingToWithdraw);
+    assert_eq!(action_error(&receipt), TxError::NothingToWithdraw);
     chain.produce_block();
     chain.produce_block();
     run(&mut chain, "alice", vec![action(Kind::WithdrawUnbonded(wire::WithdrawUnbonded {}))]);
@@ -126,9 +126,9 @@ fn unbonding_matures_and_redelegation_cannot_chain() {
     let (receipt, _) = act(&mut chain, "alice", |c| vec![redelegate(c, "val-a", "val-b", "300")]);
     assert!(receipt.first_error().is_none());
     let (receipt, _) = act(&mut chain, "alice", |c| vec![redelegate(c, "val-b", "val-a", "100")]);
-    assert_eq!(action_error(&receipt), RuntimeError::RedelegationChain(chain.address("val-b")));
+    assert_eq!(action_error(&receipt), TxError::RedelegationChain(chain.address("val-b")));
     let (receipt, _) = act(&mut chain, "alice", |c| vec![undelegate(c, "val-a", "301")]);
-    assert!(matches!(action_error(&receipt), RuntimeError::InsufficientStake { .. }));
+    assert!(matches!(action_error(&receipt), TxError::InsufficientStake { .. }));
 }
 
 #[test]
@@ -141,38 +141,38 @@ fn entry_limits_and_refusals_name_their_reason() {
         assert!(receipt.first_error().is_none());
     }
     let (receipt, _) = act(&mut chain, "alice", |c| vec![undelegate(c, "val-a", "1")]);
-    assert_eq!(action_error(&receipt), RuntimeError::TooManyUnbondingEntries { max });
+    assert_eq!(action_error(&receipt), TxError::TooManyUnbondingEntries { max });
     let (receipt, _) = act(&mut chain, "alice", |c| vec![delegate(c, "alice", "1")]);
-    assert_eq!(action_error(&receipt), RuntimeError::UnknownValidator(chain.address("alice")));
+    assert_eq!(action_error(&receipt), TxError::UnknownValidator(chain.address("alice")));
     let (receipt, _) = act(&mut chain, "alice", |c| vec![delegate(c, "val-a", "60000")]);
-    assert!(matches!(action_error(&receipt), RuntimeError::InsufficientFunds { asset: "VANNA", .. }));
+    assert!(matches!(action_error(&receipt), TxError::InsufficientFunds { asset: "VANNA", .. }));
     let (receipt, _) = act(&mut chain, "alice", |c| vec![delegate(c, "val-a", "0.0000001")]);
-    assert!(matches!(action_error(&receipt), RuntimeError::TooPrecise { .. }));
+    assert!(matches!(action_error(&receipt), TxError::TooPrecise { .. }));
     // The operator may not leave itself below the minimum self-stake.
     let (receipt, _) = act(&mut chain, "val-a", |c| vec![undelegate(c, "val-a", "9500")]);
-    assert_eq!(action_error(&receipt), RuntimeError::BelowMinSelfStake { stake: dec("500"), min: dec("1000") });
+    assert_eq!(action_error(&receipt), TxError::BelowMinSelfStake { stake: dec("500"), min: dec("1000") });
 }
 
 #[test]
 fn registration_checks_key_proof_commission_and_stake() {
     let mut chain = staked_sandbox();
     let (receipt, _) = run(&mut chain, "carol", vec![register("carol-node", "0.3", "2000")]);
-    assert_eq!(action_error(&receipt), RuntimeError::CommissionAboveMax { rate: dec("0.3"), max: dec("0.2") });
+    assert_eq!(action_error(&receipt), TxError::CommissionAboveMax { rate: dec("0.3"), max: dec("0.2") });
     let (receipt, _) = run(&mut chain, "carol", vec![register("carol-node", "0.1", "999")]);
-    assert_eq!(action_error(&receipt), RuntimeError::BelowMinSelfStake { stake: dec("999"), min: dec("1000") });
+    assert_eq!(action_error(&receipt), TxError::BelowMinSelfStake { stake: dec("999"), min: dec("1000") });
     let mut bad_proof = register("carol-node", "0.1", "2000");
     if let Some(Kind::RegisterValidator(r)) = &mut bad_proof.kind {
         r.proof_of_possession =
             vanna_consensus::proof_of_possession(&consensus_secret("someone-else")).to_bytes().to_vec();
     }
     let (receipt, _) = run(&mut chain, "carol", vec![bad_proof]);
-    assert_eq!(action_error(&receipt), RuntimeError::BadProofOfPossession);
+    assert_eq!(action_error(&receipt), TxError::BadProofOfPossession);
     let (receipt, _) = run(&mut chain, "carol", vec![register("val-a", "0.1", "2000")]);
-    assert_eq!(action_error(&receipt), RuntimeError::ConsensusKeyTaken);
+    assert_eq!(action_error(&receipt), TxError::ConsensusKeyTaken);
     let (receipt, _) = run(&mut chain, "carol", vec![register("carol-node", "0.1", "2000")]);
     assert!(receipt.first_error().is_none());
     let (receipt, _) = run(&mut chain, "carol", vec![register("carol-node-2", "0.1", "2000")]);
-    assert_eq!(action_error(&receipt), RuntimeError::ValidatorExists(chain.address("carol")));
+    assert_eq!(action_error(&receipt), TxError::ValidatorExists(chain.address("carol")));
     // Commission edits: within the maximum change, once a day.
     let edit = |rate: &str| {
         action(Kind::EditValidator(wire::EditValidator { commission_rate: rate.into(), moniker: String::new() }))
@@ -180,10 +180,10 @@ fn registration_checks_key_proof_commission_and_stake() {
     let (receipt, _) = run(&mut chain, "carol", vec![edit("0.12")]);
     assert_eq!(
         action_error(&receipt),
-        RuntimeError::CommissionChangeTooLarge { change: dec("0.02"), max_change: dec("0.01") }
+        TxError::CommissionChangeTooLarge { change: dec("0.02"), max_change: dec("0.01") }
     );
     let (receipt, _) = run(&mut chain, "carol", vec![edit("0.11")]);
-    assert!(matches!(action_error(&receipt), RuntimeError::CommissionChangeTooSoon { .. }));
+    assert!(matches!(action_error(&receipt), TxError::CommissionChangeTooSoon { .. }));
     chain.block_interval_ms = 24 * 3_600_000;
     chain.produce_block();
     let (receipt, _) = run(&mut chain, "carol", vec![edit("0.11")]);
@@ -242,9 +242,9 @@ fn double_signing_slashes_bonded_and_later_unbonding_stake_and_tombstones() {
     let block = chain.produce_block();
     assert!(!block.events.iter().any(|e| matches!(e, Event::Slashed { .. })));
     let (receipt, _) = run(&mut chain, "val-a", vec![action(Kind::Unjail(wire::Unjail {}))]);
-    assert_eq!(action_error(&receipt), RuntimeError::Tombstoned(chain.address("val-a")));
+    assert_eq!(action_error(&receipt), TxError::Tombstoned(chain.address("val-a")));
     let (receipt, _) = act(&mut chain, "alice", |c| vec![delegate(c, "val-a", "1")]);
-    assert_eq!(action_error(&receipt), RuntimeError::Tombstoned(chain.address("val-a")));
+    assert_eq!(action_error(&receipt), TxError::Tombstoned(chain.address("val-a")));
 }
 
 #[test]
@@ -266,7 +266,7 @@ fn downtime_jails_with_a_small_slash_and_unjail_waits() {
     assert_eq!(tokens(&chain, "val-b"), 9_999_000_000, "0.01% of 10,000 VANNA burned");
     chain.offline.clear();
     let (receipt, _) = run(&mut chain, "val-b", vec![action(Kind::Unjail(wire::Unjail {}))]);
-    assert!(matches!(action_error(&receipt), RuntimeError::StillJailed { .. }));
+    assert!(matches!(action_error(&receipt), TxError::StillJailed { .. }));
     chain.block_interval_ms = chain.state.staking.params.downtime_jail_ms;
     chain.produce_block();
     let (receipt, _) = run(&mut chain, "val-b", vec![action(Kind::Unjail(wire::Unjail {}))]);
@@ -339,7 +339,7 @@ fn rewards_paid_during_a_slash_are_committed() {
 fn huge_amounts_are_refused_not_a_panic() {
     let mut chain = staked_sandbox();
     let (receipt, _) = act(&mut chain, "alice", |c| vec![delegate(c, "val-a", "99999999999999999999")]);
-    assert!(matches!(action_error(&receipt), RuntimeError::TooLarge { .. }));
+    assert!(matches!(action_error(&receipt), TxError::TooLarge { .. }));
 }
 
 #[test]
@@ -349,15 +349,15 @@ fn more_refusals_with_their_reasons() {
         action(Kind::EditValidator(wire::EditValidator { commission_rate: rate.into(), moniker: moniker.into() }))
     };
     let (receipt, _) = run(&mut chain, "alice", vec![edit("0.1", "")]);
-    assert_eq!(action_error(&receipt), RuntimeError::UnknownValidator(chain.address("alice")));
+    assert_eq!(action_error(&receipt), TxError::UnknownValidator(chain.address("alice")));
     let (receipt, _) = run(&mut chain, "val-a", vec![edit("", &"x".repeat(65))]);
-    assert_eq!(action_error(&receipt), RuntimeError::BadMoniker { max: 64 });
+    assert_eq!(action_error(&receipt), TxError::BadMoniker { max: 64 });
     let (receipt, _) = run(&mut chain, "val-a", vec![edit("", &"x".repeat(64))]);
     assert!(receipt.first_error().is_none());
     let (receipt, _) = run(&mut chain, "val-a", vec![action(Kind::Unjail(wire::Unjail {}))]);
-    assert_eq!(action_error(&receipt), RuntimeError::NotJailed(chain.address("val-a")));
+    assert_eq!(action_error(&receipt), TxError::NotJailed(chain.address("val-a")));
     let (receipt, _) = run(&mut chain, "alice", vec![action(Kind::Unjail(wire::Unjail {}))]);
-    assert_eq!(action_error(&receipt), RuntimeError::UnknownValidator(chain.address("alice")));
+    assert_eq!(action_error(&receipt), TxError::UnknownValidator(chain.address("alice")));
     // Redelegation entries between one pair of validators are bounded.
     act(&mut chain, "alice", |c| vec![delegate(c, "val-a", "100")]);
     let max = chain.state.staking.params.max_entries;
@@ -366,9 +366,9 @@ fn more_refusals_with_their_reasons() {
         assert!(receipt.first_error().is_none());
     }
     let (receipt, _) = act(&mut chain, "alice", |c| vec![redelegate(c, "val-a", "val-b", "1")]);
-    assert_eq!(action_error(&receipt), RuntimeError::TooManyRedelegationEntries { max });
+    assert_eq!(action_error(&receipt), TxError::TooManyRedelegationEntries { max });
     let (receipt, _) = act(&mut chain, "alice", |c| vec![redelegate(c, "val-a", "val-a", "1")]);
-    assert_eq!(action_error(&receipt), RuntimeError::SelfRedelegation);
+    assert_eq!(action_error(&receipt), TxError::SelfRedelegation);
 }
 
 #[test]
@@ -382,7 +382,7 @@ fn registered_validators_are_bounded_and_queries_answer() {
     let mut chain = Sandbox::new(&genesis, signers).unwrap();
     assert_eq!(chain.state.staking.validators.len(), MAX_VALIDATORS);
     let (receipt, _) = run(&mut chain, "alice", vec![register("alice-node", "0.1", "2000")]);
-    assert_eq!(action_error(&receipt), RuntimeError::TooManyValidators { max: MAX_VALIDATORS });
+    assert_eq!(action_error(&receipt), TxError::TooManyValidators { max: MAX_VALIDATORS });
     // Queries: the active set is the top 100 by stake; queues by delegator.
     assert_eq!(chain.state.staking.active.len(), 100);
     let staking = &chain.state.staking;

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use vanna_proto::v1::{SelfTradePrevention, Side, TimeInForce, cancel_all::Scope};
-use vanna_runtime::RuntimeError;
+use vanna_runtime::TxError;
 use vanna_runtime::events::{ActionOutcome, CancelReason, Event};
 use vanna_runtime::tx::{cancel, cancel_all, cancel_by_client_id, limit_order, market_order, place, replace};
 
@@ -53,7 +53,7 @@ fn buyers_must_hold_premium_plus_fees() {
     let (receipt, _) = run(&mut chain, "poor", vec![place(limit_order(CALL, Side::Buy, "900", "1"))]);
     assert_eq!(
         action_error(&receipt),
-        RuntimeError::InsufficientFunds { asset: "USD", needed: dec("1012.5"), available: dec("1000") }
+        TxError::InsufficientFunds { asset: "USD", needed: dec("1012.5"), available: dec("1000") }
     );
     let (receipt, _) = run(&mut chain, "poor", vec![place(limit_order(CALL, Side::Buy, "888", "1"))]);
     assert_eq!(order(&receipt).resting_contracts, dec("1"));
@@ -68,7 +68,7 @@ fn short_options_need_initial_margin_and_closing_always_goes_through() {
     // A naked call on 1 BTC needs far more than 2,000 USD of initial margin: refused with the figures.
     let (receipt, _) = run(&mut chain, "small", vec![place(limit_order(CALL, Side::Sell, "5000", "1"))]);
     match action_error(&receipt) {
-        RuntimeError::InsufficientMargin { action: "order", equity, initial_margin } => {
+        TxError::InsufficientMargin { action: "order", equity, initial_margin } => {
             assert_eq!(equity, dec("2000"));
             assert!(initial_margin > dec("10000"), "initial margin {initial_margin}");
         }
@@ -85,7 +85,7 @@ fn short_options_need_initial_margin_and_closing_always_goes_through() {
     // Bob cannot move out the cash that margins his short calls...
     let all = vanna_runtime::tx::transfer(chain.address("alice"), vanna_proto::v1::Asset::Usd, "1000000");
     let (receipt, _) = run(&mut chain, "bob", vec![all]);
-    assert!(matches!(action_error(&receipt), RuntimeError::InsufficientMargin { action: "transfer", .. }));
+    assert!(matches!(action_error(&receipt), TxError::InsufficientMargin { action: "transfer", .. }));
     // ...but buying them back only reduces risk and always goes through.
     run(&mut chain, "alice", vec![place(limit_order(CALL, Side::Sell, "5200", "2"))]);
     let (receipt, _) = run(&mut chain, "bob", vec![place(limit_order(CALL, Side::Buy, "5200", "2"))]);
@@ -103,7 +103,7 @@ fn post_only_ioc_fok_and_market_orders() {
     );
     let post_only = vanna_proto::v1::PlaceOrder { post_only: true, ..limit_order(PUT, Side::Buy, "4000", "1") };
     let (receipt, _) = run(&mut chain, "alice", vec![place(post_only)]);
-    assert_eq!(action_error(&receipt), RuntimeError::PostOnlyWouldCross { side: "ask", best: dec("4000") });
+    assert_eq!(action_error(&receipt), TxError::PostOnlyWouldCross { side: "ask", best: dec("4000") });
 
     let fok = vanna_proto::v1::PlaceOrder {
         time_in_force: TimeInForce::Fok as i32,
@@ -111,7 +111,7 @@ fn post_only_ioc_fok_and_market_orders() {
     };
     let before = chain.state.state_root_from_scratch();
     let (receipt, _) = run(&mut chain, "alice", vec![place(fok)]);
-    assert_eq!(action_error(&receipt), RuntimeError::FillOrKillUnfilled { wanted: dec("3"), available: dec("2") });
+    assert_eq!(action_error(&receipt), TxError::FillOrKillUnfilled { wanted: dec("3"), available: dec("2") });
     assert_eq!(chain.state.series(PUT).unwrap().book.len(), 2, "a refused FOK touches no order");
     assert_ne!(before, chain.state.state_root_from_scratch(), "only the nonce and block values moved");
 
@@ -130,7 +130,7 @@ fn post_only_ioc_fok_and_market_orders() {
     assert_eq!(order(&receipt).filled_contracts, dec("1"));
     assert_eq!(fills(&block)[0].price.value(), dec("4010"));
     let (receipt, _) = run(&mut chain, "carol", vec![place(market_order(PUT, Side::Buy, "1"))]);
-    assert_eq!(action_error(&receipt), RuntimeError::NoLiquidity);
+    assert_eq!(action_error(&receipt), TxError::NoLiquidity);
     assert_eq!(usd(&chain, "carol").1, dec("0"), "nothing stays locked after an IOC");
 }
 
@@ -156,7 +156,7 @@ fn good_til_time_orders_expire_by_block_time() {
         ..limit_order(CALL, Side::Buy, "100", "1")
     };
     let (receipt, _) = run(&mut chain, "alice", vec![place(stale)]);
-    assert!(matches!(action_error(&receipt), RuntimeError::BadExpiry { .. }));
+    assert!(matches!(action_error(&receipt), TxError::BadExpiry { .. }));
 }
 
 #[test]
@@ -182,16 +182,16 @@ fn cancel_by_id_client_id_and_cancel_all_scopes() {
         other => panic!("{other:?}"),
     };
     let (receipt, _) = run(&mut chain, "alice", vec![place(with_client(1, CALL))]);
-    assert_eq!(action_error(&receipt), RuntimeError::DuplicateClientOrderId(1));
+    assert_eq!(action_error(&receipt), TxError::DuplicateClientOrderId(1));
     let (receipt, _) = run(&mut chain, "alice", vec![cancel(first.0), cancel_by_client_id(2), cancel_by_client_id(2)]);
     let results = outcomes(&receipt);
     assert_eq!(results[0], Ok(ActionOutcome::Cancelled { orders: 1 }));
     assert_eq!(results[1], Ok(ActionOutcome::Cancelled { orders: 1 }));
-    assert_eq!(results[2], Err(RuntimeError::UnknownClientOrderId(2)));
+    assert_eq!(results[2], Err(TxError::UnknownClientOrderId(2)));
     let (receipt, _) = run(&mut chain, "bob", vec![cancel(first.0 + 2)]);
     assert_eq!(
         action_error(&receipt),
-        RuntimeError::UnknownOrder(vanna_runtime::OrderId(first.0 + 2)),
+        TxError::UnknownOrder(vanna_runtime::OrderId(first.0 + 2)),
         "bob cannot cancel alice's order"
     );
     let (receipt, _) = run(&mut chain, "alice", vec![cancel_all(Scope::Series(PUT.into()))]);
@@ -222,9 +222,9 @@ fn replace_keeps_priority_only_for_a_pure_size_decrease() {
     let queue: Vec<u64> = book.level_orders(vanna_book::Side::Buy, 200).map(|o| o.id).collect();
     assert_eq!(queue, vec![bob.0, alice.0], "a size increase goes to the back");
     let (receipt, _) = run(&mut chain, "alice", vec![replace(alice.0, "100", "4")]);
-    assert_eq!(action_error(&receipt), RuntimeError::EmptyReplace);
+    assert_eq!(action_error(&receipt), TxError::EmptyReplace);
     let (receipt, _) = run(&mut chain, "alice", vec![replace(alice.0, "100.25", "")]);
-    assert!(matches!(action_error(&receipt), RuntimeError::OffTick { .. }));
+    assert!(matches!(action_error(&receipt), TxError::OffTick { .. }));
     let (receipt, _) = run(&mut chain, "alice", vec![replace(alice.0, "101", "")]);
     assert_eq!(order(&receipt).resting_contracts, dec("4"));
     // 4 × (101 + 12.625) for alice.
@@ -261,7 +261,7 @@ fn reduce_only_orders_are_clipped_and_trimmed() {
         ..limit_order(PUT, side, price, quantity)
     };
     let (receipt, _) = run(&mut chain, "alice", vec![place(reduce_only(Side::Sell, "4000", "1"))]);
-    assert_eq!(action_error(&receipt), RuntimeError::ReduceOnlyWouldIncrease { position: dec("0") });
+    assert_eq!(action_error(&receipt), TxError::ReduceOnlyWouldIncrease { position: dec("0") });
     run(&mut chain, "bob", vec![place(limit_order(PUT, Side::Sell, "4000", "2"))]);
     run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Buy, "4000", "2"))]);
     // Long 2: a reduce-only sell of 5 is clipped to 2.
@@ -321,10 +321,7 @@ fn fill_or_kill_counts_self_trade_cancels_against_the_fill_bound() {
     };
     let (receipt, block) = run(&mut chain, "alice", vec![place(fok)]);
     // Cancelling her own ask uses one of the 512 steps: 5.11 could fill, so nothing does.
-    assert_eq!(
-        action_error(&receipt),
-        RuntimeError::FillOrKillUnfilled { wanted: dec("5.12"), available: dec("5.11") }
-    );
+    assert_eq!(action_error(&receipt), TxError::FillOrKillUnfilled { wanted: dec("5.12"), available: dec("5.11") });
     assert!(fills(&block).is_empty());
 }
 
@@ -340,8 +337,8 @@ fn no_order_trades_in_an_expired_series() {
     chain.block_interval_ms = 1_000;
     // The first block at expiry settled the series and cancelled its orders.
     let (receipt, block) = run(&mut chain, "alice", vec![replace(bid.0, "4000", "")]);
-    assert_eq!(action_error(&receipt), RuntimeError::UnknownOrder(bid));
+    assert_eq!(action_error(&receipt), TxError::UnknownOrder(bid));
     assert!(fills(&block).is_empty());
     let (receipt, _) = run(&mut chain, "alice", vec![place(limit_order(PUT, Side::Buy, "4000", "1"))]);
-    assert!(matches!(action_error(&receipt), RuntimeError::SeriesExpired { .. }));
+    assert!(matches!(action_error(&receipt), TxError::SeriesExpired { .. }));
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use k256::ecdsa::SigningKey;
 use prost::Message;
-use sha2::{Digest, Sha256};
 use vanna_oracle::{Underlying, reporter_of, sign_report};
 
 use crate::combine::{CombineConfig, SourceResult, combine};
@@ -21,18 +20,11 @@ pub const DERIBIT_URL: &str = "https://www.deribit.com";
 pub const BINANCE_URL: &str = "https://api.binance.com";
 pub const KRAKEN_URL: &str = "https://api.kraken.com";
 
-/// A key derived from a seed phrase exactly as `vanna_runtime::tx::Signer::from_seed`
-/// does, so `--key-seed alice` signs as the runtime's account `alice`. For
-/// localnets and tests only.
+/// A key derived from a seed phrase as every Vanna tool derives it
+/// (`vanna_crypto::secp256k1::signing_key_from_seed`), so `--key-seed alice`
+/// signs as the runtime's account `alice`. For localnets and tests only.
 pub fn key_from_seed(seed: &str) -> SigningKey {
-    let mut counter = 0u32;
-    loop {
-        let digest = Sha256::new().chain_update(seed.as_bytes()).chain_update(counter.to_be_bytes()).finalize();
-        if let Ok(key) = SigningKey::from_bytes(&digest) {
-            return key;
-        }
-        counter += 1;
-    }
+    vanna_crypto::secp256k1::signing_key_from_seed(seed)
 }
 
 /// A key file: the 32-byte secret scalar as 64 hex digits (whitespace ignored).

@@ -9,32 +9,32 @@ use super::{
     COMMISSION_CHANGE_PERIOD_MS, Delegation, MAX_MONIKER_CHARS, MAX_VALIDATORS, RedelegationEntry, UnbondingEntry,
     Validator,
 };
-use crate::error::{Field, RuntimeError};
+use crate::error::{Field, TxError};
 use crate::events::{ActionOutcome, Event};
 use crate::ids::Address;
 use crate::money::{Amount, parse_decimal};
 use crate::state::State;
 
-fn rate(text: &str, what: &'static str) -> Result<Decimal, RuntimeError> {
+fn rate(text: &str, what: &'static str) -> Result<Decimal, TxError> {
     let value = parse_decimal(text, Field::Amount)?;
     if value > Decimal::ONE {
-        return Err(RuntimeError::BadRate { what, value });
+        return Err(TxError::BadRate { what, value });
     }
     Ok(value.normalize())
 }
 
-fn vanna(text: &str) -> Result<u64, RuntimeError> {
+fn vanna(text: &str) -> Result<u64, TxError> {
     let amount = Amount::parse(text, Field::Amount)?;
     if amount.is_zero() {
-        return Err(RuntimeError::NotPositive { field: Field::Amount });
+        return Err(TxError::NotPositive { field: Field::Amount });
     }
     Ok(amount.to_micro())
 }
 
-fn moniker(text: &str) -> Result<String, RuntimeError> {
+fn moniker(text: &str) -> Result<String, TxError> {
     let chars = text.chars().count();
     if chars == 0 || chars > MAX_MONIKER_CHARS || text.chars().any(char::is_control) {
-        return Err(RuntimeError::BadMoniker { max: MAX_MONIKER_CHARS });
+        return Err(TxError::BadMoniker { max: MAX_MONIKER_CHARS });
     }
     Ok(text.to_string())
 }
@@ -44,8 +44,8 @@ fn micro(amount: u64) -> Decimal {
 }
 
 impl State {
-    fn validator(&self, operator: &Address) -> Result<&Validator, RuntimeError> {
-        self.staking.validators.get(operator).ok_or(RuntimeError::UnknownValidator(*operator))
+    fn validator(&self, operator: &Address) -> Result<&Validator, TxError> {
+        self.staking.validators.get(operator).ok_or(TxError::UnknownValidator(*operator))
     }
 
     fn liquid_vanna(&self, owner: u64) -> u64 {
@@ -65,40 +65,40 @@ impl State {
         owner: u64,
         register: &wire::RegisterValidator,
         events: &mut Vec<Event>,
-    ) -> Result<ActionOutcome, RuntimeError> {
+    ) -> Result<ActionOutcome, TxError> {
         let operator = self.accounts[owner as usize].address;
         if self.staking.validators.contains_key(&operator) {
-            return Err(RuntimeError::ValidatorExists(operator));
+            return Err(TxError::ValidatorExists(operator));
         }
         if self.staking.validators.len() >= MAX_VALIDATORS {
-            return Err(RuntimeError::TooManyValidators { max: MAX_VALIDATORS });
+            return Err(TxError::TooManyValidators { max: MAX_VALIDATORS });
         }
-        let key = vanna_consensus::BlsPublicKey::from_bytes(&register.consensus_key)
-            .map_err(|_| RuntimeError::BadConsensusKey)?;
+        let key =
+            vanna_consensus::BlsPublicKey::from_bytes(&register.consensus_key).map_err(|_| TxError::BadConsensusKey)?;
         let proof = vanna_consensus::BlsSignature::from_bytes(&register.proof_of_possession)
-            .map_err(|_| RuntimeError::BadProofOfPossession)?;
+            .map_err(|_| TxError::BadProofOfPossession)?;
         if !vanna_consensus::verify_proof_of_possession(&key, &proof) {
-            return Err(RuntimeError::BadProofOfPossession);
+            return Err(TxError::BadProofOfPossession);
         }
         let consensus_key = key.to_bytes();
         if self.staking.consensus_keys.contains(&consensus_key) {
-            return Err(RuntimeError::ConsensusKeyTaken);
+            return Err(TxError::ConsensusKeyTaken);
         }
         let moniker = moniker(&register.moniker)?;
         let commission_rate = rate(&register.commission_rate, "commission rate")?;
         let max_commission_rate = rate(&register.max_commission_rate, "maximum commission rate")?;
         let max_commission_change = rate(&register.max_commission_change, "maximum commission change")?;
         if commission_rate > max_commission_rate {
-            return Err(RuntimeError::CommissionAboveMax { rate: commission_rate, max: max_commission_rate });
+            return Err(TxError::CommissionAboveMax { rate: commission_rate, max: max_commission_rate });
         }
         let self_stake = vanna(&register.self_stake)?;
         let min = self.staking.params.min_self_stake;
         if self_stake < min.to_micro() {
-            return Err(RuntimeError::BelowMinSelfStake { stake: micro(self_stake), min: min.value() });
+            return Err(TxError::BelowMinSelfStake { stake: micro(self_stake), min: min.value() });
         }
         let liquid = self.liquid_vanna(owner);
         if self_stake > liquid {
-            return Err(RuntimeError::InsufficientFunds {
+            return Err(TxError::InsufficientFunds {
                 asset: "VANNA",
                 needed: micro(self_stake),
                 available: micro(liquid),
@@ -133,11 +133,7 @@ impl State {
         Ok(ActionOutcome::Staked)
     }
 
-    pub(crate) fn edit_validator(
-        &mut self,
-        owner: u64,
-        edit: &wire::EditValidator,
-    ) -> Result<ActionOutcome, RuntimeError> {
+    pub(crate) fn edit_validator(&mut self, owner: u64, edit: &wire::EditValidator) -> Result<ActionOutcome, TxError> {
         let operator = self.accounts[owner as usize].address;
         let validator = self.validator(&operator)?;
         let new_rate = match edit.commission_rate.as_str() {
@@ -150,18 +146,15 @@ impl State {
         };
         if let Some(new_rate) = new_rate {
             if new_rate > validator.max_commission_rate {
-                return Err(RuntimeError::CommissionAboveMax { rate: new_rate, max: validator.max_commission_rate });
+                return Err(TxError::CommissionAboveMax { rate: new_rate, max: validator.max_commission_rate });
             }
             let change = (new_rate - validator.commission_rate).abs();
             if change > validator.max_commission_change {
-                return Err(RuntimeError::CommissionChangeTooLarge {
-                    change,
-                    max_change: validator.max_commission_change,
-                });
+                return Err(TxError::CommissionChangeTooLarge { change, max_change: validator.max_commission_change });
             }
             let next_ms = validator.last_commission_change_ms + COMMISSION_CHANGE_PERIOD_MS;
             if self.time_ms < next_ms {
-                return Err(RuntimeError::CommissionChangeTooSoon { next_ms });
+                return Err(TxError::CommissionChangeTooSoon { next_ms });
             }
         }
         let now = self.time_ms;
@@ -202,12 +195,12 @@ impl State {
     }
 
     /// Shares an amount would buy, refusing what cannot be bonded.
-    fn shares_for_bond(&self, validator: &Validator, amount: u64) -> Result<u128, RuntimeError> {
+    fn shares_for_bond(&self, validator: &Validator, amount: u64) -> Result<u128, TxError> {
         if validator.tombstoned {
-            return Err(RuntimeError::Tombstoned(validator.operator));
+            return Err(TxError::Tombstoned(validator.operator));
         }
         if validator.shares > 0 && validator.tokens == 0 {
-            return Err(RuntimeError::ValidatorHasNoStake(validator.operator));
+            return Err(TxError::ValidatorHasNoStake(validator.operator));
         }
         let shares = if validator.shares == 0 {
             amount as u128
@@ -215,7 +208,7 @@ impl State {
             amount as u128 * validator.shares / validator.tokens as u128
         };
         if shares == 0 {
-            return Err(RuntimeError::AmountTooSmall);
+            return Err(TxError::AmountTooSmall);
         }
         Ok(shares)
     }
@@ -225,17 +218,13 @@ impl State {
         owner: u64,
         delegate: &wire::Delegate,
         events: &mut Vec<Event>,
-    ) -> Result<ActionOutcome, RuntimeError> {
+    ) -> Result<ActionOutcome, TxError> {
         let validator = Address::from_slice(&delegate.validator)?;
         let amount = vanna(&delegate.amount)?;
         self.shares_for_bond(self.validator(&validator)?, amount)?;
         let liquid = self.liquid_vanna(owner);
         if amount > liquid {
-            return Err(RuntimeError::InsufficientFunds {
-                asset: "VANNA",
-                needed: micro(amount),
-                available: micro(liquid),
-            });
+            return Err(TxError::InsufficientFunds { asset: "VANNA", needed: micro(amount), available: micro(liquid) });
         }
         self.bond(owner, validator, amount, events);
         let delegator = self.accounts[owner as usize].address;
@@ -244,13 +233,13 @@ impl State {
     }
 
     /// Checks an unbond of `amount` micro VANNA and returns the shares it removes.
-    fn check_unbond(&self, delegator: Address, validator: Address, amount: u64) -> Result<u128, RuntimeError> {
+    fn check_unbond(&self, delegator: Address, validator: Address, amount: u64) -> Result<u128, TxError> {
         let v = self.validator(&validator)?;
         let delegation =
-            self.staking.delegations.get(&(delegator, validator)).ok_or(RuntimeError::NoDelegation(validator))?;
+            self.staking.delegations.get(&(delegator, validator)).ok_or(TxError::NoDelegation(validator))?;
         let value = v.tokens_for(delegation.shares);
         if amount > value {
-            return Err(RuntimeError::InsufficientStake { requested: micro(amount), available: micro(value) });
+            return Err(TxError::InsufficientStake { requested: micro(amount), available: micro(value) });
         }
         // Everything: all shares. Part: round the shares removed up, against the delegator.
         let shares = if amount == value {
@@ -267,7 +256,7 @@ impl State {
             };
             let min = self.staking.params.min_self_stake;
             if remaining > 0 && remaining < min.to_micro() {
-                return Err(RuntimeError::BelowMinSelfStake { stake: micro(remaining), min: min.value() });
+                return Err(TxError::BelowMinSelfStake { stake: micro(remaining), min: min.value() });
             }
         }
         Ok(shares)
@@ -309,7 +298,7 @@ impl State {
         owner: u64,
         undelegate: &wire::Undelegate,
         events: &mut Vec<Event>,
-    ) -> Result<ActionOutcome, RuntimeError> {
+    ) -> Result<ActionOutcome, TxError> {
         let delegator = self.accounts[owner as usize].address;
         let validator = Address::from_slice(&undelegate.validator)?;
         let amount = vanna(&undelegate.amount)?;
@@ -322,7 +311,7 @@ impl State {
             .filter(|(_, e)| e.validator == validator)
             .count();
         if open >= max {
-            return Err(RuntimeError::TooManyUnbondingEntries { max });
+            return Err(TxError::TooManyUnbondingEntries { max });
         }
         let recent_bonds = self.unbond(delegator, validator, amount, shares, events);
         let completion_ms = self.time_ms + self.staking.params.unbonding_period_ms;
@@ -349,12 +338,12 @@ impl State {
         owner: u64,
         redelegate: &wire::Redelegate,
         events: &mut Vec<Event>,
-    ) -> Result<ActionOutcome, RuntimeError> {
+    ) -> Result<ActionOutcome, TxError> {
         let delegator = self.accounts[owner as usize].address;
         let from = Address::from_slice(&redelegate.from_validator)?;
         let to = Address::from_slice(&redelegate.to_validator)?;
         if from == to {
-            return Err(RuntimeError::SelfRedelegation);
+            return Err(TxError::SelfRedelegation);
         }
         let amount = vanna(&redelegate.amount)?;
         let now = self.time_ms;
@@ -365,7 +354,7 @@ impl State {
             .range((delegator, 0)..=(delegator, u64::MAX))
             .any(|(_, entry)| entry.to == from && entry.completion_ms > now);
         if chained {
-            return Err(RuntimeError::RedelegationChain(from));
+            return Err(TxError::RedelegationChain(from));
         }
         let shares = self.check_unbond(delegator, from, amount)?;
         self.shares_for_bond(self.validator(&to)?, amount)?;
@@ -377,7 +366,7 @@ impl State {
             .filter(|(_, e)| e.from == from && e.to == to && e.completion_ms > now)
             .count();
         if open >= max {
-            return Err(RuntimeError::TooManyRedelegationEntries { max });
+            return Err(TxError::TooManyRedelegationEntries { max });
         }
         let recent_bonds = self.unbond(delegator, from, amount, shares, events);
         // Re-bond without touching liquid VANNA: credit it first, then bond.
@@ -403,11 +392,7 @@ impl State {
         Ok(ActionOutcome::Staked)
     }
 
-    pub(crate) fn withdraw_unbonded(
-        &mut self,
-        owner: u64,
-        events: &mut Vec<Event>,
-    ) -> Result<ActionOutcome, RuntimeError> {
+    pub(crate) fn withdraw_unbonded(&mut self, owner: u64, events: &mut Vec<Event>) -> Result<ActionOutcome, TxError> {
         let delegator = self.accounts[owner as usize].address;
         let now = self.time_ms;
         let matured: Vec<(Address, u64)> = self
@@ -425,7 +410,7 @@ impl State {
             .map(|(key, _)| *key)
             .collect();
         if matured.is_empty() && expired.is_empty() {
-            return Err(RuntimeError::NothingToWithdraw);
+            return Err(TxError::NothingToWithdraw);
         }
         let mut total = 0u64;
         for key in matured {
@@ -448,13 +433,13 @@ impl State {
         owner: u64,
         claim: &wire::ClaimRewards,
         events: &mut Vec<Event>,
-    ) -> Result<ActionOutcome, RuntimeError> {
+    ) -> Result<ActionOutcome, TxError> {
         let delegator = self.accounts[owner as usize].address;
         let validator = Address::from_slice(&claim.validator)?;
         self.validator(&validator)?;
         let is_operator = delegator == validator;
         if !is_operator && !self.staking.delegations.contains_key(&(delegator, validator)) {
-            return Err(RuntimeError::NoDelegation(validator));
+            return Err(TxError::NoDelegation(validator));
         }
         self.settle_rewards(delegator, validator, events);
         if is_operator {
@@ -471,22 +456,22 @@ impl State {
         Ok(ActionOutcome::Staked)
     }
 
-    pub(crate) fn unjail(&mut self, owner: u64, events: &mut Vec<Event>) -> Result<ActionOutcome, RuntimeError> {
+    pub(crate) fn unjail(&mut self, owner: u64, events: &mut Vec<Event>) -> Result<ActionOutcome, TxError> {
         let operator = self.accounts[owner as usize].address;
         let v = self.validator(&operator)?;
         if v.tombstoned {
-            return Err(RuntimeError::Tombstoned(operator));
+            return Err(TxError::Tombstoned(operator));
         }
         if !v.jailed {
-            return Err(RuntimeError::NotJailed(operator));
+            return Err(TxError::NotJailed(operator));
         }
         if self.time_ms < v.jailed_until_ms {
-            return Err(RuntimeError::StillJailed { until_ms: v.jailed_until_ms, now_ms: self.time_ms });
+            return Err(TxError::StillJailed { until_ms: v.jailed_until_ms, now_ms: self.time_ms });
         }
         let stake = self.staking.self_stake(v);
         let min = self.staking.params.min_self_stake;
         if stake < min.to_micro() {
-            return Err(RuntimeError::BelowMinSelfStake { stake: micro(stake), min: min.value() });
+            return Err(TxError::BelowMinSelfStake { stake: micro(stake), min: min.value() });
         }
         let v = self.staking.validators.get_mut(&operator).expect("checked");
         v.jailed = false;

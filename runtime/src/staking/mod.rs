@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::Address;
 use crate::money::Amount;
 
-pub use slashing::{EvidenceRecord, Offence};
+pub use vanna_types::staking::{EvidenceRecord, Offence, ValidatorPower};
 
 /// Reward-per-share values are scaled by 10^18 so that a block's reward
 /// divides finely among shares; the remainder of each division is carried.
@@ -85,20 +85,6 @@ impl Default for StakingParams {
             max_evidence_age_blocks: 604_800,
         }
     }
-}
-
-/// One member of a validator set, as consensus consumes it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ValidatorPower {
-    #[serde(serialize_with = "hex_key")]
-    pub consensus_key: [u8; 48],
-    pub operator: Address,
-    /// Bonded stake in micro VANNA.
-    pub power: u64,
-}
-
-fn hex_key<S: serde::Serializer>(key: &[u8; 48], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&hex::encode(key))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,42 +7,14 @@
 //!
 //! Every cut rounds down, so a slash never takes more than its fraction.
 
+use super::{EvidenceRecord, Offence};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
-use serde::Serialize;
 
 use crate::events::Event;
 use crate::ids::Address;
 use crate::money::Amount;
 use crate::state::State;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum Offence {
-    /// Two different proposals for one view by its leader.
-    DoubleProposal,
-    /// Two conflicting votes by one validator in one view.
-    DoubleVote,
-    /// Votes that contradict the finality rule (finalize and timeout in one view).
-    FinalityViolation,
-    /// Missed more than the allowed share of the signing window.
-    Downtime,
-}
-
-/// Evidence that consensus has already verified, as the block hands it over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct EvidenceRecord {
-    #[serde(serialize_with = "hex_key")]
-    pub consensus_key: [u8; 48],
-    pub offence: Offence,
-    /// Height of the block in which the offence was committed.
-    pub height: u64,
-    /// The account that submitted the evidence, paid a share of the slash.
-    pub reporter: Option<Address>,
-}
-
-fn hex_key<S: serde::Serializer>(key: &[u8; 48], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&hex::encode(key))
-}
 
 fn cut(amount: u64, fraction: Decimal) -> u64 {
     (Decimal::from(amount) * fraction).floor().to_u64().expect("a fraction of an amount fits")

@@ -32,7 +32,7 @@ pub fn run(sandbox: &mut Sandbox, name: &str, actions: Vec<vanna_proto::v1::Acti
     (block.receipts[0].clone(), block)
 }
 
-pub fn outcomes(receipt: &Receipt) -> Vec<Result<ActionOutcome, vanna_runtime::RuntimeError>> {
+pub fn outcomes(receipt: &Receipt) -> Vec<Result<ActionOutcome, vanna_runtime::TxError>> {
     match &receipt.status {
         TxStatus::Included { actions } => actions
             .iter()
@@ -54,7 +54,7 @@ pub fn order(receipt: &Receipt) -> OrderOutcome {
 }
 
 /// The one error of a single-action transaction.
-pub fn action_error(receipt: &Receipt) -> vanna_runtime::RuntimeError {
+pub fn action_error(receipt: &Receipt) -> vanna_runtime::TxError {
     match outcomes(receipt).remove(0) {
         Err(error) => error,
         Ok(outcome) => panic!("expected an error, got {outcome:?}"),
@@ -213,6 +213,7 @@ pub fn check_liquidation_and_settlement_prices(state: &vanna_runtime::State, eve
     // Settlement sales' steps come before their summary event.
     let mut sales: BTreeMap<Address, Vec<(Decimal, bool)>> = BTreeMap::new();
     let mut settling: BTreeMap<String, SeriesDefaults> = BTreeMap::new();
+    let mut fund_top_ups: BTreeMap<Address, Vec<Decimal>> = BTreeMap::new();
     for event in events {
         match event {
             Event::LiquidationStarted { account, equity, .. } => {
@@ -224,6 +225,15 @@ pub fn check_liquidation_and_settlement_prices(state: &vanna_runtime::State, eve
                 match liquidations.get_mut(account) {
                     Some(ledger) => ledger.step(gain, to_fund, &format!("liquidation of {account} in {series}")),
                     None => sales.entry(*account).or_default().push((gain, to_fund)),
+                }
+            }
+            Event::Deleveraged { liquidated, insurance_paid, .. } => {
+                // The fund's top-up to mark is its loss; the step's gain was
+                // counted against the account already.
+                if let Some(ledger) = liquidations.get_mut(liquidated) {
+                    ledger.fund_loss += insurance_paid.value();
+                } else {
+                    fund_top_ups.entry(*liquidated).or_default().push(insurance_paid.value());
                 }
             }
             Event::LiquidationFinished { account, .. } => {
@@ -238,6 +248,7 @@ pub fn check_liquidation_and_settlement_prices(state: &vanna_runtime::State, eve
                 for (gain, to_fund) in sales.remove(account).unwrap_or_default() {
                     ledger.step(gain, to_fund, &what);
                 }
+                ledger.fund_loss += fund_top_ups.remove(account).unwrap_or_default().iter().sum::<Decimal>();
                 let entry = settling.entry(series.to_string()).or_default();
                 entry.capacity += (-equity).max(Decimal::ZERO);
                 entry.fund_loss += ledger.fund_loss;
@@ -273,6 +284,7 @@ pub fn check_liquidation_and_settlement_prices(state: &vanna_runtime::State, eve
         }
     }
     assert!(sales.is_empty(), "settlement sales without their summary: {sales:?}");
+    assert!(fund_top_ups.is_empty(), "deleveraging outside a liquidation or settlement: {fund_top_ups:?}");
     assert!(liquidations.is_empty(), "liquidations that never finished");
     checks
 }

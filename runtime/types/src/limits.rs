@@ -1,4 +1,5 @@
-//! Every bound the runtime enforces, in one place. Each has a test at its edge.
+//! Every bound the runtime enforces, in one place (clients check them before
+//! sending). Each has a test at its edge.
 
 /// Largest encoded signed transaction accepted, in bytes.
 pub const MAX_TRANSACTION_BYTES: usize = 8 * 1024;
@@ -29,6 +30,3 @@ pub const MAX_MARKET_SWEEP_LEVELS: usize = 512;
 /// Signed oracle reports in one block: one per active validator is the norm;
 /// consensus never builds a block with more.
 pub const MAX_ORACLE_REPORTS_PER_BLOCK: usize = 1_024;
-
-// The at-risk index keeps each account's underlyings as a bit mask.
-const _: () = assert!(MAX_UNDERLYINGS <= vanna_liquidation::MAX_INDEXED_UNDERLYINGS);

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::RuntimeError;
+use crate::error::TxError;
 
 /// An account address: the first 20 bytes of SHA-256 of the account's compressed
 /// secp256k1 public key. Shown as `0x` and 40 lowercase hex digits.
@@ -13,8 +13,8 @@ use crate::error::RuntimeError;
 pub struct Address(pub [u8; 20]);
 
 impl Address {
-    pub fn from_slice(bytes: &[u8]) -> Result<Self, RuntimeError> {
-        let array: [u8; 20] = bytes.try_into().map_err(|_| RuntimeError::BadAddress(bytes.len()))?;
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, TxError> {
+        let array: [u8; 20] = bytes.try_into().map_err(|_| TxError::BadAddress(bytes.len()))?;
         Ok(Address(array))
     }
 
@@ -44,10 +44,10 @@ impl fmt::Debug for Address {
 }
 
 impl FromStr for Address {
-    type Err = RuntimeError;
+    type Err = TxError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let digits = text.strip_prefix("0x").unwrap_or(text);
-        let bytes = hex::decode(digits).map_err(|_| RuntimeError::BadAddress(digits.len() / 2))?;
+        let bytes = hex::decode(digits).map_err(|_| TxError::BadAddress(digits.len() / 2))?;
         Address::from_slice(&bytes)
     }
 }
@@ -89,8 +89,8 @@ mod tests {
         let text = address.to_string();
         assert_eq!(text, format!("0x{}", "ab".repeat(20)));
         assert_eq!(text.parse::<Address>().unwrap(), address);
-        assert_eq!("0xabcd".parse::<Address>(), Err(RuntimeError::BadAddress(2)));
+        assert_eq!("0xabcd".parse::<Address>(), Err(TxError::BadAddress(2)));
         assert!("0xzz".parse::<Address>().is_err());
-        assert_eq!(Address::from_slice(&[0; 21]), Err(RuntimeError::BadAddress(21)));
+        assert_eq!(Address::from_slice(&[0; 21]), Err(TxError::BadAddress(21)));
     }
 }

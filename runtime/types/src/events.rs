@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::error::RuntimeError;
+use crate::error::TxError;
 use crate::ids::{Address, OrderId};
 use crate::money::{Amount, Price};
 use crate::staking::{Offence, ValidatorPower};
@@ -30,15 +30,6 @@ impl Asset {
 pub enum OrderSide {
     Buy,
     Sell,
-}
-
-impl From<vanna_book::Side> for OrderSide {
-    fn from(side: vanna_book::Side) -> Self {
-        match side {
-            vanna_book::Side::Buy => OrderSide::Buy,
-            vanna_book::Side::Sell => OrderSide::Sell,
-        }
-    }
 }
 
 /// Why an order (or what was left of it) left the book.
@@ -159,7 +150,12 @@ pub enum Event {
         series: Arc<str>,
         /// Signed contracts the counterparty's position changed by.
         contracts: Decimal,
+        /// Per contract, what the liquidated account paid or received: its
+        /// bankruptcy price when it buys back a short.
         price: Decimal,
+        /// What the insurance fund added so that the counterparty was paid
+        /// mark (also an `InsuranceFundUsed` event).
+        insurance_paid: Amount,
     },
     /// The penalty of one liquidation: the keepers' shares (by the notional
     /// each took) and the insurance fund's.
@@ -390,7 +386,7 @@ pub enum TxStatus {
     /// size, decoding). Nothing changed; the nonce was not consumed.
     Rejected {
         #[serde(serialize_with = "serialize_error")]
-        error: RuntimeError,
+        error: TxError,
     },
     /// Included: the nonce was consumed and each action either applied in full
     /// or failed without changing anything, as its result says.
@@ -402,11 +398,11 @@ pub enum ActionResult {
     Ok(ActionOutcome),
     Failed {
         #[serde(serialize_with = "serialize_error")]
-        error: RuntimeError,
+        error: TxError,
     },
 }
 
-fn serialize_error<S: serde::Serializer>(error: &RuntimeError, serializer: S) -> Result<S::Ok, S::Error> {
+fn serialize_error<S: serde::Serializer>(error: &TxError, serializer: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeStruct;
     let mut state = serializer.serialize_struct("Error", 2)?;
     state.serialize_field("code", error.code())?;
@@ -429,7 +425,7 @@ fn serialize_hash<S: serde::Serializer>(hash: &[u8; 32], serializer: S) -> Resul
 
 impl Receipt {
     /// The first error of the transaction, if any: the envelope's, or an action's.
-    pub fn first_error(&self) -> Option<&RuntimeError> {
+    pub fn first_error(&self) -> Option<&TxError> {
         match &self.status {
             TxStatus::Rejected { error } => Some(error),
             TxStatus::Included { actions } => actions.iter().find_map(|result| match result {

@@ -9,7 +9,7 @@ use std::fmt;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Field, RuntimeError};
+use crate::error::{Field, TxError};
 use crate::money::{ASSET_SCALE, Price, Quantity};
 
 /// Expiry time of day: 08:00 UTC, in milliseconds after midnight.
@@ -31,18 +31,18 @@ pub struct UnderlyingSpec {
 impl UnderlyingSpec {
     /// Symbols are 2 to 10 upper-case letters; premium = price × quantity must fit
     /// the quote asset's six decimals, so tick and lot decimals add up to at most six.
-    pub fn validate(&self) -> Result<(), RuntimeError> {
+    pub fn validate(&self) -> Result<(), TxError> {
         let symbol_ok = (2..=10).contains(&self.symbol.len()) && self.symbol.bytes().all(|b| b.is_ascii_uppercase());
         if !symbol_ok {
-            return Err(RuntimeError::UnknownUnderlying(self.symbol.clone()));
+            return Err(TxError::UnknownUnderlying(self.symbol.clone()));
         }
         // A lot of at most one contract keeps every per-lot amount (premium,
         // settlement payout) within the bound of one price.
         if self.lot_size.value() > Decimal::ONE {
-            return Err(RuntimeError::TooLarge { field: Field::LotSize, max: Decimal::ONE });
+            return Err(TxError::TooLarge { field: Field::LotSize, max: Decimal::ONE });
         }
         if self.tick_size.value().scale() + self.lot_size.value().scale() > ASSET_SCALE {
-            return Err(RuntimeError::TooPrecise { field: Field::TickSize, max_decimals: ASSET_SCALE });
+            return Err(TxError::TooPrecise { field: Field::TickSize, max_decimals: ASSET_SCALE });
         }
         Ok(())
     }
@@ -69,8 +69,8 @@ pub struct SeriesSpec {
 impl SeriesSpec {
     /// Parses a canonical name. The day has no leading zero (`BTC-5JAN27-...`),
     /// the strike no trailing zeros, so every series has exactly one name.
-    pub fn parse(name: &str) -> Result<Self, RuntimeError> {
-        let bad = |why| RuntimeError::BadSeriesName { name: name.chars().take(64).collect(), why };
+    pub fn parse(name: &str) -> Result<Self, TxError> {
+        let bad = |why| TxError::BadSeriesName { name: name.chars().take(64).collect(), why };
         if name.len() > 64 {
             return Err(bad("longer than 64 characters"));
         }

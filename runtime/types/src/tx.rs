@@ -1,13 +1,19 @@
 //! Building and signing transactions, for clients, tests and tools. The
-//! runtime itself only reads transactions (see `block`).
+//! runtime itself only reads transactions.
 
-use k256::ecdsa::SigningKey;
 use prost::Message;
+use sha2::{Digest, Sha256};
+use vanna_crypto::SigningKey;
+use vanna_crypto::secp256k1::{address_of, public_key_of, sign, signing_key_from_seed};
 use vanna_proto::v1 as wire;
 use vanna_proto::v1::action::Kind;
 
-use crate::crypto::{public_key_of, sign};
 use crate::ids::Address;
+
+/// SHA-256 of the whole signed transaction bytes: the transaction's id.
+pub fn transaction_hash(signed_bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(signed_bytes).into()
+}
 
 /// An account key with its address, for signing transactions.
 #[derive(Clone)]
@@ -26,21 +32,18 @@ impl std::fmt::Debug for Signer {
 impl Signer {
     pub fn new(key: SigningKey) -> Self {
         let public_key = public_key_of(&key);
-        let address = crate::crypto::address_of(&public_key);
+        let address = Address(address_of(&public_key));
         Signer { key, public_key, address }
     }
 
     /// A key derived from a seed phrase: for demos, tests and benchmarks only.
     pub fn from_seed(seed: &str) -> Self {
-        use sha2::{Digest, Sha256};
-        let mut counter = 0u32;
-        loop {
-            let digest = Sha256::new().chain_update(seed.as_bytes()).chain_update(counter.to_be_bytes()).finalize();
-            if let Ok(key) = SigningKey::from_bytes(&digest) {
-                return Signer::new(key);
-            }
-            counter += 1;
-        }
+        Signer::new(signing_key_from_seed(seed))
+    }
+
+    /// The signing key, for other schemes over the same key (oracle reports).
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
     }
 
     pub fn address(&self) -> Address {
@@ -152,12 +155,4 @@ pub fn liquidate(account: Address) -> wire::Action {
 
 pub fn list_series(series: &str) -> wire::Action {
     action(Kind::ListSeries(wire::ListSeries { series: series.to_string() }))
-}
-
-impl Signer {
-    /// Signs an oracle report as this operator key: what a validator's feeder
-    /// sends, for the sandbox, tests and the demo.
-    pub fn sign_oracle_report(&self, chain_id: &str, prices: &[vanna_oracle::PriceReport]) -> Vec<u8> {
-        vanna_oracle::sign_report(&self.key, chain_id, prices).encode_to_vec()
-    }
 }

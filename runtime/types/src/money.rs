@@ -8,7 +8,7 @@ use std::str::FromStr;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Field, RuntimeError};
+use crate::error::{Field, TxError};
 
 /// Decimal places of both assets (USD quote asset and the VANNA staking token).
 pub const ASSET_SCALE: u32 = 6;
@@ -23,8 +23,8 @@ pub const MAX_DECIMAL_CHARS: usize = 40;
 /// Parses a canonical decimal string: digits with an optional single `.`,
 /// no sign, no exponent, no spaces. Keeps parsing strict so that two different
 /// strings never mean the same signed value by accident.
-pub fn parse_decimal(text: &str, field: Field) -> Result<Decimal, RuntimeError> {
-    let bad = || RuntimeError::MalformedNumber { field, text: text.chars().take(MAX_DECIMAL_CHARS).collect() };
+pub fn parse_decimal(text: &str, field: Field) -> Result<Decimal, TxError> {
+    let bad = || TxError::MalformedNumber { field, text: text.chars().take(MAX_DECIMAL_CHARS).collect() };
     if text.is_empty() || text.len() > MAX_DECIMAL_CHARS {
         return Err(bad());
     }
@@ -43,12 +43,12 @@ pub fn parse_decimal(text: &str, field: Field) -> Result<Decimal, RuntimeError> 
 }
 
 /// At most six decimals and at most `MAX_VALUE_UNITS`.
-fn check_bounds(value: Decimal, field: Field) -> Result<(), RuntimeError> {
+fn check_bounds(value: Decimal, field: Field) -> Result<(), TxError> {
     if value.normalize().scale() > ASSET_SCALE {
-        return Err(RuntimeError::TooPrecise { field, max_decimals: ASSET_SCALE });
+        return Err(TxError::TooPrecise { field, max_decimals: ASSET_SCALE });
     }
     if value > Decimal::from(MAX_VALUE_UNITS) {
-        return Err(RuntimeError::TooLarge { field, max: Decimal::from(MAX_VALUE_UNITS) });
+        return Err(TxError::TooLarge { field, max: Decimal::from(MAX_VALUE_UNITS) });
     }
     Ok(())
 }
@@ -62,15 +62,15 @@ impl Amount {
     pub const ZERO: Amount = Amount(Decimal::ZERO);
 
     /// Refuses negative values and more than six decimal places.
-    pub fn new(value: Decimal, field: Field) -> Result<Self, RuntimeError> {
+    pub fn new(value: Decimal, field: Field) -> Result<Self, TxError> {
         if value.is_sign_negative() && !value.is_zero() {
-            return Err(RuntimeError::Negative { field });
+            return Err(TxError::Negative { field });
         }
         check_bounds(value, field)?;
         Ok(Amount(value.normalize()))
     }
 
-    pub fn parse(text: &str, field: Field) -> Result<Self, RuntimeError> {
+    pub fn parse(text: &str, field: Field) -> Result<Self, TxError> {
         Self::new(parse_decimal(text, field)?, field)
     }
 
@@ -128,7 +128,7 @@ impl Amount {
 }
 
 impl TryFrom<Decimal> for Amount {
-    type Error = RuntimeError;
+    type Error = TxError;
     fn try_from(value: Decimal) -> Result<Self, Self::Error> {
         Amount::new(value, Field::Amount)
     }
@@ -155,15 +155,15 @@ macro_rules! positive_decimal {
         pub struct $name(Decimal);
 
         impl $name {
-            pub fn new(value: Decimal, field: Field) -> Result<Self, RuntimeError> {
+            pub fn new(value: Decimal, field: Field) -> Result<Self, TxError> {
                 if value <= Decimal::ZERO {
-                    return Err(RuntimeError::NotPositive { field });
+                    return Err(TxError::NotPositive { field });
                 }
                 check_bounds(value, field)?;
                 Ok($name(value.normalize()))
             }
 
-            pub fn parse(text: &str, field: Field) -> Result<Self, RuntimeError> {
+            pub fn parse(text: &str, field: Field) -> Result<Self, TxError> {
                 Self::new(parse_decimal(text, field)?, field)
             }
 
@@ -173,7 +173,7 @@ macro_rules! positive_decimal {
         }
 
         impl TryFrom<Decimal> for $name {
-            type Error = RuntimeError;
+            type Error = TxError;
             fn try_from(value: Decimal) -> Result<Self, Self::Error> {
                 $name::new(value, $field)
             }
@@ -227,11 +227,8 @@ mod tests {
     #[test]
     fn amount_refuses_excess_precision_and_negatives() {
         assert!(Amount::parse("1.000001", Field::Amount).is_ok());
-        assert!(matches!(
-            Amount::parse("1.0000001", Field::Amount),
-            Err(RuntimeError::TooPrecise { max_decimals: 6, .. })
-        ));
-        assert!(matches!(Amount::new(dec("-1"), Field::Amount), Err(RuntimeError::Negative { .. })));
+        assert!(matches!(Amount::parse("1.0000001", Field::Amount), Err(TxError::TooPrecise { max_decimals: 6, .. })));
+        assert!(matches!(Amount::new(dec("-1"), Field::Amount), Err(TxError::Negative { .. })));
         assert_eq!(Amount::parse("1.5000000", Field::Amount).unwrap(), Amount::parse("1.5", Field::Amount).unwrap());
     }
 
@@ -258,9 +255,9 @@ mod tests {
         assert!(Amount::parse(&max, Field::Amount).is_ok());
         assert!(Price::parse(&max, Field::Price).is_ok());
         let over = format!("{max}.000001");
-        assert!(matches!(Amount::parse(&over, Field::Amount), Err(RuntimeError::TooLarge { .. })));
-        assert!(matches!(Quantity::parse(&over, Field::Quantity), Err(RuntimeError::TooLarge { .. })));
-        assert!(matches!(Amount::parse("99999999999999999999", Field::Amount), Err(RuntimeError::TooLarge { .. })));
+        assert!(matches!(Amount::parse(&over, Field::Amount), Err(TxError::TooLarge { .. })));
+        assert!(matches!(Quantity::parse(&over, Field::Quantity), Err(TxError::TooLarge { .. })));
+        assert!(matches!(Amount::parse("99999999999999999999", Field::Amount), Err(TxError::TooLarge { .. })));
         assert_eq!(Amount::parse(&max, Field::Amount).unwrap().to_micro(), MAX_VALUE_UNITS * 1_000_000);
     }
 
@@ -274,8 +271,8 @@ mod tests {
 
     #[test]
     fn price_and_quantity_must_be_positive() {
-        assert!(matches!(Price::parse("0", Field::Price), Err(RuntimeError::NotPositive { .. })));
-        assert!(matches!(Quantity::parse("0.0", Field::Quantity), Err(RuntimeError::NotPositive { .. })));
+        assert!(matches!(Price::parse("0", Field::Price), Err(TxError::NotPositive { .. })));
+        assert!(matches!(Quantity::parse("0.0", Field::Quantity), Err(TxError::NotPositive { .. })));
         assert!(Price::parse("0.000001", Field::Price).is_ok());
     }
 }
