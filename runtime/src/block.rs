@@ -15,7 +15,7 @@ use crate::events::{ActionOutcome, ActionResult, Asset, CancelReason, Event, Rec
 use crate::ids::{Address, OrderId, SeriesId};
 use crate::limits::{MAX_ACTIONS_PER_TRANSACTION, MAX_TRANSACTION_BYTES, MAX_TRANSACTIONS_PER_BLOCK};
 use crate::money::Amount;
-use crate::staking::EvidenceRecord;
+use crate::staking::{EvidenceRecord, StakingAction};
 use crate::state::State;
 use crate::trading::{OrderRequest, TimeInForce, parse_lots, parse_order, parse_ticks};
 use crate::tx::transaction_hash;
@@ -145,22 +145,7 @@ impl State {
     /// active set, and at an epoch boundary the next active set.
     pub fn end_block(&mut self, context: &BlockContext, events: &mut Vec<Event>) {
         self.recheck_changed_accounts(events);
-        if let Some(signers) = &context.signers {
-            self.record_signatures(signers, events);
-        }
-        self.distribute_fees(events);
-        for (delegator, validator) in self.staking.prune_recent_bonds(self.height) {
-            self.commitment.touch_delegation(delegator, validator);
-        }
-        if self.height.is_multiple_of(self.staking.params.epoch_blocks.max(1)) {
-            self.staking.active = self.staking.next_validator_set();
-            self.staking.epoch += 1;
-            self.commitment.touch_staking();
-            events.push(Event::ValidatorSetChanged {
-                epoch: self.staking.epoch,
-                validators: self.staking.active.clone(),
-            });
-        }
+        self.end_staking_block(context.signers.as_deref(), events);
     }
 
     fn expire_orders(&mut self, events: &mut Vec<Event>) {
@@ -281,14 +266,14 @@ impl State {
                 events.push(Event::SeriesListed { series: spec.name.clone(), expiry_ms: spec.expiry_ms });
                 Ok(ActionOutcome::SeriesListed)
             }
-            Kind::RegisterValidator(register) => self.register_validator(owner, register, events),
-            Kind::EditValidator(edit) => self.edit_validator(owner, edit),
-            Kind::Delegate(delegate) => self.delegate(owner, delegate, events),
-            Kind::Undelegate(undelegate) => self.undelegate(owner, undelegate, events),
-            Kind::Redelegate(redelegate) => self.redelegate(owner, redelegate, events),
-            Kind::WithdrawUnbonded(_) => self.withdraw_unbonded(owner, events),
-            Kind::ClaimRewards(claim) => self.claim_rewards(owner, claim, events),
-            Kind::Unjail(_) => self.unjail(owner, events),
+            Kind::RegisterValidator(register) => self.staking_action(owner, StakingAction::Register(register), events),
+            Kind::EditValidator(edit) => self.staking_action(owner, StakingAction::Edit(edit), events),
+            Kind::Delegate(delegate) => self.staking_action(owner, StakingAction::Delegate(delegate), events),
+            Kind::Undelegate(undelegate) => self.staking_action(owner, StakingAction::Undelegate(undelegate), events),
+            Kind::Redelegate(redelegate) => self.staking_action(owner, StakingAction::Redelegate(redelegate), events),
+            Kind::WithdrawUnbonded(_) => self.staking_action(owner, StakingAction::WithdrawUnbonded, events),
+            Kind::ClaimRewards(claim) => self.staking_action(owner, StakingAction::ClaimRewards(claim), events),
+            Kind::Unjail(_) => self.staking_action(owner, StakingAction::Unjail, events),
             Kind::RegisterBackstop(register) => self.register_backstop(owner, register, events),
             Kind::CancelBackstop(cancel) => self.cancel_backstop(owner, cancel, events),
             Kind::Liquidate(liquidate) => self.liquidate_by_keeper(owner, &liquidate.account, events),

@@ -188,7 +188,7 @@ impl Genesis {
                 "staking params out of range (slash fractions in [0, 1), other fractions in [0, 1], counts positive, window at most 10000)".into(),
             ));
         }
-        state.commitment.touch_staking();
+        state.staking.touched.global = true;
         for symbol in state.underlyings.keys().cloned().collect::<Vec<_>>() {
             state.commitment.touch_underlying(&symbol);
             state.commitment.touch_oracle(&symbol);
@@ -222,7 +222,7 @@ impl Genesis {
                 max_commission_change: validator.max_commission_change.to_string(),
                 self_stake: validator.self_stake.to_string(),
             };
-            state.register_validator(owner, &register, &mut Vec::new())?;
+            state.staking_action(owner, crate::staking::StakingAction::Register(&register), &mut Vec::new())?;
         }
         for delegation in &self.staking.delegations {
             let owner = *state
@@ -233,7 +233,7 @@ impl Genesis {
                 validator: delegation.validator.as_bytes().to_vec(),
                 amount: delegation.amount.to_string(),
             };
-            state.delegate(owner, &delegate, &mut Vec::new())?;
+            state.staking_action(owner, crate::staking::StakingAction::Delegate(&delegate), &mut Vec::new())?;
         }
         state.staking.active = state.staking.next_validator_set();
         for (symbol, settings) in &self.margin {

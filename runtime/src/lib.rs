@@ -17,6 +17,7 @@ pub mod genesis;
 pub mod liquidate;
 pub mod oracle;
 pub mod risk;
+pub mod root;
 pub mod sandbox;
 pub mod settlement;
 pub mod staking;

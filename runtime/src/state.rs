@@ -348,6 +348,23 @@ pub struct State {
     pub(crate) commitment: Commitment,
 }
 
+/// The handle of `address` among `accounts`, creating an empty account if needed.
+pub(crate) fn account_or_create(
+    accounts: &mut Vec<Account>,
+    index: &mut BTreeMap<Address, u64>,
+    commitment: &mut Commitment,
+    address: Address,
+) -> u64 {
+    if let Some(&owner) = index.get(&address) {
+        return owner;
+    }
+    let owner = accounts.len() as u64;
+    accounts.push(Account::new(address, owner));
+    index.insert(address, owner);
+    commitment.touch_account(owner);
+    owner
+}
+
 impl State {
     pub fn account(&self, address: &Address) -> Option<&Account> {
         self.account_index.get(address).map(|&owner| &self.accounts[owner as usize])
@@ -363,14 +380,7 @@ impl State {
 
     /// Returns the handle of `address`, creating an empty account if needed.
     pub(crate) fn account_or_create(&mut self, address: Address) -> u64 {
-        if let Some(&owner) = self.account_index.get(&address) {
-            return owner;
-        }
-        let owner = self.accounts.len() as u64;
-        self.accounts.push(Account::new(address, owner));
-        self.account_index.insert(address, owner);
-        self.commitment.touch_account(owner);
-        owner
+        account_or_create(&mut self.accounts, &mut self.account_index, &mut self.commitment, address)
     }
 
     /// Every USD balance, the fee pool and the staking ledger's unclaimed

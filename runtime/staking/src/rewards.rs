@@ -8,11 +8,10 @@
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
-use super::{Delegation, REWARD_SCALE, Validator};
-use crate::events::Event;
-use crate::ids::Address;
-use crate::money::Amount;
-use crate::state::State;
+use super::{Bank, Delegation, REWARD_SCALE, Staking, Validator};
+use vanna_types::events::Event;
+use vanna_types::ids::Address;
+use vanna_types::money::Amount;
 
 /// What a delegation is owed, micro USD (rounded down).
 pub(super) fn owed(validator: &Validator, delegation: &Delegation) -> u64 {
@@ -21,21 +20,20 @@ pub(super) fn owed(validator: &Validator, delegation: &Delegation) -> u64 {
     u64::try_from(owed).expect("a delegation is never owed more than its pool")
 }
 
-impl State {
-    /// Pays the fee pool out to the active set. Called at the end of every
-    /// block; costs one step per active validator.
-    pub(crate) fn distribute_fees(&mut self, events: &mut Vec<Event>) {
-        let pool = self.fee_pool.to_micro();
+impl Staking {
+    /// Pays `pool` (micro USD, the block's fee pool) out to the active set
+    /// and returns what it paid; the rest stays in the pool. Called at the
+    /// end of every block; costs one step per active validator.
+    pub fn distribute_fees(&mut self, pool: u64, events: &mut Vec<Event>) -> u64 {
         let recipients: Vec<(Address, u64)> = self
-            .staking
             .active
             .iter()
-            .filter(|member| self.staking.validators.get(&member.operator).is_some_and(|v| !v.jailed && v.shares > 0))
+            .filter(|member| self.validators.get(&member.operator).is_some_and(|v| !v.jailed && v.shares > 0))
             .map(|member| (member.operator, member.power))
             .collect();
         let total_power: u128 = recipients.iter().map(|(_, power)| *power as u128).sum();
         if pool == 0 || total_power == 0 {
-            return;
+            return 0;
         }
         let mut paid = 0u64;
         for (operator, power) in recipients {
@@ -44,7 +42,7 @@ impl State {
                 continue;
             }
             paid += reward;
-            let validator = self.staking.validators.get_mut(&operator).expect("active validators exist");
+            let validator = self.validators.get_mut(&operator).expect("active validators exist");
             let commission =
                 (Decimal::from(reward) * validator.commission_rate).floor().to_u64().expect("commission fits");
             let to_delegators = reward - commission;
@@ -53,42 +51,46 @@ impl State {
             let scaled = to_delegators as u128 * REWARD_SCALE + validator.reward_carry;
             validator.reward_per_share += scaled / validator.shares;
             validator.reward_carry = scaled % validator.shares;
-            self.commitment.touch_validator(operator);
+            self.touched.validators.insert(operator);
         }
         if paid == 0 {
-            return;
+            return 0;
         }
-        self.fee_pool = self.fee_pool.minus(Amount::from_micro(paid)).expect("paid out at most the pool");
-        self.staking.fees_distributed += paid;
-        self.commitment.touch_global();
-        self.commitment.touch_staking();
-        events.push(Event::FeesDistributed { amount: Amount::from_micro(paid), remaining_in_pool: self.fee_pool });
+        self.fees_distributed += paid;
+        self.touched.global = true;
+        events.push(Event::FeesDistributed {
+            amount: Amount::from_micro(paid),
+            remaining_in_pool: Amount::from_micro(pool - paid),
+        });
+        paid
     }
 
     /// Pays what a delegation is owed into the delegator's account and marks
     /// it paid. Must run before the delegation's shares change.
-    pub(crate) fn settle_rewards(&mut self, delegator: Address, validator: Address, events: &mut Vec<Event>) -> u64 {
-        let Some(v) = self.staking.validators.get(&validator) else {
+    pub fn settle_rewards(
+        &mut self,
+        bank: &mut impl Bank,
+        delegator: Address,
+        validator: Address,
+        events: &mut Vec<Event>,
+    ) -> u64 {
+        let Some(v) = self.validators.get(&validator) else {
             return 0;
         };
-        let Some(delegation) = self.staking.delegations.get(&(delegator, validator)).copied() else {
+        let Some(delegation) = self.delegations.get(&(delegator, validator)).copied() else {
             return 0;
         };
         let amount = owed(v, &delegation);
         let per_share = v.reward_per_share;
-        let v = self.staking.validators.get_mut(&validator).expect("checked above");
+        let v = self.validators.get_mut(&validator).expect("checked above");
         v.reward_pool = v.reward_pool.checked_sub(amount).expect("a pool always covers what it owes");
-        self.staking.delegations.get_mut(&(delegator, validator)).expect("checked above").reward_per_share_paid =
-            per_share;
+        self.delegations.get_mut(&(delegator, validator)).expect("checked above").reward_per_share_paid = per_share;
         if amount > 0 {
-            let owner = self.account_or_create(delegator);
-            let account = &mut self.accounts[owner as usize];
-            account.usd = account.usd.plus(Amount::from_micro(amount));
-            self.commitment.touch_account(owner);
+            bank.pay_usd(&delegator, amount);
             events.push(Event::RewardsPaid { delegator, validator, amount: Amount::from_micro(amount) });
         }
-        self.commitment.touch_validator(validator);
-        self.commitment.touch_delegation(delegator, validator);
+        self.touched.validators.insert(validator);
+        self.touched.delegations.insert((delegator, validator));
         amount
     }
 }

@@ -9,18 +9,26 @@
 //! the same fraction. Rewards follow cumulative reward-per-share accounting
 //! (as Cosmos SDK's F1 distribution), so a block's distribution costs one step
 //! per active validator and a claim one step, whatever the number of delegators.
+//!
+//! The ledger reaches account balances only through [`Bank`] (liquid VANNA
+//! in and out, USD rewards paid out) and tells the state commitment which of
+//! its leaves changed ([`Staking::take_changed_leaves`]); it knows nothing
+//! else of the runtime's state. Pure: time and height come from [`Now`].
 
+mod leaves;
 mod ledger;
 mod rewards;
 mod slashing;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use leaves::{Leaf, staking_key, validator_key};
+
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::Address;
-use crate::money::Amount;
+use vanna_types::ids::Address;
+use vanna_types::money::Amount;
 
 pub use vanna_types::staking::{EvidenceRecord, Offence, ValidatorPower};
 
@@ -186,10 +194,40 @@ impl RedelegationEntry {
 }
 
 /// `a × b / c` rounded down, exact for any u128 inputs (c > 0).
-pub(crate) fn mul_div_floor(a: u128, b: u128, c: u128) -> u128 {
+pub fn mul_div_floor(a: u128, b: u128, c: u128) -> u128 {
     let product = ethnum::U256::from(a) * ethnum::U256::from(b);
     u128::try_from(product / ethnum::U256::from(c))
         .expect("the quotient fits: callers divide by at least one factor's bound")
+}
+
+/// What the ledger needs of the accounts that hold liquid balances.
+pub trait Bank {
+    /// Liquid VANNA of `account`, micro units (zero for an unknown account).
+    fn vanna(&self, account: &Address) -> u64;
+    /// Changes `account`'s liquid VANNA by `delta` micro units, opening the
+    /// account if new; callers check first that it stays non-negative.
+    fn move_vanna(&mut self, account: &Address, delta: i128);
+    /// Pays `amount` micro USD (rewards, commission) to `account`, opening it if new.
+    fn pay_usd(&mut self, account: &Address, amount: u64);
+}
+
+/// The block being applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now {
+    pub height: u64,
+    pub time_ms: u64,
+}
+
+/// The ledger's committed leaves changed since the commitment last asked.
+#[derive(Clone, Debug, Default)]
+pub struct Touched {
+    pub validators: BTreeSet<Address>,
+    /// (delegator, validator)
+    pub delegations: BTreeSet<(Address, Address)>,
+    /// Delegators whose unbonding or redelegation queues changed.
+    pub queues: BTreeSet<Address>,
+    /// The ledger's chain-wide values (epoch, active set, burned, params).
+    pub global: bool,
 }
 
 /// The staking ledger inside the runtime state.
@@ -220,6 +258,8 @@ pub struct Staking {
     pub recent_bonds: BTreeMap<(Address, Address, u64), u128>,
     /// The same bonds by height, to forget them once evidence can no longer come.
     pub bonds_by_height: BTreeSet<(u64, Address, Address)>,
+    /// Leaves changed since the commitment last asked (not committed itself).
+    pub touched: Touched,
 }
 
 impl Staking {
@@ -269,7 +309,7 @@ impl Staking {
 
     /// Forgets `shares` of a delegation's recent bonds, newest first: stake
     /// that leaves is taken from what was bonded last.
-    pub(crate) fn release_recent_bonds(
+    pub fn release_recent_bonds(
         &mut self,
         validator: Address,
         delegator: Address,
@@ -297,7 +337,7 @@ impl Staking {
     }
 
     /// Remembers `shares` bonded at `height`, within `MAX_RECENT_BONDS` per delegation.
-    pub(crate) fn remember_bond(&mut self, validator: Address, delegator: Address, height: u64, shares: u128) {
+    pub fn remember_bond(&mut self, validator: Address, delegator: Address, height: u64, shares: u128) {
         // Genesis bonds precede every offence: nothing to spare, nothing to remember
         // (and no pruning of all genesis delegations in one later block).
         if height == 0 {
@@ -315,20 +355,33 @@ impl Staking {
         self.bonds_by_height.insert((height, validator, delegator));
     }
 
-    /// Forgets bonds older than the evidence horizon; returns the
-    /// delegations whose committed state changed.
-    pub(crate) fn prune_recent_bonds(&mut self, height: u64) -> Vec<(Address, Address)> {
+    /// Forgets bonds older than the evidence horizon.
+    fn prune_recent_bonds(&mut self, height: u64) {
         let horizon = height.saturating_sub(self.params.max_evidence_age_blocks);
-        let mut touched = Vec::new();
         while let Some(&(bonded, validator, delegator)) = self.bonds_by_height.first() {
             if bonded >= horizon {
                 break;
             }
             self.bonds_by_height.pop_first();
             self.recent_bonds.remove(&(validator, delegator, bonded));
-            touched.push((delegator, validator));
+            self.touched.delegations.insert((delegator, validator));
         }
-        touched
+    }
+
+    /// The ledger's end of a block: bonds past the evidence horizon are
+    /// forgotten and, at an epoch boundary (a height that is a multiple of
+    /// `epoch_blocks`), the next active set is fixed.
+    pub fn end_block(&mut self, now: Now, events: &mut Vec<vanna_types::events::Event>) {
+        self.prune_recent_bonds(now.height);
+        if now.height.is_multiple_of(self.params.epoch_blocks.max(1)) {
+            self.active = self.next_validator_set();
+            self.epoch += 1;
+            self.touched.global = true;
+            events.push(vanna_types::events::Event::ValidatorSetChanged {
+                epoch: self.epoch,
+                validators: self.active.clone(),
+            });
+        }
     }
 
     /// A delegation's recent bonds, oldest first: (height, shares).

@@ -7,50 +7,51 @@
 //!
 //! Every cut rounds down, so a slash never takes more than its fraction.
 
-use super::{EvidenceRecord, Offence};
+use super::{Bank, EvidenceRecord, Now, Offence, Staking};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
-use crate::events::Event;
-use crate::ids::Address;
-use crate::money::Amount;
-use crate::state::State;
+use vanna_types::events::Event;
+use vanna_types::ids::Address;
+use vanna_types::money::Amount;
 
 fn cut(amount: u64, fraction: Decimal) -> u64 {
     (Decimal::from(amount) * fraction).floor().to_u64().expect("a fraction of an amount fits")
 }
 
-impl State {
+impl Staking {
     /// Applies verified evidence. Evidence for an unknown key or already
     /// punished is ignored (it returns false), so repeated inclusion is harmless.
-    pub fn apply_evidence(&mut self, evidence: &EvidenceRecord, events: &mut Vec<Event>) -> bool {
+    pub fn apply_evidence(
+        &mut self,
+        bank: &mut impl Bank,
+        now: Now,
+        evidence: &EvidenceRecord,
+        events: &mut Vec<Event>,
+    ) -> bool {
         let Some(operator) =
-            self.staking.validators.values().find(|v| v.consensus_key == evidence.consensus_key).map(|v| v.operator)
+            self.validators.values().find(|v| v.consensus_key == evidence.consensus_key).map(|v| v.operator)
         else {
             return false;
         };
         let key = (evidence.consensus_key, evidence.offence, evidence.height);
-        let too_old = evidence.height.saturating_add(self.staking.params.max_evidence_age_blocks) < self.height;
-        let from_the_future = evidence.height > self.height;
-        if too_old
-            || from_the_future
-            || self.staking.punished.contains(&key)
-            || self.staking.validators[&operator].tombstoned
-        {
+        let too_old = evidence.height.saturating_add(self.params.max_evidence_age_blocks) < now.height;
+        let from_the_future = evidence.height > now.height;
+        if too_old || from_the_future || self.punished.contains(&key) || self.validators[&operator].tombstoned {
             return false;
         }
-        self.staking.punished.insert(key);
-        let fraction = self.staking.params.double_sign_slash;
-        self.slash(operator, evidence.offence, evidence.height, fraction, evidence.reporter, events);
-        let validator = self.staking.validators.get_mut(&operator).expect("found above");
+        self.punished.insert(key);
+        let fraction = self.params.double_sign_slash;
+        self.slash(bank, now, operator, evidence.offence, evidence.height, fraction, evidence.reporter, events);
+        let validator = self.validators.get_mut(&operator).expect("found above");
         validator.jailed = true;
         validator.tombstoned = true;
         validator.jailed_until_ms = u64::MAX;
-        self.commitment.touch_validator(operator);
+        self.touched.validators.insert(operator);
         events.push(Event::Jailed {
             validator: operator,
             offence: evidence.offence,
-            height: self.height,
+            height: now.height,
             until_ms: u64::MAX,
         });
         true
@@ -60,6 +61,8 @@ impl State {
     /// left it (unbonding or redelegated) after `infraction_height`, still maturing.
     fn slash(
         &mut self,
+        bank: &mut impl Bank,
+        now: Now,
         operator: Address,
         offence: Offence,
         infraction_height: u64,
@@ -67,13 +70,14 @@ impl State {
         reporter: Option<Address>,
         events: &mut Vec<Event>,
     ) {
-        let now = self.time_ms;
-        let bonded = self.slash_bonded(operator, infraction_height, fraction, events);
+        let now_ms = now.time_ms;
+        let bonded = self.slash_bonded(bank, operator, infraction_height, fraction, events);
 
         let mut unbonding = 0u64;
         let mut touched_queues = Vec::new();
-        for ((delegator, _), entry) in self.staking.unbonding.iter_mut() {
-            if entry.validator == operator && entry.creation_height > infraction_height && entry.completion_ms > now {
+        for ((delegator, _), entry) in self.unbonding.iter_mut() {
+            if entry.validator == operator && entry.creation_height > infraction_height && entry.completion_ms > now_ms
+            {
                 let amount = cut(entry.bonded_at(infraction_height), fraction).min(entry.balance);
                 entry.balance -= amount;
                 unbonding += amount;
@@ -81,10 +85,9 @@ impl State {
             }
         }
         let redelegated: Vec<(Address, Address, u64, u128)> = self
-            .staking
             .redelegations
             .iter()
-            .filter(|(_, e)| e.from == operator && e.creation_height > infraction_height && e.completion_ms > now)
+            .filter(|(_, e)| e.from == operator && e.creation_height > infraction_height && e.completion_ms > now_ms)
             .map(|((delegator, _), e)| {
                 (*delegator, e.to, cut(e.bonded_at(infraction_height), fraction), e.shares_at_destination)
             })
@@ -92,52 +95,49 @@ impl State {
         let mut redelegation = 0u64;
         for (delegator, destination, amount, entry_shares) in redelegated {
             // Take the cut from the stake that now sits at the destination.
-            self.settle_rewards(delegator, destination, events);
-            let Some(delegation) = self.staking.delegations.get(&(delegator, destination)).copied() else {
+            self.settle_rewards(bank, delegator, destination, events);
+            let Some(delegation) = self.delegations.get(&(delegator, destination)).copied() else {
                 continue;
             };
-            let v = &self.staking.validators[&destination];
+            let v = &self.validators[&destination];
             if v.tokens == 0 {
                 continue;
             }
             let shares =
                 (amount as u128 * v.shares).div_ceil(v.tokens as u128).min(entry_shares).min(delegation.shares);
             let tokens = v.tokens_for(shares).min(amount);
-            let v = self.staking.validators.get_mut(&destination).expect("exists");
+            let v = self.validators.get_mut(&destination).expect("exists");
             v.tokens -= tokens;
             v.shares -= shares;
-            let delegation = self.staking.delegations.get_mut(&(delegator, destination)).expect("exists");
+            let delegation = self.delegations.get_mut(&(delegator, destination)).expect("exists");
             delegation.shares -= shares;
             if delegation.shares == 0 {
-                self.staking.delegations.remove(&(delegator, destination));
+                self.delegations.remove(&(delegator, destination));
             }
-            self.staking.release_recent_bonds(destination, delegator, shares);
+            self.release_recent_bonds(destination, delegator, shares);
             redelegation += tokens;
-            self.commitment.touch_validator(destination);
-            self.commitment.touch_delegation(delegator, destination);
+            self.touched.validators.insert(destination);
+            self.touched.delegations.insert((delegator, destination));
         }
         for delegator in touched_queues {
-            self.commitment.touch_queues(delegator);
+            self.touched.queues.insert(delegator);
         }
         let total = bonded + unbonding + redelegation;
         let reporter_reward = match reporter {
             Some(reporter) if total > 0 => {
-                let reward = cut(total, self.staking.params.reporter_reward);
-                let owner = self.account_or_create(reporter);
-                let account = &mut self.accounts[owner as usize];
-                account.vanna = account.vanna.plus(Amount::from_micro(reward));
-                self.commitment.touch_account(owner);
+                let reward = cut(total, self.params.reporter_reward);
+                bank.move_vanna(&reporter, reward as i128);
                 reward
             }
             _ => 0,
         };
-        self.staking.burned += total - reporter_reward;
-        self.commitment.touch_staking();
+        self.burned += total - reporter_reward;
+        self.touched.global = true;
         events.push(Event::Slashed {
             validator: operator,
             offence,
             infraction_height,
-            height: self.height,
+            height: now.height,
             bonded: Amount::from_micro(bonded),
             unbonding: Amount::from_micro(unbonding),
             redelegated: Amount::from_micro(redelegation),
@@ -152,18 +152,18 @@ impl State {
     /// down, against them), so the whole burn falls on the older shares.
     fn slash_bonded(
         &mut self,
+        bank: &mut impl Bank,
         operator: Address,
         infraction_height: u64,
         fraction: Decimal,
         events: &mut Vec<Event>,
     ) -> u64 {
-        let validator = &self.staking.validators[&operator];
+        let validator = &self.validators[&operator];
         let (tokens, shares) = (validator.tokens as u128, validator.shares);
         if tokens == 0 || shares == 0 {
             return 0;
         }
         let protected: Vec<((Address, Address, u64), u128)> = self
-            .staking
             .recent_bonds
             .range((operator, Address::default(), 0)..)
             .take_while(|((v, _, _), _)| *v == operator)
@@ -186,35 +186,30 @@ impl State {
             if extra == 0 {
                 continue;
             }
-            self.settle_rewards(delegator, operator, events);
-            self.staking
-                .delegations
-                .get_mut(&(delegator, operator))
-                .expect("a recent bond belongs to a delegation")
-                .shares += extra;
-            *self.staking.recent_bonds.get_mut(&(operator, delegator, height)).expect("listed above") += extra;
+            self.settle_rewards(bank, delegator, operator, events);
+            self.delegations.get_mut(&(delegator, operator)).expect("a recent bond belongs to a delegation").shares +=
+                extra;
+            *self.recent_bonds.get_mut(&(operator, delegator, height)).expect("listed above") += extra;
             minted += extra;
-            self.commitment.touch_delegation(delegator, operator);
+            self.touched.delegations.insert((delegator, operator));
         }
-        let validator = self.staking.validators.get_mut(&operator).expect("exists");
+        let validator = self.validators.get_mut(&operator).expect("exists");
         validator.tokens -= burn;
         validator.shares += minted;
-        self.commitment.touch_validator(operator);
+        self.touched.validators.insert(operator);
         burn
     }
 
     /// Records which active validators signed this block and jails those
     /// that missed too much of the window.
-    pub(crate) fn record_signatures(&mut self, signers: &[[u8; 48]], events: &mut Vec<Event>) {
-        let window = self.staking.params.signed_blocks_window.min(super::MAX_SIGNED_BLOCKS_WINDOW) as usize;
-        let max_missed = (Decimal::from(window as u64) * self.staking.params.max_missed_fraction)
-            .floor()
-            .to_u32()
-            .unwrap_or(u32::MAX);
+    pub fn record_signatures(&mut self, bank: &mut impl Bank, now: Now, signers: &[[u8; 48]], events: &mut Vec<Event>) {
+        let window = self.params.signed_blocks_window.min(super::MAX_SIGNED_BLOCKS_WINDOW) as usize;
+        let max_missed =
+            (Decimal::from(window as u64) * self.params.max_missed_fraction).floor().to_u32().unwrap_or(u32::MAX);
         let mut offenders = Vec::new();
-        let active: Vec<Address> = self.staking.active.iter().map(|member| member.operator).collect();
+        let active: Vec<Address> = self.active.iter().map(|member| member.operator).collect();
         for operator in active {
-            let validator = self.staking.validators.get_mut(&operator).expect("active validators exist");
+            let validator = self.validators.get_mut(&operator).expect("active validators exist");
             if validator.jailed {
                 continue;
             }
@@ -229,14 +224,14 @@ impl State {
             if validator.missed_in_window > max_missed {
                 offenders.push(operator);
             }
-            self.commitment.touch_validator(operator);
+            self.touched.validators.insert(operator);
         }
         for operator in offenders {
-            let fraction = self.staking.params.downtime_slash;
-            let height = self.height;
-            self.slash(operator, Offence::Downtime, height, fraction, None, events);
-            let until_ms = self.time_ms + self.staking.params.downtime_jail_ms;
-            let validator = self.staking.validators.get_mut(&operator).expect("exists");
+            let fraction = self.params.downtime_slash;
+            let height = now.height;
+            self.slash(bank, now, operator, Offence::Downtime, height, fraction, None, events);
+            let until_ms = now.time_ms + self.params.downtime_jail_ms;
+            let validator = self.validators.get_mut(&operator).expect("exists");
             validator.jailed = true;
             validator.jailed_until_ms = until_ms;
             validator.signed_window.clear();

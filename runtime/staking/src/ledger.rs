@@ -6,14 +6,13 @@ use rust_decimal::Decimal;
 use vanna_proto::v1 as wire;
 
 use super::{
-    COMMISSION_CHANGE_PERIOD_MS, Delegation, MAX_MONIKER_CHARS, MAX_VALIDATORS, RedelegationEntry, UnbondingEntry,
-    Validator,
+    Bank, COMMISSION_CHANGE_PERIOD_MS, Delegation, MAX_MONIKER_CHARS, MAX_VALIDATORS, Now, RedelegationEntry, Staking,
+    UnbondingEntry, Validator,
 };
-use crate::error::{Field, TxError};
-use crate::events::{ActionOutcome, Event};
-use crate::ids::Address;
-use crate::money::{Amount, parse_decimal};
-use crate::state::State;
+use vanna_types::error::{Field, TxError};
+use vanna_types::events::{ActionOutcome, Event};
+use vanna_types::ids::Address;
+use vanna_types::money::{Amount, parse_decimal};
 
 fn rate(text: &str, what: &'static str) -> Result<Decimal, TxError> {
     let value = parse_decimal(text, Field::Amount)?;
@@ -43,34 +42,24 @@ fn micro(amount: u64) -> Decimal {
     Amount::from_micro(amount).value()
 }
 
-impl State {
-    fn validator(&self, operator: &Address) -> Result<&Validator, TxError> {
-        self.staking.validators.get(operator).ok_or(TxError::UnknownValidator(*operator))
+impl Staking {
+    fn registered(&self, operator: &Address) -> Result<&Validator, TxError> {
+        self.validators.get(operator).ok_or(TxError::UnknownValidator(*operator))
     }
 
-    fn liquid_vanna(&self, owner: u64) -> u64 {
-        self.accounts[owner as usize].vanna.to_micro()
-    }
-
-    fn move_vanna(&mut self, owner: u64, delta: i128) {
-        let account = &mut self.accounts[owner as usize];
-        let balance = account.vanna.to_micro() as i128 + delta;
-        let balance = u64::try_from(balance).expect("checked: liquid VANNA never goes negative");
-        account.vanna = Amount::from_micro(balance);
-        self.commitment.touch_account(owner);
-    }
-
-    pub(crate) fn register_validator(
+    /// The `RegisterValidator` action of `operator`.
+    pub fn register_validator(
         &mut self,
-        owner: u64,
+        bank: &mut impl Bank,
+        now: Now,
+        operator: Address,
         register: &wire::RegisterValidator,
         events: &mut Vec<Event>,
     ) -> Result<ActionOutcome, TxError> {
-        let operator = self.accounts[owner as usize].address;
-        if self.staking.validators.contains_key(&operator) {
+        if self.validators.contains_key(&operator) {
             return Err(TxError::ValidatorExists(operator));
         }
-        if self.staking.validators.len() >= MAX_VALIDATORS {
+        if self.validators.len() >= MAX_VALIDATORS {
             return Err(TxError::TooManyValidators { max: MAX_VALIDATORS });
         }
         let key =
@@ -81,7 +70,7 @@ impl State {
             return Err(TxError::BadProofOfPossession);
         }
         let consensus_key = key.to_bytes();
-        if self.staking.consensus_keys.contains(&consensus_key) {
+        if self.consensus_keys.contains(&consensus_key) {
             return Err(TxError::ConsensusKeyTaken);
         }
         let moniker = moniker(&register.moniker)?;
@@ -92,11 +81,11 @@ impl State {
             return Err(TxError::CommissionAboveMax { rate: commission_rate, max: max_commission_rate });
         }
         let self_stake = vanna(&register.self_stake)?;
-        let min = self.staking.params.min_self_stake;
+        let min = self.params.min_self_stake;
         if self_stake < min.to_micro() {
             return Err(TxError::BelowMinSelfStake { stake: micro(self_stake), min: min.value() });
         }
-        let liquid = self.liquid_vanna(owner);
+        let liquid = bank.vanna(&operator);
         if self_stake > liquid {
             return Err(TxError::InsufficientFunds {
                 asset: "VANNA",
@@ -104,8 +93,8 @@ impl State {
                 available: micro(liquid),
             });
         }
-        self.staking.consensus_keys.insert(consensus_key);
-        self.staking.validators.insert(
+        self.consensus_keys.insert(consensus_key);
+        self.validators.insert(
             operator,
             Validator {
                 operator,
@@ -114,7 +103,7 @@ impl State {
                 commission_rate,
                 max_commission_rate,
                 max_commission_change,
-                last_commission_change_ms: self.time_ms,
+                last_commission_change_ms: now.time_ms,
                 tokens: 0,
                 shares: 0,
                 jailed: false,
@@ -128,14 +117,19 @@ impl State {
                 missed_in_window: 0,
             },
         );
-        self.bond(owner, operator, self_stake, events);
+        self.bond(bank, now, operator, operator, self_stake, events);
         events.push(Event::ValidatorRegistered { operator, moniker, self_stake: Amount::from_micro(self_stake) });
         Ok(ActionOutcome::Staked)
     }
 
-    pub(crate) fn edit_validator(&mut self, owner: u64, edit: &wire::EditValidator) -> Result<ActionOutcome, TxError> {
-        let operator = self.accounts[owner as usize].address;
-        let validator = self.validator(&operator)?;
+    /// The `EditValidator` action of `operator`.
+    pub fn edit_validator(
+        &mut self,
+        now: Now,
+        operator: Address,
+        edit: &wire::EditValidator,
+    ) -> Result<ActionOutcome, TxError> {
+        let validator = self.registered(&operator)?;
         let new_rate = match edit.commission_rate.as_str() {
             "" => None,
             text => Some(rate(text, "commission rate")?),
@@ -153,44 +147,49 @@ impl State {
                 return Err(TxError::CommissionChangeTooLarge { change, max_change: validator.max_commission_change });
             }
             let next_ms = validator.last_commission_change_ms + COMMISSION_CHANGE_PERIOD_MS;
-            if self.time_ms < next_ms {
+            if now.time_ms < next_ms {
                 return Err(TxError::CommissionChangeTooSoon { next_ms });
             }
         }
-        let now = self.time_ms;
-        let validator = self.staking.validators.get_mut(&operator).expect("checked above");
+        let validator = self.validators.get_mut(&operator).expect("checked above");
         if let Some(new_rate) = new_rate {
             validator.commission_rate = new_rate;
-            validator.last_commission_change_ms = now;
+            validator.last_commission_change_ms = now.time_ms;
         }
         if let Some(new_moniker) = new_moniker {
             validator.moniker = new_moniker;
         }
-        self.commitment.touch_validator(operator);
+        self.touched.validators.insert(operator);
         Ok(ActionOutcome::Staked)
     }
 
     /// Moves `amount` micro VANNA from the account into the validator as shares.
-    fn bond(&mut self, owner: u64, validator: Address, amount: u64, events: &mut Vec<Event>) -> u128 {
-        let delegator = self.accounts[owner as usize].address;
-        self.settle_rewards(delegator, validator, events);
-        let v = self.staking.validators.get_mut(&validator).expect("bonding to a registered validator");
+    fn bond(
+        &mut self,
+        bank: &mut impl Bank,
+        now: Now,
+        delegator: Address,
+        validator: Address,
+        amount: u64,
+        events: &mut Vec<Event>,
+    ) -> u128 {
+        self.settle_rewards(bank, delegator, validator, events);
+        let v = self.validators.get_mut(&validator).expect("bonding to a registered validator");
         let shares = if v.shares == 0 { amount as u128 } else { amount as u128 * v.shares / v.tokens as u128 };
         assert!(shares > 0, "callers check that an amount buys shares");
         v.tokens += amount;
         v.shares += shares;
         let per_share = v.reward_per_share;
         let delegation = self
-            .staking
             .delegations
             .entry((delegator, validator))
             .or_insert(Delegation { shares: 0, reward_per_share_paid: per_share });
         delegation.shares += shares;
-        self.staking.remember_bond(validator, delegator, self.height, shares);
-        self.move_vanna(owner, -(amount as i128));
-        self.commitment.touch_validator(validator);
-        self.commitment.touch_delegation(delegator, validator);
-        self.commitment.touch_staking();
+        self.remember_bond(validator, delegator, now.height, shares);
+        bank.move_vanna(&delegator, -(amount as i128));
+        self.touched.validators.insert(validator);
+        self.touched.delegations.insert((delegator, validator));
+        self.touched.global = true;
         shares
     }
 
@@ -213,30 +212,31 @@ impl State {
         Ok(shares)
     }
 
-    pub(crate) fn delegate(
+    /// The `Delegate` action of `delegator`.
+    pub fn delegate(
         &mut self,
-        owner: u64,
+        bank: &mut impl Bank,
+        now: Now,
+        delegator: Address,
         delegate: &wire::Delegate,
         events: &mut Vec<Event>,
     ) -> Result<ActionOutcome, TxError> {
         let validator = Address::from_slice(&delegate.validator)?;
         let amount = vanna(&delegate.amount)?;
-        self.shares_for_bond(self.validator(&validator)?, amount)?;
-        let liquid = self.liquid_vanna(owner);
+        self.shares_for_bond(self.registered(&validator)?, amount)?;
+        let liquid = bank.vanna(&delegator);
         if amount > liquid {
             return Err(TxError::InsufficientFunds { asset: "VANNA", needed: micro(amount), available: micro(liquid) });
         }
-        self.bond(owner, validator, amount, events);
-        let delegator = self.accounts[owner as usize].address;
+        self.bond(bank, now, delegator, validator, amount, events);
         events.push(Event::Delegated { delegator, validator, amount: Amount::from_micro(amount) });
         Ok(ActionOutcome::Staked)
     }
 
     /// Checks an unbond of `amount` micro VANNA and returns the shares it removes.
     fn check_unbond(&self, delegator: Address, validator: Address, amount: u64) -> Result<u128, TxError> {
-        let v = self.validator(&validator)?;
-        let delegation =
-            self.staking.delegations.get(&(delegator, validator)).ok_or(TxError::NoDelegation(validator))?;
+        let v = self.registered(&validator)?;
+        let delegation = self.delegations.get(&(delegator, validator)).ok_or(TxError::NoDelegation(validator))?;
         let value = v.tokens_for(delegation.shares);
         if amount > value {
             return Err(TxError::InsufficientStake { requested: micro(amount), available: micro(value) });
@@ -254,7 +254,7 @@ impl State {
             } else {
                 (remaining_shares * (v.tokens - amount) as u128 / (v.shares - shares)) as u64
             };
-            let min = self.staking.params.min_self_stake;
+            let min = self.params.min_self_stake;
             if remaining > 0 && remaining < min.to_micro() {
                 return Err(TxError::BelowMinSelfStake { stake: micro(remaining), min: min.value() });
             }
@@ -266,26 +266,27 @@ impl State {
     /// returns which part of `amount` had been bonded recently, and when.
     fn unbond(
         &mut self,
+        bank: &mut impl Bank,
         delegator: Address,
         validator: Address,
         amount: u64,
         shares: u128,
         events: &mut Vec<Event>,
     ) -> super::RecentBonds {
-        self.settle_rewards(delegator, validator, events);
-        let v = self.staking.validators.get_mut(&validator).expect("checked");
+        self.settle_rewards(bank, delegator, validator, events);
+        let v = self.validators.get_mut(&validator).expect("checked");
         v.tokens -= amount;
         v.shares -= shares;
         let key = (delegator, validator);
-        let delegation = self.staking.delegations.get_mut(&key).expect("checked");
+        let delegation = self.delegations.get_mut(&key).expect("checked");
         delegation.shares -= shares;
         if delegation.shares == 0 {
-            self.staking.delegations.remove(&key);
+            self.delegations.remove(&key);
         }
-        let released = self.staking.release_recent_bonds(validator, delegator, shares);
-        self.commitment.touch_validator(validator);
-        self.commitment.touch_delegation(delegator, validator);
-        self.commitment.touch_staking();
+        let released = self.release_recent_bonds(validator, delegator, shares);
+        self.touched.validators.insert(validator);
+        self.touched.delegations.insert((delegator, validator));
+        self.touched.global = true;
         released
             .into_iter()
             .map(|(height, part)| (height, super::mul_div_floor(amount as u128, part, shares) as u64))
@@ -293,19 +294,20 @@ impl State {
             .collect()
     }
 
-    pub(crate) fn undelegate(
+    /// The `Undelegate` action of `delegator`.
+    pub fn undelegate(
         &mut self,
-        owner: u64,
+        bank: &mut impl Bank,
+        now: Now,
+        delegator: Address,
         undelegate: &wire::Undelegate,
         events: &mut Vec<Event>,
     ) -> Result<ActionOutcome, TxError> {
-        let delegator = self.accounts[owner as usize].address;
         let validator = Address::from_slice(&undelegate.validator)?;
         let amount = vanna(&undelegate.amount)?;
         let shares = self.check_unbond(delegator, validator, amount)?;
-        let max = self.staking.params.max_entries;
+        let max = self.params.max_entries;
         let open = self
-            .staking
             .unbonding
             .range((delegator, 0)..=(delegator, u64::MAX))
             .filter(|(_, e)| e.validator == validator)
@@ -313,97 +315,101 @@ impl State {
         if open >= max {
             return Err(TxError::TooManyUnbondingEntries { max });
         }
-        let recent_bonds = self.unbond(delegator, validator, amount, shares, events);
-        let completion_ms = self.time_ms + self.staking.params.unbonding_period_ms;
-        let id = self.staking.next_entry_id;
-        self.staking.next_entry_id += 1;
-        self.staking.unbonding.insert(
+        let recent_bonds = self.unbond(bank, delegator, validator, amount, shares, events);
+        let completion_ms = now.time_ms + self.params.unbonding_period_ms;
+        let id = self.next_entry_id;
+        self.next_entry_id += 1;
+        self.unbonding.insert(
             (delegator, id),
             UnbondingEntry {
                 validator,
-                creation_height: self.height,
+                creation_height: now.height,
                 completion_ms,
                 initial_balance: amount,
                 balance: amount,
                 recent_bonds,
             },
         );
-        self.commitment.touch_queues(delegator);
+        self.touched.queues.insert(delegator);
         events.push(Event::Undelegated { delegator, validator, amount: Amount::from_micro(amount), completion_ms });
         Ok(ActionOutcome::Staked)
     }
 
-    pub(crate) fn redelegate(
+    /// The `Redelegate` action of `delegator`.
+    pub fn redelegate(
         &mut self,
-        owner: u64,
+        bank: &mut impl Bank,
+        now: Now,
+        delegator: Address,
         redelegate: &wire::Redelegate,
         events: &mut Vec<Event>,
     ) -> Result<ActionOutcome, TxError> {
-        let delegator = self.accounts[owner as usize].address;
         let from = Address::from_slice(&redelegate.from_validator)?;
         let to = Address::from_slice(&redelegate.to_validator)?;
         if from == to {
             return Err(TxError::SelfRedelegation);
         }
         let amount = vanna(&redelegate.amount)?;
-        let now = self.time_ms;
+        let now_ms = now.time_ms;
         // Stake that arrived at `from` by a redelegation still maturing may not move on.
         let chained = self
-            .staking
             .redelegations
             .range((delegator, 0)..=(delegator, u64::MAX))
-            .any(|(_, entry)| entry.to == from && entry.completion_ms > now);
+            .any(|(_, entry)| entry.to == from && entry.completion_ms > now_ms);
         if chained {
             return Err(TxError::RedelegationChain(from));
         }
         let shares = self.check_unbond(delegator, from, amount)?;
-        self.shares_for_bond(self.validator(&to)?, amount)?;
-        let max = self.staking.params.max_entries;
+        self.shares_for_bond(self.registered(&to)?, amount)?;
+        let max = self.params.max_entries;
         let open = self
-            .staking
             .redelegations
             .range((delegator, 0)..=(delegator, u64::MAX))
-            .filter(|(_, e)| e.from == from && e.to == to && e.completion_ms > now)
+            .filter(|(_, e)| e.from == from && e.to == to && e.completion_ms > now_ms)
             .count();
         if open >= max {
             return Err(TxError::TooManyRedelegationEntries { max });
         }
-        let recent_bonds = self.unbond(delegator, from, amount, shares, events);
+        let recent_bonds = self.unbond(bank, delegator, from, amount, shares, events);
         // Re-bond without touching liquid VANNA: credit it first, then bond.
-        self.move_vanna(owner, amount as i128);
-        let shares_at_destination = self.bond(owner, to, amount, events);
-        let completion_ms = now + self.staking.params.unbonding_period_ms;
-        let id = self.staking.next_entry_id;
-        self.staking.next_entry_id += 1;
-        self.staking.redelegations.insert(
+        bank.move_vanna(&delegator, amount as i128);
+        let shares_at_destination = self.bond(bank, now, delegator, to, amount, events);
+        let completion_ms = now_ms + self.params.unbonding_period_ms;
+        let id = self.next_entry_id;
+        self.next_entry_id += 1;
+        self.redelegations.insert(
             (delegator, id),
             RedelegationEntry {
                 from,
                 to,
-                creation_height: self.height,
+                creation_height: now.height,
                 completion_ms,
                 initial_balance: amount,
                 shares_at_destination,
                 recent_bonds,
             },
         );
-        self.commitment.touch_queues(delegator);
+        self.touched.queues.insert(delegator);
         events.push(Event::Redelegated { delegator, from, to, amount: Amount::from_micro(amount) });
         Ok(ActionOutcome::Staked)
     }
 
-    pub(crate) fn withdraw_unbonded(&mut self, owner: u64, events: &mut Vec<Event>) -> Result<ActionOutcome, TxError> {
-        let delegator = self.accounts[owner as usize].address;
-        let now = self.time_ms;
+    /// The `WithdrawUnbonded` action of `delegator`.
+    pub fn withdraw_unbonded(
+        &mut self,
+        bank: &mut impl Bank,
+        now: Now,
+        delegator: Address,
+        events: &mut Vec<Event>,
+    ) -> Result<ActionOutcome, TxError> {
+        let now = now.time_ms;
         let matured: Vec<(Address, u64)> = self
-            .staking
             .unbonding
             .range((delegator, 0)..=(delegator, u64::MAX))
             .filter(|(_, entry)| entry.completion_ms <= now)
             .map(|(key, _)| *key)
             .collect();
         let expired: Vec<(Address, u64)> = self
-            .staking
             .redelegations
             .range((delegator, 0)..=(delegator, u64::MAX))
             .filter(|(_, entry)| entry.completion_ms <= now)
@@ -414,14 +420,14 @@ impl State {
         }
         let mut total = 0u64;
         for key in matured {
-            total += self.staking.unbonding.remove(&key).expect("listed above").balance;
+            total += self.unbonding.remove(&key).expect("listed above").balance;
         }
         for key in expired {
-            self.staking.redelegations.remove(&key);
+            self.redelegations.remove(&key);
         }
-        self.move_vanna(owner, total as i128);
-        self.commitment.touch_queues(delegator);
-        self.commitment.touch_staking();
+        bank.move_vanna(&delegator, total as i128);
+        self.touched.queues.insert(delegator);
+        self.touched.global = true;
         events.push(Event::UnbondingWithdrawn { delegator, amount: Amount::from_micro(total) });
         Ok(ActionOutcome::Staked)
     }
@@ -430,54 +436,52 @@ impl State {
     /// `ClaimRewards` action. Public so that benchmarks can time the ledger alone.
     pub fn claim_rewards(
         &mut self,
-        owner: u64,
+        bank: &mut impl Bank,
+        delegator: Address,
         claim: &wire::ClaimRewards,
         events: &mut Vec<Event>,
     ) -> Result<ActionOutcome, TxError> {
-        let delegator = self.accounts[owner as usize].address;
         let validator = Address::from_slice(&claim.validator)?;
-        self.validator(&validator)?;
+        self.registered(&validator)?;
         let is_operator = delegator == validator;
-        if !is_operator && !self.staking.delegations.contains_key(&(delegator, validator)) {
+        if !is_operator && !self.delegations.contains_key(&(delegator, validator)) {
             return Err(TxError::NoDelegation(validator));
         }
-        self.settle_rewards(delegator, validator, events);
+        self.settle_rewards(bank, delegator, validator, events);
         if is_operator {
-            let v = self.staking.validators.get_mut(&validator).expect("checked");
+            let v = self.validators.get_mut(&validator).expect("checked");
             let commission = std::mem::take(&mut v.commission_pending);
             if commission > 0 {
-                let account = &mut self.accounts[owner as usize];
-                account.usd = account.usd.plus(Amount::from_micro(commission));
-                self.commitment.touch_validator(validator);
-                self.commitment.touch_account(owner);
+                bank.pay_usd(&delegator, commission);
+                self.touched.validators.insert(validator);
                 events.push(Event::CommissionPaid { validator, amount: Amount::from_micro(commission) });
             }
         }
         Ok(ActionOutcome::Staked)
     }
 
-    pub(crate) fn unjail(&mut self, owner: u64, events: &mut Vec<Event>) -> Result<ActionOutcome, TxError> {
-        let operator = self.accounts[owner as usize].address;
-        let v = self.validator(&operator)?;
+    /// The `Unjail` action of `operator`.
+    pub fn unjail(&mut self, now: Now, operator: Address, events: &mut Vec<Event>) -> Result<ActionOutcome, TxError> {
+        let v = self.registered(&operator)?;
         if v.tombstoned {
             return Err(TxError::Tombstoned(operator));
         }
         if !v.jailed {
             return Err(TxError::NotJailed(operator));
         }
-        if self.time_ms < v.jailed_until_ms {
-            return Err(TxError::StillJailed { until_ms: v.jailed_until_ms, now_ms: self.time_ms });
+        if now.time_ms < v.jailed_until_ms {
+            return Err(TxError::StillJailed { until_ms: v.jailed_until_ms, now_ms: now.time_ms });
         }
-        let stake = self.staking.self_stake(v);
-        let min = self.staking.params.min_self_stake;
+        let stake = self.self_stake(v);
+        let min = self.params.min_self_stake;
         if stake < min.to_micro() {
             return Err(TxError::BelowMinSelfStake { stake: micro(stake), min: min.value() });
         }
-        let v = self.staking.validators.get_mut(&operator).expect("checked");
+        let v = self.validators.get_mut(&operator).expect("checked");
         v.jailed = false;
         v.signed_window.clear();
         v.missed_in_window = 0;
-        self.commitment.touch_validator(operator);
+        self.touched.validators.insert(operator);
         events.push(Event::Unjailed { validator: operator });
         Ok(ActionOutcome::Staked)
     }
