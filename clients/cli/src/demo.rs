@@ -61,15 +61,17 @@ pub fn run(args: &Args) -> CliResult {
 fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     let (genesis, signers) = crate::genesis::demo();
     let mut chain = Sandbox::new(&genesis, signers)?;
-    println!(
+    outln!(
         "Vanna demo: chain {}, genesis {} accounts, {} series listed",
         genesis.chain_id,
         genesis.accounts.len(),
         genesis.series.len()
     );
-    println!(
+    outln!(
         "fees: maker {} / taker {} of underlying notional, capped at {} of premium\n",
-        genesis.fees.maker_rate, genesis.fees.taker_rate, genesis.fees.premium_cap
+        genesis.fees.maker_rate,
+        genesis.fees.taker_rate,
+        genesis.fees.premium_cap
     );
 
     step(
@@ -227,7 +229,7 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     print_accounts(&chain, &TRADERS);
     print_staking(&chain);
 
-    println!("\n== the oracle: validators sign BTC and ETH reports, which blocks carry before their transactions");
+    outln!("\n== the oracle: validators sign BTC and ETH reports, which blocks carry before their transactions");
     step(
         &mut chain,
         args,
@@ -250,7 +252,7 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     )?;
     print_margins(&chain, &TRADERS)?;
 
-    println!("\n== expiry: {SHORT_DATED_PUT} settles at the 30-minute TWAP of the index before 08:00 UTC");
+    outln!("\n== expiry: {SHORT_DATED_PUT} settles at the 30-minute TWAP of the index before 08:00 UTC");
     let expiry_ms = chain.state.series(SHORT_DATED_PUT).ok_or("the short-dated put is listed")?.spec.expiry_ms;
     let at = |chain: &mut Sandbox, time_ms: u64| chain.block_interval_ms = time_ms - chain.state.time_ms;
     at(&mut chain, expiry_ms - 40 * 60_000);
@@ -259,7 +261,7 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     })?;
     // A price held through silence is no price: validators keep reporting, one
     // block every 20 seconds, so the settlement window is live throughout.
-    println!("   ... validators report every 20 s: BTC 93,000 until 07:45 UTC, then 92,000 (blocks not shown)\n");
+    outln!("   ... validators report every 20 s: BTC 93,000 until 07:45 UTC, then 92,000 (blocks not shown)\n");
     chain.block_interval_ms = 20_000;
     while chain.state.time_ms + chain.block_interval_ms < expiry_ms {
         let spot =
@@ -283,8 +285,8 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     let alice = chain.address("alice");
     let proof = chain.state.prove_account(&alice).ok_or("alice has no account")?.encode_to_vec();
     let proven = vanna_runtime::verify_account_proof(&root, &alice, &proof)?;
-    println!("\nstate root after height {}: {}", chain.state.height, hex::encode(root));
-    println!(
+    outln!("\nstate root after height {}: {}", chain.state.height, hex::encode(root));
+    outln!(
         "proof for alice ({} bytes) checks against the root alone: usd {} locked {}, {} position(s), {} open order(s)",
         proof.len(),
         proven.usd,
@@ -313,12 +315,12 @@ fn crash(
         spot *= Decimal::new(98, 2);
         default_steps += 1;
     }
-    println!("\n== a crash in one block: BTC falls 30%, and the accounts it breaks are liquidated in that block");
-    println!(
+    outln!("\n== a crash in one block: BTC falls 30%, and the accounts it breaks are liquidated in that block");
+    outln!(
         "   this chain's genesis sets oracle.max_move_per_update_bps = {guard_bps} ({}% per update; the default 200 would take {default_steps} blocks), so one update carries the whole fall",
         guard_bps / 100
     );
-    println!(
+    outln!(
         "   the insurance fund holds {} USD; mark = Black-Scholes at the index; margined shorts pay no cash up front\n",
         chain.state.accounts[chain.state.insurance_fund as usize].usd
     );
@@ -357,7 +359,7 @@ fn crash(
         },
     )?;
     print_margins(chain, &CRASH_ACCOUNTS)?;
-    println!();
+    outln!();
     let fund_before = chain.state.accounts[chain.state.insurance_fund as usize].usd.value();
     let block = step(
         chain,
@@ -372,15 +374,15 @@ fn crash(
 /// What the crash block did, in totals, and where everyone stands after it.
 fn print_crash_summary(chain: &Sandbox, block: &BlockOutput, spot_before: Decimal, fund_before: Decimal) -> CliResult {
     let spot_after = chain.state.index_price("BTC").value();
-    println!(
+    outln!(
         "== the crash block {}, in sum: BTC {spot_before} -> {spot_after} ({}%)",
         chain.state.height,
         ((spot_after / spot_before - Decimal::ONE) * Decimal::ONE_HUNDRED).round_dp(2)
     );
-    println!("  accounts below maintenance margin after the oracle update, worst first:");
+    outln!("  accounts below maintenance margin after the oracle update, worst first:");
     for event in &block.events {
         if let Event::LiquidationStarted { account, equity, maintenance_margin, .. } = event {
-            println!(
+            outln!(
                 "    {:<9} equity {:>14} maintenance margin {:>14}",
                 name_of(chain, account),
                 equity.to_string(),
@@ -411,24 +413,29 @@ fn print_crash_summary(chain: &Sandbox, block: &BlockOutput, spot_before: Decima
             _ => {}
         }
     }
-    println!(
+    outln!(
         "  contracts closed: {} to the backstop keeper, {} in the book, {} to the insurance fund, {} by auto-deleveraging",
-        by_step[0], by_step[1], by_step[2], by_step[3]
+        by_step[0],
+        by_step[1],
+        by_step[2],
+        by_step[3]
     );
     if by_step[3].is_zero() {
-        println!("  auto-deleveraging was not needed: the earlier steps took every position");
+        outln!("  auto-deleveraging was not needed: the earlier steps took every position");
     }
-    println!(
+    outln!(
         "  penalties {penalties} USD: {to_keepers} to keepers, {to_fund} to the insurance fund; the fund absorbed {shortfall} USD of shortfalls"
     );
     let fund = &chain.state.accounts[chain.state.insurance_fund as usize];
     let fund_risk = chain.state.account_margin(&vanna_runtime::Address::insurance_fund())?;
-    println!(
+    outln!(
         "  insurance fund: {fund_before} -> {} USD, equity {} against maintenance margin {} (it holds the positions it took, at mark)",
-        fund.usd, fund_risk.equity, fund_risk.maintenance
+        fund.usd,
+        fund_risk.equity,
+        fund_risk.maintenance
     );
-    println!("\n== after the crash (equity and maintenance margin at the new marks)");
-    println!("  {:<14} {:>14} {:>10} {:>14} {:>12}  positions", "account", "USD", "locked", "equity", "maintenance");
+    outln!("\n== after the crash (equity and maintenance margin at the new marks)");
+    outln!("  {:<14} {:>14} {:>10} {:>14} {:>12}  positions", "account", "USD", "locked", "equity", "maintenance");
     let mut rows: Vec<(String, vanna_runtime::Address)> =
         CRASH_ACCOUNTS.iter().map(|name| (name.to_string(), chain.address(name))).collect();
     rows.push(("insurance fund".to_string(), vanna_runtime::Address::insurance_fund()));
@@ -437,7 +444,7 @@ fn print_crash_summary(chain: &Sandbox, block: &BlockOutput, spot_before: Decima
         let risk = chain.state.account_margin(&address)?;
         let positions: Vec<String> =
             risk.positions.iter().map(|position| format!("{} {:+}", position.series, position.contracts)).collect();
-        println!(
+        outln!(
             "  {:<14} {:>14} {:>10} {:>14} {:>12}  {}",
             label,
             account.usd.to_string(),
@@ -449,11 +456,11 @@ fn print_crash_summary(chain: &Sandbox, block: &BlockOutput, spot_before: Decima
     }
     let below = chain.state.at_risk_accounts(1).into_iter().find(|(_, _, figures)| figures.below_maintenance());
     match below {
-        None => println!(
+        None => outln!(
             "  no account with positions is below maintenance margin; USD in existence {}, unchanged since genesis",
             chain.state.total_usd()
         ),
-        Some((address, _, figures)) => println!(
+        Some((address, _, figures)) => outln!(
             "  {} is still below maintenance margin: equity {} vs {}",
             name_of(chain, &address),
             figures.equity,
@@ -479,12 +486,12 @@ fn step(
     submit(chain);
     let block = chain.produce_block();
     if args.json {
-        println!("{}", serde_json::to_string(&block)?);
+        outln!("{}", serde_json::to_string(&block)?);
         return Ok(block);
     }
-    println!("== block {}: {title}", chain.state.height);
+    outln!("== block {}: {title}", chain.state.height);
     print_block(chain, &block);
-    println!();
+    outln!();
     Ok(block)
 }
 
@@ -503,13 +510,13 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
         let who = receipt.sender.map(|sender| name_of(chain, &sender)).unwrap_or_default();
         match &receipt.status {
             TxStatus::Rejected { error } => {
-                println!("  {who}: transaction rejected [{}] {error}", error.code())
+                outln!("  {who}: transaction rejected [{}] {error}", error.code())
             }
             TxStatus::Included { actions } => {
                 for result in actions {
                     match result {
                         ActionResult::Ok(ActionOutcome::Order(outcome))
-                        | ActionResult::Ok(ActionOutcome::Replaced(outcome)) => println!(
+                        | ActionResult::Ok(ActionOutcome::Replaced(outcome)) => outln!(
                             "  {who}: order {} filled {} resting {}{}",
                             outcome.order,
                             outcome.filled_contracts,
@@ -519,9 +526,9 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                                 .map(|reason| format!(" (rest cancelled: {reason:?})"))
                                 .unwrap_or_default()
                         ),
-                        ActionResult::Ok(outcome) => println!("  {who}: {outcome:?}"),
+                        ActionResult::Ok(outcome) => outln!("  {who}: {outcome:?}"),
                         ActionResult::Failed { error } => {
-                            println!("  {who}: refused [{}] {error}", error.code())
+                            outln!("  {who}: refused [{}] {error}", error.code())
                         }
                     }
                 }
@@ -530,7 +537,7 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
     }
     for event in &block.events {
         match event {
-            Event::Filled(fill) => println!(
+            Event::Filled(fill) => outln!(
                 "    fill {} {} @ {}: {} buys from {}, premium {} USD, fees maker {} taker {}",
                 fill.series,
                 fill.contracts,
@@ -548,16 +555,16 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                 fill.taker_fee
             ),
             Event::OrderCancelled { order, owner, series, remaining, reason } => {
-                println!(
+                outln!(
                     "    cancelled {order} of {} in {series}: {remaining} contracts ({reason:?})",
                     name_of(chain, owner)
                 )
             }
             Event::Delegated { delegator, validator, amount } => {
-                println!("    {} delegates {amount} VANNA to {}", name_of(chain, delegator), name_of(chain, validator))
+                outln!("    {} delegates {amount} VANNA to {}", name_of(chain, delegator), name_of(chain, validator))
             }
             Event::FeesDistributed { amount, remaining_in_pool } => {
-                println!(
+                outln!(
                     "    fees: {amount} USD paid to the active validators ({remaining_in_pool} USD carried in the pool)"
                 )
             }
@@ -571,11 +578,11 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                 reporter_reward,
                 burned,
                 ..
-            } => println!(
+            } => outln!(
                 "    SLASHED {} for {offence:?} at height {infraction_height}: {bonded} VANNA bonded, {unbonding} unbonding, {redelegated} redelegated; reporter gets {reporter_reward}, {burned} burned",
                 name_of(chain, validator)
             ),
-            Event::Jailed { validator, offence, until_ms, .. } => println!(
+            Event::Jailed { validator, offence, until_ms, .. } => outln!(
                 "    JAILED {} ({offence:?}){}",
                 name_of(chain, validator),
                 if *until_ms == u64::MAX {
@@ -585,16 +592,16 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                 }
             ),
             Event::RewardsPaid { delegator, validator, amount } => {
-                println!(
+                outln!(
                     "    {} receives {amount} USD of rewards from {}",
                     name_of(chain, delegator),
                     name_of(chain, validator)
                 )
             }
             Event::CommissionPaid { validator, amount } => {
-                println!("    {} receives {amount} USD of commission", name_of(chain, validator))
+                outln!("    {} receives {amount} USD of commission", name_of(chain, validator))
             }
-            Event::ValidatorSetChanged { epoch, validators } => println!(
+            Event::ValidatorSetChanged { epoch, validators } => outln!(
                 "    epoch {epoch}: active set {}",
                 validators
                     .iter()
@@ -606,50 +613,50 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Event::IndexUpdated { underlying, index, aggregate, clamped, covered_stake, total_stake } => println!(
+            Event::IndexUpdated { underlying, index, aggregate, clamped, covered_stake, total_stake } => outln!(
                 "    oracle: {underlying} index {index}{} ({}% of active stake reported)",
                 if *clamped { format!(" (stepping toward the median {aggregate})") } else { String::new() },
                 covered_stake * 100 / (*total_stake).max(1)
             ),
             Event::UnderlyingStale { underlying } => {
-                println!("    oracle: {underlying} is stale: its markets take only reduce-only orders")
+                outln!("    oracle: {underlying} is stale: its markets take only reduce-only orders")
             }
-            Event::UnderlyingFresh { underlying } => println!("    oracle: {underlying} has fresh prices again"),
-            Event::OracleQuorumMissed { underlying, covered_stake, total_stake } => println!(
+            Event::UnderlyingFresh { underlying } => outln!("    oracle: {underlying} has fresh prices again"),
+            Event::OracleQuorumMissed { underlying, covered_stake, total_stake } => outln!(
                 "    oracle: {underlying} reports cover {covered_stake} of {total_stake} stake, not more than two thirds"
             ),
             Event::OracleReportIgnored { reporter, underlying, reason } => {
-                println!("    oracle: report of {} for {underlying} ignored: {reason}", name_of(chain, reporter))
+                outln!("    oracle: report of {} for {underlying} ignored: {reason}", name_of(chain, reporter))
             }
             Event::OracleReportRejected { position, reason } => {
-                println!("    oracle: report #{position} rejected: {reason}")
+                outln!("    oracle: report #{position} rejected: {reason}")
             }
             Event::SeriesSettled { series, settlement_price, from_twap, payouts } => {
-                println!(
+                outln!(
                     "    SETTLED {series} at {settlement_price} ({})",
                     if *from_twap { "TWAP of the index" } else { "index at expiry: no history over the window" }
                 );
                 for (account, payout) in payouts {
-                    println!("      {:<9} {payout:+} USD", name_of(chain, account));
+                    outln!("      {:<9} {payout:+} USD", name_of(chain, account));
                 }
             }
             Event::OrderReduced { order, owner, remaining, reason } => {
-                println!("    reduced {order} of {} to {remaining} contracts ({reason:?})", name_of(chain, owner))
+                outln!("    reduced {order} of {} to {remaining} contracts ({reason:?})", name_of(chain, owner))
             }
-            Event::SettlementShortfall { series, shortfall, insurance_paid, haircut } => println!(
+            Event::SettlementShortfall { series, shortfall, insurance_paid, haircut } => outln!(
                 "    SHORTFALL in {series}: shorts could not pay {shortfall} USD; the insurance fund paid {insurance_paid}, longs' payouts cut by {haircut}"
             ),
-            Event::BackstopRegistered { offer, keeper, underlying, max_notional, discount, collateral } => println!(
+            Event::BackstopRegistered { offer, keeper, underlying, max_notional, discount, collateral } => outln!(
                 "    {} posts backstop offer #{offer} on {underlying}: up to {max_notional} USD of underlying notional at {}% from mark, {collateral} USD collateral locked",
                 name_of(chain, keeper),
                 (discount * Decimal::ONE_HUNDRED).normalize()
             ),
-            Event::BackstopCancelled { offer, keeper, collateral_released } => println!(
+            Event::BackstopCancelled { offer, keeper, collateral_released } => outln!(
                 "    backstop offer #{offer} of {} withdrawn, {collateral_released} USD collateral released",
                 name_of(chain, keeper)
             ),
             Event::LiquidationStarted { account, equity, maintenance_margin, initial_margin, full, keeper } => {
-                println!(
+                outln!(
                     "    LIQUIDATING {}: equity {equity} < maintenance margin {maintenance_margin} (initial {initial_margin}); {}{}",
                     name_of(chain, account),
                     if *full {
@@ -670,29 +677,29 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                 let to = counterparty.map(|c| name_of(chain, &c)).unwrap_or_default();
                 let price = price.map(|p| p.to_string()).unwrap_or_default();
                 match step {
-                    LiquidationStep::Backstop => println!(
+                    LiquidationStep::Backstop => outln!(
                         "      backstop: {contracts} {series} to {to} at {price} (mark plus its discount); {paid}"
                     ),
-                    LiquidationStep::Book => println!(
+                    LiquidationStep::Book => outln!(
                         "      book: {contracts} {series} closed by an immediate-or-cancel order within the band (fills above); {paid}"
                     ),
                     LiquidationStep::InsuranceFund => {
-                        println!("      insurance fund: {contracts} {series} to the fund at {price}; {paid}")
+                        outln!("      insurance fund: {contracts} {series} to the fund at {price}; {paid}")
                     }
-                    LiquidationStep::Deleverage => println!(
+                    LiquidationStep::Deleverage => outln!(
                         "      auto-deleveraging: {contracts} {series} closed against {to}'s opposite position at {price} (the bankruptcy price, at most mark); {paid}"
                     ),
                 }
             }
-            Event::InsuranceFundUsed { account, series, amount } => println!(
+            Event::InsuranceFundUsed { account, series, amount } => outln!(
                 "      insurance fund covers {amount} USD of {series} that {} could not pay: it closed at its bankruptcy price",
                 name_of(chain, account)
             ),
-            Event::Deleveraged { counterparty, series, contracts, price, .. } => println!(
+            Event::Deleveraged { counterparty, series, contracts, price, .. } => outln!(
                 "      ADL: {}'s position in {series} changes by {contracts} at {price}",
                 name_of(chain, counterparty)
             ),
-            Event::LiquidationPenalty { account, total, keepers, insurance_amount } => println!(
+            Event::LiquidationPenalty { account, total, keepers, insurance_amount } => outln!(
                 "      penalty {total} USD from {}: {}{insurance_amount} to the insurance fund",
                 name_of(chain, account),
                 keepers
@@ -700,7 +707,7 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                     .map(|(keeper, amount)| format!("{amount} to {}, ", name_of(chain, keeper)))
                     .collect::<String>()
             ),
-            Event::LiquidationFinished { account, equity, maintenance_margin, cash, positions_left } => println!(
+            Event::LiquidationFinished { account, equity, maintenance_margin, cash, positions_left } => outln!(
                 "      done: {} has equity {}, maintenance margin {}, cash {cash} USD{}",
                 name_of(chain, account),
                 equity.map_or_else(|| "unknown (unpriceable)".to_string(), |e| e.to_string()),
@@ -717,7 +724,7 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
 }
 
 fn print_books(chain: &Sandbox) {
-    println!("== order books (price x contracts, best first)");
+    outln!("== order books (price x contracts, best first)");
     for market in &chain.state.markets {
         if market.book.is_empty() {
             continue;
@@ -731,7 +738,7 @@ fn print_books(chain: &Sandbox) {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        println!(
+        outln!(
             "  {:<22} bids [{}]  asks [{}]",
             market.spec.name,
             side(vanna_book::Side::Buy),
@@ -741,8 +748,8 @@ fn print_books(chain: &Sandbox) {
 }
 
 fn print_accounts(chain: &Sandbox, names: &[&str]) {
-    println!("\n== accounts");
-    println!("  {:<9} {:>14} {:>12} {:>14}  positions", "account", "USD", "locked", "free");
+    outln!("\n== accounts");
+    outln!("  {:<9} {:>14} {:>12} {:>14}  positions", "account", "USD", "locked", "free");
     for name in names {
         let account = chain.state.account(&chain.address(name)).expect("demo account");
         let positions: Vec<String> = account
@@ -754,7 +761,7 @@ fn print_accounts(chain: &Sandbox, names: &[&str]) {
                 format!("{} {:+}", market.spec.name, market.signed_contracts(exposure.position_lots))
             })
             .collect();
-        println!(
+        outln!(
             "  {:<9} {:>14} {:>12} {:>14}  {}",
             name,
             account.usd.to_string(),
@@ -764,22 +771,22 @@ fn print_accounts(chain: &Sandbox, names: &[&str]) {
         );
     }
     let total: Decimal = chain.state.total_usd().value();
-    println!(
+    outln!(
         "  fee pool {} USD (what did not divide evenly among validators, carried to the next block); USD in existence {total}, unchanged since genesis",
         chain.state.fee_pool
     );
 }
 
 fn print_margins(chain: &Sandbox, names: &[&str]) -> CliResult {
-    println!(
+    outln!(
         "\n== margin at BTC {} / ETH {} (marks: Black-Scholes at the oracle spot and volatility)",
         chain.state.index_price("BTC"),
         chain.state.index_price("ETH")
     );
-    println!("  {:<9} {:>16} {:>14} {:>14} {:>8}", "account", "equity", "initial", "maintenance", "ratio");
+    outln!("  {:<9} {:>16} {:>14} {:>14} {:>8}", "account", "equity", "initial", "maintenance", "ratio");
     for name in names {
         let risk = chain.state.account_margin(&chain.address(name))?;
-        println!(
+        outln!(
             "  {:<9} {:>16} {:>14} {:>14} {:>8}",
             name,
             risk.equity.to_string(),
@@ -788,7 +795,7 @@ fn print_margins(chain: &Sandbox, names: &[&str]) -> CliResult {
             risk.margin_ratio.map_or_else(|| "-".to_string(), |ratio| ratio.round_dp(4).to_string())
         );
         for position in &risk.positions {
-            println!(
+            outln!(
                 "    {:<22} {:>+7} mark {:>10} delta {:>+9} gamma {:>+.8} vega {:>+9} theta/day {:>+9}",
                 position.series,
                 position.contracts,
@@ -806,10 +813,14 @@ fn print_margins(chain: &Sandbox, names: &[&str]) -> CliResult {
 fn print_staking(chain: &Sandbox) {
     use vanna_runtime::money::Amount;
     let staking = &chain.state.staking;
-    println!("\n== staking ledger (epoch {}, {} VANNA burned)", staking.epoch, Amount::from_micro(staking.burned));
-    println!(
+    outln!("\n== staking ledger (epoch {}, {} VANNA burned)", staking.epoch, Amount::from_micro(staking.burned));
+    outln!(
         "  {:<12} {:>12} {:>11} {:>14} {:>16}  status",
-        "validator", "bonded", "commission", "unclaimed", "pool for stake"
+        "validator",
+        "bonded",
+        "commission",
+        "unclaimed",
+        "pool for stake"
     );
     for name in ["validator-1", "validator-2", "validator-3"] {
         let v = &staking.validators[&chain.address(name)];
@@ -822,7 +833,7 @@ fn print_staking(chain: &Sandbox) {
         } else {
             "inactive"
         };
-        println!(
+        outln!(
             "  {:<12} {:>12} {:>11} {:>14} {:>16}  {status}",
             name,
             Amount::from_micro(v.tokens).to_string(),
@@ -834,7 +845,7 @@ fn print_staking(chain: &Sandbox) {
     for name in ["alice", "bob"] {
         let address = chain.address(name);
         for (validator, _, tokens) in staking.delegations_of(&address) {
-            println!(
+            outln!(
                 "  {name} delegates {} VANNA to {}, {} USD of rewards pending",
                 Amount::from_micro(tokens),
                 name_of(chain, &validator),
@@ -842,7 +853,7 @@ fn print_staking(chain: &Sandbox) {
             );
         }
     }
-    println!(
+    outln!(
         "  VANNA in existence {} (liquid + bonded + unbonding + burned), USD {}: both unchanged since genesis",
         chain.state.total_vanna(),
         chain.state.total_usd()

@@ -65,7 +65,7 @@ pub struct Report {
 pub fn run(args: &Args) -> CliResult {
     let report = compute(args)?;
     crate::bench::emit(args.json, &report, |report| {
-        println!(
+        outln!(
             "{} spot {} strike {} vol {}% rate {}% {} days ({:.6} years)",
             report.kind,
             report.spot,
@@ -75,11 +75,11 @@ pub fn run(args: &Args) -> CliResult {
             report.days,
             report.years
         );
-        println!("  price   {:>18.6}", report.price);
-        println!("  delta   {:>18.6}", report.delta);
-        println!("  gamma   {:>18.10}", report.gamma);
-        println!("  vega    {:>18.6}  per vol point", report.vega_per_vol_point);
-        println!("  theta   {:>18.6}  per day", report.theta_per_day);
+        outln!("  price   {:>18.6}", report.price);
+        outln!("  delta   {:>18.6}", report.delta);
+        outln!("  gamma   {:>18.10}", report.gamma);
+        outln!("  vega    {:>18.6}  per vol point", report.vega_per_vol_point);
+        outln!("  theta   {:>18.6}  per day", report.theta_per_day);
     })
 }
 

@@ -149,17 +149,22 @@ pub fn run(args: &Args) -> CliResult {
         seed: args.seed,
     };
     crate::bench::emit(args.json, &report, |r| {
-        println!(
+        outln!(
             "apply: {} transactions in {} blocks of {}, {} accounts",
-            r.transactions, r.blocks, r.block_size, r.accounts
+            r.transactions,
+            r.blocks,
+            r.block_size,
+            r.accounts
         );
-        println!("  applied        {:>10.0} tx/s (signature check, matching, fees, state root)", r.tx_per_sec);
-        println!("  raw k256 verify {:>9.0} verifications/s", r.raw_verify_per_sec);
-        println!("  ratio          {:>10.3} of raw verification", r.ratio_to_raw_verify);
-        println!("  state root     {:>10.2} ms per block of {} transactions", r.root_ms_per_block, r.block_size);
-        println!(
+        outln!("  applied        {:>10.0} tx/s (signature check, matching, fees, state root)", r.tx_per_sec);
+        outln!("  raw k256 verify {:>9.0} verifications/s", r.raw_verify_per_sec);
+        outln!("  ratio          {:>10.3} of raw verification", r.ratio_to_raw_verify);
+        outln!("  state root     {:>10.2} ms per block of {} transactions", r.root_ms_per_block, r.block_size);
+        outln!(
             "  {} orders accepted, {} refused (collateral, limits), {} fills",
-            r.orders_accepted, r.actions_failed, r.fills
+            r.orders_accepted,
+            r.actions_failed,
+            r.fills
         );
     })
 }

@@ -190,7 +190,7 @@ pub struct Population {
 pub fn run(args: &Args) -> CliResult {
     let report = measure(args)?;
     crate::bench::emit(args.json, &report, |r| {
-        println!(
+        outln!(
             "liquidation: {} accounts x {} positions (+{} safe), BTC {} -> {} ({:.0}% crash) in one update",
             r.accounts,
             r.positions,
@@ -199,11 +199,12 @@ pub fn run(args: &Args) -> CliResult {
             r.index_after,
             r.crash * 100.0
         );
-        println!(
+        outln!(
             "  price update to last liquidation {:>9.3} ms (goal {} ms for 100,000 accounts)",
-            r.liquidation_ms, r.goal_ms
+            r.liquidation_ms,
+            r.goal_ms
         );
-        println!(
+        outln!(
             "  accounts evaluated {} (safe {}), liquidated {} (planned {}; {} more at the block's end)",
             r.accounts_evaluated,
             r.safe_accounts_evaluated,
@@ -212,11 +213,14 @@ pub fn run(args: &Args) -> CliResult {
             r.accounts_liquidated_at_block_end
         );
         let s = &r.positions_closed;
-        println!(
+        outln!(
             "  position closes: backstop {}, book {}, insurance fund {}, deleveraging {}",
-            s.backstop, s.book, s.insurance_fund, s.deleverage
+            s.backstop,
+            s.book,
+            s.insurance_fund,
+            s.deleverage
         );
-        println!("  setup {:.1} s (not timed), seed {}", r.setup_seconds, r.seed);
+        outln!("  setup {:.1} s (not timed), seed {}", r.setup_seconds, r.seed);
     })
 }
 

@@ -126,7 +126,7 @@ impl Underlying {
 pub fn run(args: &Args) -> CliResult {
     let report = measure(args)?;
     crate::bench::emit(args.json, &report, |report| {
-        println!(
+        outln!(
             "margin: full re-pricing of {} series x {} scenarios ({} prices) in {:.3} ms median (min {:.3}, max {:.3}; goal {} ms)",
             report.series,
             report.scenarios,
@@ -136,7 +136,7 @@ pub fn run(args: &Args) -> CliResult {
             report.full_reprice_ms_max,
             report.full_reprice_goal_ms
         );
-        println!(
+        outln!(
             "  account margin ({} positions) in {:.3} us median over {} runs of {} accounts (goal {} us)",
             report.positions_per_account,
             report.account_margin_us,
@@ -144,9 +144,12 @@ pub fn run(args: &Args) -> CliResult {
             report.accounts,
             report.account_margin_goal_us
         );
-        println!(
+        outln!(
             "  grids: maintenance {} ({} scenarios), initial {}; seed {}",
-            report.maintenance_grid, report.maintenance_scenarios, report.initial_grid, report.seed
+            report.maintenance_grid,
+            report.maintenance_scenarios,
+            report.initial_grid,
+            report.seed
         );
     })
 }

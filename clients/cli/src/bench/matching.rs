@@ -106,11 +106,8 @@ pub fn run(args: &Args) -> CliResult {
     let stream = generate(args.orders, args.seed)?;
     let report = measure(&stream)?;
     crate::bench::emit(args.json, &report, |report| {
-        println!(
-            "matching: {} orders in {:.3} s = {:.0} orders/s",
-            report.orders, report.seconds, report.orders_per_sec
-        );
-        println!(
+        outln!("matching: {} orders in {:.3} s = {:.0} orders/s", report.orders, report.seconds, report.orders_per_sec);
+        outln!(
             "  crossing {:.1}%, {} fills, {} cancels, {:.0} resting orders on average (seed {})",
             report.crossing_share * 100.0,
             report.fills,

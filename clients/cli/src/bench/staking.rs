@@ -69,12 +69,15 @@ pub fn run(args: &Args) -> CliResult {
         sizes,
     };
     crate::bench::emit(args.json, &report, |r| {
-        println!("staking with {} validators", r.validators);
-        println!("  {:>12} {:>22} {:>10} {:>16}", "delegators", "distribution µs/block", "claim µs", "epoch change µs");
+        outln!("staking with {} validators", r.validators);
+        outln!("  {:>12} {:>22} {:>10} {:>16}", "delegators", "distribution µs/block", "claim µs", "epoch change µs");
         for size in &r.sizes {
-            println!(
+            outln!(
                 "  {:>12} {:>22.2} {:>10.3} {:>16.1}",
-                size.delegators, size.distribution_us_per_block, size.claim_us, size.epoch_change_us
+                size.delegators,
+                size.distribution_us_per_block,
+                size.claim_us,
+                size.epoch_change_us
             );
         }
     })
