@@ -23,19 +23,19 @@ pub struct Args {
     #[arg(long)]
     pub kind: Kind,
     /// Spot price of the underlying, in USD.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     pub spot: f64,
     /// Strike, in USD.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     pub strike: f64,
     /// Annualised volatility as a fraction: 0.6 for 60 %.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     pub vol: f64,
     /// Continuously compounded annual rate as a fraction: 0.05 for 5 %.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
     /// Calendar days to expiry (ACT/365), fractions allowed; 0 prices at expiry.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     pub days: f64,
     /// Print one JSON object instead of the human summary.
     #[arg(long)]

@@ -32,8 +32,8 @@ const STRIKES_PER_EXPIRY: u32 = 30;
 /// Positions per benchmarked account.
 const POSITIONS_PER_ACCOUNT: usize = 10;
 /// Largest `--runs` and `--accounts`: bounds memory and run time.
-const RUNS_MAX: u32 = 1_000;
-const ACCOUNTS_MAX: u32 = 1_000_000;
+const RUNS_MAX: u64 = 1_000;
+const ACCOUNTS_MAX: u64 = 1_000_000;
 /// A fixed "now" so the listing is the same on every run: 2026-11-25 00:00 UTC.
 const NOW_MS: u64 = 1_795_564_800_000;
 const DAY_MS: u64 = 86_400_000;
@@ -48,10 +48,10 @@ const UNDERLYINGS: [(f64, f64); 2] = [(97_250.5, 0.55), (3_512.25, 0.7)];
 #[derive(clap::Args)]
 pub struct Args {
     /// Timed runs of each measurement; the median is reported.
-    #[arg(long, default_value_t = 21)]
+    #[arg(long, default_value_t = 21, value_parser = crate::args::whole::<u32>(1, RUNS_MAX))]
     pub runs: u32,
     /// Random accounts evaluated per run.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = crate::args::whole::<u32>(1, ACCOUNTS_MAX))]
     pub accounts: u32,
     /// Seed of the spot moves and accounts.
     #[arg(long, default_value_t = 7)]
@@ -155,12 +155,6 @@ pub fn run(args: &Args) -> CliResult {
 }
 
 pub fn measure(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
-    if args.runs == 0 || args.runs > RUNS_MAX {
-        return Err(format!("--runs must be between 1 and {RUNS_MAX}").into());
-    }
-    if args.accounts == 0 || args.accounts > ACCOUNTS_MAX {
-        return Err(format!("--accounts must be between 1 and {ACCOUNTS_MAX}").into());
-    }
     let params = MarginParams::default();
     let underlyings: Vec<Underlying> =
         UNDERLYINGS.iter().map(|&(spot, volatility)| Underlying::new(spot, volatility)).collect();

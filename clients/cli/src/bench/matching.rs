@@ -43,7 +43,7 @@ const OWNERS: u64 = 64;
 #[derive(clap::Args)]
 pub struct Args {
     /// Order operations to time (limit orders and cancels).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = crate::args::whole::<u64>(1, ORDERS_MAX))]
     pub orders: u64,
     /// Seed of the synthetic order stream.
     #[arg(long, default_value_t = 7)]
@@ -143,9 +143,6 @@ impl LiveOrders {
 
 /// Builds the stream of `orders` operations for `seed` (see the module docs).
 pub fn generate(orders: u64, seed: u64) -> Result<Stream, Box<dyn std::error::Error>> {
-    if orders == 0 || orders > ORDERS_MAX {
-        return Err(format!("--orders must be between 1 and {ORDERS_MAX}").into());
-    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut book = Book::new();
     let mut live = LiveOrders::default();
