@@ -4,8 +4,9 @@
 //! * Full re-pricing: after an oracle update, [`build_tables`] for a full
 //!   listing: 2 underlyings × 8 expiries × 30 strikes × calls and puts = 960
 //!   series, each priced at the mark (with greeks) and in every scenario of
-//!   the default maintenance and initial grids. Each run first moves both spots
-//!   by a random amount, as an oracle update does; the median run is reported.
+//!   the default maintenance and initial grids (21 + 27 = 48): 960 × 49 =
+//!   47,040 prices. Each run first moves both spots by a random amount, as
+//!   an oracle update does; the median run is reported.
 //! * Account margin: [`MarginTables::account`] for random accounts of 10
 //!   positions in one underlying, once the tables are built; the mean per
 //!   account of each run, median over runs.
@@ -79,7 +80,8 @@ pub struct Report {
     /// Spot points × volatility levels of each grid.
     pub maintenance_grid: String,
     pub initial_grid: String,
-    /// Prices computed per full re-pricing: series × (scenarios + the mark).
+    /// Black-Scholes prices per full re-pricing: each series once at its mark
+    /// (with greeks) and once per scenario, so series × (scenarios + 1).
     pub prices_per_reprice: usize,
     pub positions_per_account: usize,
     pub accounts: u32,
@@ -127,7 +129,7 @@ pub fn run(args: &Args) -> CliResult {
     let report = measure(args)?;
     crate::bench::emit(args.json, &report, |report| {
         outln!(
-            "margin: full re-pricing of {} series x {} scenarios ({} prices) in {:.3} ms median (min {:.3}, max {:.3}; goal {} ms)",
+            "margin: full re-pricing of {} series, each at its mark (with greeks) and in {} scenarios: {} prices, in {:.3} ms median (min {:.3}, max {:.3}; goal {} ms)",
             report.series,
             report.scenarios,
             report.prices_per_reprice,
