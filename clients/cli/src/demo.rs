@@ -14,7 +14,9 @@ use vanna_proto::v1 as wire;
 use vanna_proto::v1::action::Kind;
 use vanna_proto::v1::{PlaceOrder, Side, TimeInForce, cancel_all::Scope};
 use vanna_runtime::BlockOutput;
-use vanna_runtime::events::{ActionOutcome, ActionResult, Event, LiquidationStep, TxStatus};
+use vanna_runtime::events::{
+    ActionOutcome, ActionResult, CancelReason, Event, LiquidationStep, OrderOutcome, TxStatus,
+};
 use vanna_runtime::sandbox::Sandbox;
 use vanna_runtime::staking::{EvidenceRecord, Offence};
 use vanna_runtime::tx::{
@@ -26,9 +28,24 @@ use crate::genesis::SHORT_DATED_PUT;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Print each block's events in full as JSON lines instead of the summary.
+    /// Print each block's output in full (receipts, events, state root) as one
+    /// JSON line per block, and nothing else, instead of the summary.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Prints a line of the human summary; with `--json` nothing but blocks is printed.
+macro_rules! say {
+    ($args:expr) => {
+        if !$args.json {
+            outln!()
+        }
+    };
+    ($args:expr, $($arg:tt)*) => {
+        if !$args.json {
+            outln!($($arg)*)
+        }
+    };
 }
 
 const TRADERS: [&str; 4] = ["mm-north", "mm-south", "alice", "bob"];
@@ -61,13 +78,15 @@ pub fn run(args: &Args) -> CliResult {
 fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     let (genesis, signers) = crate::genesis::demo();
     let mut chain = Sandbox::new(&genesis, signers)?;
-    outln!(
+    say!(
+        args,
         "Vanna demo: chain {}, genesis {} accounts, {} series listed",
         genesis.chain_id,
         genesis.accounts.len(),
         genesis.series.len()
     );
-    outln!(
+    say!(
+        args,
         "fees: maker {} / taker {} of underlying notional, capped at {} of premium\n",
         genesis.fees.maker_rate,
         genesis.fees.taker_rate,
@@ -129,7 +148,7 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     step(
         &mut chain,
         args,
-        "Takers cross: alice lifts 2.5 puts through two levels, bob sells a put into the bid",
+        "Takers cross: alice buys 2.5 puts at the best ask, 6300, which two makers quote (mm-north fills first: it quoted first); bob sells a put into the best bid",
         |chain| {
             chain.submit("alice", vec![place(limit_order("BTC-25DEC26-100000-P", Side::Buy, "6350", "2.5"))]);
             chain.submit(
@@ -176,7 +195,7 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     step(
         &mut chain,
         args,
-        "alice takes profit on half her puts with a reduce-only market order; bob buys ETH puts",
+        "alice sells half her puts back with a reduce-only market order, at a loss: she paid 6300 and the best bid, 6100, is for 1 contract, so the rest is cancelled; bob buys ETH puts",
         |chain| {
             chain.submit(
                 "alice",
@@ -219,17 +238,16 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
         }
     })?;
     while !chain.state.height.is_multiple_of(chain.state.staking.params.epoch_blocks) {
-        let block = chain.produce_block();
-        if !args.json {
-            print_block(&chain, &block);
-        }
+        step(&mut chain, args, "No transactions: blocks to the end of the epoch", |_| {})?;
     }
 
-    print_books(&chain);
-    print_accounts(&chain, &TRADERS);
-    print_staking(&chain);
+    if !args.json {
+        print_books(&chain);
+        print_accounts(&chain, &TRADERS);
+        print_staking(&chain);
+    }
 
-    outln!("\n== the oracle: validators sign BTC and ETH reports, which blocks carry before their transactions");
+    say!(args, "\n== the oracle: validators sign BTC and ETH reports, which blocks carry before their transactions");
     step(
         &mut chain,
         args,
@@ -238,7 +256,7 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
             chain.report_prices(&VALIDATORS, &[("BTC", "97500"), ("ETH", "3550")]);
         },
     )?;
-    print_margins(&chain, &TRADERS)?;
+    print_margins(&chain, args, &TRADERS)?;
     step(
         &mut chain,
         args,
@@ -250,9 +268,9 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
             chain.report_prices(&VALIDATORS, &[("BTC", "93000"), ("ETH", "3550")]);
         },
     )?;
-    print_margins(&chain, &TRADERS)?;
+    print_margins(&chain, args, &TRADERS)?;
 
-    outln!("\n== expiry: {SHORT_DATED_PUT} settles at the 30-minute TWAP of the index before 08:00 UTC");
+    say!(args, "== expiry: {SHORT_DATED_PUT} settles at the 30-minute TWAP of the index before 08:00 UTC");
     let expiry_ms = chain.state.series(SHORT_DATED_PUT).ok_or("the short-dated put is listed")?.spec.expiry_ms;
     let at = |chain: &mut Sandbox, time_ms: u64| chain.block_interval_ms = time_ms - chain.state.time_ms;
     at(&mut chain, expiry_ms - 40 * 60_000);
@@ -261,13 +279,16 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     })?;
     // A price held through silence is no price: validators keep reporting, one
     // block every 20 seconds, so the settlement window is live throughout.
-    outln!("   ... validators report every 20 s: BTC 93,000 until 07:45 UTC, then 92,000 (blocks not shown)\n");
+    say!(args, "   ... validators report every 20 s: BTC 93,000 until 07:45 UTC, then 92,000 (blocks not shown)\n");
     chain.block_interval_ms = 20_000;
     while chain.state.time_ms + chain.block_interval_ms < expiry_ms {
         let spot =
             if chain.state.time_ms + chain.block_interval_ms < expiry_ms - 15 * 60_000 { "93000" } else { "92000" };
         chain.report_prices(&VALIDATORS, &[("BTC", spot)]);
-        chain.produce_block();
+        let block = chain.produce_block();
+        if args.json {
+            outln!("{}", serde_json::to_string(&block)?);
+        }
     }
     at(&mut chain, expiry_ms);
     step(
@@ -277,7 +298,9 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
         |_| {},
     )?;
     chain.block_interval_ms = 1_000;
-    print_accounts(&chain, &TRADERS);
+    if !args.json {
+        print_accounts(&chain, &TRADERS);
+    }
 
     let crash_block = crash(&mut chain, args, &genesis)?;
 
@@ -285,8 +308,9 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     let alice = chain.address("alice");
     let proof = chain.state.prove_account(&alice).ok_or("alice has no account")?.encode_to_vec();
     let proven = vanna_runtime::verify_account_proof(&root, &alice, &proof)?;
-    outln!("\nstate root after height {}: {}", chain.state.height, hex::encode(root));
-    outln!(
+    say!(args, "\nstate root after height {}: {}", chain.state.height, hex::encode(root));
+    say!(
+        args,
         "proof for alice ({} bytes) checks against the root alone: usd {} locked {}, {} position(s), {} open order(s)",
         proof.len(),
         proven.usd,
@@ -315,12 +339,14 @@ fn crash(
         spot *= Decimal::new(98, 2);
         default_steps += 1;
     }
-    outln!("\n== a crash in one block: BTC falls 30%, and the accounts it breaks are liquidated in that block");
-    outln!(
+    say!(args, "\n== a crash in one block: BTC falls 30%, and the accounts it breaks are liquidated in that block");
+    say!(
+        args,
         "   this chain's genesis sets oracle.max_move_per_update_bps = {guard_bps} ({}% per update; the default 200 would take {default_steps} blocks), so one update carries the whole fall",
         guard_bps / 100
     );
-    outln!(
+    say!(
+        args,
         "   the insurance fund holds {} USD; mark = Black-Scholes at the index; margined shorts pay no cash up front\n",
         chain.state.accounts[chain.state.insurance_fund as usize].usd
     );
@@ -358,8 +384,7 @@ fn crash(
             }
         },
     )?;
-    print_margins(chain, &CRASH_ACCOUNTS)?;
-    outln!();
+    print_margins(chain, args, &CRASH_ACCOUNTS)?;
     let fund_before = chain.state.accounts[chain.state.insurance_fund as usize].usd.value();
     let block = step(
         chain,
@@ -367,7 +392,9 @@ fn crash(
         &format!("CRASH: the validators report BTC at {spot_after}; everything below happens in this one block"),
         |chain| chain.report_prices(&VALIDATORS, &[("BTC", &spot_after.to_string())]),
     )?;
-    print_crash_summary(chain, &block, spot_before, fund_before)?;
+    if !args.json {
+        print_crash_summary(chain, &block, spot_before, fund_before)?;
+    }
     Ok(block)
 }
 
@@ -434,7 +461,8 @@ fn print_crash_summary(chain: &Sandbox, block: &BlockOutput, spot_before: Decima
         fund_risk.equity,
         fund_risk.maintenance
     );
-    outln!("\n== after the crash (equity and maintenance margin at the new marks)");
+    outln!("\n== after the crash: equity and maintenance margin at the marks of {}", indices(chain));
+    print_stale_underlyings(chain);
     outln!("  {:<14} {:>14} {:>10} {:>14} {:>12}  positions", "account", "USD", "locked", "equity", "maintenance");
     let mut rows: Vec<(String, vanna_runtime::Address)> =
         CRASH_ACCOUNTS.iter().map(|name| (name.to_string(), chain.address(name))).collect();
@@ -477,6 +505,8 @@ fn open_order(chain: &Sandbox, name: &str, client_order_id: u64) -> Result<u64, 
     Ok(id.0)
 }
 
+/// Queues what `submit` sends, produces the block and prints it: under
+/// `title` with each action's result in words, or as one JSON line.
 fn step(
     chain: &mut Sandbox,
     args: &Args,
@@ -484,15 +514,22 @@ fn step(
     submit: impl FnOnce(&mut Sandbox),
 ) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     submit(chain);
+    let sent = chain.pending().iter().map(|bytes| actions_of(bytes)).collect::<Result<Vec<_>, _>>()?;
     let block = chain.produce_block();
     if args.json {
         outln!("{}", serde_json::to_string(&block)?);
         return Ok(block);
     }
     outln!("== block {}: {title}", chain.state.height);
-    print_block(chain, &block);
+    print_block(chain, &block, &sent);
     outln!();
     Ok(block)
+}
+
+/// The actions of a signed transaction, to say what each result answers.
+fn actions_of(bytes: &[u8]) -> Result<Vec<wire::Action>, prost::DecodeError> {
+    let signed = wire::SignedTransaction::decode(bytes)?;
+    Ok(wire::TransactionBody::decode(signed.body.as_slice())?.actions)
 }
 
 fn name_of(chain: &Sandbox, address: &vanna_runtime::Address) -> String {
@@ -505,28 +542,21 @@ fn name_of(chain: &Sandbox, address: &vanna_runtime::Address) -> String {
         .map_or_else(|| address.to_string(), |name| name.to_string())
 }
 
-fn print_block(chain: &Sandbox, block: &BlockOutput) {
-    for receipt in &block.receipts {
+/// A block's receipts, each action's result in words (`sent` holds the
+/// block's transactions' actions, in block order), then its events.
+fn print_block(chain: &Sandbox, block: &BlockOutput, sent: &[Vec<wire::Action>]) {
+    for (index, receipt) in block.receipts.iter().enumerate() {
         let who = receipt.sender.map(|sender| name_of(chain, &sender)).unwrap_or_default();
         match &receipt.status {
             TxStatus::Rejected { error } => {
                 outln!("  {who}: transaction rejected [{}] {error}", error.code())
             }
             TxStatus::Included { actions } => {
-                for result in actions {
+                for (position, result) in actions.iter().enumerate() {
+                    let action =
+                        sent.get(index).and_then(|actions| actions.get(position)).and_then(|a| a.kind.as_ref());
                     match result {
-                        ActionResult::Ok(ActionOutcome::Order(outcome))
-                        | ActionResult::Ok(ActionOutcome::Replaced(outcome)) => outln!(
-                            "  {who}: order {} filled {} resting {}{}",
-                            outcome.order,
-                            outcome.filled_contracts,
-                            outcome.resting_contracts,
-                            outcome
-                                .cancelled
-                                .map(|reason| format!(" (rest cancelled: {reason:?})"))
-                                .unwrap_or_default()
-                        ),
-                        ActionResult::Ok(outcome) => outln!("  {who}: {outcome:?}"),
+                        ActionResult::Ok(outcome) => outln!("  {who}: {}", describe(chain, action, outcome)),
                         ActionResult::Failed { error } => {
                             outln!("  {who}: refused [{}] {error}", error.code())
                         }
@@ -556,8 +586,9 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
             ),
             Event::OrderCancelled { order, owner, series, remaining, reason } => {
                 outln!(
-                    "    cancelled {order} of {} in {series}: {remaining} contracts ({reason:?})",
-                    name_of(chain, owner)
+                    "    cancelled {order} of {} in {series}, {remaining} contracts: {}",
+                    name_of(chain, owner),
+                    cancel_reason(*reason)
                 )
             }
             Event::Delegated { delegator, validator, amount } => {
@@ -579,12 +610,14 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                 burned,
                 ..
             } => outln!(
-                "    SLASHED {} for {offence:?} at height {infraction_height}: {bonded} VANNA bonded, {unbonding} unbonding, {redelegated} redelegated; reporter gets {reporter_reward}, {burned} burned",
-                name_of(chain, validator)
+                "    SLASHED {} for {} at height {infraction_height}: {bonded} VANNA bonded, {unbonding} unbonding, {redelegated} redelegated; reporter gets {reporter_reward}, {burned} burned",
+                name_of(chain, validator),
+                offence_text(*offence)
             ),
             Event::Jailed { validator, offence, until_ms, .. } => outln!(
-                "    JAILED {} ({offence:?}){}",
+                "    JAILED {} for {}{}",
                 name_of(chain, validator),
+                offence_text(*offence),
                 if *until_ms == u64::MAX {
                     ", tombstoned: its key can never return".to_string()
                 } else {
@@ -641,7 +674,11 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                 }
             }
             Event::OrderReduced { order, owner, remaining, reason } => {
-                outln!("    reduced {order} of {} to {remaining} contracts ({reason:?})", name_of(chain, owner))
+                outln!(
+                    "    reduced {order} of {} to {remaining} contracts: {}",
+                    name_of(chain, owner),
+                    cancel_reason(*reason)
+                )
             }
             Event::SettlementShortfall { series, shortfall, insurance_paid, haircut } => outln!(
                 "    SHORTFALL in {series}: shorts could not pay {shortfall} USD; the insurance fund paid {insurance_paid}, longs' payouts cut by {haircut}"
@@ -675,10 +712,10 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                     format!("{name} receives {cash} USD")
                 };
                 let to = counterparty.map(|c| name_of(chain, &c)).unwrap_or_default();
-                let price = price.map(|p| p.to_string()).unwrap_or_default();
+                let price = price.map(per_contract).unwrap_or_default();
                 match step {
                     LiquidationStep::Backstop => outln!(
-                        "      backstop: {contracts} {series} to {to} at {price} (mark plus its discount); {paid}"
+                        "      backstop: {contracts} {series} to {to} at {price}, its backstop offer's price; {paid}"
                     ),
                     LiquidationStep::Book => outln!(
                         "      book: {contracts} {series} closed by an immediate-or-cancel order within the band (fills above); {paid}"
@@ -696,8 +733,9 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                 name_of(chain, account)
             ),
             Event::Deleveraged { counterparty, series, contracts, price, .. } => outln!(
-                "      ADL: {}'s position in {series} changes by {contracts} at {price}",
-                name_of(chain, counterparty)
+                "      ADL: {}'s position in {series} changes by {contracts} at {}",
+                name_of(chain, counterparty),
+                per_contract(*price)
             ),
             Event::LiquidationPenalty { account, total, keepers, insurance_amount } => outln!(
                 "      penalty {total} USD from {}: {}{insurance_amount} to the insurance fund",
@@ -721,6 +759,123 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
             _ => {}
         }
     }
+}
+
+/// What an action did, in words: the outcome says what the chain did, the
+/// action (when known) what was asked.
+fn describe(chain: &Sandbox, action: Option<&Kind>, outcome: &ActionOutcome) -> String {
+    let validator = |bytes: &[u8]| {
+        vanna_runtime::Address::from_slice(bytes).map_or_else(|_| "an unknown validator".into(), |v| name_of(chain, &v))
+    };
+    match outcome {
+        ActionOutcome::Order(order) => {
+            let asked = match action {
+                Some(Kind::PlaceOrder(place)) => {
+                    let side = if place.side == Side::Buy as i32 { "buys" } else { "sells" };
+                    let price = if place.price.is_empty() {
+                        "at market".to_string()
+                    } else {
+                        format!("at {} or better", place.price)
+                    };
+                    let reduce_only = if place.reduce_only { ", reduce-only" } else { "" };
+                    format!("{side} {} {} {price}{reduce_only}", place.quantity, place.series)
+                }
+                _ => "places an order".to_string(),
+            };
+            format!("{asked}: order {}", fills(order))
+        }
+        ActionOutcome::Replaced(order) => format!("amends order {}", fills(order)),
+        ActionOutcome::Reduced { order, remaining } => {
+            format!("shrinks order {order} to a size of {remaining}, keeping its place in the queue")
+        }
+        ActionOutcome::Cancelled { orders } => match action {
+            Some(Kind::CancelAll(wire::CancelAll { scope: Some(Scope::Underlying(symbol)) })) => {
+                format!("cancels its {orders} open order(s) on {symbol}")
+            }
+            _ => format!("cancels {orders} order(s)"),
+        },
+        ActionOutcome::Transferred => match action {
+            Some(Kind::Transfer(transfer)) => {
+                let asset = if transfer.asset == wire::Asset::Vanna as i32 { "VANNA" } else { "USD" };
+                let to = vanna_runtime::Address::from_slice(&transfer.to)
+                    .map_or_else(|_| "an unknown account".into(), |to| name_of(chain, &to));
+                format!("transfers {} {asset} to {to}", transfer.amount)
+            }
+            _ => "makes a transfer".to_string(),
+        },
+        ActionOutcome::SeriesListed => match action {
+            Some(Kind::ListSeries(list)) => format!("lists {}", list.series),
+            _ => "lists a series".to_string(),
+        },
+        ActionOutcome::Staked => match action {
+            Some(Kind::Delegate(delegate)) => {
+                format!("delegates {} VANNA to {}", delegate.amount, validator(&delegate.validator))
+            }
+            Some(Kind::Undelegate(undelegate)) => {
+                format!("undelegates {} VANNA from {}", undelegate.amount, validator(&undelegate.validator))
+            }
+            Some(Kind::Redelegate(redelegate)) => format!(
+                "moves {} VANNA of delegation from {} to {}",
+                redelegate.amount,
+                validator(&redelegate.from_validator),
+                validator(&redelegate.to_validator)
+            ),
+            Some(Kind::ClaimRewards(claim)) => format!("claims its rewards from {}", validator(&claim.validator)),
+            Some(Kind::WithdrawUnbonded(_)) => "withdraws its unbonded VANNA".to_string(),
+            Some(Kind::RegisterValidator(register)) => format!("registers validator {}", register.moniker),
+            Some(Kind::EditValidator(_)) => "edits its validator".to_string(),
+            Some(Kind::Unjail(_)) => "unjails its validator".to_string(),
+            _ => "changes its stake".to_string(),
+        },
+        ActionOutcome::BackstopRegistered { offer } => format!("registers backstop offer #{offer} (details below)"),
+        ActionOutcome::BackstopCancelled { offer } => format!("withdraws backstop offer #{offer}"),
+        ActionOutcome::Liquidated { positions_closed } => {
+            format!("has the account liquidated: {positions_closed} position(s) closed")
+        }
+        ActionOutcome::AlreadyLiquidated => {
+            "asks for a liquidation: the account was already liquidated in this block, so nothing changes".to_string()
+        }
+    }
+}
+
+/// An order's id and what became of it.
+fn fills(order: &OrderOutcome) -> String {
+    let rest = match order.cancelled {
+        Some(reason) => format!(", the rest cancelled: {}", cancel_reason(reason)),
+        None if order.resting_contracts.is_zero() => String::new(),
+        None => format!(", {} resting in the book", order.resting_contracts),
+    };
+    format!("{}: {} filled{rest}", order.order, order.filled_contracts)
+}
+
+/// Why an order, or its rest, left the book.
+fn cancel_reason(reason: CancelReason) -> &'static str {
+    match reason {
+        CancelReason::User => "by its owner",
+        CancelReason::Unfilled => "the unfilled rest of an immediate order",
+        CancelReason::Expired => "its time in force ran out",
+        CancelReason::SelfTrade => "it would have traded with its own account",
+        CancelReason::ReduceOnly => "reduce-only, and larger than the position left",
+        CancelReason::MaxFills => "it took the most fills one order may",
+        CancelReason::Replaced => "replaced by its amended order",
+        CancelReason::Settled => "its series settled",
+        CancelReason::Liquidation => "its account is being liquidated",
+        CancelReason::SettlementPayment => "to free cash for a settlement payment",
+    }
+}
+
+fn offence_text(offence: Offence) -> &'static str {
+    match offence {
+        Offence::DoubleProposal => "two proposals in one view",
+        Offence::DoubleVote => "a double vote",
+        Offence::FinalityViolation => "votes that break the finality rule",
+        Offence::Downtime => "downtime",
+    }
+}
+
+/// A price per contract or a mark, in USD: one rounding, to the cent, wherever it is printed.
+fn per_contract(price: Decimal) -> String {
+    format!("{:.2}", price.round_dp(2))
 }
 
 fn print_books(chain: &Sandbox) {
@@ -777,12 +932,12 @@ fn print_accounts(chain: &Sandbox, names: &[&str]) {
     );
 }
 
-fn print_margins(chain: &Sandbox, names: &[&str]) -> CliResult {
-    outln!(
-        "\n== margin at BTC {} / ETH {} (marks: Black-Scholes at the oracle spot and volatility)",
-        chain.state.index_price("BTC"),
-        chain.state.index_price("ETH")
-    );
+fn print_margins(chain: &Sandbox, args: &Args, names: &[&str]) -> CliResult {
+    if args.json {
+        return Ok(());
+    }
+    outln!("== margin at {}; marks: Black-Scholes at the oracle spot and volatility", indices(chain));
+    print_stale_underlyings(chain);
     outln!("  {:<9} {:>16} {:>14} {:>14} {:>8}", "account", "equity", "initial", "maintenance", "ratio");
     for name in names {
         let risk = chain.state.account_margin(&chain.address(name))?;
@@ -796,18 +951,50 @@ fn print_margins(chain: &Sandbox, names: &[&str]) -> CliResult {
         );
         for position in &risk.positions {
             outln!(
-                "    {:<22} {:>+7} mark {:>10} delta {:>+9} gamma {:>+.8} vega {:>+9} theta/day {:>+9}",
+                "    {:<22} {:>+7} mark {:>10} delta {:>+9} gamma {:>+.8} vega {:>+9} theta/day {:>+9}{}",
                 position.series,
                 position.contracts,
-                position.mark.round_dp(2),
+                per_contract(position.mark),
                 position.delta.round_dp(4),
                 position.gamma,
                 position.vega_per_vol_point.round_dp(2),
-                position.theta_per_day.round_dp(2)
+                position.theta_per_day.round_dp(2),
+                if series_is_stale(chain, &position.series) { "  (stale index)" } else { "" }
             );
         }
     }
+    outln!();
     Ok(())
+}
+
+/// Every underlying's index, as "BTC 92000 / ETH 3550 (stale)".
+fn indices(chain: &Sandbox) -> String {
+    chain
+        .state
+        .underlyings
+        .keys()
+        .map(|symbol| {
+            let stale = if chain.state.is_stale(symbol) { " (stale)" } else { "" };
+            format!("{symbol} {}{stale}", chain.state.index_price(symbol))
+        })
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// What a stale underlying means for the figures printed next to it.
+fn print_stale_underlyings(chain: &Sandbox) {
+    let quiet_ms = chain.state.oracle.params().stale_after_ms;
+    for symbol in chain.state.underlyings.keys().filter(|symbol| chain.state.is_stale(symbol)) {
+        outln!(
+            "  {symbol} is stale (no index update for {} s or more): its markets take only reduce-only orders, and its marks, equity and margins here use its last index, {}",
+            quiet_ms / 1_000,
+            chain.state.index_price(symbol)
+        );
+    }
+}
+
+fn series_is_stale(chain: &Sandbox, series: &str) -> bool {
+    chain.state.series(series).is_some_and(|series| chain.state.is_stale(&series.spec.underlying))
 }
 
 fn print_staking(chain: &Sandbox) {
