@@ -89,6 +89,15 @@ pub struct GenesisValidator {
     pub self_stake: Amount,
 }
 
+/// Longest chain id, in ASCII characters.
+pub const CHAIN_ID_MAX_LEN: usize = 64;
+
+/// Whether `chain_id` can name a chain: 1 to [`CHAIN_ID_MAX_LEN`] ASCII
+/// characters. Genesis and the tools that sign for a chain apply this rule.
+pub fn chain_id_is_valid(chain_id: &str) -> bool {
+    !chain_id.is_empty() && chain_id.len() <= CHAIN_ID_MAX_LEN && chain_id.is_ascii()
+}
+
 fn invalid(why: String) -> TxError {
     TxError::Malformed(format!("invalid genesis: {why}"))
 }
@@ -104,8 +113,8 @@ impl Genesis {
 
     /// Builds the state at height 0, checking every value.
     pub fn build(&self) -> Result<State, TxError> {
-        if self.chain_id.is_empty() || self.chain_id.len() > 64 || !self.chain_id.is_ascii() {
-            return Err(invalid("chain_id must be 1 to 64 ASCII characters".into()));
+        if !chain_id_is_valid(&self.chain_id) {
+            return Err(invalid(format!("chain_id must be 1 to {CHAIN_ID_MAX_LEN} ASCII characters")));
         }
         let rate_ok = |rate: Decimal| rate >= Decimal::ZERO && rate < Decimal::ONE;
         if !rate_ok(self.fees.maker_rate) || !rate_ok(self.fees.taker_rate) {

@@ -79,6 +79,11 @@ impl Sandbox {
         self.pending.push(bytes);
     }
 
+    /// The signed transactions queued for the next block, in block order.
+    pub fn pending(&self) -> &[Vec<u8>] {
+        &self.pending
+    }
+
     /// Queues a report signed by each named operator, observed at the next
     /// block's time: `prices` are (underlying, spot) pairs, without surfaces.
     pub fn report_prices(&mut self, reporters: &[&str], prices: &[(&str, &str)]) {

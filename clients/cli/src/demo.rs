@@ -14,7 +14,9 @@ use vanna_proto::v1 as wire;
 use vanna_proto::v1::action::Kind;
 use vanna_proto::v1::{PlaceOrder, Side, TimeInForce, cancel_all::Scope};
 use vanna_runtime::BlockOutput;
-use vanna_runtime::events::{ActionOutcome, ActionResult, Event, LiquidationStep, TxStatus};
+use vanna_runtime::events::{
+    ActionOutcome, ActionResult, CancelReason, Event, LiquidationStep, OrderOutcome, TxStatus,
+};
 use vanna_runtime::sandbox::Sandbox;
 use vanna_runtime::staking::{EvidenceRecord, Offence};
 use vanna_runtime::tx::{
@@ -26,9 +28,24 @@ use crate::genesis::SHORT_DATED_PUT;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Print each block's events in full as JSON lines instead of the summary.
+    /// Print each block's output in full (receipts, events, state root) as one
+    /// JSON line per block, and nothing else, instead of the summary.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Prints a line of the human summary; with `--json` nothing but blocks is printed.
+macro_rules! say {
+    ($args:expr) => {
+        if !$args.json {
+            outln!()
+        }
+    };
+    ($args:expr, $($arg:tt)*) => {
+        if !$args.json {
+            outln!($($arg)*)
+        }
+    };
 }
 
 const TRADERS: [&str; 4] = ["mm-north", "mm-south", "alice", "bob"];
@@ -61,15 +78,19 @@ pub fn run(args: &Args) -> CliResult {
 fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     let (genesis, signers) = crate::genesis::demo();
     let mut chain = Sandbox::new(&genesis, signers)?;
-    println!(
+    say!(
+        args,
         "Vanna demo: chain {}, genesis {} accounts, {} series listed",
         genesis.chain_id,
         genesis.accounts.len(),
         genesis.series.len()
     );
-    println!(
+    say!(
+        args,
         "fees: maker {} / taker {} of underlying notional, capped at {} of premium\n",
-        genesis.fees.maker_rate, genesis.fees.taker_rate, genesis.fees.premium_cap
+        genesis.fees.maker_rate,
+        genesis.fees.taker_rate,
+        genesis.fees.premium_cap
     );
 
     step(
@@ -127,7 +148,7 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     step(
         &mut chain,
         args,
-        "Takers cross: alice lifts 2.5 puts through two levels, bob sells a put into the bid",
+        "Takers cross: alice buys 2.5 puts at the best ask, 6300, which two makers quote (mm-north fills first: it quoted first); bob sells a put into the best bid",
         |chain| {
             chain.submit("alice", vec![place(limit_order("BTC-25DEC26-100000-P", Side::Buy, "6350", "2.5"))]);
             chain.submit(
@@ -174,7 +195,7 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     step(
         &mut chain,
         args,
-        "alice takes profit on half her puts with a reduce-only market order; bob buys ETH puts",
+        "alice sells half her puts back with a reduce-only market order, at a loss: she paid 6300 and the best bid, 6100, is for 1 contract, so the rest is cancelled; bob buys ETH puts",
         |chain| {
             chain.submit(
                 "alice",
@@ -217,17 +238,16 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
         }
     })?;
     while !chain.state.height.is_multiple_of(chain.state.staking.params.epoch_blocks) {
-        let block = chain.produce_block();
-        if !args.json {
-            print_block(&chain, &block);
-        }
+        step(&mut chain, args, "No transactions: blocks to the end of the epoch", |_| {})?;
     }
 
-    print_books(&chain);
-    print_accounts(&chain, &TRADERS);
-    print_staking(&chain);
+    if !args.json {
+        print_books(&chain);
+        print_accounts(&chain, &TRADERS);
+        print_staking(&chain);
+    }
 
-    println!("\n== the oracle: validators sign BTC and ETH reports, which blocks carry before their transactions");
+    say!(args, "\n== the oracle: validators sign BTC and ETH reports, which blocks carry before their transactions");
     step(
         &mut chain,
         args,
@@ -236,7 +256,7 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
             chain.report_prices(&VALIDATORS, &[("BTC", "97500"), ("ETH", "3550")]);
         },
     )?;
-    print_margins(&chain, &TRADERS)?;
+    print_margins(&chain, args, &TRADERS)?;
     step(
         &mut chain,
         args,
@@ -248,9 +268,9 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
             chain.report_prices(&VALIDATORS, &[("BTC", "93000"), ("ETH", "3550")]);
         },
     )?;
-    print_margins(&chain, &TRADERS)?;
+    print_margins(&chain, args, &TRADERS)?;
 
-    println!("\n== expiry: {SHORT_DATED_PUT} settles at the 30-minute TWAP of the index before 08:00 UTC");
+    say!(args, "== expiry: {SHORT_DATED_PUT} settles at the 30-minute TWAP of the index before 08:00 UTC");
     let expiry_ms = chain.state.series(SHORT_DATED_PUT).ok_or("the short-dated put is listed")?.spec.expiry_ms;
     let at = |chain: &mut Sandbox, time_ms: u64| chain.block_interval_ms = time_ms - chain.state.time_ms;
     at(&mut chain, expiry_ms - 40 * 60_000);
@@ -259,13 +279,16 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     })?;
     // A price held through silence is no price: validators keep reporting, one
     // block every 20 seconds, so the settlement window is live throughout.
-    println!("   ... validators report every 20 s: BTC 93,000 until 07:45 UTC, then 92,000 (blocks not shown)\n");
+    say!(args, "   ... validators report every 20 s: BTC 93,000 until 07:45 UTC, then 92,000 (blocks not shown)\n");
     chain.block_interval_ms = 20_000;
     while chain.state.time_ms + chain.block_interval_ms < expiry_ms {
         let spot =
             if chain.state.time_ms + chain.block_interval_ms < expiry_ms - 15 * 60_000 { "93000" } else { "92000" };
         chain.report_prices(&VALIDATORS, &[("BTC", spot)]);
-        chain.produce_block();
+        let block = chain.produce_block();
+        if args.json {
+            outln!("{}", serde_json::to_string(&block)?);
+        }
     }
     at(&mut chain, expiry_ms);
     step(
@@ -275,7 +298,9 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
         |_| {},
     )?;
     chain.block_interval_ms = 1_000;
-    print_accounts(&chain, &TRADERS);
+    if !args.json {
+        print_accounts(&chain, &TRADERS);
+    }
 
     let crash_block = crash(&mut chain, args, &genesis)?;
 
@@ -283,8 +308,9 @@ fn session(args: &Args) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     let alice = chain.address("alice");
     let proof = chain.state.prove_account(&alice).ok_or("alice has no account")?.encode_to_vec();
     let proven = vanna_runtime::verify_account_proof(&root, &alice, &proof)?;
-    println!("\nstate root after height {}: {}", chain.state.height, hex::encode(root));
-    println!(
+    say!(args, "\nstate root after height {}: {}", chain.state.height, hex::encode(root));
+    say!(
+        args,
         "proof for alice ({} bytes) checks against the root alone: usd {} locked {}, {} position(s), {} open order(s)",
         proof.len(),
         proven.usd,
@@ -313,12 +339,14 @@ fn crash(
         spot *= Decimal::new(98, 2);
         default_steps += 1;
     }
-    println!("\n== a crash in one block: BTC falls 30%, and the accounts it breaks are liquidated in that block");
-    println!(
+    say!(args, "\n== a crash in one block: BTC falls 30%, and the accounts it breaks are liquidated in that block");
+    say!(
+        args,
         "   this chain's genesis sets oracle.max_move_per_update_bps = {guard_bps} ({}% per update; the default 200 would take {default_steps} blocks), so one update carries the whole fall",
         guard_bps / 100
     );
-    println!(
+    say!(
+        args,
         "   the insurance fund holds {} USD; mark = Black-Scholes at the index; margined shorts pay no cash up front\n",
         chain.state.accounts[chain.state.insurance_fund as usize].usd
     );
@@ -356,8 +384,7 @@ fn crash(
             }
         },
     )?;
-    print_margins(chain, &CRASH_ACCOUNTS)?;
-    println!();
+    print_margins(chain, args, &CRASH_ACCOUNTS)?;
     let fund_before = chain.state.accounts[chain.state.insurance_fund as usize].usd.value();
     let block = step(
         chain,
@@ -365,22 +392,24 @@ fn crash(
         &format!("CRASH: the validators report BTC at {spot_after}; everything below happens in this one block"),
         |chain| chain.report_prices(&VALIDATORS, &[("BTC", &spot_after.to_string())]),
     )?;
-    print_crash_summary(chain, &block, spot_before, fund_before)?;
+    if !args.json {
+        print_crash_summary(chain, &block, spot_before, fund_before)?;
+    }
     Ok(block)
 }
 
 /// What the crash block did, in totals, and where everyone stands after it.
 fn print_crash_summary(chain: &Sandbox, block: &BlockOutput, spot_before: Decimal, fund_before: Decimal) -> CliResult {
     let spot_after = chain.state.index_price("BTC").value();
-    println!(
+    outln!(
         "== the crash block {}, in sum: BTC {spot_before} -> {spot_after} ({}%)",
         chain.state.height,
         ((spot_after / spot_before - Decimal::ONE) * Decimal::ONE_HUNDRED).round_dp(2)
     );
-    println!("  accounts below maintenance margin after the oracle update, worst first:");
+    outln!("  accounts below maintenance margin after the oracle update, worst first:");
     for event in &block.events {
         if let Event::LiquidationStarted { account, equity, maintenance_margin, .. } = event {
-            println!(
+            outln!(
                 "    {:<9} equity {:>14} maintenance margin {:>14}",
                 name_of(chain, account),
                 equity.to_string(),
@@ -411,24 +440,30 @@ fn print_crash_summary(chain: &Sandbox, block: &BlockOutput, spot_before: Decima
             _ => {}
         }
     }
-    println!(
+    outln!(
         "  contracts closed: {} to the backstop keeper, {} in the book, {} to the insurance fund, {} by auto-deleveraging",
-        by_step[0], by_step[1], by_step[2], by_step[3]
+        by_step[0],
+        by_step[1],
+        by_step[2],
+        by_step[3]
     );
     if by_step[3].is_zero() {
-        println!("  auto-deleveraging was not needed: the earlier steps took every position");
+        outln!("  auto-deleveraging was not needed: the earlier steps took every position");
     }
-    println!(
+    outln!(
         "  penalties {penalties} USD: {to_keepers} to keepers, {to_fund} to the insurance fund; the fund absorbed {shortfall} USD of shortfalls"
     );
     let fund = &chain.state.accounts[chain.state.insurance_fund as usize];
     let fund_risk = chain.state.account_margin(&vanna_runtime::Address::insurance_fund())?;
-    println!(
+    outln!(
         "  insurance fund: {fund_before} -> {} USD, equity {} against maintenance margin {} (it holds the positions it took, at mark)",
-        fund.usd, fund_risk.equity, fund_risk.maintenance
+        fund.usd,
+        fund_risk.equity,
+        fund_risk.maintenance
     );
-    println!("\n== after the crash (equity and maintenance margin at the new marks)");
-    println!("  {:<14} {:>14} {:>10} {:>14} {:>12}  positions", "account", "USD", "locked", "equity", "maintenance");
+    outln!("\n== after the crash: equity and maintenance margin at the marks of {}", indices(chain));
+    print_stale_underlyings(chain);
+    outln!("  {:<14} {:>14} {:>10} {:>14} {:>12}  positions", "account", "USD", "locked", "equity", "maintenance");
     let mut rows: Vec<(String, vanna_runtime::Address)> =
         CRASH_ACCOUNTS.iter().map(|name| (name.to_string(), chain.address(name))).collect();
     rows.push(("insurance fund".to_string(), vanna_runtime::Address::insurance_fund()));
@@ -437,7 +472,7 @@ fn print_crash_summary(chain: &Sandbox, block: &BlockOutput, spot_before: Decima
         let risk = chain.state.account_margin(&address)?;
         let positions: Vec<String> =
             risk.positions.iter().map(|position| format!("{} {:+}", position.series, position.contracts)).collect();
-        println!(
+        outln!(
             "  {:<14} {:>14} {:>10} {:>14} {:>12}  {}",
             label,
             account.usd.to_string(),
@@ -449,11 +484,11 @@ fn print_crash_summary(chain: &Sandbox, block: &BlockOutput, spot_before: Decima
     }
     let below = chain.state.at_risk_accounts(1).into_iter().find(|(_, _, figures)| figures.below_maintenance());
     match below {
-        None => println!(
+        None => outln!(
             "  no account with positions is below maintenance margin; USD in existence {}, unchanged since genesis",
             chain.state.total_usd()
         ),
-        Some((address, _, figures)) => println!(
+        Some((address, _, figures)) => outln!(
             "  {} is still below maintenance margin: equity {} vs {}",
             name_of(chain, &address),
             figures.equity,
@@ -470,6 +505,8 @@ fn open_order(chain: &Sandbox, name: &str, client_order_id: u64) -> Result<u64, 
     Ok(id.0)
 }
 
+/// Queues what `submit` sends, produces the block and prints it: under
+/// `title` with each action's result in words, or as one JSON line.
 fn step(
     chain: &mut Sandbox,
     args: &Args,
@@ -477,15 +514,22 @@ fn step(
     submit: impl FnOnce(&mut Sandbox),
 ) -> Result<BlockOutput, Box<dyn std::error::Error>> {
     submit(chain);
+    let sent = chain.pending().iter().map(|bytes| actions_of(bytes)).collect::<Result<Vec<_>, _>>()?;
     let block = chain.produce_block();
     if args.json {
-        println!("{}", serde_json::to_string(&block)?);
+        outln!("{}", serde_json::to_string(&block)?);
         return Ok(block);
     }
-    println!("== block {}: {title}", chain.state.height);
-    print_block(chain, &block);
-    println!();
+    outln!("== block {}: {title}", chain.state.height);
+    print_block(chain, &block, &sent);
+    outln!();
     Ok(block)
+}
+
+/// The actions of a signed transaction, to say what each result answers.
+fn actions_of(bytes: &[u8]) -> Result<Vec<wire::Action>, prost::DecodeError> {
+    let signed = wire::SignedTransaction::decode(bytes)?;
+    Ok(wire::TransactionBody::decode(signed.body.as_slice())?.actions)
 }
 
 fn name_of(chain: &Sandbox, address: &vanna_runtime::Address) -> String {
@@ -498,30 +542,23 @@ fn name_of(chain: &Sandbox, address: &vanna_runtime::Address) -> String {
         .map_or_else(|| address.to_string(), |name| name.to_string())
 }
 
-fn print_block(chain: &Sandbox, block: &BlockOutput) {
-    for receipt in &block.receipts {
+/// A block's receipts, each action's result in words (`sent` holds the
+/// block's transactions' actions, in block order), then its events.
+fn print_block(chain: &Sandbox, block: &BlockOutput, sent: &[Vec<wire::Action>]) {
+    for (index, receipt) in block.receipts.iter().enumerate() {
         let who = receipt.sender.map(|sender| name_of(chain, &sender)).unwrap_or_default();
         match &receipt.status {
             TxStatus::Rejected { error } => {
-                println!("  {who}: transaction rejected [{}] {error}", error.code())
+                outln!("  {who}: transaction rejected [{}] {error}", error.code())
             }
             TxStatus::Included { actions } => {
-                for result in actions {
+                for (position, result) in actions.iter().enumerate() {
+                    let action =
+                        sent.get(index).and_then(|actions| actions.get(position)).and_then(|a| a.kind.as_ref());
                     match result {
-                        ActionResult::Ok(ActionOutcome::Order(outcome))
-                        | ActionResult::Ok(ActionOutcome::Replaced(outcome)) => println!(
-                            "  {who}: order {} filled {} resting {}{}",
-                            outcome.order,
-                            outcome.filled_contracts,
-                            outcome.resting_contracts,
-                            outcome
-                                .cancelled
-                                .map(|reason| format!(" (rest cancelled: {reason:?})"))
-                                .unwrap_or_default()
-                        ),
-                        ActionResult::Ok(outcome) => println!("  {who}: {outcome:?}"),
+                        ActionResult::Ok(outcome) => outln!("  {who}: {}", describe(chain, action, outcome)),
                         ActionResult::Failed { error } => {
-                            println!("  {who}: refused [{}] {error}", error.code())
+                            outln!("  {who}: refused [{}] {error}", error.code())
                         }
                     }
                 }
@@ -530,7 +567,7 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
     }
     for event in &block.events {
         match event {
-            Event::Filled(fill) => println!(
+            Event::Filled(fill) => outln!(
                 "    fill {} {} @ {}: {} buys from {}, premium {} USD, fees maker {} taker {}",
                 fill.series,
                 fill.contracts,
@@ -548,16 +585,17 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                 fill.taker_fee
             ),
             Event::OrderCancelled { order, owner, series, remaining, reason } => {
-                println!(
-                    "    cancelled {order} of {} in {series}: {remaining} contracts ({reason:?})",
-                    name_of(chain, owner)
+                outln!(
+                    "    cancelled {order} of {} in {series}, {remaining} contracts: {}",
+                    name_of(chain, owner),
+                    cancel_reason(*reason)
                 )
             }
             Event::Delegated { delegator, validator, amount } => {
-                println!("    {} delegates {amount} VANNA to {}", name_of(chain, delegator), name_of(chain, validator))
+                outln!("    {} delegates {amount} VANNA to {}", name_of(chain, delegator), name_of(chain, validator))
             }
             Event::FeesDistributed { amount, remaining_in_pool } => {
-                println!(
+                outln!(
                     "    fees: {amount} USD paid to the active validators ({remaining_in_pool} USD carried in the pool)"
                 )
             }
@@ -571,13 +609,15 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                 reporter_reward,
                 burned,
                 ..
-            } => println!(
-                "    SLASHED {} for {offence:?} at height {infraction_height}: {bonded} VANNA bonded, {unbonding} unbonding, {redelegated} redelegated; reporter gets {reporter_reward}, {burned} burned",
-                name_of(chain, validator)
-            ),
-            Event::Jailed { validator, offence, until_ms, .. } => println!(
-                "    JAILED {} ({offence:?}){}",
+            } => outln!(
+                "    SLASHED {} for {} at height {infraction_height}: {bonded} VANNA bonded, {unbonding} unbonding, {redelegated} redelegated; reporter gets {reporter_reward}, {burned} burned",
                 name_of(chain, validator),
+                offence_text(*offence)
+            ),
+            Event::Jailed { validator, offence, until_ms, .. } => outln!(
+                "    JAILED {} for {}{}",
+                name_of(chain, validator),
+                offence_text(*offence),
                 if *until_ms == u64::MAX {
                     ", tombstoned: its key can never return".to_string()
                 } else {
@@ -585,16 +625,16 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                 }
             ),
             Event::RewardsPaid { delegator, validator, amount } => {
-                println!(
+                outln!(
                     "    {} receives {amount} USD of rewards from {}",
                     name_of(chain, delegator),
                     name_of(chain, validator)
                 )
             }
             Event::CommissionPaid { validator, amount } => {
-                println!("    {} receives {amount} USD of commission", name_of(chain, validator))
+                outln!("    {} receives {amount} USD of commission", name_of(chain, validator))
             }
-            Event::ValidatorSetChanged { epoch, validators } => println!(
+            Event::ValidatorSetChanged { epoch, validators } => outln!(
                 "    epoch {epoch}: active set {}",
                 validators
                     .iter()
@@ -606,50 +646,54 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Event::IndexUpdated { underlying, index, aggregate, clamped, covered_stake, total_stake } => println!(
+            Event::IndexUpdated { underlying, index, aggregate, clamped, covered_stake, total_stake } => outln!(
                 "    oracle: {underlying} index {index}{} ({}% of active stake reported)",
                 if *clamped { format!(" (stepping toward the median {aggregate})") } else { String::new() },
                 covered_stake * 100 / (*total_stake).max(1)
             ),
             Event::UnderlyingStale { underlying } => {
-                println!("    oracle: {underlying} is stale: its markets take only reduce-only orders")
+                outln!("    oracle: {underlying} is stale: its markets take only reduce-only orders")
             }
-            Event::UnderlyingFresh { underlying } => println!("    oracle: {underlying} has fresh prices again"),
-            Event::OracleQuorumMissed { underlying, covered_stake, total_stake } => println!(
+            Event::UnderlyingFresh { underlying } => outln!("    oracle: {underlying} has fresh prices again"),
+            Event::OracleQuorumMissed { underlying, covered_stake, total_stake } => outln!(
                 "    oracle: {underlying} reports cover {covered_stake} of {total_stake} stake, not more than two thirds"
             ),
             Event::OracleReportIgnored { reporter, underlying, reason } => {
-                println!("    oracle: report of {} for {underlying} ignored: {reason}", name_of(chain, reporter))
+                outln!("    oracle: report of {} for {underlying} ignored: {reason}", name_of(chain, reporter))
             }
             Event::OracleReportRejected { position, reason } => {
-                println!("    oracle: report #{position} rejected: {reason}")
+                outln!("    oracle: report #{position} rejected: {reason}")
             }
             Event::SeriesSettled { series, settlement_price, from_twap, payouts } => {
-                println!(
+                outln!(
                     "    SETTLED {series} at {settlement_price} ({})",
                     if *from_twap { "TWAP of the index" } else { "index at expiry: no history over the window" }
                 );
                 for (account, payout) in payouts {
-                    println!("      {:<9} {payout:+} USD", name_of(chain, account));
+                    outln!("      {:<9} {payout:+} USD", name_of(chain, account));
                 }
             }
             Event::OrderReduced { order, owner, remaining, reason } => {
-                println!("    reduced {order} of {} to {remaining} contracts ({reason:?})", name_of(chain, owner))
+                outln!(
+                    "    reduced {order} of {} to {remaining} contracts: {}",
+                    name_of(chain, owner),
+                    cancel_reason(*reason)
+                )
             }
-            Event::SettlementShortfall { series, shortfall, insurance_paid, haircut } => println!(
+            Event::SettlementShortfall { series, shortfall, insurance_paid, haircut } => outln!(
                 "    SHORTFALL in {series}: shorts could not pay {shortfall} USD; the insurance fund paid {insurance_paid}, longs' payouts cut by {haircut}"
             ),
-            Event::BackstopRegistered { offer, keeper, underlying, max_notional, discount, collateral } => println!(
+            Event::BackstopRegistered { offer, keeper, underlying, max_notional, discount, collateral } => outln!(
                 "    {} posts backstop offer #{offer} on {underlying}: up to {max_notional} USD of underlying notional at {}% from mark, {collateral} USD collateral locked",
                 name_of(chain, keeper),
                 (discount * Decimal::ONE_HUNDRED).normalize()
             ),
-            Event::BackstopCancelled { offer, keeper, collateral_released } => println!(
+            Event::BackstopCancelled { offer, keeper, collateral_released } => outln!(
                 "    backstop offer #{offer} of {} withdrawn, {collateral_released} USD collateral released",
                 name_of(chain, keeper)
             ),
             Event::LiquidationStarted { account, equity, maintenance_margin, initial_margin, full, keeper } => {
-                println!(
+                outln!(
                     "    LIQUIDATING {}: equity {equity} < maintenance margin {maintenance_margin} (initial {initial_margin}); {}{}",
                     name_of(chain, account),
                     if *full {
@@ -668,31 +712,47 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                     format!("{name} receives {cash} USD")
                 };
                 let to = counterparty.map(|c| name_of(chain, &c)).unwrap_or_default();
-                let price = price.map(|p| p.to_string()).unwrap_or_default();
+                let price = price.map(per_contract).unwrap_or_default();
                 match step {
-                    LiquidationStep::Backstop => println!(
-                        "      backstop: {contracts} {series} to {to} at {price} (mark plus its discount); {paid}"
+                    LiquidationStep::Backstop => outln!(
+                        "      backstop: {contracts} {series} to {to} at {price}, its backstop offer's price; {paid}"
                     ),
-                    LiquidationStep::Book => println!(
+                    LiquidationStep::Book => outln!(
                         "      book: {contracts} {series} closed by an immediate-or-cancel order within the band (fills above); {paid}"
                     ),
                     LiquidationStep::InsuranceFund => {
-                        println!("      insurance fund: {contracts} {series} to the fund at {price}; {paid}")
+                        outln!("      insurance fund: {contracts} {series} to the fund at {price}; {paid}")
                     }
-                    LiquidationStep::Deleverage => println!(
-                        "      auto-deleveraging: {contracts} {series} closed against {to}'s opposite position at {price} (the bankruptcy price, at most mark); {paid}"
+                    LiquidationStep::Deleverage => outln!(
+                        "      auto-deleveraging: {contracts} {series} closed against {to}'s opposite position at {price} (the bankruptcy price, at most mark; the fund makes the difference up while it can); {paid}"
                     ),
                 }
             }
-            Event::InsuranceFundUsed { account, series, amount } => println!(
-                "      insurance fund covers {amount} USD of {series} that {} could not pay: it closed at its bankruptcy price",
+            Event::InsuranceFundUsed { account, series, amount } => outln!(
+                "      insurance fund covers {amount} USD of {series} that {} could not pay",
                 name_of(chain, account)
             ),
-            Event::Deleveraged { counterparty, series, contracts, price, .. } => println!(
-                "      ADL: {}'s position in {series} changes by {contracts} at {price}",
-                name_of(chain, counterparty)
+            Event::Deleveraged { counterparty, series, contracts, price, insurance_paid, .. } => outln!(
+                "      ADL: {}'s position in {series} changes by {contracts} at {}{}",
+                name_of(chain, counterparty),
+                per_contract(*price),
+                if insurance_paid.is_zero() {
+                    String::new()
+                } else {
+                    format!(", and the insurance fund adds {insurance_paid} USD so that it is paid mark")
+                }
             ),
-            Event::LiquidationPenalty { account, total, keepers, insurance_amount } => println!(
+            Event::SettlementSales { account, series, owed, paid, equity, positions_left } => outln!(
+                "    {} owed {owed} USD at the settlement of {series} and had to sell its other positions (equity less what it owed: {}); it paid {paid}{}",
+                name_of(chain, account),
+                equity.map_or_else(|| "unknown".to_string(), |e| e.to_string()),
+                if *positions_left == 0 {
+                    String::new()
+                } else {
+                    format!(", {positions_left} position(s) no step could take")
+                }
+            ),
+            Event::LiquidationPenalty { account, total, keepers, insurance_amount } => outln!(
                 "      penalty {total} USD from {}: {}{insurance_amount} to the insurance fund",
                 name_of(chain, account),
                 keepers
@@ -700,7 +760,7 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
                     .map(|(keeper, amount)| format!("{amount} to {}, ", name_of(chain, keeper)))
                     .collect::<String>()
             ),
-            Event::LiquidationFinished { account, equity, maintenance_margin, cash, positions_left } => println!(
+            Event::LiquidationFinished { account, equity, maintenance_margin, cash, positions_left } => outln!(
                 "      done: {} has equity {}, maintenance margin {}, cash {cash} USD{}",
                 name_of(chain, account),
                 equity.map_or_else(|| "unknown (unpriceable)".to_string(), |e| e.to_string()),
@@ -716,8 +776,125 @@ fn print_block(chain: &Sandbox, block: &BlockOutput) {
     }
 }
 
+/// What an action did, in words: the outcome says what the chain did, the
+/// action (when known) what was asked.
+fn describe(chain: &Sandbox, action: Option<&Kind>, outcome: &ActionOutcome) -> String {
+    let validator = |bytes: &[u8]| {
+        vanna_runtime::Address::from_slice(bytes).map_or_else(|_| "an unknown validator".into(), |v| name_of(chain, &v))
+    };
+    match outcome {
+        ActionOutcome::Order(order) => {
+            let asked = match action {
+                Some(Kind::PlaceOrder(place)) => {
+                    let side = if place.side == Side::Buy as i32 { "buys" } else { "sells" };
+                    let price = if place.price.is_empty() {
+                        "at market".to_string()
+                    } else {
+                        format!("at {} or better", place.price)
+                    };
+                    let reduce_only = if place.reduce_only { ", reduce-only" } else { "" };
+                    format!("{side} {} {} {price}{reduce_only}", place.quantity, place.series)
+                }
+                _ => "places an order".to_string(),
+            };
+            format!("{asked}: order {}", fills(order))
+        }
+        ActionOutcome::Replaced(order) => format!("amends order {}", fills(order)),
+        ActionOutcome::Reduced { order, remaining } => {
+            format!("shrinks order {order} to a size of {remaining}, keeping its place in the queue")
+        }
+        ActionOutcome::Cancelled { orders } => match action {
+            Some(Kind::CancelAll(wire::CancelAll { scope: Some(Scope::Underlying(symbol)) })) => {
+                format!("cancels its {orders} open order(s) on {symbol}")
+            }
+            _ => format!("cancels {orders} order(s)"),
+        },
+        ActionOutcome::Transferred => match action {
+            Some(Kind::Transfer(transfer)) => {
+                let asset = if transfer.asset == wire::Asset::Vanna as i32 { "VANNA" } else { "USD" };
+                let to = vanna_runtime::Address::from_slice(&transfer.to)
+                    .map_or_else(|_| "an unknown account".into(), |to| name_of(chain, &to));
+                format!("transfers {} {asset} to {to}", transfer.amount)
+            }
+            _ => "makes a transfer".to_string(),
+        },
+        ActionOutcome::SeriesListed => match action {
+            Some(Kind::ListSeries(list)) => format!("lists {}", list.series),
+            _ => "lists a series".to_string(),
+        },
+        ActionOutcome::Staked => match action {
+            Some(Kind::Delegate(delegate)) => {
+                format!("delegates {} VANNA to {}", delegate.amount, validator(&delegate.validator))
+            }
+            Some(Kind::Undelegate(undelegate)) => {
+                format!("undelegates {} VANNA from {}", undelegate.amount, validator(&undelegate.validator))
+            }
+            Some(Kind::Redelegate(redelegate)) => format!(
+                "moves {} VANNA of delegation from {} to {}",
+                redelegate.amount,
+                validator(&redelegate.from_validator),
+                validator(&redelegate.to_validator)
+            ),
+            Some(Kind::ClaimRewards(claim)) => format!("claims its rewards from {}", validator(&claim.validator)),
+            Some(Kind::WithdrawUnbonded(_)) => "withdraws its unbonded VANNA".to_string(),
+            Some(Kind::RegisterValidator(register)) => format!("registers validator {}", register.moniker),
+            Some(Kind::EditValidator(_)) => "edits its validator".to_string(),
+            Some(Kind::Unjail(_)) => "unjails its validator".to_string(),
+            _ => "changes its stake".to_string(),
+        },
+        ActionOutcome::BackstopRegistered { offer } => format!("registers backstop offer #{offer} (details below)"),
+        ActionOutcome::BackstopCancelled { offer } => format!("withdraws backstop offer #{offer}"),
+        ActionOutcome::Liquidated { positions_closed } => {
+            format!("has the account liquidated: {positions_closed} position(s) closed")
+        }
+        ActionOutcome::AlreadyLiquidated => {
+            "asks for a liquidation: the account was already liquidated in this block, so nothing changes".to_string()
+        }
+    }
+}
+
+/// An order's id and what became of it.
+fn fills(order: &OrderOutcome) -> String {
+    let rest = match order.cancelled {
+        Some(reason) => format!(", the rest cancelled: {}", cancel_reason(reason)),
+        None if order.resting_contracts.is_zero() => String::new(),
+        None => format!(", {} resting in the book", order.resting_contracts),
+    };
+    format!("{}: {} filled{rest}", order.order, order.filled_contracts)
+}
+
+/// Why an order, or its rest, left the book.
+fn cancel_reason(reason: CancelReason) -> &'static str {
+    match reason {
+        CancelReason::User => "by its owner",
+        CancelReason::Unfilled => "the unfilled rest of an immediate order",
+        CancelReason::Expired => "its time in force ran out",
+        CancelReason::SelfTrade => "it would have traded with its own account",
+        CancelReason::ReduceOnly => "reduce-only, and larger than the position left",
+        CancelReason::MaxFills => "it took the most fills one order may",
+        CancelReason::Replaced => "replaced by its amended order",
+        CancelReason::Settled => "its series settled",
+        CancelReason::Liquidation => "its account is being liquidated",
+        CancelReason::SettlementPayment => "to free cash for a settlement payment",
+    }
+}
+
+fn offence_text(offence: Offence) -> &'static str {
+    match offence {
+        Offence::DoubleProposal => "two proposals in one view",
+        Offence::DoubleVote => "a double vote",
+        Offence::FinalityViolation => "votes that break the finality rule",
+        Offence::Downtime => "downtime",
+    }
+}
+
+/// A price per contract or a mark, in USD: one rounding, to the cent, wherever it is printed.
+fn per_contract(price: Decimal) -> String {
+    format!("{:.2}", price.round_dp(2))
+}
+
 fn print_books(chain: &Sandbox) {
-    println!("== order books (price x contracts, best first)");
+    outln!("== order books (price x contracts, best first)");
     for market in &chain.state.markets {
         if market.book.is_empty() {
             continue;
@@ -731,7 +908,7 @@ fn print_books(chain: &Sandbox) {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        println!(
+        outln!(
             "  {:<22} bids [{}]  asks [{}]",
             market.spec.name,
             side(vanna_book::Side::Buy),
@@ -741,8 +918,8 @@ fn print_books(chain: &Sandbox) {
 }
 
 fn print_accounts(chain: &Sandbox, names: &[&str]) {
-    println!("\n== accounts");
-    println!("  {:<9} {:>14} {:>12} {:>14}  positions", "account", "USD", "locked", "free");
+    outln!("\n== accounts");
+    outln!("  {:<9} {:>14} {:>12} {:>14}  positions", "account", "USD", "locked", "free");
     for name in names {
         let account = chain.state.account(&chain.address(name)).expect("demo account");
         let positions: Vec<String> = account
@@ -754,7 +931,7 @@ fn print_accounts(chain: &Sandbox, names: &[&str]) {
                 format!("{} {:+}", market.spec.name, market.signed_contracts(exposure.position_lots))
             })
             .collect();
-        println!(
+        outln!(
             "  {:<9} {:>14} {:>12} {:>14}  {}",
             name,
             account.usd.to_string(),
@@ -764,22 +941,22 @@ fn print_accounts(chain: &Sandbox, names: &[&str]) {
         );
     }
     let total: Decimal = chain.state.total_usd().value();
-    println!(
+    outln!(
         "  fee pool {} USD (what did not divide evenly among validators, carried to the next block); USD in existence {total}, unchanged since genesis",
         chain.state.fee_pool
     );
 }
 
-fn print_margins(chain: &Sandbox, names: &[&str]) -> CliResult {
-    println!(
-        "\n== margin at BTC {} / ETH {} (marks: Black-Scholes at the oracle spot and volatility)",
-        chain.state.index_price("BTC"),
-        chain.state.index_price("ETH")
-    );
-    println!("  {:<9} {:>16} {:>14} {:>14} {:>8}", "account", "equity", "initial", "maintenance", "ratio");
+fn print_margins(chain: &Sandbox, args: &Args, names: &[&str]) -> CliResult {
+    if args.json {
+        return Ok(());
+    }
+    outln!("== margin at {}; marks: Black-Scholes at the oracle spot and volatility", indices(chain));
+    print_stale_underlyings(chain);
+    outln!("  {:<9} {:>16} {:>14} {:>14} {:>8}", "account", "equity", "initial", "maintenance", "ratio");
     for name in names {
         let risk = chain.state.account_margin(&chain.address(name))?;
-        println!(
+        outln!(
             "  {:<9} {:>16} {:>14} {:>14} {:>8}",
             name,
             risk.equity.to_string(),
@@ -788,28 +965,64 @@ fn print_margins(chain: &Sandbox, names: &[&str]) -> CliResult {
             risk.margin_ratio.map_or_else(|| "-".to_string(), |ratio| ratio.round_dp(4).to_string())
         );
         for position in &risk.positions {
-            println!(
-                "    {:<22} {:>+7} mark {:>10} delta {:>+9} gamma {:>+.8} vega {:>+9} theta/day {:>+9}",
+            outln!(
+                "    {:<22} {:>+7} mark {:>10} delta {:>+9} gamma {:>+.8} vega {:>+9} theta/day {:>+9}{}",
                 position.series,
                 position.contracts,
-                position.mark.round_dp(2),
+                per_contract(position.mark),
                 position.delta.round_dp(4),
                 position.gamma,
                 position.vega_per_vol_point.round_dp(2),
-                position.theta_per_day.round_dp(2)
+                position.theta_per_day.round_dp(2),
+                if series_is_stale(chain, &position.series) { "  (stale index)" } else { "" }
             );
         }
     }
+    outln!();
     Ok(())
+}
+
+/// Every underlying's index, as "BTC 92000 / ETH 3550 (stale)".
+fn indices(chain: &Sandbox) -> String {
+    chain
+        .state
+        .underlyings
+        .keys()
+        .map(|symbol| {
+            let stale = if chain.state.is_stale(symbol) { " (stale)" } else { "" };
+            format!("{symbol} {}{stale}", chain.state.index_price(symbol))
+        })
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// What a stale underlying means for the figures printed next to it.
+fn print_stale_underlyings(chain: &Sandbox) {
+    let quiet_ms = chain.state.oracle.params().stale_after_ms;
+    for symbol in chain.state.underlyings.keys().filter(|symbol| chain.state.is_stale(symbol)) {
+        outln!(
+            "  {symbol} is stale (no index update for {} s or more): its markets take only reduce-only orders, and its marks, equity and margins here use its last index, {}",
+            quiet_ms / 1_000,
+            chain.state.index_price(symbol)
+        );
+    }
+}
+
+fn series_is_stale(chain: &Sandbox, series: &str) -> bool {
+    chain.state.series(series).is_some_and(|series| chain.state.is_stale(&series.spec.underlying))
 }
 
 fn print_staking(chain: &Sandbox) {
     use vanna_runtime::money::Amount;
     let staking = &chain.state.staking;
-    println!("\n== staking ledger (epoch {}, {} VANNA burned)", staking.epoch, Amount::from_micro(staking.burned));
-    println!(
+    outln!("\n== staking ledger (epoch {}, {} VANNA burned)", staking.epoch, Amount::from_micro(staking.burned));
+    outln!(
         "  {:<12} {:>12} {:>11} {:>14} {:>16}  status",
-        "validator", "bonded", "commission", "unclaimed", "pool for stake"
+        "validator",
+        "bonded",
+        "commission",
+        "unclaimed",
+        "pool for stake"
     );
     for name in ["validator-1", "validator-2", "validator-3"] {
         let v = &staking.validators[&chain.address(name)];
@@ -822,7 +1035,7 @@ fn print_staking(chain: &Sandbox) {
         } else {
             "inactive"
         };
-        println!(
+        outln!(
             "  {:<12} {:>12} {:>11} {:>14} {:>16}  {status}",
             name,
             Amount::from_micro(v.tokens).to_string(),
@@ -834,7 +1047,7 @@ fn print_staking(chain: &Sandbox) {
     for name in ["alice", "bob"] {
         let address = chain.address(name);
         for (validator, _, tokens) in staking.delegations_of(&address) {
-            println!(
+            outln!(
                 "  {name} delegates {} VANNA to {}, {} USD of rewards pending",
                 Amount::from_micro(tokens),
                 name_of(chain, &validator),
@@ -842,7 +1055,7 @@ fn print_staking(chain: &Sandbox) {
             );
         }
     }
-    println!(
+    outln!(
         "  VANNA in existence {} (liquid + bonded + unbonding + burned), USD {}: both unchanged since genesis",
         chain.state.total_vanna(),
         chain.state.total_usd()

@@ -55,7 +55,7 @@ pub enum Genesis {
 
 pub fn run(command: &Genesis) -> CliResult {
     match command {
-        Genesis::Demo => println!("{}", demo().0.to_json()),
+        Genesis::Demo => outln!("{}", demo().0.to_json()),
     }
     Ok(())
 }

@@ -23,19 +23,19 @@ pub struct Args {
     #[arg(long)]
     pub kind: Kind,
     /// Spot price of the underlying, in USD.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     pub spot: f64,
     /// Strike, in USD.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     pub strike: f64,
     /// Annualised volatility as a fraction: 0.6 for 60 %.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     pub vol: f64,
     /// Continuously compounded annual rate as a fraction: 0.05 for 5 %.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
     /// Calendar days to expiry (ACT/365), fractions allowed; 0 prices at expiry.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     pub days: f64,
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
@@ -65,7 +65,7 @@ pub struct Report {
 pub fn run(args: &Args) -> CliResult {
     let report = compute(args)?;
     crate::bench::emit(args.json, &report, |report| {
-        println!(
+        outln!(
             "{} spot {} strike {} vol {}% rate {}% {} days ({:.6} years)",
             report.kind,
             report.spot,
@@ -75,11 +75,11 @@ pub fn run(args: &Args) -> CliResult {
             report.days,
             report.years
         );
-        println!("  price   {:>18.6}", report.price);
-        println!("  delta   {:>18.6}", report.delta);
-        println!("  gamma   {:>18.10}", report.gamma);
-        println!("  vega    {:>18.6}  per vol point", report.vega_per_vol_point);
-        println!("  theta   {:>18.6}  per day", report.theta_per_day);
+        outln!("  price   {:>18.6}", report.price);
+        outln!("  delta   {:>18.6}", report.delta);
+        outln!("  gamma   {:>18.10}", report.gamma);
+        outln!("  vega    {:>18.6}  per vol point", report.vega_per_vol_point);
+        outln!("  theta   {:>18.6}  per day", report.theta_per_day);
     })
 }
 

@@ -96,11 +96,13 @@ impl CsvReplaySource {
     }
 
     pub fn open(path: &Path) -> Result<Self, FeederError> {
-        let size = std::fs::metadata(path)?.len();
+        let size = std::fs::metadata(path)
+            .map_err(|source| FeederError::File { path: path.display().to_string(), source })?
+            .len();
         if size > MAX_CSV_BYTES {
             return Err(FeederError::Config(format!("{} is {size} bytes, more than {MAX_CSV_BYTES}", path.display())));
         }
-        Ok(Self::from_rows(parse_csv(&std::fs::read_to_string(path)?)?))
+        Ok(Self::from_rows(parse_csv(&crate::feeder::read_file(path)?)?))
     }
 }
 

@@ -12,10 +12,10 @@ pub enum FeederError {
     Nonsense { source_name: &'static str, reason: String },
     #[error("CSV line {line}: {reason}")]
     Csv { line: usize, reason: String },
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("bad signing key: {0}")]
-    Key(String),
+    #[error("cannot read {path}: {source}")]
+    File { path: String, source: std::io::Error },
+    #[error("bad signing key in {path}: {reason}")]
+    Key { path: String, reason: String },
     #[error("bad configuration: {0}")]
     Config(String),
     #[error("source has no data for {0}")]

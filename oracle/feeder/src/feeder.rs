@@ -21,19 +21,26 @@ pub const BINANCE_URL: &str = "https://api.binance.com";
 pub const KRAKEN_URL: &str = "https://api.kraken.com";
 
 /// A key derived from a seed phrase as every Vanna tool derives it
-/// (`vanna_crypto::secp256k1::signing_key_from_seed`), so `--key-seed alice`
-/// signs as the runtime's account `alice`. For localnets and tests only.
+/// (`vanna_crypto::secp256k1::signing_key_from_seed`), so `--key-seed
+/// vanna-demo/validator-1` signs as the demo chain's validator-1 (the sandbox
+/// seeds each name with `vanna-demo/`). For localnets and tests only.
 pub fn key_from_seed(seed: &str) -> SigningKey {
     vanna_crypto::secp256k1::signing_key_from_seed(seed)
 }
 
 /// A key file: the 32-byte secret scalar as 64 hex digits (whitespace ignored).
 pub fn key_from_file(path: &Path) -> Result<SigningKey, FeederError> {
-    let text = std::fs::read_to_string(path)?;
+    let text = read_file(path)?;
+    let bad = |reason: &str| FeederError::Key { path: path.display().to_string(), reason: reason.into() };
     let hex_digits: String = text.split_whitespace().collect();
-    let bytes = hex::decode(&hex_digits).map_err(|_| FeederError::Key("not hex".into()))?;
-    let bytes: [u8; 32] = bytes.try_into().map_err(|_| FeederError::Key("expected 32 bytes".into()))?;
-    SigningKey::from_bytes(&bytes.into()).map_err(|_| FeederError::Key("not a valid secp256k1 scalar".into()))
+    let bytes = hex::decode(&hex_digits).map_err(|_| bad("not hex"))?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| bad("expected 32 bytes (64 hex digits)"))?;
+    SigningKey::from_bytes(&bytes.into()).map_err(|_| bad("not a valid secp256k1 scalar"))
+}
+
+/// A text file's contents; an error names the file.
+pub(crate) fn read_file(path: &Path) -> Result<String, FeederError> {
+    std::fs::read_to_string(path).map_err(|source| FeederError::File { path: path.display().to_string(), source })
 }
 
 /// Builds a source from its command-line spelling:
@@ -176,7 +183,8 @@ mod tests {
         }
         assert!(matches!(source_from_spec("ftx", &synthetic, timeout), Err(FeederError::Config(_))));
         assert!(source_from_spec("csv:", &synthetic, timeout).is_err());
-        assert!(source_from_spec("csv:/nonexistent.csv", &synthetic, timeout).is_err());
+        let missing = source_from_spec("csv:/nonexistent.csv", &synthetic, timeout).err().unwrap();
+        assert!(missing.to_string().starts_with("cannot read /nonexistent.csv: "), "{missing}");
         assert_eq!(key_from_seed("alice").to_bytes(), key_from_seed("alice").to_bytes(), "seed keys are deterministic");
         let dir = std::env::temp_dir().join(format!("vanna-feeder-key-{}", std::process::id()));
         std::fs::write(&dir, format!("{}\n", hex::encode([7u8; 32]))).unwrap();
@@ -185,7 +193,9 @@ mod tests {
             SigningKey::from_bytes(&[7u8; 32].into()).unwrap().to_bytes()
         );
         std::fs::write(&dir, "zz").unwrap();
-        assert!(matches!(key_from_file(&dir), Err(FeederError::Key(_))));
+        assert!(matches!(key_from_file(&dir), Err(FeederError::Key { .. })));
+        let missing = Path::new("/nonexistent/vanna.key");
+        assert!(key_from_file(missing).unwrap_err().to_string().starts_with("cannot read /nonexistent/vanna.key: "));
         std::fs::remove_file(&dir).unwrap();
     }
 }

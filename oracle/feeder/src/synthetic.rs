@@ -64,6 +64,34 @@ impl SyntheticConfig {
     }
 }
 
+impl SyntheticConfig {
+    /// Whether a source with this configuration, first asked at `now_ms`, can
+    /// quote at all: a path whose epoch lies ahead would give only quotes
+    /// from the future, and one more than [`MAX_CATCH_UP_STEPS`] steps back
+    /// refuses to catch up. Either way the feeder would report nothing, round
+    /// after round, so its caller refuses the configuration up front.
+    pub fn check_start(&self, now_ms: u64, max_future_skew_ms: u64) -> Result<(), FeederError> {
+        if self.epoch_ms > now_ms.saturating_add(max_future_skew_ms) {
+            return Err(FeederError::Config(format!(
+                "the synthetic epoch {} ms is {} ms ahead of now ({now_ms} ms): every quote would be from the future",
+                self.epoch_ms,
+                self.epoch_ms - now_ms
+            )));
+        }
+        let steps_behind = now_ms.saturating_sub(self.epoch_ms) / self.step_ms.max(1);
+        if steps_behind > MAX_CATCH_UP_STEPS {
+            return Err(FeederError::Config(format!(
+                "the synthetic epoch {} ms is {steps_behind} steps of {} ms before now, more than the {MAX_CATCH_UP_STEPS} \
+                 a quote may catch up: pick an epoch within the last {} days",
+                self.epoch_ms,
+                self.step_ms,
+                MAX_CATCH_UP_STEPS * self.step_ms / MS_PER_DAY
+            )));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Path {
     rng: ChaCha20Rng,
@@ -251,5 +279,15 @@ mod tests {
         assert!(SyntheticSource::new(config).is_err());
         let mut source = SyntheticSource::new(SyntheticConfig::new(1, 0)).unwrap();
         assert!(matches!(source.quote(&btc(), (MAX_CATCH_UP_STEPS + 2) * 1_000), Err(FeederError::Config(_))));
+        // The same configurations, refused before the first quote.
+        let config = SyntheticConfig::new(1, 10 * MS_PER_DAY);
+        assert!(config.check_start(10 * MS_PER_DAY, 0).is_ok());
+        assert!(config.check_start(10 * MS_PER_DAY - 1_000, 1_000).is_ok(), "within the skew");
+        assert!(
+            config.check_start(10 * MS_PER_DAY - 1_001, 1_000).unwrap_err().to_string().contains("from the future")
+        );
+        assert!(config.check_start(20 * MS_PER_DAY, 0).is_ok(), "ten days of one-second steps is the most");
+        let too_late = config.check_start(20 * MS_PER_DAY + 1_000, 0).unwrap_err().to_string();
+        assert!(too_late.contains("within the last 10 days"), "{too_late}");
     }
 }

@@ -19,6 +19,7 @@ use serde::Serialize;
 use vanna_proto::v1::{self as wire, PlaceOrder, Side, TimeInForce};
 use vanna_runtime::events::{ActionResult, Event, TxStatus};
 use vanna_runtime::genesis::GenesisAccount;
+use vanna_runtime::limits::MAX_TRANSACTIONS_PER_BLOCK;
 use vanna_runtime::money::Amount;
 use vanna_runtime::sandbox::demo_genesis;
 use vanna_runtime::tx::{Signer, limit_order, place};
@@ -26,16 +27,26 @@ use vanna_runtime::{BlockContext, Genesis};
 
 use crate::CliResult;
 
+/// Largest `--accounts`: each is a signing key and a funded account, derived
+/// before the clock starts.
+const ACCOUNTS_MAX: u64 = 1_000_000;
+/// Largest `--blocks`, and of `--blocks` × `--block-size`: every transaction
+/// is signed and held in memory (about 500 bytes with its parsed key) before
+/// the clock starts.
+const BLOCKS_MAX: u64 = 1_000;
+const TRANSACTIONS_MAX: u64 = 1_000_000;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Funded accounts sending orders.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 2_000, value_parser = crate::args::whole::<u32>(1, ACCOUNTS_MAX))]
     pub accounts: u32,
-    /// Transactions per block.
-    #[arg(long, default_value_t = 10_000)]
+    /// Transactions per block (at most the runtime's limit per block).
+    #[arg(long, default_value_t = 10_000,
+          value_parser = crate::args::whole::<u32>(1, MAX_TRANSACTIONS_PER_BLOCK as u64))]
     pub block_size: u32,
-    /// Blocks to apply.
-    #[arg(long, default_value_t = 5)]
+    /// Blocks to apply; all of them are signed before the clock starts.
+    #[arg(long, default_value_t = 5, value_parser = crate::args::whole::<u32>(1, BLOCKS_MAX))]
     pub blocks: u32,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -73,11 +84,14 @@ const SERIES: [(&str, u32, &str); 6] = [
 ];
 
 pub fn run(args: &Args) -> CliResult {
-    if args.accounts == 0 || args.block_size == 0 || args.blocks == 0 {
-        return Err("--accounts, --block-size and --blocks must be positive".into());
-    }
-    if args.block_size as usize > vanna_runtime::limits::MAX_TRANSACTIONS_PER_BLOCK {
-        return Err(format!("--block-size is at most {}", vanna_runtime::limits::MAX_TRANSACTIONS_PER_BLOCK).into());
+    let transactions = u64::from(args.blocks) * u64::from(args.block_size);
+    if transactions > TRANSACTIONS_MAX {
+        return Err(format!(
+            "--blocks {} x --block-size {} is {transactions} transactions, more than {TRANSACTIONS_MAX}: \
+             all are signed and held in memory before the clock starts; use fewer blocks or smaller ones",
+            args.blocks, args.block_size
+        )
+        .into());
     }
     let (genesis, signers) = genesis(args.accounts);
     let blocks = sign_stream(args, &genesis, &signers);
@@ -131,7 +145,6 @@ pub fn run(args: &Args) -> CliResult {
         }
         fills += events.iter().filter(|event| matches!(event, Event::Filled(_))).count() as u64;
     }
-    let transactions = blocks.iter().map(Vec::len).sum::<usize>() as u64;
     let tx_per_sec = transactions as f64 / apply_elapsed.as_secs_f64();
     let raw_verify_per_sec = transactions as f64 / raw_elapsed.as_secs_f64();
     let report = Report {
@@ -149,17 +162,22 @@ pub fn run(args: &Args) -> CliResult {
         seed: args.seed,
     };
     crate::bench::emit(args.json, &report, |r| {
-        println!(
+        outln!(
             "apply: {} transactions in {} blocks of {}, {} accounts",
-            r.transactions, r.blocks, r.block_size, r.accounts
+            r.transactions,
+            r.blocks,
+            r.block_size,
+            r.accounts
         );
-        println!("  applied        {:>10.0} tx/s (signature check, matching, fees, state root)", r.tx_per_sec);
-        println!("  raw k256 verify {:>9.0} verifications/s", r.raw_verify_per_sec);
-        println!("  ratio          {:>10.3} of raw verification", r.ratio_to_raw_verify);
-        println!("  state root     {:>10.2} ms per block of {} transactions", r.root_ms_per_block, r.block_size);
-        println!(
+        outln!("  applied        {:>10.0} tx/s (signature check, matching, fees, state root)", r.tx_per_sec);
+        outln!("  raw k256 verify {:>9.0} verifications/s", r.raw_verify_per_sec);
+        outln!("  ratio          {:>10.3} of raw verification", r.ratio_to_raw_verify);
+        outln!("  state root     {:>10.2} ms per block of {} transactions", r.root_ms_per_block, r.block_size);
+        outln!(
             "  {} orders accepted, {} refused (collateral, limits), {} fills",
-            r.orders_accepted, r.actions_failed, r.fills
+            r.orders_accepted,
+            r.actions_failed,
+            r.fills
         );
     })
 }

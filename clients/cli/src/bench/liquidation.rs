@@ -46,6 +46,7 @@ use crate::CliResult;
 /// Expiries and strikes listed: 3 × 7 × calls and puts = 42 BTC series.
 const EXPIRIES: [&str; 3] = ["25DEC26", "29JAN27", "26MAR27"];
 const STRIKES: [u32; 7] = [70_000, 80_000, 90_000, 100_000, 110_000, 120_000, 130_000];
+const SERIES: usize = EXPIRIES.len() * STRIKES.len() * 2;
 /// The demo genesis' BTC index, tick and lot.
 const SPOT: Decimal = Decimal::from_parts(97_000, 0, 0, false, 0);
 const LOT: Decimal = Decimal::from_parts(1, 0, 0, false, 2);
@@ -76,24 +77,24 @@ const SAFE_ALLOWANCE_PER_CONTRACT: f64 = 8_000.0;
 /// Block spacing, as the sandbox produces them.
 const BLOCK_MS: u64 = 1_000;
 /// Bounds on the flags: memory (about 3 KiB per account) and run time.
-const ACCOUNTS_MAX: u32 = 2_000_000;
+const ACCOUNTS_MAX: u64 = 2_000_000;
 const GOAL_MS: f64 = 50.0;
 
 /// `vanna bench liquidation` options.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
     /// Accounts at risk: each holds `--positions` option positions.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000, value_parser = crate::args::whole::<u32>(1, ACCOUNTS_MAX))]
     pub accounts: u32,
-    /// Option positions per account, in distinct series (at most 42).
-    #[arg(long, default_value_t = 5)]
+    /// Option positions per account, in distinct series of the 42 listed.
+    #[arg(long, default_value_t = 5, value_parser = crate::args::whole::<u32>(1, SERIES as u64))]
     pub positions: u32,
-    /// The index falls by this fraction in one oracle update.
+    /// The index falls by this fraction in one oracle update (above 0, at most 0.5).
     #[arg(long, default_value_t = 0.30)]
     pub crash: f64,
     /// More accounts with positions, collateralised far beyond the crash: the
     /// at-risk index must keep them out of the pass.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::args::whole::<u32>(0, ACCOUNTS_MAX))]
     pub safe_accounts: u32,
     /// Share of `--accounts` given cash that the crash leaves below
     /// maintenance margin (among those whose portfolio loses in the crash).
@@ -190,7 +191,7 @@ pub struct Population {
 pub fn run(args: &Args) -> CliResult {
     let report = measure(args)?;
     crate::bench::emit(args.json, &report, |r| {
-        println!(
+        outln!(
             "liquidation: {} accounts x {} positions (+{} safe), BTC {} -> {} ({:.0}% crash) in one update",
             r.accounts,
             r.positions,
@@ -199,11 +200,12 @@ pub fn run(args: &Args) -> CliResult {
             r.index_after,
             r.crash * 100.0
         );
-        println!(
+        outln!(
             "  price update to last liquidation {:>9.3} ms (goal {} ms for 100,000 accounts)",
-            r.liquidation_ms, r.goal_ms
+            r.liquidation_ms,
+            r.goal_ms
         );
-        println!(
+        outln!(
             "  accounts evaluated {} (safe {}), liquidated {} (planned {}; {} more at the block's end)",
             r.accounts_evaluated,
             r.safe_accounts_evaluated,
@@ -212,11 +214,14 @@ pub fn run(args: &Args) -> CliResult {
             r.accounts_liquidated_at_block_end
         );
         let s = &r.positions_closed;
-        println!(
+        outln!(
             "  position closes: backstop {}, book {}, insurance fund {}, deleveraging {}",
-            s.backstop, s.book, s.insurance_fund, s.deleverage
+            s.backstop,
+            s.book,
+            s.insurance_fund,
+            s.deleverage
         );
-        println!("  setup {:.1} s (not timed), seed {}", r.setup_seconds, r.seed);
+        outln!("  setup {:.1} s (not timed), seed {}", r.setup_seconds, r.seed);
     })
 }
 
@@ -226,18 +231,15 @@ pub fn measure(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
 }
 
 fn check(args: &Args) -> Result<(), String> {
-    if args.accounts == 0 || args.accounts.saturating_add(args.safe_accounts) > ACCOUNTS_MAX {
-        return Err(format!("--accounts must be positive and --accounts + --safe-accounts at most {ACCOUNTS_MAX}"));
-    }
-    let series = EXPIRIES.len() * STRIKES.len() * 2;
-    if args.positions == 0 || args.positions as usize > series {
-        return Err(format!("--positions must be between 1 and {series}"));
+    let accounts = u64::from(args.accounts) + u64::from(args.safe_accounts);
+    if accounts > ACCOUNTS_MAX {
+        return Err(format!("--accounts + --safe-accounts is {accounts}, more than {ACCOUNTS_MAX}"));
     }
     if !(args.crash > 0.0 && args.crash <= 0.5) {
-        return Err("--crash must be above 0 and at most 0.5".into());
+        return Err(format!("--crash must be a fraction above 0 and at most 0.5, got {}", args.crash));
     }
     if !(0.0..=1.0).contains(&args.below_maintenance_share) {
-        return Err("--below-maintenance-share must be between 0 and 1".into());
+        return Err(format!("--below-maintenance-share must be between 0 and 1, got {}", args.below_maintenance_share));
     }
     Ok(())
 }
@@ -638,7 +640,7 @@ pub fn crash(args: &Args, population: &mut Population) -> Result<Report, Box<dyn
         crash: args.crash,
         index_before: index_before.to_string(),
         index_after: index_after.to_string(),
-        series: EXPIRIES.len() * STRIKES.len() * 2,
+        series: SERIES,
         positions_closed: steps,
         setup_seconds: population.setup_seconds,
         goal_ms: GOAL_MS,

@@ -4,8 +4,9 @@
 //! * Full re-pricing: after an oracle update, [`build_tables`] for a full
 //!   listing: 2 underlyings × 8 expiries × 30 strikes × calls and puts = 960
 //!   series, each priced at the mark (with greeks) and in every scenario of
-//!   the default maintenance and initial grids. Each run first moves both spots
-//!   by a random amount, as an oracle update does; the median run is reported.
+//!   the default maintenance and initial grids (21 + 27 = 48): 960 × 49 =
+//!   47,040 prices. Each run first moves both spots by a random amount, as
+//!   an oracle update does; the median run is reported.
 //! * Account margin: [`MarginTables::account`] for random accounts of 10
 //!   positions in one underlying, once the tables are built; the mean per
 //!   account of each run, median over runs.
@@ -32,8 +33,8 @@ const STRIKES_PER_EXPIRY: u32 = 30;
 /// Positions per benchmarked account.
 const POSITIONS_PER_ACCOUNT: usize = 10;
 /// Largest `--runs` and `--accounts`: bounds memory and run time.
-const RUNS_MAX: u32 = 1_000;
-const ACCOUNTS_MAX: u32 = 1_000_000;
+const RUNS_MAX: u64 = 1_000;
+const ACCOUNTS_MAX: u64 = 1_000_000;
 /// A fixed "now" so the listing is the same on every run: 2026-11-25 00:00 UTC.
 const NOW_MS: u64 = 1_795_564_800_000;
 const DAY_MS: u64 = 86_400_000;
@@ -48,10 +49,10 @@ const UNDERLYINGS: [(f64, f64); 2] = [(97_250.5, 0.55), (3_512.25, 0.7)];
 #[derive(clap::Args)]
 pub struct Args {
     /// Timed runs of each measurement; the median is reported.
-    #[arg(long, default_value_t = 21)]
+    #[arg(long, default_value_t = 21, value_parser = crate::args::whole::<u32>(1, RUNS_MAX))]
     pub runs: u32,
     /// Random accounts evaluated per run.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = crate::args::whole::<u32>(1, ACCOUNTS_MAX))]
     pub accounts: u32,
     /// Seed of the spot moves and accounts.
     #[arg(long, default_value_t = 7)]
@@ -79,7 +80,8 @@ pub struct Report {
     /// Spot points × volatility levels of each grid.
     pub maintenance_grid: String,
     pub initial_grid: String,
-    /// Prices computed per full re-pricing: series × (scenarios + the mark).
+    /// Black-Scholes prices per full re-pricing: each series once at its mark
+    /// (with greeks) and once per scenario, so series × (scenarios + 1).
     pub prices_per_reprice: usize,
     pub positions_per_account: usize,
     pub accounts: u32,
@@ -126,8 +128,8 @@ impl Underlying {
 pub fn run(args: &Args) -> CliResult {
     let report = measure(args)?;
     crate::bench::emit(args.json, &report, |report| {
-        println!(
-            "margin: full re-pricing of {} series x {} scenarios ({} prices) in {:.3} ms median (min {:.3}, max {:.3}; goal {} ms)",
+        outln!(
+            "margin: full re-pricing of {} series, each at its mark (with greeks) and in {} scenarios: {} prices, in {:.3} ms median (min {:.3}, max {:.3}; goal {} ms)",
             report.series,
             report.scenarios,
             report.prices_per_reprice,
@@ -136,7 +138,7 @@ pub fn run(args: &Args) -> CliResult {
             report.full_reprice_ms_max,
             report.full_reprice_goal_ms
         );
-        println!(
+        outln!(
             "  account margin ({} positions) in {:.3} us median over {} runs of {} accounts (goal {} us)",
             report.positions_per_account,
             report.account_margin_us,
@@ -144,20 +146,17 @@ pub fn run(args: &Args) -> CliResult {
             report.accounts,
             report.account_margin_goal_us
         );
-        println!(
+        outln!(
             "  grids: maintenance {} ({} scenarios), initial {}; seed {}",
-            report.maintenance_grid, report.maintenance_scenarios, report.initial_grid, report.seed
+            report.maintenance_grid,
+            report.maintenance_scenarios,
+            report.initial_grid,
+            report.seed
         );
     })
 }
 
 pub fn measure(args: &Args) -> Result<Report, Box<dyn std::error::Error>> {
-    if args.runs == 0 || args.runs > RUNS_MAX {
-        return Err(format!("--runs must be between 1 and {RUNS_MAX}").into());
-    }
-    if args.accounts == 0 || args.accounts > ACCOUNTS_MAX {
-        return Err(format!("--accounts must be between 1 and {ACCOUNTS_MAX}").into());
-    }
     let params = MarginParams::default();
     let underlyings: Vec<Underlying> =
         UNDERLYINGS.iter().map(|&(spot, volatility)| Underlying::new(spot, volatility)).collect();

@@ -43,7 +43,7 @@ const OWNERS: u64 = 64;
 #[derive(clap::Args)]
 pub struct Args {
     /// Order operations to time (limit orders and cancels).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = crate::args::whole::<u64>(1, ORDERS_MAX))]
     pub orders: u64,
     /// Seed of the synthetic order stream.
     #[arg(long, default_value_t = 7)]
@@ -106,11 +106,8 @@ pub fn run(args: &Args) -> CliResult {
     let stream = generate(args.orders, args.seed)?;
     let report = measure(&stream)?;
     crate::bench::emit(args.json, &report, |report| {
-        println!(
-            "matching: {} orders in {:.3} s = {:.0} orders/s",
-            report.orders, report.seconds, report.orders_per_sec
-        );
-        println!(
+        outln!("matching: {} orders in {:.3} s = {:.0} orders/s", report.orders, report.seconds, report.orders_per_sec);
+        outln!(
             "  crossing {:.1}%, {} fills, {} cancels, {:.0} resting orders on average (seed {})",
             report.crossing_share * 100.0,
             report.fills,
@@ -146,9 +143,6 @@ impl LiveOrders {
 
 /// Builds the stream of `orders` operations for `seed` (see the module docs).
 pub fn generate(orders: u64, seed: u64) -> Result<Stream, Box<dyn std::error::Error>> {
-    if orders == 0 || orders > ORDERS_MAX {
-        return Err(format!("--orders must be between 1 and {ORDERS_MAX}").into());
-    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut book = Book::new();
     let mut live = LiveOrders::default();

@@ -14,21 +14,33 @@ use vanna_runtime::genesis::{GenesisAccount, GenesisDelegation};
 use vanna_runtime::ids::Address;
 use vanna_runtime::money::Amount;
 use vanna_runtime::sandbox::{add_validators, demo_genesis};
+use vanna_runtime::staking::MAX_VALIDATORS;
 
 use crate::CliResult;
 
+/// Largest delegator count: each is a funded account and a delegation in
+/// memory (about 1 GiB at this bound).
+const DELEGATORS_MAX: u64 = 2_000_000;
+/// Most delegator counts compared in one run.
+const SIZES_MAX: usize = 8;
+/// Largest `--blocks` and `--claims`: bounds the run time.
+const BLOCKS_MAX: u64 = 100_000;
+const CLAIMS_MAX: u64 = 1_000_000;
+
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long, default_value_t = 100)]
+    /// Validators (at most the runtime's limit).
+    #[arg(long, default_value_t = 100, value_parser = crate::args::whole::<u32>(1, MAX_VALIDATORS as u64))]
     pub validators: u32,
     /// Delegator counts to compare, comma separated.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![10_000u32, 100_000, 1_000_000])]
+    #[arg(long, value_delimiter = ',', default_values_t = vec![10_000u32, 100_000, 1_000_000],
+          value_parser = crate::args::whole::<u32>(1, DELEGATORS_MAX))]
     pub delegators: Vec<u32>,
     /// Blocks of reward distribution to time.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 2_000, value_parser = crate::args::whole::<u32>(1, BLOCKS_MAX))]
     pub blocks: u32,
     /// Claims to time.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = crate::args::whole::<u32>(1, CLAIMS_MAX))]
     pub claims: u32,
     #[arg(long)]
     pub json: bool,
@@ -57,8 +69,12 @@ struct Report {
 }
 
 pub fn run(args: &Args) -> CliResult {
-    if args.validators == 0 || args.delegators.is_empty() || args.blocks == 0 || args.claims == 0 {
-        return Err("--validators, --delegators, --blocks and --claims must be positive".into());
+    if args.delegators.len() > SIZES_MAX {
+        return Err(format!(
+            "--delegators lists {} counts; compare at most {SIZES_MAX} in one run",
+            args.delegators.len()
+        )
+        .into());
     }
     let sizes = args.delegators.iter().map(|&delegators| measure(args, delegators)).collect::<Result<Vec<_>, _>>()?;
     let report = Report {
@@ -69,12 +85,15 @@ pub fn run(args: &Args) -> CliResult {
         sizes,
     };
     crate::bench::emit(args.json, &report, |r| {
-        println!("staking with {} validators", r.validators);
-        println!("  {:>12} {:>22} {:>10} {:>16}", "delegators", "distribution µs/block", "claim µs", "epoch change µs");
+        outln!("staking with {} validators", r.validators);
+        outln!("  {:>12} {:>22} {:>10} {:>16}", "delegators", "distribution µs/block", "claim µs", "epoch change µs");
         for size in &r.sizes {
-            println!(
+            outln!(
                 "  {:>12} {:>22.2} {:>10.3} {:>16.1}",
-                size.delegators, size.distribution_us_per_block, size.claim_us, size.epoch_change_us
+                size.delegators,
+                size.distribution_us_per_block,
+                size.claim_us,
+                size.epoch_change_us
             );
         }
     })
