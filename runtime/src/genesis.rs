@@ -48,11 +48,11 @@ pub struct Genesis {
     /// Margin settings per underlying symbol; an underlying not named here
     /// uses the defaults.
     #[serde(default)]
-    pub margin: BTreeMap<String, crate::risk::UnderlyingMargin>,
+    pub margin: BTreeMap<String, crate::margin_tables::UnderlyingMargin>,
     /// Liquidation parameters; every field has a default. The insurance fund
     /// is the account at `Address::insurance_fund()`, funded like any other.
     #[serde(default)]
-    pub liquidation: vanna_liquidation::LiquidationParams,
+    pub liquidation: vanna_liquidation_rules::LiquidationParams,
 }
 
 /// Staking at genesis: parameters and the first validators, whose self-stake
@@ -384,11 +384,11 @@ mod tests {
         let mut volatility = demo();
         volatility.margin.insert(
             "BTC".into(),
-            crate::risk::UnderlyingMargin { default_volatility: Decimal::ZERO, ..Default::default() },
+            crate::margin_tables::UnderlyingMargin { default_volatility: Decimal::ZERO, ..Default::default() },
         );
         assert!(refused(volatility).contains("default_volatility"));
         let mut grid = demo();
-        let mut settings = crate::risk::UnderlyingMargin::default();
+        let mut settings = crate::margin_tables::UnderlyingMargin::default();
         settings.params.maintenance.spot_points = 4;
         grid.margin.insert("ETH".into(), settings);
         assert!(refused(grid).contains("margin of ETH"));

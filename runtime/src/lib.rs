@@ -10,11 +10,11 @@
 //! state and roots on every machine. Money is exact (`Decimal` newtypes) and
 //! every rounding goes against the account.
 
-pub mod backstop;
 pub mod block;
 pub mod commit;
 pub mod genesis;
-pub mod liquidate;
+pub mod liquidation;
+pub mod margin_tables;
 pub mod oracle;
 pub mod risk;
 pub mod root;
@@ -30,7 +30,7 @@ pub mod trading;
 pub use vanna_types::{error, events, ids, instrument, limits, money, proof, tx};
 
 // The at-risk index keeps each account's underlyings as a bit mask.
-const _: () = assert!(limits::MAX_UNDERLYINGS <= vanna_liquidation::MAX_INDEXED_UNDERLYINGS);
+const _: () = assert!(limits::MAX_UNDERLYINGS <= vanna_liquidation_rules::MAX_INDEXED_UNDERLYINGS);
 
 pub use block::BlockError;
 pub use block::{BlockContext, BlockOutput, apply_block};

@@ -15,52 +15,19 @@
 use std::collections::BTreeMap;
 
 use rust_decimal::{Decimal, RoundingStrategy};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use smallvec::SmallVec;
-use vanna_liquidation::{SeriesSensitivity, UnderlyingExposure, bands, series_sensitivity};
-use vanna_margin::{MarginParams, MarginTables, Position, PositionRange, SeriesIndex, SeriesKey, build_tables};
+use vanna_liquidation_rules::{UnderlyingExposure, bands, series_sensitivity};
+use vanna_margin::{Position, PositionRange, SeriesIndex, SeriesKey, build_tables};
 use vanna_pricing::{decimal_to_f64, to_decimal_up};
 
 use crate::error::TxError;
 use crate::ids::{Address, SeriesId};
 use crate::instrument::OptionKind;
+use crate::margin_tables::UnderlyingRisk;
 use crate::money::{ASSET_SCALE, Amount};
 use crate::oracle::oracle_symbol;
 use crate::state::{Exposure, State};
-
-/// Margin settings of one underlying, in genesis.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct UnderlyingMargin {
-    /// Scenario grids and short charges (see `runtime/margin/MARGIN.md`).
-    pub params: MarginParams,
-    /// Annual volatility used while the oracle has no surface for the underlying.
-    pub default_volatility: Decimal,
-}
-
-impl Default for UnderlyingMargin {
-    fn default() -> Self {
-        UnderlyingMargin { params: MarginParams::default(), default_volatility: Decimal::new(6, 1) }
-    }
-}
-
-/// One underlying's tables and which table row each listed series is.
-#[derive(Clone, Debug)]
-pub struct UnderlyingRisk {
-    pub tables: MarginTables,
-    pub rows: BTreeMap<SeriesId, SeriesIndex>,
-    /// Per table row: the at-risk index's bounds for one contract.
-    pub sensitivity: Vec<SeriesSensitivity>,
-    /// `rows` by series id, for the hot path of evaluating accounts.
-    row_by_series: Vec<Option<SeriesIndex>>,
-}
-
-impl UnderlyingRisk {
-    /// The table row of a listed, unsettled series of this underlying.
-    pub fn row(&self, series: SeriesId) -> Option<SeriesIndex> {
-        self.row_by_series.get(series.0 as usize).copied().flatten()
-    }
-}
 
 /// An account's equity and requirements from its positions (open orders
 /// aside), each rounded against the account.
@@ -402,7 +369,7 @@ impl State {
         figures
     }
 
-    fn evaluate_into(&self, owner: u64, index: &mut vanna_liquidation::AtRiskIndex) -> Option<MarginFigures> {
+    fn evaluate_into(&self, owner: u64, index: &mut vanna_liquidation_rules::AtRiskIndex) -> Option<MarginFigures> {
         let account = &self.accounts[owner as usize];
         if account.positions.is_empty() {
             index.remove(owner);
@@ -456,13 +423,17 @@ impl State {
     /// Puts `owner` on the watch list of every underlying it holds: it cannot
     /// be priced for now, so nothing can be decided, and it is evaluated as
     /// soon as the tables are back.
-    fn watch(&self, owner: u64, index: &mut vanna_liquidation::AtRiskIndex) {
+    fn watch(&self, owner: u64, index: &mut vanna_liquidation_rules::AtRiskIndex) {
         let account = &self.accounts[owner as usize];
         let mut symbols: Vec<&str> =
             account.positions.iter().map(|(series, _)| self.market(*series).spec.underlying.as_str()).collect();
         symbols.sort_unstable();
         symbols.dedup();
-        index.insert(owner, self.time_ms, symbols.into_iter().map(|symbol| (symbol, vanna_liquidation::Band::Watch)));
+        index.insert(
+            owner,
+            self.time_ms,
+            symbols.into_iter().map(|symbol| (symbol, vanna_liquidation_rules::Band::Watch)),
+        );
     }
 
     /// Equity, margins, margin ratio, and each position's mark and greeks.
@@ -534,12 +505,6 @@ impl<I: Iterator<Item = (SeriesId, i64)>> Iterator for WithChange<I> {
     }
 }
 
-/// Exact powers of ten in `f64`.
-const POWERS_OF_TEN: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20,
-    1e21, 1e22,
-];
-
 /// `decimal_to_f64(market.signed_contracts(lots))` without `Decimal`
 /// arithmetic, which dominated evaluating an account: lot × lots is
 /// mantissa × lots at the lot's scale, and when that product and the power
@@ -554,13 +519,6 @@ fn contracts_f64(market: &crate::state::Market, lots: i64) -> f64 {
         return m as f64 / power;
     }
     decimal_to_f64(market.signed_contracts(lots))
-}
-
-/// A lot's mantissa and power of ten for [`contracts_f64`].
-pub(crate) fn lot_units(lot: crate::money::Quantity) -> Option<(i64, f64)> {
-    let lot = lot.value();
-    let power = POWERS_OF_TEN.get(lot.scale() as usize)?;
-    Some((i64::try_from(lot.mantissa()).ok()?, *power))
 }
 
 /// What equity is compared with in [`State::meets`].

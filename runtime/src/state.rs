@@ -14,8 +14,8 @@ use crate::error::{Field, TxError};
 use crate::ids::{Address, OrderId, SeriesId};
 use crate::instrument::{SeriesSpec, UnderlyingSpec};
 use crate::money::{Amount, Price, Quantity};
-use crate::staking::Staking;
 use vanna_crypto::PublicKey;
+use vanna_staking::Staking;
 
 /// Fees as options venues charge them: a rate of the underlying's notional
 /// (index price × contracts), capped at a fraction of the option's premium.
@@ -264,7 +264,7 @@ impl Market {
             spec,
             tick: underlying.tick_size,
             lot: underlying.lot_size,
-            lot_units: crate::risk::lot_units(underlying.lot_size),
+            lot_units: crate::margin_tables::lot_units(underlying.lot_size),
             book: Book::new(),
             participants: BTreeSet::new(),
             settled_at: None,
@@ -326,19 +326,19 @@ pub struct State {
     /// Index, volatility surface, status and index history per underlying.
     pub oracle: vanna_oracle::Oracle,
     /// Margin grids, charges and default volatility per underlying (genesis).
-    pub margin: BTreeMap<String, crate::risk::UnderlyingMargin>,
+    pub margin: BTreeMap<String, crate::margin_tables::UnderlyingMargin>,
     /// Margin tables per underlying, rebuilt every block from the oracle.
-    pub risk: BTreeMap<String, crate::risk::UnderlyingRisk>,
+    pub risk: BTreeMap<String, crate::margin_tables::UnderlyingRisk>,
     /// Liquidation parameters (genesis).
-    pub liquidation: vanna_liquidation::LiquidationParams,
+    pub liquidation: vanna_liquidation_rules::LiquidationParams,
     /// The insurance fund's account handle.
     pub insurance_fund: u64,
     /// Standing keeper backstop offers by id.
     pub backstops: BTreeMap<u64, BackstopOffer>,
     pub next_backstop_id: u64,
     /// Accounts with positions by the spot bands they are safe in (derived,
-    /// not committed: see `vanna_liquidation::AtRiskIndex`).
-    pub at_risk: vanna_liquidation::AtRiskIndex,
+    /// not committed: see `vanna_liquidation_rules::AtRiskIndex`).
+    pub at_risk: vanna_liquidation_rules::AtRiskIndex,
     /// Accounts liquidated in the current block (a `Liquidate` transaction
     /// for one of them is a no-op).
     pub liquidated_in_block: BTreeSet<u64>,

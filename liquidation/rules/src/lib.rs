@@ -1,12 +1,12 @@
-//! `vanna-liquidation`: the rules of Vanna's in-block liquidation engine.
+//! `vanna-liquidation-rules`: the rules of Vanna's in-block liquidation engine.
 //!
 //! What it owns: the liquidation parameters (genesis), the at-risk index that
 //! lets a price update visit only the accounts it could have pushed below
 //! maintenance margin, the order in which a liquidated account's positions are
 //! closed, the allocation of positions to keeper backstop offers, and the
 //! auto-deleveraging ranking. The runtime (`vanna-runtime`, module
-//! `liquidate`) executes these rules on its state inside `apply_block`, right
-//! after the oracle update; the flow is described in this folder's README.
+//! `liquidation`) executes these rules on its state inside `apply_block`,
+//! right after the oracle update; the flow is described in `liquidation/README.md`.
 //!
 //! Like every core it is pure: no IO, no clock, no randomness, no hash-map
 //! iteration. Its `f64` figures come from `vanna-margin` tables (IEEE basic

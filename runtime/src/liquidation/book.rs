@@ -1,0 +1,155 @@
+//! The second step: an immediate-or-cancel, reduce-only order in the book
+//! within the band around mark, its limit no worse than the account can pay.
+
+use rust_decimal::Decimal;
+use vanna_book::Side;
+use vanna_pricing::{to_decimal_down, to_decimal_up};
+
+use super::{ceil_to_tick, floor_to_tick};
+use crate::error::Field;
+use crate::events::{Event, LiquidationStep};
+use crate::ids::SeriesId;
+use crate::money::{ASSET_SCALE, Amount, Price};
+use crate::risk::Level;
+use crate::state::State;
+use crate::trading::{OrderRequest, TimeInForce};
+
+impl State {
+    /// The side, limit price and its ticks of a book order closing
+    /// `position`: within `book_band` of mark, rounded to the tick in the
+    /// account's favour.
+    pub(super) fn book_close(&self, series: SeriesId, position: i64) -> Option<(Side, Price, u64)> {
+        let mark = self.mark(series)?;
+        let tick = self.market(series).tick;
+        let band = self.liquidation.book_band;
+        let (side, limit) = if position > 0 {
+            let mark = to_decimal_up(mark, ASSET_SCALE).ok()?;
+            (Side::Sell, ceil_to_tick(mark * (Decimal::ONE - band), tick).max(tick.value()))
+        } else {
+            let mark = to_decimal_down(mark, ASSET_SCALE).ok()?;
+            (Side::Buy, floor_to_tick(mark * (Decimal::ONE + band), tick).max(tick.value()))
+        };
+        let limit = Price::new(limit, Field::Price).ok()?;
+        Some((side, limit, self.market(series).ticks(limit).ok()?))
+    }
+
+    /// The limit of a book order closing `lots` of `position` that gives away
+    /// no more than the account's equity less `owed` if it all fills at the
+    /// limit, taker fees included: `band_limit` when that is affordable,
+    /// otherwise mark less (a sale) or plus (a buy-back) that surplus per
+    /// contract, rounded to the tick in the account's favour (beyond mark in
+    /// its favour when the surplus is negative).
+    pub(super) fn affordable_book_limit(
+        &self,
+        owner: u64,
+        series: SeriesId,
+        position: i64,
+        lots: u64,
+        band_limit: Price,
+        owed: Decimal,
+    ) -> Option<(Price, u64)> {
+        let market = self.market(series);
+        let contracts = market.lot.value() * Decimal::from(lots);
+        let change = if position > 0 { -(lots as i64) } else { lots as i64 };
+        // The fee by notional bounds every fill's (each is also capped by its premium).
+        let index = self.index_price(&market.spec.underlying).value();
+        let fees = Amount::round_up(self.params.fees.taker_rate * index * contracts).value();
+        let cash_at_band = if position > 0 { contracts } else { -contracts } * band_limit.value();
+        if self.meets(owner, Some((series, change)), cash_at_band - fees - owed, Level::Solvent).ok()? {
+            return Some((band_limit, market.ticks(band_limit).ok()?));
+        }
+        let equity = self.margin_figures(owner, &[], Decimal::ZERO).ok()?.equity;
+        // Negative when the account cannot even pay the fees: then only a
+        // price better than mark by them is affordable.
+        let per_contract = (equity - owed - fees) / contracts;
+        let mark = self.mark(series)?;
+        let limit = if position > 0 {
+            ceil_to_tick(to_decimal_up(mark, ASSET_SCALE).ok()? - per_contract, market.tick)
+        } else {
+            floor_to_tick(to_decimal_down(mark, ASSET_SCALE).ok()? + per_contract, market.tick)
+        };
+        // Never past the band's edge, whatever the rounding of mark.
+        let limit = if position > 0 { limit.max(band_limit.value()) } else { limit.min(band_limit.value()) };
+        let limit = Price::new(limit.max(market.tick.value()), Field::Price).ok()?;
+        Some((limit, market.ticks(limit).ok()?))
+    }
+
+    /// Whether the book holds an order that an order of `side` limited at
+    /// `limit_ticks` would trade with.
+    pub(super) fn book_crosses(&self, series: SeriesId, side: Side, limit_ticks: u64) -> bool {
+        let market = self.market(series);
+        match side {
+            Side::Sell => market.book.best_bid().is_some_and(|(best, _)| best >= limit_ticks),
+            Side::Buy => market.book.best_ask().is_some_and(|(best, _)| best <= limit_ticks),
+        }
+    }
+
+    /// An immediate-or-cancel, reduce-only order within the band around mark;
+    /// a buy no larger than the account's cash can pay. Returns lots filled.
+    pub(super) fn close_in_book(
+        &mut self,
+        owner: u64,
+        series: SeriesId,
+        wanted: u64,
+        owed: Decimal,
+        events: &mut Vec<Event>,
+    ) -> u64 {
+        let position = self.accounts[owner as usize].position(series);
+        // An order that cannot cross would only be accepted and cancelled:
+        // after a crash most attempts find no bid in the band.
+        let Some((side, band_limit, _)) =
+            self.book_close(series, position).filter(|(side, _, ticks)| self.book_crosses(series, *side, *ticks))
+        else {
+            return 0;
+        };
+        let mut lots = wanted;
+        if side == Side::Buy {
+            let lock = self.buy_lock_per_lot(series, side, band_limit).value();
+            lots = lots.min(u64::try_from((self.free_usd(owner).value() / lock).floor()).unwrap_or(0));
+        }
+        if lots == 0 {
+            return 0;
+        }
+        // A limit closer to mark than the band's (never a higher buy, so the
+        // cash sizing above still holds) when the account cannot afford to
+        // fill all of it at the band's edge.
+        let Some((_, limit_ticks)) = self
+            .affordable_book_limit(owner, series, position, lots, band_limit, owed)
+            .filter(|&(_, ticks)| self.book_crosses(series, side, ticks))
+        else {
+            return 0;
+        };
+        let request = OrderRequest {
+            series,
+            side,
+            price_ticks: Some(limit_ticks),
+            lots,
+            time_in_force: TimeInForce::ImmediateOrCancel,
+            expire_at_ms: 0,
+            post_only: false,
+            reduce_only: true,
+            client_order_id: 0,
+            self_trade: crate::state::SelfTrade::CancelResting,
+            liquidation: true,
+        };
+        let cash_before = self.accounts[owner as usize].usd.value();
+        if self.place_order(owner, &request, None, events).is_err() {
+            return 0;
+        }
+        let after = self.accounts[owner as usize].position(series);
+        let filled = position.unsigned_abs() - after.unsigned_abs();
+        if filled > 0 {
+            let market = self.market(series);
+            events.push(Event::PositionLiquidated {
+                account: self.accounts[owner as usize].address,
+                series: market.spec.name.clone(),
+                step: LiquidationStep::Book,
+                contracts: if position > 0 { market.contracts(filled) } else { -market.contracts(filled) },
+                counterparty: None,
+                price: None,
+                cash: self.accounts[owner as usize].usd.value() - cash_before,
+            });
+        }
+        filled
+    }
+}

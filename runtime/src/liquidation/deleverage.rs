@@ -1,0 +1,122 @@
+//! The last step: auto-deleveraging of opposite positions, highest score first.
+
+use rust_decimal::Decimal;
+use vanna_liquidation_rules::adl_score;
+use vanna_pricing::{to_decimal_down, to_decimal_up};
+
+use super::largest_feasible;
+use crate::events::{Event, LiquidationStep};
+use crate::ids::{Address, SeriesId};
+use crate::money::{ASSET_SCALE, Amount};
+use crate::risk::{Level, MarginFigures};
+use crate::state::State;
+
+impl State {
+    /// Auto-deleveraging: opposite positions, most profitable and leveraged
+    /// first, take what is left at the bankruptcy price: a short is bought
+    /// back at most at mark with whatever cash the account has left, a long
+    /// is sold at mark. No counterparty is left with negative equity or cash.
+    /// Returns lots closed.
+    pub(super) fn deleverage(&mut self, owner: u64, series: SeriesId, wanted: u64, events: &mut Vec<Event>) -> u64 {
+        let Some(mark) = self.mark(series) else { return 0 };
+        let (Ok(mark_down), Ok(mark_up)) = (to_decimal_down(mark, ASSET_SCALE), to_decimal_up(mark, ASSET_SCALE))
+        else {
+            return 0;
+        };
+        let market = self.market(series);
+        let lot = market.lot.value();
+        let long = self.accounts[owner as usize].position(series) > 0;
+        let mut ranked: Vec<(Decimal, Address, u64, MarginFigures)> = Vec::new();
+        for &other in &market.participants {
+            let exposure = self.accounts[other as usize].exposure(series);
+            let opposite = if long { exposure.position_lots < 0 } else { exposure.position_lots > 0 };
+            if other == owner || !opposite {
+                continue;
+            }
+            let Ok(figures) = self.margin_figures(other, &[], Decimal::ZERO) else { continue };
+            let value = market.signed_contracts(exposure.position_lots) * mark_down;
+            let score = adl_score(value - exposure.cost, exposure.cost, value, figures.equity);
+            ranked.push((score, self.accounts[other as usize].address, other, figures));
+        }
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let address = self.accounts[owner as usize].address;
+        let mut closed = 0u64;
+        for (_, counterparty, other, before) in ranked {
+            if closed == wanted {
+                break;
+            }
+            let held = self.accounts[other as usize].position(series).unsigned_abs();
+            let mut lots = held.min(wanted - closed);
+            let price = if long {
+                // The counterparty buys back its short at mark, paying from free cash.
+                let per_lot = mark_down * lot;
+                if per_lot > Decimal::ZERO {
+                    lots = lots.min(u64::try_from((self.free_usd(other).value() / per_lot).floor()).unwrap_or(0));
+                }
+                mark_down
+            } else {
+                // The bankruptcy price: mark less the account's negative
+                // equity (not its cash: its other positions may be worth
+                // something) spread over what is left; and no more lots than
+                // its cash pays for at that price.
+                let remaining_contracts = lot * Decimal::from(wanted - closed);
+                let free = self.free_usd(owner).value();
+                let floor = mark_up - self.uncovered(owner) / remaining_contracts;
+                let price = mark_up
+                    .min(floor.max(free / remaining_contracts))
+                    .round_dp_with_strategy(ASSET_SCALE, rust_decimal::RoundingStrategy::ToZero);
+                let per_lot = price * lot;
+                if per_lot > Decimal::ZERO {
+                    lots = lots.min(u64::try_from((free / per_lot).floor()).unwrap_or(0));
+                }
+                price
+            };
+            // The counterparty's cash for `k` lots, and its position change.
+            let cash_for = |k: u64| {
+                let paid = Amount::round_down(price * lot * Decimal::from(k)).value();
+                if long { paid } else { -paid }
+            };
+            let change = |k: u64| if long { k as i64 } else { -(k as i64) };
+            // A counterparty at or above maintenance margin stays there; any other stays solvent.
+            let lots = largest_feasible(lots, |k| {
+                let level = if before.below_maintenance() { Level::Solvent } else { Level::Maintenance };
+                self.meets(other, Some((series, change(k))), -cash_for(k), level).unwrap_or(false)
+            });
+            if lots == 0 {
+                continue;
+            }
+            let contracts = self.market(series).contracts(lots);
+            let cash = cash_for(lots);
+            self.move_position(owner, other, series, lots, cash);
+            closed += lots;
+            let insurance_paid =
+                if long { Amount::ZERO } else { self.top_up_to_mark(owner, other, mark_down * contracts, -cash) };
+            let market = self.market(series);
+            if !insurance_paid.is_zero() {
+                events.push(Event::InsuranceFundUsed {
+                    account: address,
+                    series: market.spec.name.clone(),
+                    amount: insurance_paid,
+                });
+            }
+            events.push(Event::Deleveraged {
+                liquidated: address,
+                counterparty,
+                series: market.spec.name.clone(),
+                contracts: if long { contracts } else { -contracts },
+                price,
+                insurance_paid,
+            });
+            events.push(Event::PositionLiquidated {
+                account: address,
+                series: market.spec.name.clone(),
+                step: LiquidationStep::Deleverage,
+                contracts: if long { contracts } else { -contracts },
+                counterparty: Some(counterparty),
+                price: Some(price),
+                cash,
+            });
+        }
+        closed
+    }
+}
