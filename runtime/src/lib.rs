@@ -12,16 +12,19 @@
 
 pub mod block;
 pub mod commit;
+pub mod devnet;
 pub mod genesis;
 pub mod liquidation;
 pub mod margin_tables;
 pub mod oracle;
 pub mod risk;
 pub mod root;
+#[cfg(any(test, feature = "testkit"))]
 pub mod sandbox;
 pub mod settlement;
 pub mod staking;
 pub mod state;
+#[cfg(any(test, feature = "testkit"))]
 pub mod tools;
 pub mod trading;
 

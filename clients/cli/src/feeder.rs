@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Args as ClapArgs;
 use vanna_feeder::{CombineConfig, Feeder, SyntheticConfig, key_from_file, key_from_seed, source_from_spec};
 use vanna_oracle::Underlying;
+use vanna_runtime::devnet::DEMO_CHAIN_ID;
 use vanna_runtime::genesis::{CHAIN_ID_MAX_LEN, chain_id_is_valid};
-use vanna_runtime::sandbox::DEMO_CHAIN_ID;
 
 use crate::CliResult;
 use crate::args::whole;

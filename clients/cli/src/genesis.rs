@@ -1,6 +1,6 @@
 //! `vanna genesis demo`: prints the demo chain's genesis file.
 
-use vanna_runtime::sandbox::{add_validators, demo_genesis};
+use vanna_runtime::devnet::{add_validators, demo_genesis};
 use vanna_runtime::tx::Signer;
 
 use crate::CliResult;

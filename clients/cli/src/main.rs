@@ -7,7 +7,9 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 #[macro_use]
 mod output;
 mod args;
+#[cfg(feature = "dev-tools")]
 mod bench;
+#[cfg(feature = "dev-tools")]
 mod demo;
 mod feeder;
 mod genesis;
@@ -30,11 +32,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a scripted trading session through the runtime and print what happened.
+    #[cfg(feature = "dev-tools")]
     Demo(demo::Args),
     /// Genesis files.
     #[command(subcommand)]
     Genesis(genesis::Genesis),
     /// Reproducible benchmarks; add --json for machine-readable output.
+    #[cfg(feature = "dev-tools")]
     #[command(subcommand)]
     Bench(bench::Bench),
     /// Black-Scholes price and greeks of one option, as the chain computes them; add --json for machine-readable output.
@@ -50,7 +54,9 @@ fn main() {
     let matches = command.get_matches_mut();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.format(&mut command).exit());
     let result = match cli.command {
+        #[cfg(feature = "dev-tools")]
         Command::Demo(args) => demo::run(&args),
+        #[cfg(feature = "dev-tools")]
         Command::Bench(bench) => bench::run(bench),
         Command::Simulate(args) => simulate::run(&args),
         Command::Price(args) => price::run(&args),

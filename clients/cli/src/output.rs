@@ -41,3 +41,13 @@ pub fn line(text: std::fmt::Arguments) {
         }
     }
 }
+
+/// Prints `report` as JSON when asked, else as the human summary.
+pub fn emit<T: serde::Serialize>(json: bool, report: &T, human: impl FnOnce(&T)) -> crate::CliResult {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        human(report);
+    }
+    Ok(())
+}

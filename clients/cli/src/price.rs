@@ -64,7 +64,7 @@ pub struct Report {
 
 pub fn run(args: &Args) -> CliResult {
     let report = compute(args)?;
-    crate::bench::emit(args.json, &report, |report| {
+    crate::output::emit(args.json, &report, |report| {
         outln!(
             "{} spot {} strike {} vol {}% rate {}% {} days ({:.6} years)",
             report.kind,

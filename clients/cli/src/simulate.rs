@@ -121,7 +121,7 @@ pub fn run(args: &Args) -> CliResult {
         seconds: started.elapsed().as_secs_f64(),
         violation_samples: &summary.violation_samples,
     };
-    crate::bench::emit(args.json, &output, |o| {
+    crate::output::emit(args.json, &output, |o| {
         println!(
             "simulate: {} validators ({} byzantine){}{}{}{}",
             args.validators,

@@ -17,11 +17,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use vanna_proto::v1::{self as wire, PlaceOrder, Side, TimeInForce};
+use vanna_runtime::devnet::demo_genesis;
 use vanna_runtime::events::{ActionResult, Event, TxStatus};
 use vanna_runtime::genesis::GenesisAccount;
 use vanna_runtime::limits::MAX_TRANSACTIONS_PER_BLOCK;
 use vanna_runtime::money::Amount;
-use vanna_runtime::sandbox::demo_genesis;
 use vanna_runtime::tx::{Signer, limit_order, place};
 use vanna_runtime::{BlockContext, Genesis};
 
@@ -161,7 +161,7 @@ pub fn run(args: &Args) -> CliResult {
         actions_failed,
         seed: args.seed,
     };
-    crate::bench::emit(args.json, &report, |r| {
+    crate::output::emit(args.json, &report, |r| {
         outln!(
             "apply: {} transactions in {} blocks of {}, {} accounts",
             r.transactions,

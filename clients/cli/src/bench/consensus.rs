@@ -72,7 +72,7 @@ pub fn run(args: &Args) -> CliResult {
     }
     let worst = sizes.iter().map(|s| s.cert_verify_ratio_to_raw).fold(0.0, f64::max);
     let report = Report { sizes, cert_verify_ratio_to_raw: worst };
-    crate::bench::emit(args.json, &report, |report| {
+    crate::output::emit(args.json, &report, |report| {
         println!("consensus (BLS12-381 min_pk via blst):");
         for s in &report.sizes {
             println!(

@@ -190,7 +190,7 @@ pub struct Population {
 
 pub fn run(args: &Args) -> CliResult {
     let report = measure(args)?;
-    crate::bench::emit(args.json, &report, |r| {
+    crate::output::emit(args.json, &report, |r| {
         outln!(
             "liquidation: {} accounts x {} positions (+{} safe), BTC {} -> {} ({:.0}% crash) in one update",
             r.accounts,

@@ -127,7 +127,7 @@ impl Underlying {
 
 pub fn run(args: &Args) -> CliResult {
     let report = measure(args)?;
-    crate::bench::emit(args.json, &report, |report| {
+    crate::output::emit(args.json, &report, |report| {
         outln!(
             "margin: full re-pricing of {} series, each at its mark (with greeks) and in {} scenarios: {} prices, in {:.3} ms median (min {:.3}, max {:.3}; goal {} ms)",
             report.series,

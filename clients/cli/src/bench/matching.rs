@@ -105,7 +105,7 @@ pub struct Stream {
 pub fn run(args: &Args) -> CliResult {
     let stream = generate(args.orders, args.seed)?;
     let report = measure(&stream)?;
-    crate::bench::emit(args.json, &report, |report| {
+    crate::output::emit(args.json, &report, |report| {
         outln!("matching: {} orders in {:.3} s = {:.0} orders/s", report.orders, report.seconds, report.orders_per_sec);
         outln!(
             "  crossing {:.1}%, {} fills, {} cancels, {:.0} resting orders on average (seed {})",

@@ -41,13 +41,3 @@ pub fn run(bench: Bench) -> CliResult {
         Bench::Liquidation(args) => liquidation::run(&args),
     }
 }
-
-/// Prints `report` as JSON when asked, else as the human summary.
-pub fn emit<T: serde::Serialize>(json: bool, report: &T, human: impl FnOnce(&T)) -> CliResult {
-    if json {
-        outln!("{}", serde_json::to_string_pretty(report)?);
-    } else {
-        human(report);
-    }
-    Ok(())
-}

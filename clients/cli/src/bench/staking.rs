@@ -10,10 +10,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use vanna_proto::v1 as wire;
 use vanna_runtime::BlockContext;
+use vanna_runtime::devnet::{add_validators, demo_genesis};
 use vanna_runtime::genesis::{GenesisAccount, GenesisDelegation};
 use vanna_runtime::ids::Address;
 use vanna_runtime::money::Amount;
-use vanna_runtime::sandbox::{add_validators, demo_genesis};
 use vanna_runtime::staking::MAX_VALIDATORS;
 
 use crate::CliResult;
@@ -84,7 +84,7 @@ pub fn run(args: &Args) -> CliResult {
         epoch_change_us: sizes[0].epoch_change_us,
         sizes,
     };
-    crate::bench::emit(args.json, &report, |r| {
+    crate::output::emit(args.json, &report, |r| {
         outln!("staking with {} validators", r.validators);
         outln!("  {:>12} {:>22} {:>10} {:>16}", "delegators", "distribution µs/block", "claim µs", "epoch change µs");
         for size in &r.sizes {
