@@ -85,11 +85,32 @@ pub fn apply_block(
     context: &BlockContext,
     transactions: &[Vec<u8>],
 ) -> Result<BlockOutput, BlockError> {
+    apply_block_with(state, context, transactions, &|_| false)
+}
+
+/// [`apply_block`] for a node that has already verified some transactions'
+/// signatures (at mempool admission): `verified(hash)` says whether the
+/// signature of the transaction with that hash was checked, and is then not
+/// checked again, so each validator verifies each signature once. Every other
+/// envelope check still runs. The outcome is the one [`apply_block`] gives,
+/// provided `verified` only names transactions whose signature does verify.
+pub fn apply_block_with(
+    state: &mut State,
+    context: &BlockContext,
+    transactions: &[Vec<u8>],
+    verified: &dyn Fn(&[u8; 32]) -> bool,
+) -> Result<BlockOutput, BlockError> {
     if transactions.len() > MAX_TRANSACTIONS_PER_BLOCK {
         return Err(BlockError::TooManyTransactions { count: transactions.len(), max: MAX_TRANSACTIONS_PER_BLOCK });
     }
     let mut events = state.begin_block(context)?;
-    let receipts = transactions.iter().map(|bytes| state.apply_transaction(bytes, &mut events)).collect();
+    let receipts = transactions
+        .iter()
+        .map(|bytes| {
+            let hash = transaction_hash(bytes);
+            state.apply_transaction_with(bytes, hash, verified(&hash), &mut events)
+        })
+        .collect();
     state.end_block(context, &mut events);
     let state_root = state.state_root();
     Ok(BlockOutput { receipts, events, state_root })
@@ -159,10 +180,21 @@ impl State {
 
     /// Applies one signed transaction and returns its receipt.
     pub fn apply_transaction(&mut self, bytes: &[u8], events: &mut Vec<Event>) -> Receipt {
-        let tx_hash = transaction_hash(bytes);
+        self.apply_transaction_with(bytes, transaction_hash(bytes), false, events)
+    }
+
+    /// Applies one signed transaction whose hash is `tx_hash`, skipping the
+    /// signature check when `signature_verified` (see [`apply_block_with`]).
+    fn apply_transaction_with(
+        &mut self,
+        bytes: &[u8],
+        tx_hash: [u8; 32],
+        signature_verified: bool,
+        events: &mut Vec<Event>,
+    ) -> Receipt {
         let mut receipt =
             Receipt { tx_hash, sender: None, nonce: None, status: TxStatus::Included { actions: Vec::new() } };
-        let admitted = match self.admit(bytes, &mut receipt) {
+        let admitted = match self.admit(bytes, signature_verified, &mut receipt) {
             Ok(admitted) => admitted,
             Err(error) => {
                 receipt.status = TxStatus::Rejected { error };
@@ -188,7 +220,7 @@ impl State {
     }
 
     /// The envelope checks, cheapest first. Changes nothing.
-    fn admit(&self, bytes: &[u8], receipt: &mut Receipt) -> Result<Admitted, TxError> {
+    fn admit(&self, bytes: &[u8], signature_verified: bool, receipt: &mut Receipt) -> Result<Admitted, TxError> {
         if bytes.len() > MAX_TRANSACTION_BYTES {
             return Err(TxError::TransactionTooLarge { size: bytes.len(), max: MAX_TRANSACTION_BYTES });
         }
@@ -219,7 +251,9 @@ impl State {
                 (key, true)
             }
         };
-        key.verify(&signed.body, &signed.signature)?;
+        if !signature_verified {
+            key.verify(&signed.body, &signed.signature)?;
+        }
         if body.nonce < account.nonce {
             return Err(TxError::StaleNonce { account: sender, expected: account.nonce, got: body.nonce });
         }

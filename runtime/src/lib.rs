@@ -17,6 +17,7 @@ pub mod genesis;
 pub mod liquidation;
 pub mod margin_tables;
 pub mod oracle;
+pub mod ordering;
 pub mod risk;
 pub mod root;
 #[cfg(any(test, feature = "testkit"))]
@@ -36,7 +37,7 @@ pub use vanna_types::{error, events, ids, instrument, limits, money, proof, tx};
 const _: () = assert!(limits::MAX_UNDERLYINGS <= vanna_liquidation_rules::MAX_INDEXED_UNDERLYINGS);
 
 pub use block::BlockError;
-pub use block::{BlockContext, BlockOutput, apply_block};
+pub use block::{BlockContext, BlockOutput, apply_block, apply_block_with};
 pub use error::TxError;
 pub use genesis::Genesis;
 pub use ids::{Address, OrderId};

@@ -276,3 +276,34 @@ fn a_transaction_of_exactly_the_size_limit_is_not_refused_for_its_size() {
         TxError::TransactionTooLarge { size: MAX_TRANSACTION_BYTES + 1, max: MAX_TRANSACTION_BYTES }
     );
 }
+
+/// A node that verified signatures at admission passes their hashes and the
+/// runtime does not check them again: the block's receipts, events and root
+/// are the ones a full check gives, bad signatures (not in the set) still
+/// refused.
+#[test]
+fn signatures_verified_at_admission_are_not_checked_again_and_change_nothing() {
+    let mut full = sandbox();
+    let mut cached = sandbox();
+    let mut transactions = Vec::new();
+    for (name, price) in [("alice", "100"), ("bob", "110")] {
+        let nonce = full.next_nonce(&full.address(name));
+        let order = place(limit_order(CALL, Side::Buy, price, "1"));
+        transactions.push(full.signer(name).sign(&full.state.params.chain_id, nonce, vec![order]));
+    }
+    let mut forged = transactions[1].clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    transactions.push(forged);
+    let verified: std::collections::BTreeSet<[u8; 32]> =
+        transactions[..2].iter().map(|bytes| vanna_runtime::tx::transaction_hash(bytes)).collect();
+    let context = vanna_runtime::BlockContext::after(&full.state, 1_000);
+    let expected = vanna_runtime::apply_block(&mut full.state, &context, &transactions).unwrap();
+    let got =
+        vanna_runtime::apply_block_with(&mut cached.state, &context, &transactions, &|hash| verified.contains(hash))
+            .unwrap();
+    assert_eq!(got.receipts, expected.receipts);
+    assert_eq!(got.events, expected.events);
+    assert_eq!(got.state_root, expected.state_root);
+    assert!(got.receipts[2].first_error().is_some(), "a signature outside the set is still checked");
+}
