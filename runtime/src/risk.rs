@@ -252,6 +252,21 @@ impl State {
         Ok(cash + value >= level.requirement(maintenance, initial))
     }
 
+    /// A lower bound on `owner`'s equity, within a few micro-dollars of the
+    /// exact figure ([`Self::margin_figures`]): from the float figures less
+    /// their error bound, so it costs no exact rounding; the exact figure
+    /// when the float one cannot be trusted.
+    pub(crate) fn equity_at_least(&self, owner: u64) -> Result<Decimal, TxError> {
+        let account = &self.accounts[owner as usize];
+        let held = self.held(account.positions.iter().copied())?;
+        if let Some(estimate) = Estimate::of(account.usd.value(), &held, Level::Solvent)
+            && let Ok(lower) = vanna_pricing::to_decimal_down(estimate.surplus - estimate.slack, ASSET_SCALE)
+        {
+            return Ok(lower);
+        }
+        Ok(self.margin_figures(owner, &[], Decimal::ZERO)?.equity)
+    }
+
     /// The maintenance margin each of `owner`'s positions holds up, in
     /// floating point: the requirement less the requirement without it. For
     /// rankings, never for decisions. In series order.

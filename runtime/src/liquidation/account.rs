@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use vanna_liquidation_rules::close_order;
 use vanna_pricing::{decimal_to_f64, to_decimal_up};
 
-use super::{Credit, Steps, capacities_left, credit_notional};
+use super::{Budget, Credit, Steps, capacities_left, credit_notional};
 use crate::events::{CancelReason, Event};
 use crate::ids::SeriesId;
 use crate::limits::MAX_SERIES_PER_ACCOUNT;
@@ -205,10 +205,11 @@ impl State {
         let lot_notional =
             self.index_price(&self.market(series).spec.underlying).value() * self.market(series).lot.value();
         let mut remaining = wanted;
-        remaining -= self.close_to_backstops(owner, series, remaining, owed, credit, events);
+        let mut budget = Budget::new(owed);
+        remaining -= self.close_to_backstops(owner, series, remaining, &mut budget, credit, events);
         let mut by_keeper = 0;
         if remaining > 0 {
-            let filled = self.close_in_book(owner, series, remaining, owed, events);
+            let filled = self.close_in_book(owner, series, remaining, &mut budget, events);
             by_keeper += filled;
             remaining -= filled;
         }

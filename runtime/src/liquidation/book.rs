@@ -5,12 +5,11 @@ use rust_decimal::Decimal;
 use vanna_book::Side;
 use vanna_pricing::{to_decimal_down, to_decimal_up};
 
-use super::{ceil_to_tick, floor_to_tick};
+use super::{Budget, ceil_to_tick, floor_to_tick};
 use crate::error::Field;
 use crate::events::{Event, LiquidationStep};
 use crate::ids::SeriesId;
 use crate::money::{ASSET_SCALE, Amount, Price};
-use crate::risk::Level;
 use crate::state::State;
 use crate::trading::{OrderRequest, TimeInForce};
 
@@ -34,11 +33,11 @@ impl State {
     }
 
     /// The limit of a book order closing `lots` of `position` that gives away
-    /// no more than the account's equity less `owed` if it all fills at the
-    /// limit, taker fees included: `band_limit` when that is affordable,
-    /// otherwise mark less (a sale) or plus (a buy-back) that surplus per
-    /// contract, rounded to the tick in the account's favour (beyond mark in
-    /// its favour when the surplus is negative).
+    /// no more than `budget` if it all fills at the limit, taker fees
+    /// included: `band_limit` when that is affordable, otherwise mark less (a
+    /// sale) or plus (a buy-back) what is left per contract, rounded to the
+    /// tick in the account's favour (beyond mark in its favour when not even
+    /// the fees are affordable).
     pub(super) fn affordable_book_limit(
         &self,
         owner: u64,
@@ -46,27 +45,26 @@ impl State {
         position: i64,
         lots: u64,
         band_limit: Price,
-        owed: Decimal,
+        budget: &mut Budget,
     ) -> Option<(Price, u64)> {
         let market = self.market(series);
         let contracts = market.lot.value() * Decimal::from(lots);
-        let change = if position > 0 { -(lots as i64) } else { lots as i64 };
         // The fee by notional bounds every fill's (each is also capped by its premium).
         let index = self.index_price(&market.spec.underlying).value();
         let fees = Amount::round_up(self.params.fees.taker_rate * index * contracts).value();
-        let cash_at_band = if position > 0 { contracts } else { -contracts } * band_limit.value();
-        if self.meets(owner, Some((series, change)), cash_at_band - fees - owed, Level::Solvent).ok()? {
+        let mark = self.mark(series)?;
+        let (mark_down, mark_up) = (to_decimal_down(mark, ASSET_SCALE).ok()?, to_decimal_up(mark, ASSET_SCALE).ok()?);
+        let loss_at_band =
+            contracts * if position > 0 { mark_up - band_limit.value() } else { band_limit.value() - mark_down };
+        let left = budget.left(self, owner);
+        if loss_at_band + fees <= left {
             return Some((band_limit, market.ticks(band_limit).ok()?));
         }
-        let equity = self.margin_figures(owner, &[], Decimal::ZERO).ok()?.equity;
-        // Negative when the account cannot even pay the fees: then only a
-        // price better than mark by them is affordable.
-        let per_contract = (equity - owed - fees) / contracts;
-        let mark = self.mark(series)?;
+        let per_contract = (left - fees) / contracts;
         let limit = if position > 0 {
-            ceil_to_tick(to_decimal_up(mark, ASSET_SCALE).ok()? - per_contract, market.tick)
+            ceil_to_tick(mark_up - per_contract, market.tick)
         } else {
-            floor_to_tick(to_decimal_down(mark, ASSET_SCALE).ok()? + per_contract, market.tick)
+            floor_to_tick(mark_down + per_contract, market.tick)
         };
         // Never past the band's edge, whatever the rounding of mark.
         let limit = if position > 0 { limit.max(band_limit.value()) } else { limit.min(band_limit.value()) };
@@ -91,7 +89,7 @@ impl State {
         owner: u64,
         series: SeriesId,
         wanted: u64,
-        owed: Decimal,
+        budget: &mut Budget,
         events: &mut Vec<Event>,
     ) -> u64 {
         let position = self.accounts[owner as usize].position(series);
@@ -114,7 +112,7 @@ impl State {
         // cash sizing above still holds) when the account cannot afford to
         // fill all of it at the band's edge.
         let Some((_, limit_ticks)) = self
-            .affordable_book_limit(owner, series, position, lots, band_limit, owed)
+            .affordable_book_limit(owner, series, position, lots, band_limit, budget)
             .filter(|&(_, ticks)| self.book_crosses(series, side, ticks))
         else {
             return 0;
@@ -139,6 +137,17 @@ impl State {
         let after = self.accounts[owner as usize].position(series);
         let filled = position.unsigned_abs() - after.unsigned_abs();
         if filled > 0 {
+            let cash = self.accounts[owner as usize].usd.value() - cash_before;
+            if let Some(mark) = self.mark(series) {
+                // The account's loss on the fills, counted against it.
+                let contracts = self.market(series).contracts(filled);
+                let removed = if position > 0 {
+                    to_decimal_up(mark, ASSET_SCALE).map(|mark| mark * contracts)
+                } else {
+                    to_decimal_down(mark, ASSET_SCALE).map(|mark| -mark * contracts)
+                };
+                budget.spend(removed.unwrap_or(Decimal::ZERO) - cash);
+            }
             let market = self.market(series);
             events.push(Event::PositionLiquidated {
                 account: self.accounts[owner as usize].address,
@@ -147,7 +156,7 @@ impl State {
                 contracts: if position > 0 { market.contracts(filled) } else { -market.contracts(filled) },
                 counterparty: None,
                 price: None,
-                cash: self.accounts[owner as usize].usd.value() - cash_before,
+                cash,
             });
         }
         filled

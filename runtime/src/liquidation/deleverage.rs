@@ -8,7 +8,7 @@ use super::largest_feasible;
 use crate::events::{Event, LiquidationStep};
 use crate::ids::{Address, SeriesId};
 use crate::money::{ASSET_SCALE, Amount};
-use crate::risk::{Level, MarginFigures};
+use crate::risk::Level;
 use crate::state::State;
 
 impl State {
@@ -26,22 +26,24 @@ impl State {
         let market = self.market(series);
         let lot = market.lot.value();
         let long = self.accounts[owner as usize].position(series) > 0;
-        let mut ranked: Vec<(Decimal, Address, u64, MarginFigures)> = Vec::new();
-        for &other in &market.participants {
-            let exposure = self.accounts[other as usize].exposure(series);
-            let opposite = if long { exposure.position_lots < 0 } else { exposure.position_lots > 0 };
-            if other == owner || !opposite {
+        let mut ranked: Vec<(Decimal, Address, u64)> = Vec::new();
+        for &other in if long { &market.shorts } else { &market.longs } {
+            if other == owner {
                 continue;
             }
-            let Ok(figures) = self.margin_figures(other, &[], Decimal::ZERO) else { continue };
+            let exposure = self.accounts[other as usize].exposure(series);
+            // A ranking, not a payment: the float figures' equity will do,
+            // and cost a fraction of the exact rounding (every opposite
+            // holder is ranked, only the first few are used).
+            let Ok(equity) = self.equity_at_least(other) else { continue };
             let value = market.signed_contracts(exposure.position_lots) * mark_down;
-            let score = adl_score(value - exposure.cost, exposure.cost, value, figures.equity);
-            ranked.push((score, self.accounts[other as usize].address, other, figures));
+            let score = adl_score(value - exposure.cost, exposure.cost, value, equity);
+            ranked.push((score, self.accounts[other as usize].address, other));
         }
         ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         let address = self.accounts[owner as usize].address;
         let mut closed = 0u64;
-        for (_, counterparty, other, before) in ranked {
+        for (_, counterparty, other) in ranked {
             if closed == wanted {
                 break;
             }
@@ -78,8 +80,9 @@ impl State {
             };
             let change = |k: u64| if long { k as i64 } else { -(k as i64) };
             // A counterparty at or above maintenance margin stays there; any other stays solvent.
+            let below_maintenance = !self.meets(other, None, Decimal::ZERO, Level::Maintenance).unwrap_or(false);
             let lots = largest_feasible(lots, |k| {
-                let level = if before.below_maintenance() { Level::Solvent } else { Level::Maintenance };
+                let level = if below_maintenance { Level::Solvent } else { Level::Maintenance };
                 self.meets(other, Some((series, change(k))), -cash_for(k), level).unwrap_or(false)
             });
             if lots == 0 {

@@ -9,7 +9,7 @@ use vanna_liquidation_rules::pro_rata;
 use vanna_pricing::{to_decimal_down, to_decimal_up};
 use vanna_proto::v1 as wire;
 
-use super::{Credit, capacities_left, ceil_to_tick, credit_notional, floor_to_tick, largest_feasible};
+use super::{Budget, Credit, capacities_left, ceil_to_tick, credit_notional, floor_to_tick, largest_feasible};
 use crate::error::{Field, TxError};
 use crate::events::{ActionOutcome, Event, LiquidationStep};
 use crate::ids::SeriesId;
@@ -27,7 +27,7 @@ impl State {
         owner: u64,
         series: SeriesId,
         wanted: u64,
-        owed: Decimal,
+        budget: &mut Budget,
         credit: &mut Credit,
         events: &mut Vec<Event>,
     ) -> u64 {
@@ -62,7 +62,7 @@ impl State {
                 for (id, share) in group.into_iter().zip(shares) {
                     let keeper = self.account_index[&self.backstops[&id].keeper];
                     let got = if share > 0 {
-                        self.take_by_backstop(owner, series, id, share, long, mark, owed, events)
+                        self.take_by_backstop(owner, series, id, share, long, mark, budget, events)
                     } else {
                         0
                     };
@@ -97,7 +97,7 @@ impl State {
         share: u64,
         long: bool,
         mark: f64,
-        owed: Decimal,
+        budget: &mut Budget,
         events: &mut Vec<Event>,
     ) -> u64 {
         let offer = &self.backstops[&offer_id];
@@ -108,32 +108,37 @@ impl State {
         }
         let (tick, lot) = (self.market(series).tick, self.market(series).lot);
         // Against the liquidated account: it sells low and buys back high.
+        let (Ok(mark_down), Ok(mark_up)) = (to_decimal_down(mark, ASSET_SCALE), to_decimal_up(mark, ASSET_SCALE))
+        else {
+            return 0;
+        };
         let price = if long {
-            let Ok(mark) = to_decimal_down(mark, ASSET_SCALE) else { return 0 };
-            floor_to_tick(mark * (Decimal::ONE - discount), tick)
+            floor_to_tick(mark_down * (Decimal::ONE - discount), tick)
         } else {
-            let Ok(mark) = to_decimal_up(mark, ASSET_SCALE) else { return 0 };
-            ceil_to_tick(mark * (Decimal::ONE + discount), tick)
+            ceil_to_tick(mark_up * (Decimal::ONE + discount), tick)
         };
         let per_lot = price * lot.value();
+        // What each lot gives away, counted against the account.
+        let loss_per_lot = lot.value() * if long { mark_up - price } else { price - mark_down };
         let payer_cash =
             if long { self.free_usd(keeper).value() + collateral.value() } else { self.free_usd(owner).value() };
         let mut cap = share;
         if per_lot > Decimal::ZERO {
             cap = cap.min(u64::try_from((payer_cash / per_lot).floor()).unwrap_or(u64::MAX));
         }
+        if loss_per_lot > Decimal::ZERO {
+            let affordable = budget.left(self, owner).max(Decimal::ZERO) / loss_per_lot;
+            cap = cap.min(u64::try_from(affordable.floor()).unwrap_or(u64::MAX));
+        }
         let keeper_lots = |lots: u64| if long { lots as i64 } else { -(lots as i64) };
-        // Both feasible sets are intervals from zero (the account's equity
-        // falls linearly in lots, the keeper's margin is convex), and so is
-        // their intersection.
         let lots = largest_feasible(cap, |lots| {
             let cash = if long { -per_lot } else { per_lot } * Decimal::from(lots);
-            self.meets(owner, Some((series, -keeper_lots(lots))), -cash - owed, Level::Solvent).unwrap_or(false)
-                && self.meets(keeper, Some((series, keeper_lots(lots))), cash, Level::Initial).unwrap_or(false)
+            self.meets(keeper, Some((series, keeper_lots(lots))), cash, Level::Initial).unwrap_or(false)
         });
         if lots == 0 {
             return 0;
         }
+        budget.spend(loss_per_lot * Decimal::from(lots));
         let payment = per_lot * Decimal::from(lots);
         if long {
             // The keeper pays from its offer's collateral first.

@@ -74,6 +74,35 @@ pub(super) enum Steps {
     All,
 }
 
+/// What the market steps of one close may still give away (a keeper's
+/// discount, a book counterparty's edge, fees): the account's equity, a
+/// lower bound from the float figures, less what it owes outside its
+/// positions; worked out once, when first needed, and reduced by what each
+/// step gave away, counted against the account (at mark rounded in its
+/// disfavour). So giving away no more than it keeps the account's equity at
+/// or above zero: nobody is paid out of money it does not have.
+pub(super) struct Budget {
+    owed: Decimal,
+    left: Option<Decimal>,
+}
+
+impl Budget {
+    pub(super) fn new(owed: Decimal) -> Budget {
+        Budget { owed, left: None }
+    }
+
+    pub(super) fn left(&mut self, state: &crate::state::State, owner: u64) -> Decimal {
+        // Unpriceable: nothing may be given away.
+        *self.left.get_or_insert_with(|| state.equity_at_least(owner).unwrap_or(Decimal::ZERO) - self.owed)
+    }
+
+    pub(super) fn spend(&mut self, amount: Decimal) {
+        if let Some(left) = &mut self.left {
+            *left -= amount;
+        }
+    }
+}
+
 /// Whether an offer can still take at least one lot.
 pub(super) fn capacities_left(offer: &crate::state::BackstopOffer, lot_notional: Decimal) -> bool {
     offer.remaining_notional.value() >= lot_notional
