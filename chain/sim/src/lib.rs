@@ -172,9 +172,10 @@ pub fn liveness_bound_views(config: &SimConfig) -> u64 {
 /// The durable part of a node, which survives a crash: its block store's tip
 /// and its protection store.
 #[derive(Debug, Clone)]
-struct Durable {
+struct Durable<S: Scheme> {
     tip: Header,
-    tip_view: View,
+    /// The certificate made durable with `tip` (its `Finalized` proof).
+    proof: Option<Certificate<S>>,
     disk: MemoryBackend,
 }
 
@@ -193,7 +194,7 @@ struct Node<S: SimScheme> {
     /// to validators still in that epoch.
     epoch_ends: BTreeMap<Epoch, (Header, Certificate<S>)>,
     signer: Option<Signer<S, MemoryBackend>>,
-    durable: Durable,
+    durable: Durable<S>,
     incarnation: u64,
     clock_skew_ms: i64,
     /// Signed messages seen per (signer, epoch, view) while the view was tracked: the evidence oracle.
@@ -261,7 +262,7 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
                 store: BTreeMap::new(),
                 epoch_ends: BTreeMap::new(),
                 signer: None,
-                durable: Durable { tip: genesis.clone(), tip_view: View(0), disk: MemoryBackend::default() },
+                durable: Durable { tip: genesis.clone(), proof: None, disk: MemoryBackend::default() },
                 incarnation: 0,
                 clock_skew_ms,
                 seen: BTreeMap::new(),
@@ -387,14 +388,14 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
         let durable = &self.nodes[node].durable;
         let (epoch, last_height) = self.epoch_of(durable.tip.height);
         // A tip that ends an epoch anchors the next one at view 0.
-        let anchor_view = if durable.tip.epoch == epoch { durable.tip_view } else { View(0) };
+        let anchor_proof = durable.proof.clone().filter(|proof| proof.vote.epoch == epoch);
         Config {
             chain: SIM_CHAIN,
             epoch,
             validators: Arc::clone(&self.validators),
             me: Some(self.nodes[node].index),
             anchor: durable.tip.clone(),
-            anchor_view,
+            anchor_proof,
             last_height,
             timing: timing(),
             max_payload_bytes: 1024,
@@ -413,7 +414,7 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
         state.signer = Some(Signer::new(state.secret.clone(), store));
         let config = self.engine_config(node);
         let local = self.local_time(node, now);
-        let (engine, actions) = Consensus::new(config, local);
+        let (engine, actions) = Consensus::new(config, local).expect("the durable anchor is consistent");
         self.nodes[node].engine = Some(engine);
         self.perform(node, now, actions);
     }
@@ -640,7 +641,8 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
             Action::Evidence(evidence) => {
                 self.evidence += 1;
                 let offender = evidence.offender;
-                match evidence.verify(SIM_CHAIN, &self.validators) {
+                let epoch = self.nodes[node].engine.as_ref().map_or(Epoch(0), |e| e.config().epoch);
+                match evidence.verify(SIM_CHAIN, epoch, &self.validators) {
                     Ok(_) => {}
                     Err(error) => self.violations.push(format!("node {node} produced invalid evidence: {error}")),
                 }
@@ -651,6 +653,12 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
                 }
                 let key = (offender, evidence.first.message.epoch(), evidence.first.message.view());
                 self.nodes[node].found_evidence.insert(key);
+                Vec::new()
+            }
+            Action::Misbehaving { peer, fault } => {
+                if self.honest(node) && self.nodes.get(peer.0 as usize).is_some_and(|n| n.role.is_none()) {
+                    self.violations.push(format!("node {node} reported honest validator {} for {fault:?}", peer.0));
+                }
                 Vec::new()
             }
         }
@@ -730,6 +738,7 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
     fn on_finalized(&mut self, node: usize, header: Header, payload: Vec<u8>, proof: Certificate<S>) {
         let hash = header.hash();
         let proof_view = proof.vote.view;
+        let proof_certificate = proof.clone();
         if self.config.epoch_length.is_some_and(|length| header.height.0.is_multiple_of(length.max(1))) {
             self.nodes[node].epoch_ends.insert(header.epoch, (header.clone(), proof));
         }
@@ -756,7 +765,7 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
         }
         let state = &mut self.nodes[node];
         state.durable.tip = header;
-        state.durable.tip_view = proof_view;
+        state.durable.proof = Some(proof_certificate);
         if let Some(at_stable) = state.views_at_stable {
             state.blocks_after_stable += 1;
             if state.recovery_views.is_none() {
@@ -781,7 +790,7 @@ impl<'a, S: SimScheme> Simulation<'a, S> {
         }
         let config = self.engine_config(node);
         let local = self.local_time(node, now);
-        let (engine, actions) = Consensus::new(config, local);
+        let (engine, actions) = Consensus::new(config, local).expect("the previous epoch's end anchors the next");
         let state = &mut self.nodes[node];
         state.engine = Some(engine);
         state.seen.clear();
