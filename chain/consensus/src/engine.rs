@@ -106,7 +106,19 @@ pub enum Event<S: Scheme> {
         block: BlockHash,
         valid: bool,
     },
+    /// A block from the node's own block store, which keeps every block it
+    /// proposed or found valid: after a restart the node feeds back those
+    /// above the anchor, as the engine's memory of them is gone. Checked
+    /// against its header like any block.
+    Block {
+        header: Header,
+        payload: Vec<u8>,
+    },
     /// The signer's answer to [`Action::Sign`] (absent when it refused).
+    /// After a restart the node also feeds back this way the votes its
+    /// protection store recorded after the anchor (re-signing one is allowed),
+    /// so what it said before the crash is heard again: with more than a
+    /// third of the validators restarting at once, nothing else may recover it.
     Signed {
         message: Signable,
         signature: S::Signature,
@@ -226,6 +238,8 @@ struct Round<S: Scheme> {
     reported: BTreeSet<(ValidatorIndex, Offence)>,
     /// Signature verifications each peer caused in this view.
     work: BTreeMap<ValidatorIndex, u32>,
+    /// Signatures asked for that did not come back yet (at most one per kind of message).
+    unsigned: Vec<Signable>,
 }
 
 impl<S: Scheme> Default for Round<S> {
@@ -246,6 +260,7 @@ impl<S: Scheme> Default for Round<S> {
             nullification: None,
             reported: BTreeSet::new(),
             work: BTreeMap::new(),
+            unsigned: Vec::new(),
         }
     }
 }
@@ -403,6 +418,13 @@ impl<S: Scheme> Consensus<S> {
             }
             Event::ProposalVerified { view, block, valid } => self.on_verified(view, block, valid),
             Event::Signed { message, signature } => self.on_signed(message, signature),
+            Event::Block { header, payload } => {
+                if payload.len() <= self.config.max_payload_bytes {
+                    self.wanted.remove(&header.hash());
+                    self.store_block(header, payload);
+                    self.try_commit();
+                }
+            }
         }
         if !self.done {
             self.progress();
@@ -651,7 +673,7 @@ impl<S: Scheme> Consensus<S> {
             // The epoch is full: re-propose its last block so a later view can finalize it.
             self.own_proposal = Some((view, parent_view, parent, Vec::new()));
             self.round(view).proposed = true;
-            self.out.push(Action::Sign(Signable::Proposal { epoch, view, parent_view, block: parent_hash }));
+            self.request_signature(Signable::Proposal { epoch, view, parent_view, block: parent_hash });
             return;
         }
         self.round(view).payload_requested = Some((parent_view, parent.clone()));
@@ -697,11 +719,25 @@ impl<S: Scheme> Consensus<S> {
         let block = header.hash();
         self.own_proposal = Some((view, parent_view, header, payload));
         let epoch = self.config.epoch;
-        self.out.push(Action::Sign(Signable::Proposal { epoch, view, parent_view, block }));
+        self.request_signature(Signable::Proposal { epoch, view, parent_view, block });
+    }
+
+    /// Asks the signer, remembering the request: a signature that does not
+    /// come back (the protection store's disk failed) is asked for again at
+    /// the next retry tick; one it refused for good is refused again.
+    fn request_signature(&mut self, message: Signable) {
+        let unsigned = &mut self.round(message.view()).unsigned;
+        if !unsigned.contains(&message) {
+            unsigned.push(message);
+        }
+        self.out.push(Action::Sign(message));
     }
 
     fn on_signed(&mut self, message: Signable, signature: S::Signature) {
         let Some(me) = self.config.me else { return };
+        if let Some(round) = self.rounds.get_mut(&message.view()) {
+            round.unsigned.retain(|m| *m != message);
+        }
         match message {
             Signable::Proposal { view, parent_view, block, .. } => {
                 let Some((own_view, own_parent_view, header, payload)) = self.own_proposal.clone() else {
@@ -718,7 +754,17 @@ impl<S: Scheme> Consensus<S> {
                 let signed = SignedVote { vote, signer: me, signature };
                 self.out.push(Action::Broadcast(Message::Vote(signed.clone())));
                 if self.tracks_view(vote.view) {
-                    self.round(vote.view).my_votes.push(signed.clone());
+                    // Also a vote signed before a restart and fed back: the
+                    // engine then never asks for what it may no longer sign.
+                    let round = self.round(vote.view);
+                    match vote.kind {
+                        VoteKind::Notarize { .. } => round.voted_notarize = true,
+                        VoteKind::Finalize { .. } => round.voted_finalize = true,
+                        VoteKind::Nullify => round.voted_nullify = true,
+                    }
+                    if !round.my_votes.iter().any(|v| v.vote == signed.vote && v.signature == signed.signature) {
+                        round.my_votes.push(signed.clone());
+                    }
                     self.count_own_vote(signed);
                 }
             }
@@ -894,7 +940,7 @@ impl<S: Scheme> Consensus<S> {
             return;
         }
         round.voted_notarize = true;
-        self.out.push(Action::Sign(Signable::Vote(Vote { epoch, view, kind: VoteKind::Notarize { height, block } })));
+        self.request_signature(Signable::Vote(Vote { epoch, view, kind: VoteKind::Notarize { height, block } }));
     }
 
     /// A vote from its signer's connection (checked by the caller). Checked
@@ -1091,7 +1137,7 @@ impl<S: Scheme> Consensus<S> {
                 if !round.voted_nullify && !round.voted_finalize && is_validator {
                     round.voted_finalize = true;
                     let kind = VoteKind::Finalize { height, block };
-                    self.out.push(Action::Sign(Signable::Vote(Vote { epoch, view, kind })));
+                    self.request_signature(Signable::Vote(Vote { epoch, view, kind }));
                 }
                 self.enter_view(View(view.0.saturating_add(1)), true);
             }
@@ -1234,6 +1280,10 @@ impl<S: Scheme> Consensus<S> {
         if Some(ValidatorIndex(peer as u32)) == self.config.me {
             peer = (peer + 1) % n;
         }
+        if Some(ValidatorIndex(peer as u32)) == self.config.me {
+            // A set of one: nobody to ask (the node feeds its own blocks with `Event::Block`).
+            return;
+        }
         self.out.push(Action::Send { to: ValidatorIndex(peer as u32), message: Message::BlockRequest { block } });
     }
 
@@ -1301,7 +1351,7 @@ impl<S: Scheme> Consensus<S> {
                 if is_validator && !round.voted_nullify {
                     round.voted_nullify = true;
                     let vote = Vote { epoch, view, kind: VoteKind::Nullify };
-                    self.out.push(Action::Sign(Signable::Vote(vote)));
+                    self.request_signature(Signable::Vote(vote));
                 }
             }
             TimerKind::Retry => {
@@ -1310,6 +1360,9 @@ impl<S: Scheme> Consensus<S> {
                 let finalized = self.finalized.header.height;
                 if self.finalized_at_last_tick == Some(finalized) {
                     self.rebroadcast(self.view);
+                    let unsigned: Vec<Signable> =
+                        self.rounds.values().flat_map(|r| r.unsigned.iter().copied()).collect();
+                    self.out.extend(unsigned.into_iter().map(Action::Sign));
                 }
                 self.finalized_at_last_tick = Some(finalized);
                 let after_ms = self.config.timing.retry_ms;
