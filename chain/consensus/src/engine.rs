@@ -114,6 +114,12 @@ pub enum Event<S: Scheme> {
         header: Header,
         payload: Vec<u8>,
     },
+    /// A certificate from the node's journal after a restart (see
+    /// `Action::Certificate`); verified like any.
+    Certificate {
+        header: Option<Header>,
+        certificate: Certificate<S>,
+    },
     /// The signer's answer to [`Action::Sign`] (absent when it refused).
     /// After a restart the node also feeds back this way the votes its
     /// protection store recorded after the anchor (re-signing one is allowed),
@@ -162,6 +168,15 @@ pub enum Action<S: Scheme> {
         proof: Certificate<S>,
     },
     Evidence(Evidence<S>),
+    /// A certificate the engine accepted (formed or received), with its
+    /// block's header when known. The node journals it until finality passes
+    /// its view and feeds it back with `Event::Certificate` after a restart:
+    /// when more than a third restart at once, the certificates they had may
+    /// exist nowhere else but with byzantine validators.
+    Certificate {
+        header: Option<Header>,
+        certificate: Certificate<S>,
+    },
     /// `peer` sent something no honest validator sends: the node should
     /// disconnect it. Reported once per peer; the engine ignores it from then on.
     Misbehaving {
@@ -418,6 +433,13 @@ impl<S: Scheme> Consensus<S> {
             }
             Event::ProposalVerified { view, block, valid } => self.on_verified(view, block, valid),
             Event::Signed { message, signature } => self.on_signed(message, signature),
+            Event::Certificate { header, certificate } => {
+                let valid = certificate.verify(self.config.chain, self.config.epoch, self.validators()).is_ok();
+                if valid && self.is_new_certificate(&certificate) {
+                    let header = header.filter(|h| certificate_block(&certificate) == Some(h.hash()));
+                    self.on_certificate(certificate, header, false);
+                }
+            }
             Event::Block { header, payload } => {
                 if payload.len() <= self.config.max_payload_bytes {
                     self.wanted.remove(&header.hash());
@@ -1111,6 +1133,12 @@ impl<S: Scheme> Consensus<S> {
         }
     }
 
+    /// Hands an accepted notarization or finalization to the node's journal.
+    fn journal(&mut self, certificate: &Certificate<S>, header: &Option<Header>, block: BlockHash) {
+        let header = header.clone().or_else(|| self.blocks.get(&block).map(|b| b.header.clone()));
+        self.out.push(Action::Certificate { header, certificate: certificate.clone() });
+    }
+
     fn on_certificate(&mut self, certificate: Certificate<S>, header: Option<Header>, formed_here: bool) {
         let view = certificate.vote.view;
         if let Some(header) = header.clone() {
@@ -1123,6 +1151,8 @@ impl<S: Scheme> Consensus<S> {
                     return;
                 }
                 round.notarization = Some(certificate.clone());
+                self.journal(&certificate, &header, block);
+                let round = self.round(view);
                 if let Some(tally) = round.tallies.get_mut(&certificate.vote.kind) {
                     tally.certified = true;
                 }
@@ -1147,6 +1177,8 @@ impl<S: Scheme> Consensus<S> {
                     return;
                 }
                 round.finalization = Some(certificate.clone());
+                self.journal(&certificate, &header, block);
+                let round = self.round(view);
                 if let Some(tally) = round.tallies.get_mut(&certificate.vote.kind) {
                     tally.certified = true;
                 }
@@ -1170,6 +1202,7 @@ impl<S: Scheme> Consensus<S> {
                     return;
                 }
                 round.nullification = Some(certificate.clone());
+                self.out.push(Action::Certificate { header: None, certificate: certificate.clone() });
                 if formed_here {
                     self.out.push(Action::Broadcast(Message::Nullification(certificate)));
                 }
@@ -1414,6 +1447,13 @@ impl<S: Scheme> Consensus<S> {
             self.wanted.insert(hash, attempt + 1);
             self.request_block(hash, attempt + 1);
         }
+    }
+}
+
+fn certificate_block<S: Scheme>(certificate: &Certificate<S>) -> Option<BlockHash> {
+    match certificate.vote.kind {
+        VoteKind::Notarize { block, .. } | VoteKind::Finalize { block, .. } => Some(block),
+        VoteKind::Nullify => None,
     }
 }
 

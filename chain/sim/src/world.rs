@@ -98,6 +98,8 @@ struct Node<S: KeyGen> {
     found_evidence: BTreeSet<SeenKey>,
     /// Peers this node reported as misbehaving, per epoch (its engine ignores them).
     reported: BTreeSet<(Epoch, ValidatorIndex)>,
+    /// Certificates the engine accepted since the last finalization (durable).
+    journal: Vec<(Option<Header>, Certificate<S>)>,
     /// Everything this node ever signed, across restarts: the double-sign oracle.
     signed: BTreeMap<(Epoch, View), Vec<Signable>>,
     /// Views gone through (jumps count the views skipped).
@@ -179,6 +181,7 @@ impl<'a, S: KeyGen> Simulation<'a, S> {
                 expected_evidence: BTreeSet::new(),
                 found_evidence: BTreeSet::new(),
                 reported: BTreeSet::new(),
+                journal: Vec::new(),
                 signed: BTreeMap::new(),
                 views_total: 0,
                 view_changes: 0,
@@ -377,8 +380,9 @@ impl<'a, S: KeyGen> Simulation<'a, S> {
         self.replay_after_restart(node, now, epoch, anchor_view);
     }
 
-    /// A restarted node gets back the blocks it kept above its anchor, and what
-    /// it signed after its anchor is said again (see `Event::Block`, `Event::Signed`).
+    /// A restarted node gets back the blocks it kept above its anchor and the
+    /// certificates it journaled, and what it signed after its anchor is said
+    /// again (see `Event::Block`, `Event::Certificate`, `Event::Signed`).
     fn replay_after_restart(&mut self, node: usize, now: u64, epoch: Epoch, anchor_view: View) {
         let anchor_height = self.nodes[node].durable.tip.height;
         let blocks: Vec<(Header, Vec<u8>)> = self.nodes[node]
@@ -389,6 +393,11 @@ impl<'a, S: KeyGen> Simulation<'a, S> {
             .collect();
         for (header, payload) in blocks {
             self.feed(node, now, Event::Block { header, payload });
+        }
+        let journal: Vec<(Option<Header>, Certificate<S>)> =
+            self.nodes[node].journal.iter().filter(|(_, c)| c.vote.epoch == epoch).cloned().collect();
+        for (header, certificate) in journal {
+            self.feed(node, now, Event::Certificate { header, certificate });
         }
         let Some(signer) = self.nodes[node].signer.as_mut() else {
             return;
@@ -705,6 +714,10 @@ impl<'a, S: KeyGen> Simulation<'a, S> {
                 self.nodes[node].found_evidence.insert(key);
                 Vec::new()
             }
+            Action::Certificate { header, certificate } => {
+                self.nodes[node].journal.push((header, certificate));
+                Vec::new()
+            }
             Action::Misbehaving { peer, fault } => {
                 if self.honest(node) {
                     self.reports += 1;
@@ -945,6 +958,10 @@ impl<'a, S: KeyGen> Simulation<'a, S> {
         }
         let proof_view = proof.vote.view;
         let state = &mut self.nodes[node];
+        let proof_epoch = proof.vote.epoch;
+        state
+            .journal
+            .retain(|(_, c)| c.vote.epoch > proof_epoch || (c.vote.epoch == proof_epoch && c.vote.view > proof_view));
         state.durable.tip = header;
         state.durable.proof = Some(proof);
         if let Some(at_stable) = state.views_at_stable {

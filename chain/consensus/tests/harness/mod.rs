@@ -149,6 +149,7 @@ impl Harness {
                     self.evidence.push((node, evidence));
                     Vec::new()
                 }
+                Action::Certificate { .. } => Vec::new(),
                 Action::Misbehaving { peer, fault } => {
                     assert!(
                         self.byzantine.contains(&(peer.0 as usize)),
