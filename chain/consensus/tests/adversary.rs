@@ -17,10 +17,11 @@ fn nullify(view: u64) -> Vote {
     Vote { epoch: Epoch(0), view: View(view), kind: VoteKind::Nullify }
 }
 
-/// Finding 1: a badly signed copy of each honest node's own (predictable)
-/// Nullify vote, sent to that node ahead of time, used to take the place of
-/// its genuine vote, so the view led by the silent byzantine validator never
-/// gathered a nullification and the chain halted for good.
+/// Finding 1 over a whole run: badly signed copies of each honest node's own
+/// (predictable) Nullify votes, sent to it ahead of time by the byzantine
+/// validator, get the forger reported and leave finality going. (Under this
+/// FIFO schedule the old code recovered too, through the last node to time
+/// out; `a_forged_copy_of_an_own_vote_never_displaces_it` is the regression.)
 #[test]
 fn forged_copies_of_a_nodes_own_future_votes_do_not_halt_the_chain() {
     let mut harness = Harness::new(4, vec![3], None);
@@ -326,4 +327,36 @@ fn a_restart_at_any_step_of_a_finalization_batch_anchors_exactly() {
         }
         assert_eq!(engine.finalized_hash(), last.hash(), "step {step}");
     }
+}
+
+/// Finding 1, the mechanism on one engine: a badly signed copy of its own
+/// Nullify vote reaches validator 0 before it times out; its genuine vote and
+/// the other two honest votes must still form the nullification (before the
+/// fix the genuine vote was dropped as a duplicate of the forged copy, and
+/// the forged copy was later thrown out, leaving two votes of the three needed).
+#[test]
+fn a_forged_copy_of_an_own_vote_never_displaces_it() {
+    let validators = Arc::new(
+        ValidatorSet::new(
+            (0..4).map(|i| ValidatorEntry { public_key: secret(i), operator: vec![], power: 1 }).collect(),
+        )
+        .unwrap(),
+    );
+    let genesis = Header::genesis(Epoch(0), 0, [0; 32]);
+    let (mut engine, _) = Consensus::new(config(&validators, 0, genesis, None, None), 0).unwrap();
+    let view = engine.view();
+    let forged = SignedVote { vote: nullify(view.0), signer: ValidatorIndex(0), signature: 7 };
+    let mut actions = engine.handle(0, Event::Message { from: ValidatorIndex(3), message: Message::Vote(forged) });
+    actions.extend(engine.handle(1_000, Event::Timeout { view, kind: vanna_consensus::TimerKind::Leader }));
+    let sign = |i: usize| TestScheme::sign(&secret(i), &Signable::Vote(nullify(view.0)).signing_bytes(CHAIN));
+    actions
+        .extend(engine.handle(1_000, Event::Signed { message: Signable::Vote(nullify(view.0)), signature: sign(0) }));
+    for i in 1..3 {
+        let vote = SignedVote { vote: nullify(view.0), signer: ValidatorIndex(i as u32), signature: sign(i) };
+        actions.extend(
+            engine.handle(1_000, Event::Message { from: ValidatorIndex(i as u32), message: Message::Vote(vote) }),
+        );
+    }
+    assert!(actions.iter().any(|a| matches!(a, Action::Broadcast(Message::Nullification(_)))), "no nullification");
+    assert!(engine.view() > view);
 }
