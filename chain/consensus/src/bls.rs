@@ -63,9 +63,25 @@ impl BlsPublicKey {
     }
 }
 
-/// A validated G2 signature.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BlsSignature(Signature);
+/// A G2 signature on the curve, not the identity. Decoding skips the subgroup
+/// check (it is as costly as a good share of a verification, and would be paid
+/// for every message, valid or not); the verification of a decoded signature
+/// performs it instead. Signatures made or aggregated here from checked ones
+/// are in the subgroup by construction and skip it.
+#[derive(Clone)]
+pub struct BlsSignature {
+    point: Signature,
+    /// In the subgroup for sure (made by `sign`, or aggregated from such).
+    checked: bool,
+}
+
+impl PartialEq for BlsSignature {
+    fn eq(&self, other: &Self) -> bool {
+        self.point == other.point
+    }
+}
+
+impl Eq for BlsSignature {}
 
 impl std::fmt::Debug for BlsSignature {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,27 +92,36 @@ impl std::fmt::Debug for BlsSignature {
 
 impl BlsSignature {
     /// Decodes a compressed signature, rejecting bad encodings, points off the
-    /// curve or outside the subgroup, and the identity.
+    /// curve and the identity. The subgroup check comes with verification.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
         if bytes.len() != 96 {
             return Err(Error::Encoding("signature must be 96 compressed bytes"));
         }
-        Signature::sig_validate(bytes, true).map(Self).map_err(|_| Error::Encoding("signature"))
+        if bytes[0] & 0x40 != 0 {
+            // The infinity flag: the identity "signs" nothing.
+            return Err(Error::Encoding("signature is the identity"));
+        }
+        let point = Signature::from_bytes(bytes).map_err(|_| Error::Encoding("signature"))?;
+        Ok(Self { point, checked: false })
     }
     pub fn to_bytes(&self) -> [u8; 96] {
-        self.0.compress()
+        self.point.compress()
+    }
+
+    fn verify(&self, message: &[u8], dst: &[u8], key: &PublicKey) -> bool {
+        self.point.verify(!self.checked, message, dst, &[], key, false) == BLST_ERROR::BLST_SUCCESS
     }
 }
 
 /// Proof of possession: the key signs its own compressed bytes under [`DST_POP`].
 pub fn proof_of_possession(secret: &BlsSecretKey) -> BlsSignature {
     let public = secret.0.sk_to_pk().compress();
-    BlsSignature(secret.0.sign(&public, DST_POP, &[]))
+    BlsSignature { point: secret.0.sign(&public, DST_POP, &[]), checked: true }
 }
 
 /// Checked by the staking ledger when a validator registers its key.
 pub fn verify_proof_of_possession(key: &BlsPublicKey, proof: &BlsSignature) -> bool {
-    proof.0.verify(false, &key.to_bytes(), DST_POP, &[], &key.0, false) == BLST_ERROR::BLST_SUCCESS
+    proof.verify(&key.to_bytes(), DST_POP, &key.0)
 }
 
 /// Verifies encoded key and signature under any ciphersuite tag; used by the
@@ -106,7 +131,7 @@ pub(crate) fn verify_encoded(key: &[u8], message: &[u8], signature: &[u8], dst: 
     let (Ok(key), Ok(signature)) = (BlsPublicKey::from_bytes(key), BlsSignature::from_bytes(signature)) else {
         return false;
     };
-    signature.0.verify(false, message, dst, &[], &key.0, false) == BLST_ERROR::BLST_SUCCESS
+    signature.verify(message, dst, &key.0)
 }
 
 impl Scheme for Bls {
@@ -121,23 +146,24 @@ impl Scheme for Bls {
         key.to_bytes().to_vec()
     }
     fn sign(secret: &BlsSecretKey, message: &[u8]) -> BlsSignature {
-        BlsSignature(secret.0.sign(message, DST_SIGNATURE, &[]))
+        BlsSignature { point: secret.0.sign(message, DST_SIGNATURE, &[]), checked: true }
     }
     fn verify(key: &BlsPublicKey, message: &[u8], signature: &BlsSignature) -> bool {
-        // Key and signature were group-checked when decoded.
-        signature.0.verify(false, message, DST_SIGNATURE, &[], &key.0, false) == BLST_ERROR::BLST_SUCCESS
+        // The key was group-checked when decoded; the signature is checked here if it was decoded.
+        signature.verify(message, DST_SIGNATURE, &key.0)
     }
     fn aggregate(signatures: &[&BlsSignature]) -> Option<BlsSignature> {
-        let raw: Vec<&Signature> = signatures.iter().map(|s| &s.0).collect();
-        AggregateSignature::aggregate(&raw, false).ok().map(|a| BlsSignature(a.to_signature()))
+        let raw: Vec<&Signature> = signatures.iter().map(|s| &s.point).collect();
+        let checked = signatures.iter().all(|s| s.checked);
+        // Unchecked inputs leave the sum unchecked: its verification does the subgroup check.
+        AggregateSignature::aggregate(&raw, false).ok().map(|a| BlsSignature { point: a.to_signature(), checked })
     }
     fn verify_aggregate(keys: &[&BlsPublicKey], message: &[u8], aggregate: &BlsSignature) -> bool {
         let raw: Vec<&PublicKey> = keys.iter().map(|k| &k.0).collect();
         let Ok(aggregate_key) = AggregatePublicKey::aggregate(&raw, false) else {
             return false;
         };
-        let key = aggregate_key.to_public_key();
-        aggregate.0.verify(false, message, DST_SIGNATURE, &[], &key, false) == BLST_ERROR::BLST_SUCCESS
+        aggregate.verify(message, DST_SIGNATURE, &aggregate_key.to_public_key())
     }
 }
 
@@ -222,6 +248,34 @@ mod tests {
         identity_signature[0] = 0xc0;
         assert!(BlsSignature::from_bytes(&identity_signature).is_err());
         assert_eq!(BlsSecretKey::from_bytes(&secret.to_bytes()).unwrap().to_bytes(), secret.to_bytes());
+    }
+
+    /// Decoding skips the subgroup check; verification of a decoded signature does it.
+    #[test]
+    fn a_decoded_signature_outside_the_subgroup_never_verifies() {
+        let secret = key(4);
+        let public = Bls::public_key(&secret);
+        let decoded = BlsSignature::from_bytes(&Bls::sign(&secret, b"m").to_bytes()).unwrap();
+        assert!(!decoded.checked);
+        assert!(Bls::verify(&public, b"m", &decoded));
+        assert!(Bls::verify_aggregate(&[&public], b"m", &Bls::aggregate(&[&decoded]).unwrap()));
+        // A point on the curve but outside the G2 subgroup, found by trying small x.
+        let mut outside = None;
+        for x in 0u8..=255 {
+            let mut bytes = [0u8; 96];
+            bytes[0] = 0x80;
+            bytes[95] = x;
+            if let Ok(signature) = BlsSignature::from_bytes(&bytes)
+                && signature.point.validate(true).is_err()
+            {
+                outside = Some(signature);
+                break;
+            }
+        }
+        let outside = outside.expect("a non-subgroup point among the first x values");
+        assert!(!Bls::verify(&public, b"m", &outside));
+        let sum = Bls::aggregate(&[&decoded, &outside]).unwrap();
+        assert!(!Bls::verify_aggregate(&[&public], b"m", &sum));
     }
 
     #[test]

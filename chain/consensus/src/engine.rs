@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::error::Error;
 use crate::evidence::{Evidence, Offence, Signed};
 use crate::messages::{Certificate, Message, Signable, SignedProposal, SignedVote, SignerBitmap, Vote, VoteKind};
 use crate::scheme::Scheme;
@@ -19,6 +20,10 @@ const REBROADCAST_NULLIFICATIONS: usize = 256;
 const MAX_WANTED_BLOCKS: usize = 64;
 /// Blocks in one response, so a node that fell behind walks back quickly.
 pub const MAX_BLOCKS_PER_RESPONSE: usize = 32;
+/// Signature verifications one peer may cause per view. An honest peer causes
+/// at most seven (its proposal as leader, its three votes, and the first copy
+/// of each of the view's three certificates); the rest is junk.
+const MAX_VERIFICATIONS_PER_PEER_PER_VIEW: u32 = 16;
 
 /// Timer settings. The backoff doubles the leader timeout for each consecutive
 /// nullified view so that, after the network stabilises, timeouts eventually
@@ -50,8 +55,12 @@ pub struct Config<S: Scheme> {
     /// The last finalized block (genesis, the previous epoch's last block, or
     /// after a restart the node's last committed block).
     pub anchor: Header,
-    /// The view whose certificate finalized `anchor` (0 at an epoch's start).
-    pub anchor_view: View,
+    /// The finalization certificate that was made durable with `anchor`:
+    /// `None` at an epoch's start (the anchor is view 0), otherwise the
+    /// `proof` of `anchor`'s `Action::Finalized`, which may finalize a
+    /// descendant when the node stopped part-way through a batch. Its view is
+    /// where the engine resumes, and that view certified the proof's block.
+    pub anchor_proof: Option<Certificate<S>>,
     /// The epoch's last height; past it leaders re-propose that block so it can
     /// still be finalized in a later view. `None`: the epoch never ends.
     pub last_height: Option<Height>,
@@ -72,7 +81,9 @@ pub enum TimerKind {
 /// Inputs. `now_ms` comes with each call to [`Consensus::handle`].
 #[derive(Debug, Clone)]
 pub enum Event<S: Scheme> {
-    /// A message from a peer; `from` is the transport's peer, used only to reply.
+    /// A message from a peer; `from` is the authenticated connection it came
+    /// in on. A proposal or vote must come from its signer; certificates and
+    /// blocks authenticate themselves and may come from anyone.
     Message {
         from: ValidatorIndex,
         message: Message<S>,
@@ -95,7 +106,25 @@ pub enum Event<S: Scheme> {
         block: BlockHash,
         valid: bool,
     },
+    /// A block from the node's own block store, which keeps every block it
+    /// proposed or found valid: after a restart the node feeds back those
+    /// above the anchor, as the engine's memory of them is gone. Checked
+    /// against its header like any block.
+    Block {
+        header: Header,
+        payload: Vec<u8>,
+    },
+    /// A certificate from the node's journal after a restart (see
+    /// `Action::Certificate`); verified like any.
+    Certificate {
+        header: Option<Header>,
+        certificate: Certificate<S>,
+    },
     /// The signer's answer to [`Action::Sign`] (absent when it refused).
+    /// After a restart the node also feeds back this way the votes its
+    /// protection store recorded after the anchor (re-signing one is allowed),
+    /// so what it said before the crash is heard again: with more than a
+    /// third of the validators restarting at once, nothing else may recover it.
     Signed {
         message: Signable,
         signature: S::Signature,
@@ -139,6 +168,38 @@ pub enum Action<S: Scheme> {
         proof: Certificate<S>,
     },
     Evidence(Evidence<S>),
+    /// A certificate the engine accepted (formed or received), with its
+    /// block's header when known. The node journals it until finality passes
+    /// its view and feeds it back with `Event::Certificate` after a restart:
+    /// when more than a third restart at once, the certificates they had may
+    /// exist nowhere else but with byzantine validators.
+    Certificate {
+        header: Option<Header>,
+        certificate: Certificate<S>,
+    },
+    /// `peer` sent something no honest validator sends: the node should
+    /// disconnect it. Reported once per peer; the engine ignores it from then on.
+    Misbehaving {
+        peer: ValidatorIndex,
+        fault: Fault,
+    },
+}
+
+/// What a misbehaving peer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// Sent a proposal or vote signed by someone else.
+    NotSigner,
+    /// A signature (its own, or a certificate's) that does not verify.
+    InvalidSignature,
+    /// A proposal whose payload does not hash to its header's payload hash.
+    PayloadMismatch,
+    /// A block response that breaks its hash chain or carries a wrong payload.
+    BadBlockResponse,
+    /// A payload or response over the limits.
+    TooLarge,
+    /// More signature verifications in one view than an honest peer causes.
+    OverBudget,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +251,10 @@ struct Round<S: Scheme> {
     finalization: Option<Certificate<S>>,
     nullification: Option<Certificate<S>>,
     reported: BTreeSet<(ValidatorIndex, Offence)>,
+    /// Signature verifications each peer caused in this view.
+    work: BTreeMap<ValidatorIndex, u32>,
+    /// Signatures asked for that did not come back yet (at most one per kind of message).
+    unsigned: Vec<Signable>,
 }
 
 impl<S: Scheme> Default for Round<S> {
@@ -209,6 +274,8 @@ impl<S: Scheme> Default for Round<S> {
             finalization: None,
             nullification: None,
             reported: BTreeSet::new(),
+            work: BTreeMap::new(),
+            unsigned: Vec::new(),
         }
     }
 }
@@ -225,6 +292,9 @@ struct Finalized<S: Scheme> {
     hash: BlockHash,
     header: Header,
     certificate: Option<Certificate<S>>,
+    /// The block `view` certified: the finalized block itself, except after a
+    /// restart part-way through a batch, when it is a descendant still to commit.
+    certified: (BlockHash, Height),
 }
 
 /// The consensus state machine of one participant for one epoch.
@@ -245,6 +315,9 @@ pub struct Consensus<S: Scheme> {
     done: bool,
     last_reply_ms: BTreeMap<ValidatorIndex, u64>,
     finalized_at_last_tick: Option<Height>,
+    /// Peers reported misbehaving: nothing they send is looked at again, so
+    /// junk costs at most one verification per peer.
+    muted: BTreeSet<ValidatorIndex>,
     out: Vec<Action<S>>,
 }
 
@@ -258,9 +331,25 @@ fn class(kind: &VoteKind) -> u8 {
 
 impl<S: Scheme> Consensus<S> {
     /// Starts at the view after the anchor's; returns the first actions.
-    pub fn new(config: Config<S>, now_ms: u64) -> (Self, Vec<Action<S>>) {
+    /// Fails if the anchor proof is not a finalization of this epoch that
+    /// covers the anchor's height (and the anchor itself at that height).
+    pub fn new(config: Config<S>, now_ms: u64) -> Result<(Self, Vec<Action<S>>), Error> {
         let anchor_hash = config.anchor.hash();
-        let anchor_view = config.anchor_view;
+        let (anchor_view, certified) = match &config.anchor_proof {
+            None => (View(0), (anchor_hash, config.anchor.height)),
+            Some(proof) => match proof.vote.kind {
+                VoteKind::Finalize { height, block }
+                    if proof.vote.epoch == config.epoch
+                        && height >= config.anchor.height
+                        && (height > config.anchor.height || block == anchor_hash) =>
+                {
+                    (proof.vote.view, (block, height))
+                }
+                _ => return Err(Error::BadAnchor),
+            },
+        };
+        let anchor_certificate = config.anchor_proof.clone().filter(|_| certified.0 == anchor_hash);
+        let pending_target = config.anchor_proof.clone().filter(|_| certified.0 != anchor_hash);
         let mut blocks = BTreeMap::new();
         blocks.insert(anchor_hash, Block { header: config.anchor.clone(), payload: None });
         let mut committed = BTreeMap::new();
@@ -271,13 +360,14 @@ impl<S: Scheme> Consensus<S> {
                 view: anchor_view,
                 hash: anchor_hash,
                 header: config.anchor.clone(),
-                certificate: None,
+                certificate: anchor_certificate,
+                certified,
             },
             config,
             now_ms,
             view: anchor_view,
             consecutive_nullified: 0,
-            finalize_target: None,
+            finalize_target: pending_target,
             rounds: BTreeMap::new(),
             blocks,
             committed,
@@ -286,16 +376,19 @@ impl<S: Scheme> Consensus<S> {
             done,
             last_reply_ms: BTreeMap::new(),
             finalized_at_last_tick: None,
+            muted: BTreeSet::new(),
             out: Vec::new(),
         };
         if !engine.done {
             engine.enter_view(View(anchor_view.0.saturating_add(1)), true);
             let after_ms = engine.config.timing.retry_ms;
             engine.out.push(Action::ScheduleTimeout { view: engine.view, kind: TimerKind::Retry, after_ms });
+            // The rest of a batch cut short by a restart: fetch and commit it.
+            engine.try_commit();
             engine.progress();
         }
         let actions = std::mem::take(&mut engine.out);
-        (engine, actions)
+        Ok((engine, actions))
     }
 
     pub fn view(&self) -> View {
@@ -340,6 +433,20 @@ impl<S: Scheme> Consensus<S> {
             }
             Event::ProposalVerified { view, block, valid } => self.on_verified(view, block, valid),
             Event::Signed { message, signature } => self.on_signed(message, signature),
+            Event::Certificate { header, certificate } => {
+                let valid = certificate.verify(self.config.chain, self.config.epoch, self.validators()).is_ok();
+                if valid && self.is_new_certificate(&certificate) {
+                    let header = header.filter(|h| certificate_block(&certificate) == Some(h.hash()));
+                    self.on_certificate(certificate, header, false);
+                }
+            }
+            Event::Block { header, payload } => {
+                if payload.len() <= self.config.max_payload_bytes {
+                    self.wanted.remove(&header.hash());
+                    self.store_block(header, payload);
+                    self.try_commit();
+                }
+            }
         }
         if !self.done {
             self.progress();
@@ -352,18 +459,30 @@ impl<S: Scheme> Consensus<S> {
     }
 
     fn on_message(&mut self, from: ValidatorIndex, message: Message<S>) {
-        if self.validators().get(from).is_none() {
+        if self.validators().get(from).is_none() || Some(from) == self.config.me || self.muted.contains(&from) {
             return;
         }
         match message {
-            Message::Proposal(proposal) => self.on_proposal(proposal, false),
-            Message::Vote(vote) => self.on_vote(vote),
-            Message::Certified { header, certificate } => self.on_certified_message(header, certificate),
+            Message::Proposal(proposal) => {
+                if from != self.validators().leader(proposal.view) {
+                    self.misbehaving(from, Fault::NotSigner);
+                    return;
+                }
+                self.on_proposal(proposal, false);
+            }
+            Message::Vote(vote) => {
+                if from != vote.signer {
+                    self.misbehaving(from, Fault::NotSigner);
+                    return;
+                }
+                self.on_peer_vote(vote);
+            }
+            Message::Certified { header, certificate } => self.on_certified_message(from, header, certificate),
             Message::Nullification(certificate) => {
                 if certificate.vote.kind != VoteKind::Nullify || !self.is_new_certificate(&certificate) {
                     return;
                 }
-                if certificate.verify(self.config.chain, self.config.epoch, self.validators()).is_ok() {
+                if self.verify_certificate(from, &certificate) {
                     self.on_certificate(certificate, None, false);
                 }
             }
@@ -373,8 +492,47 @@ impl<S: Scheme> Consensus<S> {
                 }
             }
             Message::BlockRequest { block } => self.serve_block(from, block),
-            Message::BlockResponse { blocks } => self.on_block_response(blocks),
+            Message::BlockResponse { blocks } => self.on_block_response(from, blocks),
         }
+    }
+
+    fn misbehaving(&mut self, peer: ValidatorIndex, fault: Fault) {
+        if self.muted.insert(peer) {
+            self.out.push(Action::Misbehaving { peer, fault });
+        }
+    }
+
+    /// Views outside the window are charged to its edges, so the budget's
+    /// record stays bounded.
+    fn budget_view(&self, view: View) -> View {
+        let edge = View(self.view.0.saturating_add(self.config.view_window));
+        view.clamp(View(self.finalized.view.0.saturating_add(1)), edge)
+    }
+
+    /// Charges `count` signature verifications to `peer` in `view`; false (and
+    /// the peer reported) once it is over its budget.
+    fn charge(&mut self, peer: ValidatorIndex, view: View, count: u32) -> bool {
+        let view = self.budget_view(view);
+        let work = self.round(view).work.entry(peer).or_default();
+        *work = work.saturating_add(count);
+        if *work > MAX_VERIFICATIONS_PER_PEER_PER_VIEW {
+            self.misbehaving(peer, Fault::OverBudget);
+            return false;
+        }
+        true
+    }
+
+    /// A certificate from `from`: charged to it, and it is reported if the check fails.
+    fn verify_certificate(&mut self, from: ValidatorIndex, certificate: &Certificate<S>) -> bool {
+        let view = certificate.vote.view;
+        if !self.charge(from, view, 1) {
+            return false;
+        }
+        if certificate.verify(self.config.chain, self.config.epoch, self.validators()).is_ok() {
+            return true;
+        }
+        self.misbehaving(from, Fault::InvalidSignature);
+        false
     }
 
     /// After the epoch's end, peers still in it get the final certificate
@@ -419,7 +577,7 @@ impl<S: Scheme> Consensus<S> {
         }
     }
 
-    fn on_certified_message(&mut self, header: Option<Header>, certificate: Certificate<S>) {
+    fn on_certified_message(&mut self, from: ValidatorIndex, header: Option<Header>, certificate: Certificate<S>) {
         let block = match certificate.vote.kind {
             VoteKind::Notarize { block, .. } | VoteKind::Finalize { block, .. } => block,
             VoteKind::Nullify => return,
@@ -432,7 +590,7 @@ impl<S: Scheme> Consensus<S> {
             }
             return;
         }
-        if certificate.verify(self.config.chain, self.config.epoch, self.validators()).is_ok() {
+        if self.verify_certificate(from, &certificate) {
             self.on_certificate(certificate, header, false);
         }
     }
@@ -444,17 +602,22 @@ impl<S: Scheme> Consensus<S> {
         }
     }
 
+    /// Stores a payload only if it hashes to its header's payload hash, and
+    /// never over one already stored: a bad copy cannot displace the genuine one.
     fn store_block(&mut self, header: Header, payload: Vec<u8>) {
+        if header.payload_hash != Header::payload_hash_of(&payload) {
+            return;
+        }
         let hash = header.hash();
         if header.height > self.finalized.header.height {
             let block = self.blocks.entry(hash).or_insert(Block { header, payload: None });
-            block.payload = Some(payload);
+            block.payload.get_or_insert(payload);
         }
     }
 
     fn certified(&self, view: View) -> Option<(BlockHash, Height)> {
         if view == self.finalized.view {
-            return Some((self.finalized.hash, self.finalized.header.height));
+            return Some(self.finalized.certified);
         }
         let round = self.rounds.get(&view)?;
         let certificate = round.notarization.as_ref().or(round.finalization.as_ref())?;
@@ -532,7 +695,7 @@ impl<S: Scheme> Consensus<S> {
             // The epoch is full: re-propose its last block so a later view can finalize it.
             self.own_proposal = Some((view, parent_view, parent, Vec::new()));
             self.round(view).proposed = true;
-            self.out.push(Action::Sign(Signable::Proposal { epoch, view, parent_view, block: parent_hash }));
+            self.request_signature(Signable::Proposal { epoch, view, parent_view, block: parent_hash });
             return;
         }
         self.round(view).payload_requested = Some((parent_view, parent.clone()));
@@ -578,11 +741,25 @@ impl<S: Scheme> Consensus<S> {
         let block = header.hash();
         self.own_proposal = Some((view, parent_view, header, payload));
         let epoch = self.config.epoch;
-        self.out.push(Action::Sign(Signable::Proposal { epoch, view, parent_view, block }));
+        self.request_signature(Signable::Proposal { epoch, view, parent_view, block });
+    }
+
+    /// Asks the signer, remembering the request: a signature that does not
+    /// come back (the protection store's disk failed) is asked for again at
+    /// the next retry tick; one it refused for good is refused again.
+    fn request_signature(&mut self, message: Signable) {
+        let unsigned = &mut self.round(message.view()).unsigned;
+        if !unsigned.contains(&message) {
+            unsigned.push(message);
+        }
+        self.out.push(Action::Sign(message));
     }
 
     fn on_signed(&mut self, message: Signable, signature: S::Signature) {
         let Some(me) = self.config.me else { return };
+        if let Some(round) = self.rounds.get_mut(&message.view()) {
+            round.unsigned.retain(|m| *m != message);
+        }
         match message {
             Signable::Proposal { view, parent_view, block, .. } => {
                 let Some((own_view, own_parent_view, header, payload)) = self.own_proposal.clone() else {
@@ -599,37 +776,72 @@ impl<S: Scheme> Consensus<S> {
                 let signed = SignedVote { vote, signer: me, signature };
                 self.out.push(Action::Broadcast(Message::Vote(signed.clone())));
                 if self.tracks_view(vote.view) {
-                    self.round(vote.view).my_votes.push(signed.clone());
+                    // Also a vote signed before a restart and fed back: the
+                    // engine then never asks for what it may no longer sign.
+                    let round = self.round(vote.view);
+                    match vote.kind {
+                        VoteKind::Notarize { .. } => round.voted_notarize = true,
+                        VoteKind::Finalize { .. } => round.voted_finalize = true,
+                        VoteKind::Nullify => round.voted_nullify = true,
+                    }
+                    if !round.my_votes.iter().any(|v| v.vote == signed.vote && v.signature == signed.signature) {
+                        round.my_votes.push(signed.clone());
+                    }
+                    self.count_own_vote(signed);
                 }
-                self.on_vote(signed);
             }
         }
     }
 
+    /// A proposal from its leader (checked by the caller) or our own.
     fn on_proposal(&mut self, proposal: SignedProposal<S>, own: bool) {
         let view = proposal.view;
-        if proposal.header.epoch != self.config.epoch
-            || !self.tracks_view(view)
-            || proposal.payload.len() > self.config.max_payload_bytes
-        {
+        if proposal.header.epoch != self.config.epoch || !self.tracks_view(view) {
             return;
         }
         let leader = self.validators().leader(view);
+        if proposal.payload.len() > self.config.max_payload_bytes {
+            self.misbehaving(leader, Fault::TooLarge);
+            return;
+        }
+        let is_reproposal = proposal.header.view != view;
+        // The signature covers the header only: a payload that does not match it
+        // is never stored, so it cannot stand in for the genuine one.
+        if !is_reproposal && proposal.header.payload_hash != Header::payload_hash_of(&proposal.payload) {
+            self.misbehaving(leader, Fault::PayloadMismatch);
+            return;
+        }
         let signable = proposal.signable();
         if let Some(existing) = self.rounds.get(&view).and_then(|r| r.proposal.as_ref()) {
             if existing.signable() == signable {
                 return;
             }
             let first = Signed { message: existing.signable(), signature: existing.signature.clone() };
+            if self
+                .round(view)
+                .reported
+                .iter()
+                .any(|(who, offence)| *who == leader && *offence == Offence::ConflictingProposals)
+                || !self.charge(leader, view, 1)
+            {
+                return;
+            }
             if self.verify_single(leader, &signable, &proposal.signature) {
                 self.report(view, leader, first, Signed { message: signable, signature: proposal.signature });
+            } else {
+                self.misbehaving(leader, Fault::InvalidSignature);
             }
             return;
         }
-        if !own && !self.verify_single(leader, &signable, &proposal.signature) {
-            return;
+        if !own {
+            if !self.charge(leader, view, 1) {
+                return;
+            }
+            if !self.verify_single(leader, &signable, &proposal.signature) {
+                self.misbehaving(leader, Fault::InvalidSignature);
+                return;
+            }
         }
-        let is_reproposal = proposal.header.view != view;
         if is_reproposal {
             self.store_header(proposal.header.clone());
         } else {
@@ -750,10 +962,12 @@ impl<S: Scheme> Consensus<S> {
             return;
         }
         round.voted_notarize = true;
-        self.out.push(Action::Sign(Signable::Vote(Vote { epoch, view, kind: VoteKind::Notarize { height, block } })));
+        self.request_signature(Signable::Vote(Vote { epoch, view, kind: VoteKind::Notarize { height, block } }));
     }
 
-    fn on_vote(&mut self, vote: SignedVote<S>) {
+    /// A vote from its signer's connection (checked by the caller). Checked
+    /// lazily: it waits in its tally until it could complete a quorum.
+    fn on_peer_vote(&mut self, vote: SignedVote<S>) {
         let view = vote.vote.view;
         let signer = vote.signer;
         let power = self.validators().power(signer);
@@ -762,27 +976,45 @@ impl<S: Scheme> Consensus<S> {
         }
         let signable = Signable::Vote(vote.vote);
         let new_class = class(&vote.vote.kind);
+        if let Some(previous) = self.round(view).first_votes.get(&(signer, new_class)).cloned()
+            && previous.vote == vote.vote
+        {
+            // A duplicate only if the signature is the same too; otherwise at
+            // most one of the two is genuine, and a verified one is kept.
+            if previous.signature == vote.signature || self.is_verified(&previous) || !self.charge(signer, view, 1) {
+                return;
+            }
+            if !self.verify_single(signer, &signable, &vote.signature) {
+                self.misbehaving(signer, Fault::InvalidSignature);
+                return;
+            }
+            self.forget_vote(view, &previous);
+            self.count_verified(vote);
+            return;
+        }
         let mut counted = true;
         for previous_class in 0..3u8 {
             let Some(previous) = self.round(view).first_votes.get(&(signer, previous_class)).cloned() else {
                 continue;
             };
-            if previous.vote == vote.vote {
-                return;
-            }
             let previous_signable = Signable::Vote(previous.vote);
             if previous_class == new_class {
                 counted = false;
             }
-            if Offence::between(&previous_signable, &signable).is_none() {
+            let Some(offence) = Offence::between(&previous_signable, &signable) else {
+                continue;
+            };
+            // Once reported, further conflicts of the same kind cost nothing.
+            if self.round(view).reported.contains(&(signer, offence)) || !self.charge(signer, view, 2) {
                 continue;
             }
             // Conflicts are rare: check both signatures one by one.
             if !self.verify_single(signer, &signable, &vote.signature) {
+                self.misbehaving(signer, Fault::InvalidSignature);
                 return;
             }
             if !self.verify_single(signer, &previous_signable, &previous.signature) {
-                // Someone forged the earlier one: forget it, count the genuine vote.
+                // The earlier one was bad: forget it, count the genuine vote.
                 self.forget_vote(view, &previous);
                 if previous_class == new_class {
                     counted = true;
@@ -792,7 +1024,7 @@ impl<S: Scheme> Consensus<S> {
             let first = Signed { message: previous_signable, signature: previous.signature.clone() };
             self.report(view, signer, first, Signed { message: signable, signature: vote.signature.clone() });
         }
-        if !counted {
+        if !counted || !self.charge(signer, view, 1) {
             return;
         }
         let round = self.round(view);
@@ -803,6 +1035,36 @@ impl<S: Scheme> Consensus<S> {
         }
         tally.pending.insert(signer, vote.signature);
         tally.pending_power = tally.pending_power.saturating_add(power);
+        self.check_tally(vote.vote);
+    }
+
+    fn is_verified(&self, vote: &SignedVote<S>) -> bool {
+        self.rounds
+            .get(&vote.vote.view)
+            .and_then(|round| round.tallies.get(&vote.vote.kind))
+            .is_some_and(|tally| tally.verified.get(&vote.signer) == Some(&vote.signature))
+    }
+
+    /// Our own vote counts as verified and takes the place of anything held
+    /// under our name (peers' copies of it are never accepted).
+    fn count_own_vote(&mut self, vote: SignedVote<S>) {
+        let view = vote.vote.view;
+        if let Some(previous) = self.round(view).first_votes.get(&(vote.signer, class(&vote.vote.kind))).cloned() {
+            self.forget_vote(view, &previous);
+        }
+        self.count_verified(vote);
+    }
+
+    fn count_verified(&mut self, vote: SignedVote<S>) {
+        let power = self.validators().power(vote.signer);
+        let round = self.round(vote.vote.view);
+        round.first_votes.insert((vote.signer, class(&vote.vote.kind)), vote.clone());
+        let tally = round.tallies.entry(vote.vote.kind).or_default();
+        if tally.certified || tally.verified.contains_key(&vote.signer) {
+            return;
+        }
+        tally.verified.insert(vote.signer, vote.signature);
+        tally.verified_power = tally.verified_power.saturating_add(power);
         self.check_tally(vote.vote);
     }
 
@@ -856,15 +1118,25 @@ impl<S: Scheme> Consensus<S> {
         } else {
             None
         };
-        // Rejected (forged) votes are forgotten so the genuine vote can still count.
+        // Rejected votes are forgotten so a genuine copy can still count; they
+        // came from their signer's own connection, so the signer is to blame.
         if let Some(round) = self.rounds.get_mut(&vote.view) {
-            for signer in rejected {
-                round.first_votes.remove(&(signer, class(&vote.kind)));
+            for signer in &rejected {
+                round.first_votes.remove(&(*signer, class(&vote.kind)));
             }
+        }
+        for signer in rejected {
+            self.misbehaving(signer, Fault::InvalidSignature);
         }
         if let Some(certificate) = certificate {
             self.on_certificate(certificate, None, true);
         }
+    }
+
+    /// Hands an accepted notarization or finalization to the node's journal.
+    fn journal(&mut self, certificate: &Certificate<S>, header: &Option<Header>, block: BlockHash) {
+        let header = header.clone().or_else(|| self.blocks.get(&block).map(|b| b.header.clone()));
+        self.out.push(Action::Certificate { header, certificate: certificate.clone() });
     }
 
     fn on_certificate(&mut self, certificate: Certificate<S>, header: Option<Header>, formed_here: bool) {
@@ -879,6 +1151,8 @@ impl<S: Scheme> Consensus<S> {
                     return;
                 }
                 round.notarization = Some(certificate.clone());
+                self.journal(&certificate, &header, block);
+                let round = self.round(view);
                 if let Some(tally) = round.tallies.get_mut(&certificate.vote.kind) {
                     tally.certified = true;
                 }
@@ -893,7 +1167,7 @@ impl<S: Scheme> Consensus<S> {
                 if !round.voted_nullify && !round.voted_finalize && is_validator {
                     round.voted_finalize = true;
                     let kind = VoteKind::Finalize { height, block };
-                    self.out.push(Action::Sign(Signable::Vote(Vote { epoch, view, kind })));
+                    self.request_signature(Signable::Vote(Vote { epoch, view, kind }));
                 }
                 self.enter_view(View(view.0.saturating_add(1)), true);
             }
@@ -903,6 +1177,8 @@ impl<S: Scheme> Consensus<S> {
                     return;
                 }
                 round.finalization = Some(certificate.clone());
+                self.journal(&certificate, &header, block);
+                let round = self.round(view);
                 if let Some(tally) = round.tallies.get_mut(&certificate.vote.kind) {
                     tally.certified = true;
                 }
@@ -926,6 +1202,7 @@ impl<S: Scheme> Consensus<S> {
                     return;
                 }
                 round.nullification = Some(certificate.clone());
+                self.out.push(Action::Certificate { header: None, certificate: certificate.clone() });
                 if formed_here {
                     self.out.push(Action::Broadcast(Message::Nullification(certificate)));
                 }
@@ -979,13 +1256,25 @@ impl<S: Scheme> Consensus<S> {
             let Some(payload) = stored.payload.clone() else {
                 return;
             };
+            // Checked when stored; checked again because executing a payload
+            // its header does not commit to is the worst thing a node can do.
+            assert_eq!(
+                stored.header.payload_hash,
+                Header::payload_hash_of(&payload),
+                "stored payload matches its header"
+            );
             let header = stored.header.clone();
             self.committed.insert(header.height, hash);
             self.out.push(Action::Finalized { header, payload, proof: certificate.clone() });
         }
         let header = self.blocks.get(&block).map(|b| b.header.clone()).unwrap_or_else(|| self.finalized.header.clone());
-        self.finalized =
-            Finalized { view: certificate.vote.view, hash: block, header, certificate: Some(certificate.clone()) };
+        self.finalized = Finalized {
+            view: certificate.vote.view,
+            hash: block,
+            header,
+            certificate: Some(certificate.clone()),
+            certified: (block, height),
+        };
         self.finalize_target = None;
         self.prune();
         if self.config.last_height.is_some_and(|last| height >= last) {
@@ -1024,6 +1313,10 @@ impl<S: Scheme> Consensus<S> {
         if Some(ValidatorIndex(peer as u32)) == self.config.me {
             peer = (peer + 1) % n;
         }
+        if Some(ValidatorIndex(peer as u32)) == self.config.me {
+            // A set of one: nobody to ask (the node feeds its own blocks with `Event::Block`).
+            return;
+        }
         self.out.push(Action::Send { to: ValidatorIndex(peer as u32), message: Message::BlockRequest { block } });
     }
 
@@ -1043,22 +1336,28 @@ impl<S: Scheme> Consensus<S> {
     }
 
     /// Accepts the first block only if we asked for it, and each further one
-    /// only if it is the parent of the previous: the hashes authenticate them all.
-    fn on_block_response(&mut self, blocks: Vec<(Header, Vec<u8>)>) {
+    /// only if it is the parent of the previous: the hashes authenticate them
+    /// all, and each payload must hash to its header's payload hash. A late
+    /// answer (no longer wanted) is not a fault; a broken one is.
+    fn on_block_response(&mut self, from: ValidatorIndex, blocks: Vec<(Header, Vec<u8>)>) {
         if blocks.len() > MAX_BLOCKS_PER_RESPONSE {
+            self.misbehaving(from, Fault::TooLarge);
             return;
         }
         let mut expected: Option<BlockHash> = None;
         for (header, payload) in blocks {
             let hash = header.hash();
-            let acceptable = match expected {
-                None => self.wanted.contains_key(&hash),
-                Some(parent) => parent == hash,
-            };
-            if !acceptable
-                || payload.len() > self.config.max_payload_bytes
-                || header.payload_hash != Header::payload_hash_of(&payload)
+            match expected {
+                None if !self.wanted.contains_key(&hash) => break,
+                Some(parent) if parent != hash => {
+                    self.misbehaving(from, Fault::BadBlockResponse);
+                    break;
+                }
+                _ => {}
+            }
+            if payload.len() > self.config.max_payload_bytes || header.payload_hash != Header::payload_hash_of(&payload)
             {
+                self.misbehaving(from, Fault::BadBlockResponse);
                 break;
             }
             if header.height <= self.finalized.header.height {
@@ -1085,7 +1384,7 @@ impl<S: Scheme> Consensus<S> {
                 if is_validator && !round.voted_nullify {
                     round.voted_nullify = true;
                     let vote = Vote { epoch, view, kind: VoteKind::Nullify };
-                    self.out.push(Action::Sign(Signable::Vote(vote)));
+                    self.request_signature(Signable::Vote(vote));
                 }
             }
             TimerKind::Retry => {
@@ -1094,6 +1393,9 @@ impl<S: Scheme> Consensus<S> {
                 let finalized = self.finalized.header.height;
                 if self.finalized_at_last_tick == Some(finalized) {
                     self.rebroadcast(self.view);
+                    let unsigned: Vec<Signable> =
+                        self.rounds.values().flat_map(|r| r.unsigned.iter().copied()).collect();
+                    self.out.extend(unsigned.into_iter().map(Action::Sign));
                 }
                 self.finalized_at_last_tick = Some(finalized);
                 let after_ms = self.config.timing.retry_ms;
@@ -1145,6 +1447,13 @@ impl<S: Scheme> Consensus<S> {
             self.wanted.insert(hash, attempt + 1);
             self.request_block(hash, attempt + 1);
         }
+    }
+}
+
+fn certificate_block<S: Scheme>(certificate: &Certificate<S>) -> Option<BlockHash> {
+    match certificate.vote.kind {
+        VoteKind::Notarize { block, .. } | VoteKind::Finalize { block, .. } => Some(block),
+        VoteKind::Nullify => None,
     }
 }
 

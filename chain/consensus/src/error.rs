@@ -30,4 +30,6 @@ pub enum Error {
     NoConflict,
     #[error("evidence signer is not the view's leader")]
     NotLeader,
+    #[error("anchor proof is not a finalization of this epoch covering the anchor")]
+    BadAnchor,
 }

@@ -1,7 +1,7 @@
 use crate::error::Error;
 use crate::messages::{Signable, VoteKind};
 use crate::scheme::Scheme;
-use crate::types::{ChainId, ValidatorIndex};
+use crate::types::{ChainId, Epoch, ValidatorIndex};
 use crate::validators::ValidatorSet;
 
 /// The offences the protocol defines; each is proven by two signed messages.
@@ -61,9 +61,13 @@ impl<S: Scheme> Evidence<S> {
         Offence::between(&self.first.message, &self.second.message)
     }
 
-    /// Deterministic check against the validator set of the evidence's epoch.
-    pub fn verify(&self, chain: ChainId, validators: &ValidatorSet<S>) -> Result<Offence, Error> {
+    /// Deterministic check against `validators`, the set of `epoch`: evidence
+    /// from another epoch is refused, as indices and keys differ between sets.
+    pub fn verify(&self, chain: ChainId, epoch: Epoch, validators: &ValidatorSet<S>) -> Result<Offence, Error> {
         let offence = self.offence().ok_or(Error::NoConflict)?;
+        if self.first.message.epoch() != epoch {
+            return Err(Error::WrongDomain);
+        }
         let entry = validators.get(self.offender).ok_or(Error::UnknownValidator(self.offender.0))?;
         if offence == Offence::ConflictingProposals && validators.leader(self.first.message.view()) != self.offender {
             return Err(Error::NotLeader);

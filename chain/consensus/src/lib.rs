@@ -23,7 +23,7 @@ pub use bls::{
     Bls, BlsPublicKey, BlsSecretKey, BlsSignature, DST_POP, DST_SIGNATURE, proof_of_possession,
     verify_proof_of_possession,
 };
-pub use engine::{Action, Config, Consensus, Event, MAX_BLOCKS_PER_RESPONSE, TimerKind, Timing, verify_votes};
+pub use engine::{Action, Config, Consensus, Event, Fault, MAX_BLOCKS_PER_RESPONSE, TimerKind, Timing, verify_votes};
 pub use error::Error;
 pub use evidence::{Evidence, Offence, Signed};
 pub use messages::{Certificate, Message, Signable, SignedProposal, SignedVote, SignerBitmap, Vote, VoteKind};

@@ -90,11 +90,11 @@ fn evidence_verifies_deterministically() {
         })
     };
     let evidence = Evidence { offender: ValidatorIndex(2), first: sign(2, notarize(1)), second: sign(2, notarize(2)) };
-    assert_eq!(evidence.verify(CHAIN, &set), Ok(Offence::ConflictingNotarizes));
+    assert_eq!(evidence.verify(CHAIN, Epoch(0), &set), Ok(Offence::ConflictingNotarizes));
     let same = Evidence { offender: ValidatorIndex(2), first: sign(2, notarize(1)), second: sign(2, notarize(1)) };
-    assert_eq!(same.verify(CHAIN, &set), Err(Error::NoConflict));
+    assert_eq!(same.verify(CHAIN, Epoch(0), &set), Err(Error::NoConflict));
     let framed = Evidence { offender: ValidatorIndex(1), first: sign(2, notarize(1)), second: sign(2, notarize(2)) };
-    assert_eq!(framed.verify(CHAIN, &set), Err(Error::InvalidSignature));
+    assert_eq!(framed.verify(CHAIN, Epoch(0), &set), Err(Error::InvalidSignature));
 
     let nullify = Signable::Vote(Vote { epoch: Epoch(0), view: View(5), kind: VoteKind::Nullify });
     let finalize = Signable::Vote(Vote {
@@ -103,7 +103,7 @@ fn evidence_verifies_deterministically() {
         kind: VoteKind::Finalize { height: Height(4), block: BlockHash([1; 32]) },
     });
     let contradiction = Evidence { offender: ValidatorIndex(0), first: sign(0, finalize), second: sign(0, nullify) };
-    assert_eq!(contradiction.verify(CHAIN, &set), Ok(Offence::FinalizeAndNullify));
+    assert_eq!(contradiction.verify(CHAIN, Epoch(0), &set), Ok(Offence::FinalizeAndNullify));
 
     let proposal = |block: u8| Signable::Proposal {
         epoch: Epoch(0),
@@ -118,11 +118,29 @@ fn evidence_verifies_deterministically() {
         first: sign(leader, proposal(1)),
         second: sign(leader, proposal(2)),
     };
-    assert_eq!(equivocation.verify(CHAIN, &set), Ok(Offence::ConflictingProposals));
+    assert_eq!(equivocation.verify(CHAIN, Epoch(0), &set), Ok(Offence::ConflictingProposals));
     let not_leader = Evidence {
         offender: ValidatorIndex(other as u32),
         first: sign(other, proposal(1)),
         second: sign(other, proposal(2)),
     };
-    assert_eq!(not_leader.verify(CHAIN, &set), Err(Error::NotLeader));
+    assert_eq!(not_leader.verify(CHAIN, Epoch(0), &set), Err(Error::NotLeader));
+}
+
+/// Regression (issue 12, finding 5): evidence signed in one epoch is refused
+/// against another epoch's set, even when indices and keys happen to match.
+#[test]
+fn evidence_from_another_epoch_is_refused() {
+    let (set, secrets) = set(4);
+    let notarize = |block: u8| {
+        let message = Signable::Vote(Vote {
+            epoch: Epoch(1),
+            view: View(5),
+            kind: VoteKind::Notarize { height: Height(4), block: BlockHash([block; 32]) },
+        });
+        Signed { message, signature: Bls::sign(&secrets[2], &message.signing_bytes(CHAIN)) }
+    };
+    let evidence = Evidence { offender: ValidatorIndex(2), first: notarize(1), second: notarize(2) };
+    assert_eq!(evidence.verify(CHAIN, Epoch(1), &set), Ok(Offence::ConflictingNotarizes));
+    assert_eq!(evidence.verify(CHAIN, Epoch(0), &set), Err(Error::WrongDomain));
 }

@@ -58,7 +58,7 @@ fn an_equivocating_byzantine_is_caught_and_safety_holds() {
     assert!(offences.contains(&Offence::ConflictingProposals));
     for (_, evidence) in &harness.evidence {
         assert_eq!(evidence.offender.0, 3);
-        evidence.verify(harness::CHAIN, &harness.validators).unwrap();
+        evidence.verify(harness::CHAIN, vanna_consensus::Epoch(0), &harness.validators).unwrap();
     }
 }
 

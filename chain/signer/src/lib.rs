@@ -10,13 +10,14 @@
 //! one validator's key.
 
 use std::collections::BTreeMap;
+use std::fs::TryLockError;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use vanna_consensus::{BlockHash, ChainId, Epoch, Height, Offence, Scheme, Signable, View, Vote, VoteKind};
+use vanna_consensus::{BlockHash, ChainId, Epoch, Height, Offence, Scheme, Signable, View, Vote, VoteKind, hash_bytes};
 
 /// Interchange format version.
 const INTERCHANGE_VERSION: u32 = 1;
@@ -37,6 +38,10 @@ pub enum Error {
     Version(u32),
     #[error("malformed record: {0}")]
     Malformed(String),
+    #[error("protection history is corrupt at line {line} ({reason}); refusing to sign on top of it")]
+    Corrupt { line: usize, reason: &'static str },
+    #[error("protection history {0} is in use by another process")]
+    Locked(PathBuf),
     #[error("storage: {0}")]
     Io(#[from] std::io::Error),
     #[error("json: {0}")]
@@ -121,7 +126,8 @@ pub struct Interchange {
     pub records: Vec<Record>,
 }
 
-/// Where records live. `append` must be durable when it returns.
+/// Where records live. `append` must be durable when it returns, and must
+/// leave nothing of a record behind when it fails.
 pub trait Backend {
     fn load(&mut self) -> Result<Vec<Record>, Error>;
     fn append(&mut self, record: &Record) -> Result<(), Error>;
@@ -129,18 +135,92 @@ pub trait Backend {
     fn replace(&mut self, records: &[Record]) -> Result<(), Error>;
 }
 
-/// An append-only JSON-lines file; every append is fsynced.
+/// Domain of the per-record checksum.
+const CHECKSUM_DOMAIN: &[u8] = b"vanna/protection/record/v1";
+
+/// One record as stored: its JSON, a tab, 16 hex digits of checksum, a newline.
+/// JSON never holds a raw tab, so the last tab splits the line unambiguously.
+fn encode_line(record: &Record) -> Result<Vec<u8>, Error> {
+    let mut line = serde_json::to_vec(record)?;
+    let checksum = hash_bytes(CHECKSUM_DOMAIN, &line);
+    line.push(b'\t');
+    line.extend_from_slice(hex::encode(&checksum[..8]).as_bytes());
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// Parses a history. Every complete (newline-terminated) line must be a record
+/// with a valid checksum, or the history is corrupt and the store refuses to
+/// open: signing on top of a history it cannot read could equivocate. An
+/// unterminated tail is a write that never completed (its signature never
+/// left the process); it is reported as bytes to cut off. Returns the records
+/// and the length of the complete prefix.
+fn decode_log(bytes: &[u8]) -> Result<(Vec<Record>, usize), Error> {
+    let mut records = Vec::new();
+    let mut complete = 0;
+    for (number, line) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
+        let Some(line) = line.strip_suffix(b"\n") else {
+            break;
+        };
+        let corrupt = |reason| Error::Corrupt { line: number + 1, reason };
+        let split = line.iter().rposition(|b| *b == b'\t').ok_or_else(|| corrupt("no checksum"))?;
+        let (json, checksum) = (&line[..split], &line[split + 1..]);
+        let expected = hash_bytes(CHECKSUM_DOMAIN, json);
+        if checksum != hex::encode(&expected[..8]).as_bytes() {
+            return Err(corrupt("checksum mismatch"));
+        }
+        let record: Record = serde_json::from_slice(json).map_err(|_| corrupt("not a record"))?;
+        record.to_signable().map_err(|_| corrupt("not a signable message"))?;
+        records.push(record);
+        complete += line.len() + 1;
+    }
+    Ok((records, complete))
+}
+
+/// An append-only file of checksummed JSON lines; every append is fsynced.
+/// A sibling `.lock` file is locked exclusively for the backend's life, so a
+/// second process on the same history refuses to start.
 #[derive(Debug)]
 pub struct FileBackend {
     path: PathBuf,
     file: File,
+    /// Never replaced (unlike the history when it is pruned), so the lock
+    /// always guards the path.
+    _lock: File,
+    /// Bytes of complete records: what a failed append is cut back to.
+    length: u64,
+    /// A failed append whose fragment could not be cut off: the next append
+    /// must cut it first.
+    dirty: bool,
+    /// Test hook: the next append writes this many bytes, then fails (a full disk).
+    #[cfg(test)]
+    fail_after: Option<usize>,
 }
 
 impl FileBackend {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(Error::Locked(path)),
+            Err(TryLockError::Error(error)) => return Err(Error::Io(error)),
+        }
         let file = OpenOptions::new().create(true).append(true).read(true).open(&path)?;
-        Ok(Self { path, file })
+        let backend = Self {
+            path,
+            file,
+            _lock: lock,
+            length: 0,
+            dirty: false,
+            #[cfg(test)]
+            fail_after: None,
+        };
+        // The file (and its lock) may have just been created: make the names durable.
+        backend.sync_directory()?;
+        Ok(backend)
     }
 
     fn sync_directory(&self) -> Result<(), Error> {
@@ -149,69 +229,159 @@ impl FileBackend {
         }
         Ok(())
     }
+
+    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(written) = self.fail_after.take() {
+            self.file.write_all(&line[..written.min(line.len())])?;
+            return Err(std::io::Error::other("injected: disk full"));
+        }
+        self.file.write_all(line)?;
+        self.file.sync_data()
+    }
+
+    /// Cuts the file back to its complete records.
+    fn cut_to_length(&mut self) -> Result<(), Error> {
+        self.file.set_len(self.length)?;
+        self.file.sync_data()?;
+        self.dirty = false;
+        Ok(())
+    }
 }
 
 impl Backend for FileBackend {
     fn load(&mut self) -> Result<Vec<Record>, Error> {
-        let mut records = Vec::new();
-        for line in BufReader::new(File::open(&self.path)?).lines() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            // A torn last line (crash mid-write) was never acknowledged: its
-            // signature never left the process, so it is safe to skip.
-            match serde_json::from_str(&line) {
-                Ok(record) => records.push(record),
-                Err(_) => break,
-            }
+        let bytes = std::fs::read(&self.path)?;
+        let (records, complete) = decode_log(&bytes)?;
+        self.length = complete as u64;
+        if complete < bytes.len() {
+            // A torn tail: cut it off now, or the next append would be glued to it.
+            self.cut_to_length()?;
         }
         Ok(records)
     }
 
     fn append(&mut self, record: &Record) -> Result<(), Error> {
-        let mut line = serde_json::to_vec(record)?;
-        line.push(b'\n');
-        self.file.write_all(&line)?;
-        self.file.sync_data()?;
+        let line = encode_line(record)?;
+        if self.dirty {
+            self.cut_to_length()?;
+        }
+        if let Err(error) = self.write_line(&line) {
+            // Leave no fragment behind; if even that fails, cut before the next append.
+            self.dirty = true;
+            let _ = self.cut_to_length();
+            return Err(Error::Io(error));
+        }
+        self.length += line.len() as u64;
         Ok(())
     }
 
     fn replace(&mut self, records: &[Record]) -> Result<(), Error> {
         let temporary = self.path.with_extension("tmp");
+        let mut length = 0;
         {
             let mut file = File::create(&temporary)?;
             for record in records {
-                let mut line = serde_json::to_vec(record)?;
-                line.push(b'\n');
+                let line = encode_line(record)?;
                 file.write_all(&line)?;
+                length += line.len() as u64;
             }
             file.sync_all()?;
         }
         std::fs::rename(&temporary, &self.path)?;
         self.sync_directory()?;
         self.file = OpenOptions::new().append(true).read(true).open(&self.path)?;
+        self.length = length;
+        self.dirty = false;
         Ok(())
     }
 }
 
+/// What the next append to a [`MemoryBackend`] suffers (the simulator's disk faults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteFault {
+    /// The process dies after writing this many bytes of the record: the
+    /// fragment stays on disk and the append reports failure.
+    Torn(usize),
+    /// The write fails after this many bytes (a full disk); the backend cuts
+    /// the fragment off and reports failure.
+    Failed(usize),
+    /// The record is written twice (a retried write that had succeeded).
+    Duplicated,
+}
+
+#[derive(Debug, Default)]
+struct MemoryDisk {
+    bytes: Vec<u8>,
+    fault: Option<WriteFault>,
+}
+
 /// A shared in-memory "disk" for the simulator: it outlives the simulated
-/// process, so a simulated crash and restart reopens the same history.
+/// process, so a simulated crash and restart reopens the same history. It
+/// stores the file backend's bytes, so loading goes through the same checks.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryBackend {
-    disk: Arc<Mutex<Vec<Record>>>,
+    disk: Arc<Mutex<MemoryDisk>>,
+    /// Bytes of complete records as this handle knows them.
+    length: usize,
+}
+
+impl MemoryBackend {
+    /// The next append suffers `fault`.
+    pub fn inject(&self, fault: WriteFault) {
+        if let Ok(mut disk) = self.disk.lock() {
+            disk.fault = Some(fault);
+        }
+    }
+}
+
+fn lock_disk(disk: &Mutex<MemoryDisk>) -> Result<std::sync::MutexGuard<'_, MemoryDisk>, Error> {
+    disk.lock().map_err(|_| Error::Io(std::io::Error::other("memory disk poisoned")))
 }
 
 impl Backend for MemoryBackend {
     fn load(&mut self) -> Result<Vec<Record>, Error> {
-        Ok(self.disk.lock().map_err(|_| Error::Malformed("poisoned".into()))?.clone())
+        let mut disk = lock_disk(&self.disk)?;
+        let (records, complete) = decode_log(&disk.bytes)?;
+        disk.bytes.truncate(complete);
+        drop(disk);
+        self.length = complete;
+        Ok(records)
     }
+
     fn append(&mut self, record: &Record) -> Result<(), Error> {
-        self.disk.lock().map_err(|_| Error::Malformed("poisoned".into()))?.push(record.clone());
+        let line = encode_line(record)?;
+        let length = self.length;
+        let mut disk = lock_disk(&self.disk)?;
+        disk.bytes.truncate(length);
+        match disk.fault.take() {
+            None => disk.bytes.extend_from_slice(&line),
+            Some(WriteFault::Duplicated) => {
+                disk.bytes.extend_from_slice(&line);
+                disk.bytes.extend_from_slice(&line);
+            }
+            Some(WriteFault::Torn(written)) => {
+                disk.bytes.extend_from_slice(&line[..written.min(line.len().saturating_sub(1))]);
+                return Err(Error::Io(std::io::Error::other("injected: torn write")));
+            }
+            Some(WriteFault::Failed(written)) => {
+                disk.bytes.extend_from_slice(&line[..written.min(line.len())]);
+                disk.bytes.truncate(length);
+                return Err(Error::Io(std::io::Error::other("injected: failed write")));
+            }
+        }
+        self.length = disk.bytes.len();
         Ok(())
     }
+
     fn replace(&mut self, records: &[Record]) -> Result<(), Error> {
-        *self.disk.lock().map_err(|_| Error::Malformed("poisoned".into()))? = records.to_vec();
+        let mut bytes = Vec::new();
+        for record in records {
+            bytes.extend_from_slice(&encode_line(record)?);
+        }
+        let mut disk = lock_disk(&self.disk)?;
+        self.length = bytes.len();
+        disk.bytes = bytes;
         Ok(())
     }
 }
@@ -430,16 +600,112 @@ mod tests {
         assert_eq!(signer.sign(&notarize(10, 1)).unwrap(), TestScheme::sign(&3, &notarize(10, 1).signing_bytes(CHAIN)));
     }
 
+    fn open_file(path: &Path) -> ProtectionStore<FileBackend> {
+        ProtectionStore::open(CHAIN, FileBackend::open(path).unwrap()).unwrap()
+    }
+
+    /// Regression (issue 12, finding 3): the torn line used to stay in the
+    /// file, the next record was glued onto it, and the restart after that
+    /// dropped everything from there on, so view 7 could be signed twice.
     #[test]
-    fn a_torn_final_line_is_ignored() {
+    fn a_torn_last_line_is_cut_off_so_later_records_survive_restarts() {
         let path = temporary_path("torn");
-        {
-            let mut store = ProtectionStore::open(CHAIN, FileBackend::open(&path).unwrap()).unwrap();
-            store.check_and_record(&notarize(1, 1)).unwrap();
-        }
+        open_file(&path).check_and_record(&notarize(1, 1)).unwrap();
         OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"kind\":\"notar").unwrap();
-        let mut store = ProtectionStore::open(CHAIN, FileBackend::open(&path).unwrap()).unwrap();
+        {
+            let mut store = open_file(&path);
+            assert!(matches!(store.check_and_record(&notarize(1, 2)), Err(Error::Conflict(_))));
+            store.check_and_record(&notarize(7, 1)).unwrap();
+        }
+        let mut store = open_file(&path);
+        assert!(matches!(store.check_and_record(&notarize(7, 2)), Err(Error::Conflict(_))));
         assert!(matches!(store.check_and_record(&notarize(1, 2)), Err(Error::Conflict(_))));
+        assert_eq!(store.export().records.len(), 2);
+    }
+
+    /// A write that fails part-way (a full disk) leaves no fragment: later
+    /// records are appended cleanly and survive a restart.
+    #[test]
+    fn a_write_failing_part_way_leaves_no_fragment() {
+        let path = temporary_path("partial");
+        {
+            let mut backend = FileBackend::open(&path).unwrap();
+            backend.fail_after = Some(9);
+            let mut store = ProtectionStore::open(CHAIN, backend).unwrap();
+            assert!(matches!(store.check_and_record(&notarize(3, 1)), Err(Error::Io(_))));
+            // Not recorded, so a different block may still be signed.
+            store.check_and_record(&notarize(3, 2)).unwrap();
+            store.check_and_record(&nullify(4)).unwrap();
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(decode_log(&bytes).unwrap().1, bytes.len(), "no fragment left in the file");
+        let mut store = open_file(&path);
+        assert!(matches!(store.check_and_record(&notarize(3, 1)), Err(Error::Conflict(_))));
+        assert!(matches!(store.check_and_record(&finalize(4, 1)), Err(Error::Conflict(_))));
+    }
+
+    #[test]
+    fn a_corrupt_record_before_the_end_refuses_to_open() {
+        let path = temporary_path("corrupt");
+        {
+            let mut store = open_file(&path);
+            store.check_and_record(&notarize(1, 1)).unwrap();
+            store.check_and_record(&notarize(2, 1)).unwrap();
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        // Flip a digit of the first record's view: still JSON, wrong checksum.
+        let at = bytes.windows(8).position(|w| w == b"\"view\":1").unwrap() + 7;
+        bytes[at] = b'5';
+        std::fs::write(&path, &bytes).unwrap();
+        let error = ProtectionStore::open(CHAIN, FileBackend::open(&path).unwrap()).unwrap_err();
+        assert!(matches!(error, Error::Corrupt { line: 1, .. }), "{error}");
+        // An unchecksummed line is corrupt too, wherever it is.
+        std::fs::write(&path, b"{\"kind\":\"nullify\",\"epoch\":0,\"view\":3}\n").unwrap();
+        assert!(matches!(ProtectionStore::open(CHAIN, FileBackend::open(&path).unwrap()), Err(Error::Corrupt { .. })));
+    }
+
+    /// Regression (issue 12, finding 3): two processes on one file both signed.
+    /// flock locks belong to an open file, so a second open in this process
+    /// meets the lock exactly as a second process would.
+    #[test]
+    fn a_second_process_on_the_same_history_refuses_to_start() {
+        let path = temporary_path("lock");
+        let first = FileBackend::open(&path).unwrap();
+        let error = FileBackend::open(&path).unwrap_err();
+        assert!(matches!(error, Error::Locked(_)), "{error}");
+        assert!(error.to_string().contains("in use by another process"));
+        let mut store = ProtectionStore::open(CHAIN, first).unwrap();
+        // Pruning replaces the file; the lock still guards the path.
+        store.check_and_record(&notarize(5, 1)).unwrap();
+        store.prune_through(Epoch(0), View(2)).unwrap();
+        assert!(matches!(FileBackend::open(&path), Err(Error::Locked(_))));
+        drop(store);
+        FileBackend::open(&path).unwrap();
+    }
+
+    #[test]
+    fn memory_disk_faults_never_lose_or_glue_records() {
+        let disk = MemoryBackend::default();
+        let mut store = ProtectionStore::open(CHAIN, disk.clone()).unwrap();
+        store.check_and_record(&notarize(1, 1)).unwrap();
+        disk.inject(WriteFault::Duplicated);
+        store.check_and_record(&notarize(2, 1)).unwrap();
+        disk.inject(WriteFault::Failed(5));
+        assert!(store.check_and_record(&notarize(3, 1)).is_err());
+        store.check_and_record(&notarize(3, 2)).unwrap();
+        disk.inject(WriteFault::Torn(20));
+        assert!(store.check_and_record(&notarize(4, 1)).is_err());
+        // The process died mid-write; the restart cuts the fragment off.
+        drop(store);
+        let mut store = ProtectionStore::open(CHAIN, disk.clone()).unwrap();
+        for (view, block) in [(1, 2), (2, 2), (3, 1)] {
+            assert!(matches!(store.check_and_record(&notarize(view, block)), Err(Error::Conflict(_))));
+        }
+        store.check_and_record(&notarize(4, 2)).unwrap();
+        store.check_and_record(&notarize(5, 1)).unwrap();
+        drop(store);
+        let store = ProtectionStore::open(CHAIN, disk).unwrap();
+        assert_eq!(store.export().records.len(), 5);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use vanna_consensus::{Epoch, Message, Scheme, TimerKind, View};
+use vanna_consensus::{Epoch, Event, Message, Scheme, TimerKind, View};
 
-use crate::SimConfig;
 use crate::rng::Rng;
+use crate::{Attack, SimConfig};
 
 /// Bounds on what the network does to messages in one seed.
 #[derive(Debug, Clone, Serialize)]
@@ -20,12 +20,16 @@ pub struct NetworkProfile {
     pub stable_at_ms: u64,
     /// (start, end, nodes on side A as a bitmask over positions).
     pub partitions: Vec<(u64, u64, Vec<bool>)>,
+    /// Before stabilisation every vote is held this long, past every timer
+    /// of its view (0: no adversarial scheduling).
+    pub hold_votes_ms: u64,
 }
 
 impl NetworkProfile {
     pub fn draw(rng: &mut Rng, config: &SimConfig) -> Self {
         let n = config.validators;
-        let faulty = config.partitions || config.crashes;
+        let scheduled = config.attacks.contains(Attack::Schedule);
+        let faulty = config.partitions || config.crashes || !config.attacks.is_empty();
         let stable_at_ms = if faulty { rng.range(4_000, 7_000) } else { 0 };
         let mut partitions = Vec::new();
         if config.partitions && n >= 2 {
@@ -53,16 +57,37 @@ impl NetworkProfile {
             duplicate_per_mille: rng.range(0, 30),
             stable_at_ms,
             partitions,
+            hold_votes_ms: if scheduled { rng.range(600, 1_500) } else { 0 },
         }
     }
 }
 
 #[derive(Debug)]
 pub enum SimEvent<S: Scheme> {
-    Deliver { to: usize, from: usize, message: Message<S> },
-    Timer { node: usize, incarnation: u64, epoch: Epoch, view: View, kind: TimerKind },
-    Crash { node: usize },
-    Restart { node: usize },
+    Deliver {
+        to: usize,
+        from: usize,
+        message: Message<S>,
+    },
+    Timer {
+        node: usize,
+        incarnation: u64,
+        epoch: Epoch,
+        view: View,
+        kind: TimerKind,
+    },
+    /// The application's answer to a request, after the time it took.
+    Payload {
+        node: usize,
+        incarnation: u64,
+        event: Event<S>,
+    },
+    Crash {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
     Stable,
 }
 
@@ -108,8 +133,13 @@ impl<S: Scheme> Network<S> {
             return;
         }
         let copies = if rng.per_mille(self.profile.duplicate_per_mille) { 2 } else { 1 };
+        let held = if now < self.profile.stable_at_ms && matches!(message, Message::Vote(_)) {
+            self.profile.hold_votes_ms
+        } else {
+            0
+        };
         for _ in 0..copies {
-            let mut delay = rng.range(self.profile.min_delay_ms, self.profile.max_delay_ms);
+            let mut delay = held + rng.range(self.profile.min_delay_ms, self.profile.max_delay_ms);
             if rng.per_mille(self.profile.slow_per_mille) {
                 delay += rng.range(1, self.profile.slow_extra_ms);
             }
@@ -118,7 +148,8 @@ impl<S: Scheme> Network<S> {
     }
 
     /// Crash and restart times for up to `budget` honest nodes (positions
-    /// `0..honest`), all restarted before the network stabilises.
+    /// `0..honest`), all restarted before the network stabilises. With
+    /// `outage`, more than a third of all validators go down together first.
     pub fn plan_faults(
         &self,
         rng: &mut Rng,
@@ -127,10 +158,19 @@ impl<S: Scheme> Network<S> {
         honest: usize,
     ) -> Vec<(u64, SimEvent<S>)> {
         let mut plan = Vec::new();
+        let stable = self.profile.stable_at_ms;
+        if config.attacks.contains(Attack::Outage) && honest > 0 {
+            let down = (config.validators / 3 + 1).min(honest);
+            let at = rng.range(200, stable.saturating_sub(3_000).max(201));
+            for node in 0..down {
+                let back = (at + rng.range(500, 2_000)).min(stable.saturating_sub(1));
+                plan.push((at + rng.below(100), SimEvent::Crash { node }));
+                plan.push((back, SimEvent::Restart { node }));
+            }
+        }
         if !config.crashes || budget == 0 || honest == 0 {
             return plan;
         }
-        let stable = self.profile.stable_at_ms;
         let mut crashed = Vec::new();
         for _ in 0..rng.range(1, budget as u64) {
             let node = rng.below(honest as u64) as usize;

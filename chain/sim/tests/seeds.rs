@@ -1,10 +1,11 @@
 //! The CI run of the simulator: over a thousand seeds across configurations
 //! (4 and 7 validators; byzantine or not; partitions; crashes with restarts
-//! from the persisted protection store; epoch changes), plus a few seeds with
-//! real BLS signatures. Every seed must be free of violations.
-//! Long mode, by hand: `vanna simulate --validators 7 --byzantine 2 --partitions --crashes --seeds 100000`.
+//! from the persisted protection store; epoch changes), a thousand seeds with
+//! every attack and fault (`--attacks all`), plus a few seeds with real BLS
+//! signatures. Every seed must be free of violations.
+//! Long mode, by hand: `vanna simulate --validators 4 --byzantine 1 --partitions --crashes --attacks all --seeds 100000`.
 
-use vanna_sim::{SimConfig, Summary, run_seed};
+use vanna_sim::{Attacks, SimConfig, Summary, run_seed};
 
 fn config(
     validators: usize,
@@ -26,14 +27,14 @@ fn run(name: &str, config: &SimConfig, seeds: std::ops::Range<u64>) -> Summary {
         summary.add(&run_seed(config, seed));
     }
     println!(
-        "{name}: {} seeds, {} views, {} blocks, {} evidence, {} refused signatures, slowest recovery {} views (seed {}), {} violations",
+        "{name}: {} seeds, {} views, {} blocks, {} evidence, {} refused signatures, {} peers reported, slowest recovery {:?}, {} violations",
         summary.seeds,
         summary.views,
         summary.blocks_finalized,
         summary.evidence,
         summary.signatures_refused,
-        summary.slowest_recovery_views,
-        summary.slowest_recovery_seed,
+        summary.peers_reported,
+        summary.slowest_recovery,
         summary.violations
     );
     assert_eq!(summary.violations, 0, "{name}: {:#?}", summary.violation_samples);
@@ -61,6 +62,23 @@ fn seeds_with_seven_validators() {
     run("7, crashes, epochs of 5", &config(7, 0, true, true, Some(5)), 0..75);
 }
 
+/// The attacker and the harder world: 1,000 seeds with every attack and fault.
+#[test]
+fn a_thousand_seeds_with_every_attack() {
+    let attacked = |validators, byzantine, partitions, crashes| {
+        let mut config = config(validators, byzantine, partitions, crashes, None);
+        config.attacks = Attacks::all();
+        config
+    };
+    let four = run("4 with 1 attacker, all attacks, partitions, crashes", &attacked(4, 1, true, true), 0..500);
+    let seven = run("7 with 2 attackers, all attacks, partitions, crashes", &attacked(7, 2, true, true), 0..300);
+    run("7 with 2 attackers, all attacks", &attacked(7, 2, false, false), 0..150);
+    run("1 validator, all faults", &attacked(1, 0, false, false), 0..50);
+    for summary in [four, seven] {
+        assert!(summary.evidence > 0 && summary.peers_reported > 0 && summary.signatures_refused > 0);
+    }
+}
+
 #[test]
 fn seeds_with_real_bls_signatures() {
     let mut four = config(4, 1, true, false, None);
@@ -69,4 +87,8 @@ fn seeds_with_real_bls_signatures() {
     let mut seven = config(7, 2, false, false, Some(5));
     seven.bls = true;
     run("BLS 7, 2 byzantine, epochs", &seven, 0..4);
+    let mut attacked = config(4, 1, true, true, None);
+    attacked.bls = true;
+    attacked.attacks = Attacks::all();
+    run("BLS 4, 1 attacker, all attacks", &attacked, 0..6);
 }

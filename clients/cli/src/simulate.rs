@@ -6,27 +6,29 @@
 use std::time::Instant;
 
 use serde::Serialize;
-use vanna_sim::{RunReport, SimConfig, Summary, liveness_bound_views, run_seed};
+use vanna_sim::{Attacks, RunReport, SimConfig, SlowestRecovery, Summary, liveness_bound_views, run_seed};
 
 use crate::CliResult;
 
 /// Validators simulated at most (each seed is all-to-all).
 const VALIDATORS_MAX: usize = 200;
 
-/// `vanna simulate` options.
+/// `vanna simulate` options. Numeric options accept a leading hyphen so that
+/// `-1` is reported as an invalid value, not as an unknown argument.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Validators (equal stake).
-    #[arg(long, default_value_t = 4)]
+    /// Validators (equal stake unless the `sets` attack changes it per epoch).
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true)]
     pub validators: usize,
-    /// Byzantine validators among them (silent, double voter or equivocating leader, by seed).
-    #[arg(long, default_value_t = 0)]
+    /// Byzantine validators among them (without --attacks: silent, double voter or
+    /// equivocating leader, by seed; with --attacks: attackers holding only their own key).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub byzantine: usize,
-    /// Seeds to run.
-    #[arg(long, default_value_t = 100)]
+    /// Seeds to run (at least 1).
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub seeds: u64,
     /// First seed (to reproduce one: `--seed-start S --seeds 1`).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed_start: u64,
     /// Partition the network and heal it before it stabilises.
     #[arg(long)]
@@ -34,14 +36,19 @@ pub struct Args {
     /// Crash honest validators and restart them from their persisted protection store.
     #[arg(long)]
     pub crashes: bool,
-    /// Heights per epoch (a new engine per epoch); none: one epoch.
-    #[arg(long)]
+    /// Heights per epoch (a new engine per epoch, at least 1); without it: one epoch.
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub epoch_length: Option<u64>,
+    /// Attacks and faults, comma-separated, or `all`: forge, replay, tamper,
+    /// payload, future, invalid, lying, flood, equivocate (byzantine
+    /// validators), schedule, outage, sets, skew, disk (the world).
+    #[arg(long, default_value = "none", value_parser = Attacks::parse)]
+    pub attacks: Attacks,
     /// Real BLS signatures instead of the cheap simulation scheme.
     #[arg(long)]
     pub bls: bool,
     /// Worker threads (seeds are independent); default: all cores.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
@@ -56,11 +63,11 @@ struct Output<'a> {
     views: u64,
     blocks_finalized: u64,
     violations: u64,
-    slowest_recovery_views: u64,
-    slowest_recovery_seed: u64,
+    slowest_recovery: Option<SlowestRecovery>,
     liveness_bound_views: u64,
     evidence: u64,
     signatures_refused: u64,
+    peers_reported: u64,
     messages: u64,
     seconds: f64,
     violation_samples: &'a [String],
@@ -73,11 +80,21 @@ pub fn run(args: &Args) -> CliResult {
     if args.byzantine * 3 >= args.validators {
         return Err("--byzantine must be less than a third of --validators".into());
     }
+    let Some(seed_last) = args.seed_start.checked_add(args.seeds - 1) else {
+        return Err(format!(
+            "--seed-start {} with --seeds {} runs past the last seed ({}); lower one of them",
+            args.seed_start,
+            args.seeds,
+            u64::MAX
+        )
+        .into());
+    };
     let mut config = SimConfig::new(args.validators, args.byzantine);
     config.partitions = args.partitions;
     config.crashes = args.crashes;
-    config.epoch_length = args.epoch_length.filter(|length| *length > 0);
+    config.epoch_length = args.epoch_length;
     config.bls = args.bls;
+    config.attacks = args.attacks;
 
     let threads =
         args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).clamp(1, 64) as u64;
@@ -87,9 +104,9 @@ pub fn run(args: &Args) -> CliResult {
             .map(|worker| {
                 let config = &config;
                 scope.spawn(move || {
-                    (0..args.seeds)
-                        .filter(|offset| offset % threads == worker)
-                        .map(|offset| run_seed(config, args.seed_start + offset))
+                    (args.seed_start..=seed_last)
+                        .filter(|seed| (seed - args.seed_start) % threads == worker)
+                        .map(|seed| run_seed(config, seed))
                         .collect::<Vec<_>>()
                 })
             })
@@ -112,35 +129,43 @@ pub fn run(args: &Args) -> CliResult {
         views: summary.views,
         blocks_finalized: summary.blocks_finalized,
         violations: summary.violations,
-        slowest_recovery_views: summary.slowest_recovery_views,
-        slowest_recovery_seed: summary.slowest_recovery_seed,
+        slowest_recovery: summary.slowest_recovery,
         liveness_bound_views: liveness_bound_views(&config),
         evidence: summary.evidence,
         signatures_refused: summary.signatures_refused,
+        peers_reported: summary.peers_reported,
         messages: summary.messages,
         seconds: started.elapsed().as_secs_f64(),
         violation_samples: &summary.violation_samples,
     };
     crate::output::emit(args.json, &output, |o| {
         println!(
-            "simulate: {} validators ({} byzantine){}{}{}{}",
+            "simulate: {} validators ({} byzantine){}{}{}{}{}",
             args.validators,
             args.byzantine,
             if args.partitions { ", partitions" } else { "" },
             if args.crashes { ", crashes" } else { "" },
             config.epoch_length.map_or(String::new(), |l| format!(", epochs of {l}")),
             if args.bls { ", BLS" } else { "" },
+            if config.attacks.is_empty() {
+                String::new()
+            } else {
+                format!(", attacks: {}", config.attacks.names().join(","))
+            },
         );
         println!("  seeds run          {} (from {})", o.seeds, o.seed_start);
         println!("  views              {}", o.views);
         println!("  blocks finalized   {}", o.blocks_finalized);
         println!("  violations         {}", o.violations);
-        println!(
-            "  slowest recovery   {} views after stabilisation (seed {}, bound {})",
-            o.slowest_recovery_views, o.slowest_recovery_seed, o.liveness_bound_views
-        );
+        if let Some(slowest) = o.slowest_recovery {
+            println!(
+                "  slowest recovery   {} views after stabilisation (seed {}, bound {})",
+                slowest.views, slowest.seed, o.liveness_bound_views
+            );
+        }
         println!("  evidence produced  {}", o.evidence);
-        println!("  refused signatures {} (protection store after restarts)", o.signatures_refused);
+        println!("  refused signatures {} (protection store: restarts, disk faults)", o.signatures_refused);
+        println!("  peers reported     {} (misbehaving byzantine validators)", o.peers_reported);
         println!("  messages delivered {} in {:.1} s", o.messages, o.seconds);
         for sample in o.violation_samples {
             println!("  violation: {sample}");

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use vanna_consensus::{
-    Action, BlockHash, ChainId, Config, Consensus, Epoch, Event, Header, Height, Message, Scheme, Signable,
-    SignedProposal, SignedVote, TestScheme, TimerKind, Timing, ValidatorEntry, ValidatorIndex, ValidatorSet, View,
-    Vote, VoteKind, hash_bytes,
+    Action, BlockHash, Certificate, ChainId, Config, Consensus, Epoch, Event, Fault, Header, Height, Message, Scheme,
+    Signable, SignedProposal, SignedVote, TestScheme, TimerKind, Timing, ValidatorEntry, ValidatorIndex, ValidatorSet,
+    View, Vote, VoteKind, hash_bytes,
 };
 
 pub const CHAIN: ChainId = ChainId(99);
@@ -21,6 +21,10 @@ pub struct Harness {
     pub timers: Vec<BTreeMap<(u64, u64), (View, TimerKind)>>,
     pub finalized: Vec<Vec<(Height, BlockHash)>>,
     pub evidence: Vec<(usize, vanna_consensus::Evidence<TestScheme>)>,
+    /// Every `Finalized` action: (node, header, payload, proof).
+    pub commits: Vec<(usize, Header, Vec<u8>, Certificate<TestScheme>)>,
+    /// (reporting node, peer, fault).
+    pub misbehaving: Vec<(usize, ValidatorIndex, Fault)>,
     pub now_ms: u64,
     pub sequence: u64,
     /// Headers the byzantine validators learned from certificates, by view.
@@ -29,6 +33,27 @@ pub struct Harness {
 
 pub fn secret(index: usize) -> u64 {
     index as u64 + 1
+}
+
+pub fn config(
+    validators: &Arc<ValidatorSet<TestScheme>>,
+    me: usize,
+    anchor: Header,
+    anchor_proof: Option<Certificate<TestScheme>>,
+    last_height: Option<Height>,
+) -> Config<TestScheme> {
+    Config {
+        chain: CHAIN,
+        epoch: Epoch(0),
+        validators: Arc::clone(validators),
+        me: Some(ValidatorIndex(me as u32)),
+        anchor,
+        anchor_proof,
+        last_height,
+        timing: Timing::default(),
+        max_payload_bytes: 64,
+        view_window: 32,
+    }
 }
 
 impl Harness {
@@ -44,6 +69,8 @@ impl Harness {
             timers: vec![BTreeMap::new(); n],
             finalized: vec![Vec::new(); n],
             evidence: Vec::new(),
+            commits: Vec::new(),
+            misbehaving: Vec::new(),
             now_ms: 0,
             sequence: 0,
             certified: BTreeMap::new(),
@@ -54,19 +81,8 @@ impl Harness {
                 harness.engines.push(None);
                 continue;
             }
-            let config = Config {
-                chain: CHAIN,
-                epoch: Epoch(0),
-                validators: Arc::clone(&validators),
-                me: Some(ValidatorIndex(i as u32)),
-                anchor: genesis.clone(),
-                anchor_view: View(0),
-                last_height,
-                timing: Timing::default(),
-                max_payload_bytes: 64,
-                view_window: 32,
-            };
-            let (engine, actions) = Consensus::new(config, 0);
+            let (engine, actions) =
+                Consensus::new(config(&validators, i, genesis.clone(), None, last_height), 0).unwrap();
             harness.engines.push(Some(engine));
             harness.perform(i, actions);
         }
@@ -119,12 +135,27 @@ impl Harness {
                     let signature = TestScheme::sign(&secret(node), &message.signing_bytes(CHAIN));
                     self.handle(node, Event::Signed { message, signature })
                 }
-                Action::Finalized { header, .. } => {
+                Action::Finalized { header, payload, proof } => {
+                    assert_eq!(
+                        header.payload_hash,
+                        Header::payload_hash_of(&payload),
+                        "node {node} finalized a payload its header does not commit to"
+                    );
                     self.finalized[node].push((header.height, header.hash()));
+                    self.commits.push((node, header, payload, proof));
                     Vec::new()
                 }
                 Action::Evidence(evidence) => {
                     self.evidence.push((node, evidence));
+                    Vec::new()
+                }
+                Action::Certificate { .. } => Vec::new(),
+                Action::Misbehaving { peer, fault } => {
+                    assert!(
+                        self.byzantine.contains(&(peer.0 as usize)),
+                        "node {node} blamed honest {peer:?} for {fault:?}"
+                    );
+                    self.misbehaving.push((node, peer, fault));
                     Vec::new()
                 }
             };

@@ -29,11 +29,11 @@ const CHAIN: ChainId = ChainId(1);
 /// `vanna bench consensus` options.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Finalized blocks to simulate per size (fewer for 100 validators).
-    #[arg(long, default_value_t = 40)]
+    /// Finalized blocks to simulate per size (fewer for 100 validators; at least 1).
+    #[arg(long, default_value_t = 40, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub blocks: u64,
-    /// Repetitions of each verification measurement.
-    #[arg(long, default_value_t = 200)]
+    /// Repetitions of each verification measurement (at least 1).
+    #[arg(long, default_value_t = 200, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..))]
     pub iterations: u32,
     /// Print one JSON object instead of the human summary.
     #[arg(long)]
