@@ -186,7 +186,7 @@ pub fn verify_signed(
 
 fn signature_error(error: CryptoError) -> OracleError {
     match error {
-        CryptoError::BadPublicKey => OracleError::BadPublicKey,
+        CryptoError::BadPublicKey | CryptoError::Encoding(_) => OracleError::BadPublicKey,
         CryptoError::BadSignatureEncoding => OracleError::BadSignatureEncoding,
         CryptoError::HighS => OracleError::HighS,
         CryptoError::BadSignature => OracleError::BadSignature,

@@ -37,7 +37,7 @@ pub fn add_validators(genesis: &mut Genesis, validators: &[(&str, u64, u64, &str
         genesis.staking.validators.push(GenesisValidator {
             operator: signer.address(),
             consensus_key: hex::encode(public),
-            proof_of_possession: hex::encode(vanna_consensus::proof_of_possession(&secret).to_bytes()),
+            proof_of_possession: hex::encode(vanna_crypto::bls::proof_of_possession(&secret).to_bytes()),
             moniker: name.to_string(),
             commission_rate: dec(commission),
             max_commission_rate: dec("0.5"),
@@ -50,16 +50,15 @@ pub fn add_validators(genesis: &mut Genesis, validators: &[(&str, u64, u64, &str
 }
 
 /// The BLS consensus key of a demo validator, derived from its name.
-pub fn consensus_secret(name: &str) -> vanna_consensus::BlsSecretKey {
+pub fn consensus_secret(name: &str) -> vanna_crypto::bls::BlsSecretKey {
     use sha2::{Digest, Sha256};
     let seed: [u8; 32] = Sha256::digest(format!("vanna-demo/consensus/{name}")).into();
-    vanna_consensus::BlsSecretKey::from_seed(&seed).expect("32 bytes of seed")
+    vanna_crypto::bls::BlsSecretKey::from_seed(&seed).expect("32 bytes of seed")
 }
 
 /// The compressed public key of a consensus secret.
-pub fn secret_to_public(secret: &vanna_consensus::BlsSecretKey) -> [u8; 48] {
-    use vanna_consensus::Scheme;
-    vanna_consensus::Bls::public_key(secret).to_bytes()
+pub fn secret_to_public(secret: &vanna_crypto::bls::BlsSecretKey) -> [u8; 48] {
+    vanna_crypto::bls::public_key(secret).to_bytes()
 }
 
 /// The demo market: BTC and ETH with a December expiry, a listing authority

@@ -170,7 +170,7 @@ impl Genesis {
             unsettled: Default::default(),
             oracle,
             margin: self.margin.clone(),
-            risk: BTreeMap::new(),
+            risk: Default::default(),
             liquidation: self.liquidation.clone(),
             insurance_fund: 0,
             backstops: BTreeMap::new(),
@@ -308,7 +308,8 @@ impl State {
         let id = SeriesId(self.markets.len() as u32);
         self.series_by_name.insert(spec.name.to_string(), id);
         self.unsettled.insert((spec.expiry_ms, id));
-        self.markets.push(Market::new(id, spec, underlying));
+        let risk_slot = self.risk.slot_for(&spec.underlying);
+        self.markets.push(Market::new(id, spec, underlying, risk_slot));
         self.commitment.touch_series(id);
         Ok(id)
     }

@@ -57,3 +57,48 @@ pub(crate) fn lot_units(lot: crate::money::Quantity) -> Option<(i64, f64)> {
     let power = POWERS_OF_TEN.get(lot.scale() as usize)?;
     Some((i64::try_from(lot.mantissa()).ok()?, *power))
 }
+
+/// Every underlying's tables, each in a slot fixed when its underlying is
+/// first seen (genesis), so that evaluating an account finds them by the
+/// slot its markets carry instead of by comparing symbols.
+#[derive(Clone, Debug, Default)]
+pub struct RiskTables {
+    slots: BTreeMap<String, usize>,
+    tables: Vec<Option<UnderlyingRisk>>,
+}
+
+impl RiskTables {
+    /// The slot of `symbol`'s tables, assigned on first use.
+    pub fn slot_for(&mut self, symbol: &str) -> usize {
+        if let Some(&slot) = self.slots.get(symbol) {
+            return slot;
+        }
+        self.tables.push(None);
+        self.slots.insert(symbol.to_string(), self.tables.len() - 1);
+        self.tables.len() - 1
+    }
+
+    pub fn get(&self, symbol: &str) -> Option<&UnderlyingRisk> {
+        self.slots.get(symbol).and_then(|&slot| self.by_slot(slot))
+    }
+
+    pub fn by_slot(&self, slot: usize) -> Option<&UnderlyingRisk> {
+        self.tables.get(slot).and_then(Option::as_ref)
+    }
+
+    pub fn contains_key(&self, symbol: &str) -> bool {
+        self.get(symbol).is_some()
+    }
+
+    pub fn insert(&mut self, symbol: &str, risk: UnderlyingRisk) {
+        let slot = self.slot_for(symbol);
+        self.tables[slot] = Some(risk);
+    }
+
+    /// Forgets `symbol`'s tables (unpriceable for now); its slot stays.
+    pub fn remove(&mut self, symbol: &str) {
+        if let Some(&slot) = self.slots.get(symbol) {
+            self.tables[slot] = None;
+        }
+    }
+}

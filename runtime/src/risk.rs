@@ -56,6 +56,7 @@ impl MarginFigures {
 /// One underlying's positions, in table row order (a slice the tables take as is).
 struct HeldGroup<'a> {
     symbol: &'a str,
+    slot: usize,
     risk: &'a UnderlyingRisk,
     positions: SmallVec<[Position; 8]>,
 }
@@ -148,7 +149,7 @@ impl State {
                 for (series, row) in &rows {
                     row_by_series[series.0 as usize] = Some(*row);
                 }
-                self.risk.insert(symbol.to_string(), UnderlyingRisk { tables, rows, sensitivity, row_by_series });
+                self.risk.insert(symbol, UnderlyingRisk { tables, rows, sensitivity, row_by_series });
             }
             Err(_) => {
                 self.risk.remove(symbol);
@@ -164,12 +165,16 @@ impl State {
                 continue;
             }
             let market = self.market(series);
-            let symbol = market.spec.underlying.as_str();
-            let at = match held.iter().position(|group| group.symbol == symbol) {
+            let slot = market.risk_slot;
+            let at = match held.iter().position(|group| group.slot == slot) {
                 Some(at) => at,
                 None => {
-                    let risk = self.risk_of(symbol)?;
-                    held.push(HeldGroup { symbol, risk, positions: SmallVec::new() });
+                    let symbol = market.spec.underlying.as_str();
+                    let risk = self
+                        .risk
+                        .by_slot(slot)
+                        .ok_or_else(|| TxError::MarginUnavailable { underlying: symbol.to_string() })?;
+                    held.push(HeldGroup { symbol, slot, risk, positions: SmallVec::new() });
                     held.len() - 1
                 }
             };
@@ -265,6 +270,17 @@ impl State {
             return Ok(lower);
         }
         Ok(self.margin_figures(owner, &[], Decimal::ZERO)?.equity)
+    }
+
+    /// `owner`'s cash plus its positions at mark, in floating point: for
+    /// rankings, never for decisions. `None` when a position cannot be priced.
+    pub(crate) fn equity_at_marks(&self, owner: u64) -> Option<f64> {
+        let account = &self.accounts[owner as usize];
+        let mut equity = decimal_to_f64(account.usd.value());
+        for &(series, lots) in &account.positions {
+            equity += contracts_f64(self.market(series), lots) * self.mark(series)?;
+        }
+        Some(equity)
     }
 
     /// The maintenance margin each of `owner`'s positions holds up, in
@@ -685,7 +701,7 @@ mod tests {
                 index_price: Price::new(Decimal::from(97_000), Field::IndexPrice).unwrap(),
             };
             let spec = SeriesSpec::parse("BTC-25DEC26-100000-C").unwrap();
-            let market = Market::new(SeriesId(0), spec, &underlying);
+            let market = Market::new(SeriesId(0), spec, &underlying, 0);
             let mut lots: Vec<i64> = (-2_000..=2_000).collect();
             lots.extend([i64::MAX, i64::MIN + 1, 1 << 53, (1 << 53) + 1, -(1 << 60), 123_456_789_012_345]);
             for lots in lots {

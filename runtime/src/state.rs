@@ -245,6 +245,8 @@ pub struct Market {
     /// exact in `f64`: margin evaluation turns lots into contracts with one
     /// multiply and one divide (see `risk::contracts_f64`).
     pub lot_units: Option<(i64, f64)>,
+    /// The slot of its underlying's margin tables (`State::risk`).
+    pub risk_slot: usize,
     pub book: Book,
     /// Every account with a non-empty exposure here (position or open
     /// orders), so that settlement and deleveraging visit only them; it may
@@ -263,13 +265,14 @@ pub struct Market {
 }
 
 impl Market {
-    pub fn new(id: SeriesId, spec: SeriesSpec, underlying: &UnderlyingSpec) -> Self {
+    pub fn new(id: SeriesId, spec: SeriesSpec, underlying: &UnderlyingSpec, risk_slot: usize) -> Self {
         Market {
             id,
             spec,
             tick: underlying.tick_size,
             lot: underlying.lot_size,
             lot_units: crate::margin_tables::lot_units(underlying.lot_size),
+            risk_slot,
             book: Book::new(),
             participants: BTreeSet::new(),
             longs: BTreeSet::new(),
@@ -335,7 +338,7 @@ pub struct State {
     /// Margin grids, charges and default volatility per underlying (genesis).
     pub margin: BTreeMap<String, crate::margin_tables::UnderlyingMargin>,
     /// Margin tables per underlying, rebuilt every block from the oracle.
-    pub risk: BTreeMap<String, crate::margin_tables::UnderlyingRisk>,
+    pub risk: crate::margin_tables::RiskTables,
     /// Liquidation parameters (genesis).
     pub liquidation: vanna_liquidation_rules::LiquidationParams,
     /// The insurance fund's account handle.
@@ -489,7 +492,12 @@ impl State {
             for (holders, long) in [(&market.longs, true), (&market.shorts, false)] {
                 for &owner in holders {
                     let lots = self.accounts[owner as usize].position(market.id);
-                    assert!(if long { lots > 0 } else { lots < 0 }, "{} holds {lots} lots of {}", owner, market.spec.name);
+                    assert!(
+                        if long { lots > 0 } else { lots < 0 },
+                        "{} holds {lots} lots of {}",
+                        owner,
+                        market.spec.name
+                    );
                 }
             }
             assert_eq!(

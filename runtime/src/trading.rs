@@ -757,7 +757,11 @@ impl State {
                         -1 => &mut market.shorts,
                         _ => continue,
                     };
-                    if present { side.insert(owner) } else { side.remove(&owner) };
+                    if present {
+                        side.insert(owner)
+                    } else {
+                        side.remove(&owner)
+                    };
                 }
             }
         }

@@ -43,7 +43,7 @@ fn register(name: &str, commission: &str, self_stake: &str) -> wire::Action {
     let secret = consensus_secret(name);
     action(Kind::RegisterValidator(wire::RegisterValidator {
         consensus_key: secret_to_public(&secret).to_vec(),
-        proof_of_possession: vanna_consensus::proof_of_possession(&secret).to_bytes().to_vec(),
+        proof_of_possession: vanna_crypto::bls::proof_of_possession(&secret).to_bytes().to_vec(),
         moniker: name.into(),
         commission_rate: commission.into(),
         max_commission_rate: "0.2".into(),
@@ -163,7 +163,7 @@ fn registration_checks_key_proof_commission_and_stake() {
     let mut bad_proof = register("carol-node", "0.1", "2000");
     if let Some(Kind::RegisterValidator(r)) = &mut bad_proof.kind {
         r.proof_of_possession =
-            vanna_consensus::proof_of_possession(&consensus_secret("someone-else")).to_bytes().to_vec();
+            vanna_crypto::bls::proof_of_possession(&consensus_secret("someone-else")).to_bytes().to_vec();
     }
     let (receipt, _) = run(&mut chain, "carol", vec![bad_proof]);
     assert_eq!(action_error(&receipt), TxError::BadProofOfPossession);

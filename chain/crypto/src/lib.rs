@@ -1,9 +1,11 @@
 //! Vanna's signature schemes, shared by the runtime, the consensus core, the
-//! oracle and clients: secp256k1 account keys (transactions and oracle
-//! reports) in [`secp256k1`].
+//! staking ledger, the oracle and clients: secp256k1 account keys
+//! (transactions and oracle reports) in [`secp256k1`], BLS12-381 consensus
+//! keys (votes, certificates, proofs of possession) in [`bls`].
 //!
 //! Pure: no IO, no clock, no randomness (keys come from the caller).
 
+pub mod bls;
 pub mod secp256k1;
 
 pub use secp256k1::{PublicKey, SigningKey};
@@ -19,4 +21,7 @@ pub enum CryptoError {
     HighS,
     #[error("signature does not verify for this body and public key")]
     BadSignature,
+    /// A BLS key, signature or seed that does not decode.
+    #[error("bad encoding: {0}")]
+    Encoding(&'static str),
 }

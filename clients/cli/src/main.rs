@@ -14,9 +14,6 @@ mod demo;
 mod feeder;
 mod genesis;
 mod price;
-// Still prints with `println!`, so a closed stdout panics there until its
-// prints move to `outln!` (the file is being changed on another branch).
-#[allow(clippy::disallowed_macros)]
 mod simulate;
 
 /// The error type every subcommand returns; the message is printed as is.

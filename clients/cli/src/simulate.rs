@@ -139,7 +139,7 @@ pub fn run(args: &Args) -> CliResult {
         violation_samples: &summary.violation_samples,
     };
     crate::output::emit(args.json, &output, |o| {
-        println!(
+        outln!(
             "simulate: {} validators ({} byzantine){}{}{}{}{}",
             args.validators,
             args.byzantine,
@@ -153,22 +153,24 @@ pub fn run(args: &Args) -> CliResult {
                 format!(", attacks: {}", config.attacks.names().join(","))
             },
         );
-        println!("  seeds run          {} (from {})", o.seeds, o.seed_start);
-        println!("  views              {}", o.views);
-        println!("  blocks finalized   {}", o.blocks_finalized);
-        println!("  violations         {}", o.violations);
+        outln!("  seeds run          {} (from {})", o.seeds, o.seed_start);
+        outln!("  views              {}", o.views);
+        outln!("  blocks finalized   {}", o.blocks_finalized);
+        outln!("  violations         {}", o.violations);
         if let Some(slowest) = o.slowest_recovery {
-            println!(
+            outln!(
                 "  slowest recovery   {} views after stabilisation (seed {}, bound {})",
-                slowest.views, slowest.seed, o.liveness_bound_views
+                slowest.views,
+                slowest.seed,
+                o.liveness_bound_views
             );
         }
-        println!("  evidence produced  {}", o.evidence);
-        println!("  refused signatures {} (protection store: restarts, disk faults)", o.signatures_refused);
-        println!("  peers reported     {} (misbehaving byzantine validators)", o.peers_reported);
-        println!("  messages delivered {} in {:.1} s", o.messages, o.seconds);
+        outln!("  evidence produced  {}", o.evidence);
+        outln!("  refused signatures {} (protection store: restarts, disk faults)", o.signatures_refused);
+        outln!("  peers reported     {} (misbehaving byzantine validators)", o.peers_reported);
+        outln!("  messages delivered {} in {:.1} s", o.messages, o.seconds);
         for sample in o.violation_samples {
-            println!("  violation: {sample}");
+            outln!("  violation: {sample}");
         }
     })?;
     if summary.violations > 0 {

@@ -344,11 +344,8 @@ fn hostile_arguments() {
     cases.check();
 }
 
-/// The cases of issue 11 whose fix is in `simulate.rs` and
-/// `bench/consensus.rs`, made on another branch: they pass once it is merged
-/// and those files print through `outln!`; then drop the `ignore`.
+/// The simulator's and the consensus benchmark's hostile arguments.
 #[test]
-#[ignore = "needs the simulate and consensus-bench fixes of another branch; run with --ignored"]
 fn simulate_and_consensus_bench_hostile_arguments() {
     let mut cases = Cases::default();
     cases.refused(&["simulate", "--seeds", "2", "--seed-start", "18446744073709551615"], "--seed-start");

@@ -1,8 +1,6 @@
 //! Orders of play: which position a liquidation closes first, and which
 //! opposite positions auto-deleveraging reduces first.
 
-use rust_decimal::Decimal;
-
 /// Positions in the order a partial liquidation closes them: the most
 /// maintenance margin freed per dollar of expected closing loss first. Each
 /// item is (margin freed by closing it alone, its expected closing loss);
@@ -17,12 +15,15 @@ pub fn close_order(items: &[(f64, f64)]) -> Vec<usize> {
 /// Auto-deleveraging priority of an opposite position: its profit ratio
 /// (unrealised profit over what it cost) times its account's leverage (the
 /// position's value over the account's equity). Higher goes first; the
-/// caller breaks ties by address. Saturates instead of overflowing.
-pub fn adl_score(profit: Decimal, cost: Decimal, value: Decimal, equity: Decimal) -> Decimal {
-    let tiny = Decimal::new(1, 6);
-    let ratio = profit.checked_div(cost.abs().max(tiny)).unwrap_or(Decimal::MAX);
-    let leverage = value.abs().checked_div(equity.max(tiny)).unwrap_or(Decimal::MAX);
-    ratio.checked_mul(leverage).unwrap_or(if ratio.is_sign_negative() { Decimal::MIN } else { Decimal::MAX })
+/// caller breaks ties by address (compare with `f64::total_cmp`). A
+/// ranking, never a payment: IEEE basic operations only, so every machine
+/// ranks alike; infinities for a zero equity or cost, never NaN.
+pub fn adl_score(profit: f64, cost: f64, value: f64, equity: f64) -> f64 {
+    const TINY: f64 = 1e-6;
+    let ratio = profit / cost.abs().max(TINY);
+    let leverage = value.abs() / equity.max(TINY);
+    let score = ratio * leverage;
+    if score.is_nan() { 0.0 } else { score }
 }
 
 #[cfg(test)]
@@ -38,12 +39,12 @@ mod tests {
 
     #[test]
     fn profitable_leveraged_positions_rank_first() {
-        let d = |s: &str| s.parse::<Decimal>().unwrap();
-        let rich = adl_score(d("500"), d("1000"), d("1500"), d("3000"));
-        let poor = adl_score(d("-100"), d("1000"), d("900"), d("3000"));
-        let leveraged = adl_score(d("500"), d("1000"), d("1500"), d("1500"));
-        assert_eq!(rich, d("0.25"));
+        let rich = adl_score(500.0, 1000.0, 1500.0, 3000.0);
+        let poor = adl_score(-100.0, 1000.0, 900.0, 3000.0);
+        let leveraged = adl_score(500.0, 1000.0, 1500.0, 1500.0);
+        assert_eq!(rich, 0.25);
         assert!(leveraged > rich && rich > poor);
-        assert_eq!(adl_score(d("1e15"), d("0"), d("1e15"), d("0")), Decimal::MAX);
+        assert!(adl_score(1e300, 0.0, 1e300, 0.0).is_infinite());
+        assert!(!adl_score(f64::INFINITY, 1.0, 0.0, 1.0).is_nan());
     }
 }

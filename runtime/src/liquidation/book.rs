@@ -13,23 +13,37 @@ use crate::money::{ASSET_SCALE, Amount, Price};
 use crate::state::State;
 use crate::trading::{OrderRequest, TimeInForce};
 
+/// A book order closing a position, priced at this block's mark.
+pub(super) struct BookClose {
+    side: Side,
+    band_limit: Price,
+    band_ticks: u64,
+    /// Mark rounded down and up to the asset's scale.
+    mark_down: Decimal,
+    mark_up: Decimal,
+}
+
 impl State {
-    /// The side, limit price and its ticks of a book order closing
-    /// `position`: within `book_band` of mark, rounded to the tick in the
-    /// account's favour.
+    /// A book order closing `position`: its side, its limit within
+    /// `book_band` of mark (rounded to the tick in the account's favour) and
+    /// the limit's ticks.
     pub(super) fn book_close(&self, series: SeriesId, position: i64) -> Option<(Side, Price, u64)> {
+        self.book_close_at(series, position).map(|close| (close.side, close.band_limit, close.band_ticks))
+    }
+
+    fn book_close_at(&self, series: SeriesId, position: i64) -> Option<BookClose> {
         let mark = self.mark(series)?;
+        let (mark_down, mark_up) = (to_decimal_down(mark, ASSET_SCALE).ok()?, to_decimal_up(mark, ASSET_SCALE).ok()?);
         let tick = self.market(series).tick;
         let band = self.liquidation.book_band;
         let (side, limit) = if position > 0 {
-            let mark = to_decimal_up(mark, ASSET_SCALE).ok()?;
-            (Side::Sell, ceil_to_tick(mark * (Decimal::ONE - band), tick).max(tick.value()))
+            (Side::Sell, ceil_to_tick(mark_up * (Decimal::ONE - band), tick).max(tick.value()))
         } else {
-            let mark = to_decimal_down(mark, ASSET_SCALE).ok()?;
-            (Side::Buy, floor_to_tick(mark * (Decimal::ONE + band), tick).max(tick.value()))
+            (Side::Buy, floor_to_tick(mark_down * (Decimal::ONE + band), tick).max(tick.value()))
         };
-        let limit = Price::new(limit, Field::Price).ok()?;
-        Some((side, limit, self.market(series).ticks(limit).ok()?))
+        let band_limit = Price::new(limit, Field::Price).ok()?;
+        let band_ticks = self.market(series).ticks(band_limit).ok()?;
+        Some(BookClose { side, band_limit, band_ticks, mark_down, mark_up })
     }
 
     /// The limit of a book order closing `lots` of `position` that gives away
@@ -44,21 +58,19 @@ impl State {
         series: SeriesId,
         position: i64,
         lots: u64,
-        band_limit: Price,
+        close: &BookClose,
         budget: &mut Budget,
-    ) -> Option<(Price, u64)> {
+    ) -> Option<u64> {
         let market = self.market(series);
         let contracts = market.lot.value() * Decimal::from(lots);
         // The fee by notional bounds every fill's (each is also capped by its premium).
         let index = self.index_price(&market.spec.underlying).value();
         let fees = Amount::round_up(self.params.fees.taker_rate * index * contracts).value();
-        let mark = self.mark(series)?;
-        let (mark_down, mark_up) = (to_decimal_down(mark, ASSET_SCALE).ok()?, to_decimal_up(mark, ASSET_SCALE).ok()?);
-        let loss_at_band =
-            contracts * if position > 0 { mark_up - band_limit.value() } else { band_limit.value() - mark_down };
+        let (band_limit, mark_down, mark_up) = (close.band_limit.value(), close.mark_down, close.mark_up);
+        let loss_at_band = contracts * if position > 0 { mark_up - band_limit } else { band_limit - mark_down };
         let left = budget.left(self, owner);
         if loss_at_band + fees <= left {
-            return Some((band_limit, market.ticks(band_limit).ok()?));
+            return Some(close.band_ticks);
         }
         let per_contract = (left - fees) / contracts;
         let limit = if position > 0 {
@@ -67,9 +79,9 @@ impl State {
             floor_to_tick(mark_down + per_contract, market.tick)
         };
         // Never past the band's edge, whatever the rounding of mark.
-        let limit = if position > 0 { limit.max(band_limit.value()) } else { limit.min(band_limit.value()) };
+        let limit = if position > 0 { limit.max(band_limit) } else { limit.min(band_limit) };
         let limit = Price::new(limit.max(market.tick.value()), Field::Price).ok()?;
-        Some((limit, market.ticks(limit).ok()?))
+        market.ticks(limit).ok()
     }
 
     /// Whether the book holds an order that an order of `side` limited at
@@ -95,11 +107,13 @@ impl State {
         let position = self.accounts[owner as usize].position(series);
         // An order that cannot cross would only be accepted and cancelled:
         // after a crash most attempts find no bid in the band.
-        let Some((side, band_limit, _)) =
-            self.book_close(series, position).filter(|(side, _, ticks)| self.book_crosses(series, *side, *ticks))
+        let Some(close) = self
+            .book_close_at(series, position)
+            .filter(|close| self.book_crosses(series, close.side, close.band_ticks))
         else {
             return 0;
         };
+        let (side, band_limit) = (close.side, close.band_limit);
         let mut lots = wanted;
         if side == Side::Buy {
             let lock = self.buy_lock_per_lot(series, side, band_limit).value();
@@ -111,9 +125,9 @@ impl State {
         // A limit closer to mark than the band's (never a higher buy, so the
         // cash sizing above still holds) when the account cannot afford to
         // fill all of it at the band's edge.
-        let Some((_, limit_ticks)) = self
-            .affordable_book_limit(owner, series, position, lots, band_limit, budget)
-            .filter(|&(_, ticks)| self.book_crosses(series, side, ticks))
+        let Some(limit_ticks) = self
+            .affordable_book_limit(owner, series, position, lots, &close, budget)
+            .filter(|&ticks| self.book_crosses(series, side, ticks))
         else {
             return 0;
         };
@@ -138,16 +152,10 @@ impl State {
         let filled = position.unsigned_abs() - after.unsigned_abs();
         if filled > 0 {
             let cash = self.accounts[owner as usize].usd.value() - cash_before;
-            if let Some(mark) = self.mark(series) {
-                // The account's loss on the fills, counted against it.
-                let contracts = self.market(series).contracts(filled);
-                let removed = if position > 0 {
-                    to_decimal_up(mark, ASSET_SCALE).map(|mark| mark * contracts)
-                } else {
-                    to_decimal_down(mark, ASSET_SCALE).map(|mark| -mark * contracts)
-                };
-                budget.spend(removed.unwrap_or(Decimal::ZERO) - cash);
-            }
+            // The account's loss on the fills, counted against it.
+            let contracts = self.market(series).contracts(filled);
+            let removed = if position > 0 { close.mark_up * contracts } else { -close.mark_down * contracts };
+            budget.spend(removed - cash);
             let market = self.market(series);
             events.push(Event::PositionLiquidated {
                 account: self.accounts[owner as usize].address,

@@ -2,7 +2,7 @@
 
 use rust_decimal::Decimal;
 use vanna_liquidation_rules::adl_score;
-use vanna_pricing::{to_decimal_down, to_decimal_up};
+use vanna_pricing::{decimal_to_f64, to_decimal_down, to_decimal_up};
 
 use super::largest_feasible;
 use crate::events::{Event, LiquidationStep};
@@ -26,24 +26,23 @@ impl State {
         let market = self.market(series);
         let lot = market.lot.value();
         let long = self.accounts[owner as usize].position(series) > 0;
-        let mut ranked: Vec<(Decimal, Address, u64)> = Vec::new();
+        // Only the first few are used: a heap orders them on demand instead
+        // of sorting every opposite holder.
+        let mut ranked: std::collections::BinaryHeap<Ranked> = std::collections::BinaryHeap::new();
         for &other in if long { &market.shorts } else { &market.longs } {
             if other == owner {
                 continue;
             }
             let exposure = self.accounts[other as usize].exposure(series);
-            // A ranking, not a payment: the float figures' equity will do,
-            // and cost a fraction of the exact rounding (every opposite
-            // holder is ranked, only the first few are used).
-            let Ok(equity) = self.equity_at_least(other) else { continue };
-            let value = market.signed_contracts(exposure.position_lots) * mark_down;
-            let score = adl_score(value - exposure.cost, exposure.cost, value, equity);
-            ranked.push((score, self.accounts[other as usize].address, other));
+            let Some(equity) = self.equity_at_marks(other) else { continue };
+            let value = decimal_to_f64(market.signed_contracts(exposure.position_lots)) * mark;
+            let cost = decimal_to_f64(exposure.cost);
+            let score = adl_score(value - cost, cost, value, equity);
+            ranked.push(Ranked { score, address: self.accounts[other as usize].address, owner: other });
         }
-        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         let address = self.accounts[owner as usize].address;
         let mut closed = 0u64;
-        for (_, counterparty, other) in ranked {
+        while let Some(Ranked { address: counterparty, owner: other, .. }) = ranked.pop() {
             if closed == wanted {
                 break;
             }
@@ -123,3 +122,31 @@ impl State {
         closed
     }
 }
+
+/// An opposite holder in deleveraging order: the highest score first, then
+/// the lowest address.
+struct Ranked {
+    score: f64,
+    address: Address,
+    owner: u64,
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.score.total_cmp(&other.score).then(other.address.cmp(&self.address))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}

@@ -62,11 +62,11 @@ impl Staking {
         if self.validators.len() >= MAX_VALIDATORS {
             return Err(TxError::TooManyValidators { max: MAX_VALIDATORS });
         }
-        let key =
-            vanna_consensus::BlsPublicKey::from_bytes(&register.consensus_key).map_err(|_| TxError::BadConsensusKey)?;
-        let proof = vanna_consensus::BlsSignature::from_bytes(&register.proof_of_possession)
+        let key = vanna_crypto::bls::BlsPublicKey::from_bytes(&register.consensus_key)
+            .map_err(|_| TxError::BadConsensusKey)?;
+        let proof = vanna_crypto::bls::BlsSignature::from_bytes(&register.proof_of_possession)
             .map_err(|_| TxError::BadProofOfPossession)?;
-        if !vanna_consensus::verify_proof_of_possession(&key, &proof) {
+        if !vanna_crypto::bls::verify_proof_of_possession(&key, &proof) {
             return Err(TxError::BadProofOfPossession);
         }
         let consensus_key = key.to_bytes();

@@ -243,6 +243,7 @@ impl From<vanna_crypto::CryptoError> for TxError {
             CryptoError::BadSignatureEncoding => TxError::BadSignatureEncoding,
             CryptoError::HighS => TxError::HighS,
             CryptoError::BadSignature => TxError::BadSignature,
+            CryptoError::Encoding(what) => TxError::Malformed(what.to_string()),
         }
     }
 }

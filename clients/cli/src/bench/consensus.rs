@@ -73,22 +73,31 @@ pub fn run(args: &Args) -> CliResult {
     let worst = sizes.iter().map(|s| s.cert_verify_ratio_to_raw).fold(0.0, f64::max);
     let report = Report { sizes, cert_verify_ratio_to_raw: worst };
     crate::output::emit(args.json, &report, |report| {
-        println!("consensus (BLS12-381 min_pk via blst):");
+        outln!("consensus (BLS12-381 min_pk via blst):");
         for s in &report.sizes {
-            println!(
+            outln!(
                 "  {:>3} validators: {:.2} ms CPU per finalized block ({:.3} ms per validator, {} blocks)",
-                s.validators, s.cpu_ms_per_block, s.cpu_ms_per_block_per_validator, s.blocks_finalized
+                s.validators,
+                s.cpu_ms_per_block,
+                s.cpu_ms_per_block_per_validator,
+                s.blocks_finalized
             );
-            println!(
+            outln!(
                 "      certificate ({} signers): {:.1} us vs raw fast_aggregate_verify {:.1} us = ratio {:.3}",
-                s.certificate_signers, s.cert_verify_us, s.raw_fast_aggregate_verify_us, s.cert_verify_ratio_to_raw
+                s.certificate_signers,
+                s.cert_verify_us,
+                s.raw_fast_aggregate_verify_us,
+                s.cert_verify_ratio_to_raw
             );
-            println!(
+            outln!(
                 "      votes: aggregate-then-verify {:.1} us vs each {:.1} us ({:.1}x); one bad vote {:.1} us",
-                s.votes_aggregate_then_verify_us, s.votes_verify_each_us, s.votes_speedup, s.votes_with_one_bad_us
+                s.votes_aggregate_then_verify_us,
+                s.votes_verify_each_us,
+                s.votes_speedup,
+                s.votes_with_one_bad_us
             );
         }
-        println!("  worst certificate ratio to raw: {:.3} (goal <= 1.2)", report.cert_verify_ratio_to_raw);
+        outln!("  worst certificate ratio to raw: {:.3} (goal <= 1.2)", report.cert_verify_ratio_to_raw);
     })
 }
 

@@ -296,7 +296,7 @@ fn market_maker_address(index: u32) -> Address {
 
 /// Mark per contract of `series` in `state`'s tables.
 fn mark(state: &State, series: SeriesId) -> f64 {
-    let risk = &state.risk["BTC"];
+    let risk = state.risk.get("BTC").expect("BTC has tables");
     risk.tables.series(risk.rows[&series]).expect("a listed series has a row").greeks.price
 }
 

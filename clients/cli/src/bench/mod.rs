@@ -6,9 +6,6 @@ use clap::Subcommand;
 use crate::CliResult;
 
 mod apply;
-// Still prints with `println!`, so a closed stdout panics there until its
-// prints move to `outln!` (the file is being changed on another branch).
-#[allow(clippy::disallowed_macros)]
 mod consensus;
 mod liquidation;
 mod margin;
