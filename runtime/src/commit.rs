@@ -18,7 +18,7 @@ use crate::ids::SeriesId;
 pub use vanna_types::proof::{account_key, value_hash};
 
 /// The tree and which of the runtime's leaves changed since the last root.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Commitment {
     pub(crate) tree: SparseMerkleTree,
     dirty_accounts: BTreeSet<u64>,

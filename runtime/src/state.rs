@@ -235,7 +235,7 @@ pub struct OrderInfo {
 }
 
 /// One listed series with its order book.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Market {
     pub id: SeriesId,
     pub spec: SeriesSpec,
@@ -312,8 +312,10 @@ impl Market {
     }
 }
 
-/// The whole state of the chain as the runtime sees it.
-#[derive(Debug)]
+/// The whole state of the chain as the runtime sees it. Cloned by a node to
+/// execute a block it has not finalized yet (speculatively, to learn the root
+/// a proposal must carry); execution that counts is on the finalized state.
+#[derive(Clone, Debug)]
 pub struct State {
     pub params: Params,
     pub height: u64,

@@ -1,0 +1,476 @@
+//! The node's core: the consensus engine of the current epoch, the
+//! application, the slashing-protected signer and the pools a proposer draws
+//! from, driven by inputs (messages, timers, transactions, reports) into
+//! outputs (messages to send, timers to set, blocks committed). Sans-IO: the
+//! tokio shell performs the outputs; tests drive several cores in one
+//! process.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use vanna_consensus::{
+    Action, BlockHash, Bls, Certificate, Config, Consensus, Epoch, Event, Evidence, Fault, Header, Message, Signable,
+    TimerKind, Timing, ValidatorIndex, ValidatorSet, View, VoteKind,
+};
+use vanna_crypto::bls::{self, BlsSecretKey};
+use vanna_proto::v1 as wire;
+use vanna_runtime::Address;
+use vanna_signer::{Backend, Signer};
+
+use crate::app::{App, ProposalInputs, Verdict};
+use crate::evidence::encode_evidence;
+use crate::payload::MAX_PAYLOAD_BYTES;
+
+/// Views ahead of the current one the engine keeps votes and proposals for.
+const VIEW_WINDOW: u64 = 64;
+/// Evidence records waiting for a block at most.
+const MAX_PENDING_EVIDENCE: usize = 256;
+/// Certificates kept for parent certificates (the recent chain's).
+const MAX_CERTIFICATES: usize = 1024;
+/// Proposals waiting for their parent's state at most.
+const MAX_WAITING_VERIFICATIONS: usize = 64;
+
+/// Where a proposer's transactions come from, and where their fate goes.
+pub trait Transactions {
+    /// Up to `max` transactions for a proposal, ready to execute in nonce
+    /// order from the state's committed nonces (the core puts them in
+    /// canonical order).
+    fn select(&mut self, state: &vanna_runtime::State, max: usize) -> Vec<Vec<u8>>;
+    /// Whether this node verified the signature of the transaction with
+    /// this hash (so the runtime need not check it again).
+    fn verified(&self, hash: &[u8; 32]) -> bool;
+    /// A block was executed: drop what it included and what it made stale.
+    fn on_executed(&mut self, state: &vanna_runtime::State, included: &[Vec<u8>]);
+}
+
+/// What the shell must do.
+#[derive(Debug)]
+pub enum Output {
+    Broadcast(Message<Bls>),
+    Send {
+        to: ValidatorIndex,
+        message: Message<Bls>,
+    },
+    /// Feed back `Input::Timeout { epoch, view, kind }` at `at_ms`.
+    Timer {
+        epoch: Epoch,
+        view: View,
+        kind: TimerKind,
+        at_ms: u64,
+    },
+    /// A finalized block was executed: store it durably before anything
+    /// that depends on it leaves the node.
+    Committed(Box<Committed>),
+    /// A certificate to journal until finality passes its view.
+    Journal {
+        header: Option<Header>,
+        certificate: Certificate<Bls>,
+    },
+    /// A peer sent what no honest validator sends.
+    Disconnect {
+        peer: ValidatorIndex,
+        fault: Fault,
+    },
+    /// The node cannot go on.
+    Halt(String),
+}
+
+/// A block made final and executed.
+#[derive(Debug)]
+pub struct Committed {
+    pub header: Header,
+    pub payload: Vec<u8>,
+    pub proof: Certificate<Bls>,
+    pub output: vanna_runtime::BlockOutput,
+    /// Set when the block ended an epoch.
+    pub next_epoch: Option<Epoch>,
+}
+
+/// Inputs.
+#[derive(Debug)]
+pub enum Input {
+    Message {
+        from: ValidatorIndex,
+        message: Message<Bls>,
+    },
+    Timeout {
+        epoch: Epoch,
+        view: View,
+        kind: TimerKind,
+    },
+    /// A signed oracle report (from this node's feeder or gossip).
+    OracleReport(Vec<u8>),
+}
+
+/// A validator's signing key and protection store.
+pub struct Identity<B: Backend> {
+    pub secret: BlsSecretKey,
+    pub signer: Signer<Bls, B>,
+}
+
+pub struct Core<B: Backend> {
+    app: App,
+    engine: Consensus<Bls>,
+    epoch: Epoch,
+    set: Arc<ValidatorSet<Bls>>,
+    identity: Option<Identity<B>>,
+    me: Option<ValidatorIndex>,
+    timing: Timing,
+    transactions: Box<dyn Transactions + Send>,
+    /// The freshest report of each reporter.
+    reports: BTreeMap<Address, Vec<u8>>,
+    evidence: Vec<Evidence<Bls>>,
+    certificates: BTreeMap<BlockHash, Certificate<Bls>>,
+    waiting_proposal: Option<(View, Header)>,
+    waiting_verifications: Vec<(View, Header, Header, Vec<u8>)>,
+    halted: bool,
+}
+
+impl<B: Backend> std::fmt::Debug for Core<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Core({:?}, epoch {}, me {:?})", self.app, self.epoch.0, self.me)
+    }
+}
+
+impl<B: Backend> Core<B> {
+    /// A core at the application's executed block, which anchors the
+    /// engine; `anchor_proof` is the certificate stored with it (none at
+    /// genesis or an epoch's first block).
+    pub fn new(
+        app: App,
+        identity: Option<Identity<B>>,
+        timing: Timing,
+        transactions: Box<dyn Transactions + Send>,
+        anchor_proof: Option<Certificate<Bls>>,
+        now_ms: u64,
+    ) -> Result<(Core<B>, Vec<Output>), String> {
+        let (epoch, set) = app.epoch();
+        let secret = identity.as_ref().map(|identity| &identity.secret);
+        let (engine, me, actions) = engine_for(&app, secret, epoch, &set, anchor_proof, timing, now_ms)?;
+        let mut core = Core {
+            app,
+            engine,
+            epoch,
+            set,
+            identity,
+            me,
+            timing,
+            transactions,
+            reports: BTreeMap::new(),
+            evidence: Vec::new(),
+            certificates: BTreeMap::new(),
+            waiting_proposal: None,
+            waiting_verifications: Vec::new(),
+            halted: false,
+        };
+        let mut out = Vec::new();
+        core.perform(now_ms, actions, &mut out);
+        Ok((core, out))
+    }
+
+    pub fn app(&self) -> &App {
+        &self.app
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    pub fn validators(&self) -> &Arc<ValidatorSet<Bls>> {
+        &self.set
+    }
+
+    pub fn me(&self) -> Option<ValidatorIndex> {
+        self.me
+    }
+
+    /// Moves to `epoch`: a new engine anchored at the executed block.
+    fn start_epoch(
+        &mut self,
+        epoch: Epoch,
+        set: Arc<ValidatorSet<Bls>>,
+        now_ms: u64,
+    ) -> Result<Vec<Action<Bls>>, String> {
+        let secret = self.identity.as_ref().map(|identity| &identity.secret);
+        let (engine, me, actions) = engine_for(&self.app, secret, epoch, &set, None, self.timing, now_ms)?;
+        self.engine = engine;
+        self.me = me;
+        self.epoch = epoch;
+        self.set = set;
+        self.waiting_proposal = None;
+        self.waiting_verifications.clear();
+        Ok(actions)
+    }
+
+    /// Feeds one input; returns what the shell must do.
+    pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.halted {
+            return out;
+        }
+        let event = match input {
+            Input::Message { from, message } => Event::Message { from, message },
+            Input::Timeout { epoch, view, kind } => {
+                if epoch != self.epoch {
+                    return out;
+                }
+                Event::Timeout { view, kind }
+            }
+            Input::OracleReport(bytes) => {
+                self.keep_report(bytes);
+                return out;
+            }
+        };
+        let actions = self.engine.handle(now_ms, event);
+        self.perform(now_ms, actions, &mut out);
+        out
+    }
+
+    fn keep_report(&mut self, bytes: Vec<u8>) {
+        let limits = self.app.state().oracle.params().limits.clone();
+        let Ok(report) = vanna_oracle::verify_report(&self.app.info().chain_id, &bytes, &limits) else { return };
+        let reporter = Address(*report.reporter.as_bytes());
+        if self.app.state().staking.is_active(&reporter) {
+            self.reports.insert(reporter, bytes);
+        }
+    }
+
+    fn perform(&mut self, now_ms: u64, actions: Vec<Action<Bls>>, out: &mut Vec<Output>) {
+        let mut queue: std::collections::VecDeque<Action<Bls>> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            if self.halted {
+                return;
+            }
+            let events = self.perform_one(now_ms, action, out);
+            for event in events {
+                queue.extend(self.engine.handle(now_ms, event));
+            }
+        }
+    }
+
+    /// Performs one action; returns events to feed back.
+    fn perform_one(&mut self, now_ms: u64, action: Action<Bls>, out: &mut Vec<Output>) -> Vec<Event<Bls>> {
+        match action {
+            Action::Broadcast(message) => {
+                if let Message::Proposal(proposal) = &message {
+                    // Our own proposal: its children need its root.
+                    self.app.remember(&proposal.header, &proposal.payload);
+                }
+                out.push(Output::Broadcast(message));
+                Vec::new()
+            }
+            Action::Send { to, message } => {
+                out.push(Output::Send { to, message });
+                Vec::new()
+            }
+            Action::ScheduleTimeout { view, kind, after_ms } => {
+                out.push(Output::Timer { epoch: self.epoch, view, kind, at_ms: now_ms + after_ms });
+                Vec::new()
+            }
+            Action::RequestProposal { view, parent } => self.propose(now_ms, view, parent).into_iter().collect(),
+            Action::VerifyProposal { view, parent, header, payload } => {
+                self.verify(view, parent, header, payload).into_iter().collect()
+            }
+            Action::Sign(message) => self.sign(&message).into_iter().collect(),
+            Action::Finalized { header, payload, proof } => self.commit(now_ms, header, payload, proof, out),
+            Action::Evidence(evidence) => {
+                let known = self.evidence.iter().any(|e| {
+                    e.offender == evidence.offender
+                        && e.first.message == evidence.first.message
+                        && e.second.message == evidence.second.message
+                });
+                if self.evidence.len() < MAX_PENDING_EVIDENCE && !known {
+                    self.evidence.push(evidence);
+                }
+                Vec::new()
+            }
+            Action::Certificate { header, certificate } => {
+                self.keep_certificate(&certificate);
+                out.push(Output::Journal { header, certificate });
+                Vec::new()
+            }
+            Action::Misbehaving { peer, fault } => {
+                out.push(Output::Disconnect { peer, fault });
+                Vec::new()
+            }
+        }
+    }
+
+    fn keep_certificate(&mut self, certificate: &Certificate<Bls>) {
+        if let VoteKind::Notarize { block, .. } | VoteKind::Finalize { block, .. } = certificate.vote.kind {
+            self.certificates.insert(block, certificate.clone());
+            while self.certificates.len() > MAX_CERTIFICATES {
+                self.certificates.pop_first();
+            }
+        }
+    }
+
+    fn propose(&mut self, now_ms: u64, view: View, parent: Header) -> Option<Event<Bls>> {
+        let identity = self.identity.as_ref()?;
+        let parent_certificate = if parent.height.0 == 0 {
+            None
+        } else {
+            match self.certificates.get(&parent.hash()) {
+                Some(certificate) => Some(certificate.clone()),
+                None => {
+                    self.waiting_proposal = Some((view, parent));
+                    return None;
+                }
+            }
+        };
+        let evidence: Vec<wire::Evidence> = self.evidence.iter().map(encode_evidence).collect();
+        let inputs = ProposalInputs {
+            transactions: self.transactions.select(self.app.state(), vanna_types::limits::MAX_TRANSACTIONS_PER_BLOCK),
+            oracle_reports: self.reports.values().cloned().collect(),
+            evidence,
+            parent_certificate,
+        };
+        let secret = identity.secret.clone();
+        match self.app.build(&parent, view, self.epoch, now_ms, &secret, inputs) {
+            Some(proposal) => {
+                self.waiting_proposal = None;
+                Some(Event::ProposalPayload {
+                    view,
+                    block_time_ms: proposal.block_time_ms,
+                    state_root: proposal.state_root,
+                    transactions_root: proposal.transactions_root,
+                    payload: proposal.payload,
+                })
+            }
+            None => {
+                // The parent's state is not known yet: try again when it is.
+                self.waiting_proposal = Some((view, parent));
+                None
+            }
+        }
+    }
+
+    fn verify(&mut self, view: View, parent: Header, header: Header, payload: Vec<u8>) -> Option<Event<Bls>> {
+        let block = header.hash();
+        match self.app.verify(&parent, &header, &payload) {
+            Verdict::Valid => Some(Event::ProposalVerified { view, block, valid: true }),
+            Verdict::Invalid(why) => {
+                tracing::warn!(view = view.0, height = header.height.0, %why, "refusing a proposal");
+                Some(Event::ProposalVerified { view, block, valid: false })
+            }
+            Verdict::Unknown => {
+                if self.waiting_verifications.len() >= MAX_WAITING_VERIFICATIONS {
+                    self.waiting_verifications.remove(0);
+                }
+                self.waiting_verifications.push((view, parent, header, payload));
+                None
+            }
+        }
+    }
+
+    fn sign(&mut self, message: &Signable) -> Option<Event<Bls>> {
+        let identity = self.identity.as_mut()?;
+        match identity.signer.sign(message) {
+            Ok(signature) => Some(Event::Signed { message: *message, signature }),
+            Err(error) => {
+                tracing::warn!(%error, ?message, "the signer refused");
+                None
+            }
+        }
+    }
+
+    fn commit(
+        &mut self,
+        now_ms: u64,
+        header: Header,
+        payload: Vec<u8>,
+        proof: Certificate<Bls>,
+        out: &mut Vec<Output>,
+    ) -> Vec<Event<Bls>> {
+        let transactions = crate::payload::Payload::decode(&payload).map(|p| p.transactions).unwrap_or_default();
+        let source = &self.transactions;
+        let executed = match self.app.execute(&header, &payload, &|hash| source.verified(hash)) {
+            Ok(executed) => executed,
+            Err(error) => {
+                self.halted = true;
+                out.push(Output::Halt(error.to_string()));
+                return Vec::new();
+            }
+        };
+        self.transactions.on_executed(self.app.state(), &transactions);
+        self.evidence.retain(|evidence| {
+            evidence.first.message.epoch() >= self.epoch
+                && !matches!(evidence.first.message.view(), view if view.0 + VIEW_WINDOW * 4 < header.view.0)
+        });
+        let next_epoch = executed.next_epoch.as_ref().map(|(epoch, _)| *epoch);
+        out.push(Output::Committed(Box::new(Committed {
+            header: header.clone(),
+            payload,
+            proof,
+            output: executed.output,
+            next_epoch,
+        })));
+        let mut events = Vec::new();
+        if let Some((epoch, set)) = executed.next_epoch {
+            match self.start_epoch(epoch, set, now_ms) {
+                Ok(actions) => self.perform(now_ms, actions, out),
+                Err(error) => {
+                    self.halted = true;
+                    out.push(Output::Halt(format!("cannot start epoch {}: {error}", epoch.0)));
+                }
+            }
+            return events;
+        }
+        // The executed state may be what waiting work needed.
+        events.extend(self.retry_waiting(now_ms));
+        events
+    }
+
+    /// Retries the proposal and verifications that waited for a parent's state.
+    fn retry_waiting(&mut self, now_ms: u64) -> Vec<Event<Bls>> {
+        let mut events = Vec::new();
+        if let Some((view, parent)) = self.waiting_proposal.take() {
+            events.extend(self.propose(now_ms, view, parent));
+        }
+        for (view, parent, header, payload) in std::mem::take(&mut self.waiting_verifications) {
+            events.extend(self.verify(view, parent, header, payload));
+        }
+        events
+    }
+
+    /// Retries waiting work (call when certificates or blocks arrived).
+    pub fn poke(&mut self, now_ms: u64) -> Vec<Output> {
+        let mut out = Vec::new();
+        let events = self.retry_waiting(now_ms);
+        for event in events {
+            let actions = self.engine.handle(now_ms, event);
+            self.perform(now_ms, actions, &mut out);
+        }
+        out
+    }
+}
+
+/// A started engine, this node's index in its set, and its first actions.
+type EngineStart = (Consensus<Bls>, Option<ValidatorIndex>, Vec<Action<Bls>>);
+
+/// The engine of `epoch` for a node at the application's executed block.
+fn engine_for(
+    app: &App,
+    secret: Option<&BlsSecretKey>,
+    epoch: Epoch,
+    set: &Arc<ValidatorSet<Bls>>,
+    anchor_proof: Option<Certificate<Bls>>,
+    timing: Timing,
+    now_ms: u64,
+) -> Result<EngineStart, String> {
+    let me = secret.and_then(|secret| set.index_of(&bls::public_key(secret)));
+    let config = Config {
+        chain: app.info().consensus,
+        epoch,
+        validators: set.clone(),
+        me,
+        anchor: app.executed().clone(),
+        anchor_proof,
+        last_height: Some(vanna_consensus::Height(app.last_height(epoch))),
+        timing,
+        max_payload_bytes: MAX_PAYLOAD_BYTES,
+        view_window: VIEW_WINDOW,
+    };
+    let (engine, actions) = Consensus::new(config, now_ms).map_err(|error| error.to_string())?;
+    Ok((engine, me, actions))
+}

@@ -1,0 +1,13 @@
+//! `vanna-node`: the node around the pure cores. It drives the consensus
+//! engine (`vanna-consensus`) with the network, timers and the
+//! slashing-protected signer; its application (`app`) proposes, verifies
+//! and executes blocks with the runtime; it stores finalized blocks and
+//! serves the API.
+//!
+//! Must not: decide anything the cores decide (what is valid, what a block
+//! does, what to sign), or wait on a peer inside the consensus loop.
+
+pub mod app;
+pub mod core;
+pub mod evidence;
+pub mod payload;
