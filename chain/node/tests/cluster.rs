@@ -213,7 +213,7 @@ impl Cluster {
         let nonces: Vec<u64> =
             self.traders.iter().map(|t| self.cores[0].app().state().account(&t.address()).unwrap().nonce).collect();
         for (trader, nonce) in self.traders.iter().zip(nonces) {
-            let side = if round % 2 == 0 { Side::Buy } else { Side::Sell };
+            let side = if round.is_multiple_of(2) { Side::Buy } else { Side::Sell };
             let order = place(limit_order("BTC-25DEC26-100000-C", side, "5000", "0.1"));
             self.pool.0.lock().unwrap().push(trader.sign(&self.chain_id, nonce, vec![order]));
         }
@@ -243,7 +243,7 @@ fn four_validators_finalize_and_execute_the_same_chain_through_an_epoch_change()
     let mut cluster = Cluster::new(8);
     for round in 0..6 {
         cluster.submit_orders(round);
-        cluster.report_prices(if round % 2 == 0 { "97000" } else { "97100" });
+        cluster.report_prices(if round.is_multiple_of(2) { "97000" } else { "97100" });
         cluster.run_until(3 * (round + 1));
     }
     cluster.run_until(20);
