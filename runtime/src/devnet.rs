@@ -23,30 +23,43 @@ pub const DEMO_INSURANCE_FUND_USD: u64 = 100_000;
 /// plus `extra` liquid VANNA, a BLS key derived from its name, and registers
 /// with the given commission. Returns their signers to add to the sandbox.
 pub fn add_validators(genesis: &mut Genesis, validators: &[(&str, u64, u64, &str)]) -> Vec<(String, Signer)> {
-    let dec = |text: &str| text.parse::<Decimal>().expect("literal decimal");
     let mut signers = Vec::new();
     for (name, self_stake, extra, commission) in validators {
         let signer = Signer::from_seed(&format!("vanna-demo/{name}"));
-        let secret = consensus_secret(name);
-        let public = secret_to_public(&secret);
-        genesis.accounts.push(GenesisAccount {
-            address: signer.address(),
-            usd: Amount::ZERO,
-            vanna: Amount::new(Decimal::from(self_stake + extra), crate::error::Field::Genesis).expect("valid"),
-        });
-        genesis.staking.validators.push(GenesisValidator {
-            operator: signer.address(),
-            consensus_key: hex::encode(public),
-            proof_of_possession: hex::encode(vanna_crypto::bls::proof_of_possession(&secret).to_bytes()),
-            moniker: name.to_string(),
-            commission_rate: dec(commission),
-            max_commission_rate: dec("0.5"),
-            max_commission_change: dec("0.02"),
-            self_stake: Amount::new(Decimal::from(*self_stake), crate::error::Field::Genesis).expect("valid"),
-        });
+        add_validator(genesis, name, &signer, &consensus_secret(name), *self_stake, *extra, commission);
         signers.push((name.to_string(), signer));
     }
     signers
+}
+
+/// Adds one validator with the given keys: its operator account gets
+/// `self_stake` plus `extra` liquid VANNA and registers with `commission`
+/// (at most 0.5, changing by at most 0.02 a day).
+pub fn add_validator(
+    genesis: &mut Genesis,
+    moniker: &str,
+    operator: &Signer,
+    consensus: &vanna_crypto::bls::BlsSecretKey,
+    self_stake: u64,
+    extra: u64,
+    commission: &str,
+) {
+    let dec = |text: &str| text.parse::<Decimal>().expect("literal decimal");
+    genesis.accounts.push(GenesisAccount {
+        address: operator.address(),
+        usd: Amount::ZERO,
+        vanna: Amount::new(Decimal::from(self_stake + extra), crate::error::Field::Genesis).expect("valid"),
+    });
+    genesis.staking.validators.push(GenesisValidator {
+        operator: operator.address(),
+        consensus_key: hex::encode(secret_to_public(consensus)),
+        proof_of_possession: hex::encode(vanna_crypto::bls::proof_of_possession(consensus).to_bytes()),
+        moniker: moniker.to_string(),
+        commission_rate: dec(commission),
+        max_commission_rate: dec("0.5"),
+        max_commission_change: dec("0.02"),
+        self_stake: Amount::new(Decimal::from(self_stake), crate::error::Field::Genesis).expect("valid"),
+    });
 }
 
 /// The BLS consensus key of a demo validator, derived from its name.

@@ -8,6 +8,9 @@
 //! does, what to sign), or wait on a peer inside the consensus loop.
 
 pub mod app;
+pub mod config;
 pub mod core;
 pub mod evidence;
+pub mod home;
+pub mod localnet;
 pub mod payload;
