@@ -7,3 +7,7 @@
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/vanna.v1.rs"));
 }
+
+/// The encoded `FileDescriptorSet` of every `vanna.v1` file, for gRPC server
+/// reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vanna_descriptor.bin"));

@@ -14,3 +14,4 @@ pub mod evidence;
 pub mod home;
 pub mod localnet;
 pub mod payload;
+pub mod rpc;

@@ -9,9 +9,10 @@ use vanna_proto::v1 as wire;
 use vanna_types::limits::{MAX_ORACLE_REPORTS_PER_BLOCK, MAX_TRANSACTION_BYTES, MAX_TRANSACTIONS_PER_BLOCK};
 
 /// Largest encoded payload a node proposes or accepts: the consensus
-/// engine's `max_payload_bytes`. 20,000 transactions of the typical 300
-/// bytes fit with room for reports and evidence.
-pub const MAX_PAYLOAD_BYTES: usize = 8 * 1024 * 1024;
+/// engine's `max_payload_bytes`, leaving room within the network's 4 MiB
+/// consensus message for the proposal around it (about 11,000 transactions
+/// of the typical 300 bytes).
+pub const MAX_PAYLOAD_BYTES: usize = 3 * 1024 * 1024 + 512 * 1024;
 /// Evidence records in one block.
 pub const MAX_EVIDENCE_PER_BLOCK: usize = 64;
 /// Largest encoded evidence message (two signed consensus messages).

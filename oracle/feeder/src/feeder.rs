@@ -106,6 +106,23 @@ impl Feeder {
     /// One round at `now_ms`: a JSON line describing the signed report, or None
     /// when no underlying had a usable source.
     pub fn tick(&mut self, now_ms: u64) -> Option<serde_json::Value> {
+        let (signed, summaries) = self.round(now_ms)?;
+        Some(serde_json::json!({
+            "chain_id": self.chain_id,
+            "reporter": self.reporter().to_string(),
+            "at_ms": now_ms,
+            "prices": summaries,
+            "signed_report": hex::encode(signed),
+        }))
+    }
+
+    /// One round at `now_ms`: the encoded signed report, for a validator
+    /// that runs its feeder in process.
+    pub fn report(&mut self, now_ms: u64) -> Option<Vec<u8>> {
+        self.round(now_ms).map(|(signed, _)| signed)
+    }
+
+    fn round(&mut self, now_ms: u64) -> Option<(Vec<u8>, Vec<serde_json::Value>)> {
         let mut prices = Vec::new();
         let mut summaries = Vec::new();
         for underlying in &self.underlyings {
@@ -133,14 +150,7 @@ impl Feeder {
         if prices.is_empty() {
             return None;
         }
-        let signed = sign_report(&self.key, &self.chain_id, &prices);
-        Some(serde_json::json!({
-            "chain_id": self.chain_id,
-            "reporter": self.reporter().to_string(),
-            "at_ms": now_ms,
-            "prices": summaries,
-            "signed_report": hex::encode(signed.encode_to_vec()),
-        }))
+        Some((sign_report(&self.key, &self.chain_id, &prices).encode_to_vec(), summaries))
     }
 }
 
