@@ -2,12 +2,17 @@
 //! funded test accounts for traffic, and series listed around the genesis
 //! index that expire a week, a month and a quarter after genesis.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
 use rust_decimal::Decimal;
 use vanna_runtime::Genesis;
 use vanna_runtime::instrument::{OptionKind, SeriesSpec};
 use vanna_runtime::money::Price;
 
-use crate::home::{KeySource, Keys};
+use crate::config::NodeConfig;
+use crate::home::{Home, HomeError, KeySource, Keys};
 
 pub const LOCALNET_CHAIN_ID: &str = "vanna-localnet";
 /// Test accounts that trade (taking liquidity).
@@ -92,6 +97,91 @@ pub fn localnet_genesis(validators: usize, now_ms: u64, epoch_blocks: u64) -> Ge
         );
     }
     genesis
+}
+
+/// A localnet's directory: one home per validator, `node-<i>`.
+#[derive(Debug, Clone)]
+pub struct LocalnetDir {
+    root: PathBuf,
+}
+
+/// Ports one node listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct NodePorts {
+    pub network: SocketAddr,
+    pub api: SocketAddr,
+}
+
+/// A free port on 127.0.0.1 now (the OS picks it; it is released at once,
+/// so a node bound to it later very likely gets it).
+pub fn free_port() -> std::io::Result<SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+impl LocalnetDir {
+    pub fn new(root: impl Into<PathBuf>) -> LocalnetDir {
+        LocalnetDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn home(&self, index: usize) -> Home {
+        Home::new(self.root.join(format!("node-{index}")))
+    }
+
+    /// The number of node homes in the directory.
+    pub fn nodes(&self) -> usize {
+        (0..).take_while(|index| self.home(*index).config_path().exists()).count()
+    }
+
+    /// Writes a fresh localnet of `validators` validators: genesis at
+    /// `now_ms`, one home each with its seeded keys.
+    pub fn create(&self, validators: usize, epoch_blocks: u64, now_ms: u64) -> Result<(), HomeError> {
+        let genesis = localnet_genesis(validators, now_ms, epoch_blocks);
+        for index in 0..validators {
+            let config = NodeConfig { moniker: validator_name(index), ..NodeConfig::default() };
+            self.home(index).init(&config, &genesis, &validator_keys(index))?;
+        }
+        Ok(())
+    }
+
+    /// Gives every node fresh free ports and every node the others as
+    /// peers; returns the ports.
+    pub fn assign_ports(&self) -> Result<Vec<NodePorts>, HomeError> {
+        let nodes = self.nodes();
+        let io = |source| HomeError::Io { path: self.root.clone(), source };
+        let ports: Vec<NodePorts> = (0..nodes)
+            .map(|_| Ok(NodePorts { network: free_port().map_err(io)?, api: free_port().map_err(io)? }))
+            .collect::<Result<_, HomeError>>()?;
+        for (index, own) in ports.iter().enumerate() {
+            let home = self.home(index);
+            let mut config = home.config()?;
+            config.network.listen = own.network;
+            config.api.listen = own.api;
+            config.network.peers =
+                ports.iter().enumerate().filter(|(other, _)| *other != index).map(|(_, p)| p.network).collect();
+            home.write_config(&config)?;
+        }
+        Ok(ports)
+    }
+
+    /// Starts node `index` as a process of `binary` (`vanna`), its output
+    /// appended to `node.log` in its home.
+    pub fn spawn(&self, binary: &Path, index: usize) -> std::io::Result<Child> {
+        let home = self.home(index);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(home.dir().join("node.log"))?;
+        Command::new(binary)
+            .arg("node")
+            .arg("start")
+            .arg("--home")
+            .arg(home.dir())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+    }
 }
 
 #[cfg(test)]

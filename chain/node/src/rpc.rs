@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use vanna_proto::v1 as wire;
 
 /// Requests in flight to the node at most; beyond, callers are told to retry.
-pub const MAX_PENDING_SUBMISSIONS: usize = 4_096;
+pub const MAX_PENDING_REQUESTS: usize = 4_096;
 /// Largest request the API decodes.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
@@ -37,11 +37,13 @@ impl From<Refusal> for Status {
     }
 }
 
-/// A transaction on its way to the mempool, with where the answer goes.
+/// A request the node answers from its state, with where the answer goes.
 #[derive(Debug)]
-pub struct Submission {
-    pub bytes: Vec<u8>,
-    pub reply: oneshot::Sender<Result<[u8; 32], Refusal>>,
+pub enum NodeRequest {
+    /// A transaction for the mempool: its hash once admitted.
+    Submit { bytes: Vec<u8>, reply: oneshot::Sender<Result<[u8; 32], Refusal>> },
+    Account { address: vanna_runtime::Address, reply: oneshot::Sender<Option<wire::GetAccountResponse>> },
+    StateRoot { height: u64, reply: oneshot::Sender<Option<[u8; 32]>> },
 }
 
 /// What the status call reports, kept current by the node.
@@ -49,8 +51,22 @@ pub type StatusWatch = watch::Receiver<wire::StatusResponse>;
 
 #[derive(Debug, Clone)]
 struct NodeApi {
-    submissions: mpsc::Sender<Submission>,
+    requests: mpsc::Sender<NodeRequest>,
     status: StatusWatch,
+}
+
+impl NodeApi {
+    /// Hands a request to the node and waits for its answer.
+    async fn ask<T>(&self, request: impl FnOnce(oneshot::Sender<T>) -> NodeRequest) -> Result<T, Status> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.try_send(request(reply)).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => {
+                Status::resource_exhausted("the node has too many requests in flight; retry shortly")
+            }
+            mpsc::error::TrySendError::Closed(_) => Status::unavailable("the node is stopping"),
+        })?;
+        answer.await.map_err(|_| Status::unavailable("the node is stopping"))
+    }
 }
 
 #[tonic::async_trait]
@@ -63,15 +79,32 @@ impl wire::node_server::Node for NodeApi {
         if bytes.is_empty() {
             return Err(Status::invalid_argument("transaction: empty; send an encoded SignedTransaction"));
         }
-        let (reply, answer) = oneshot::channel();
-        self.submissions.try_send(Submission { bytes, reply }).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => {
-                Status::resource_exhausted("the node has too many submissions in flight; retry shortly")
-            }
-            mpsc::error::TrySendError::Closed(_) => Status::unavailable("the node is stopping"),
-        })?;
-        let hash = answer.await.map_err(|_| Status::unavailable("the node is stopping"))??;
+        let hash = self.ask(|reply| NodeRequest::Submit { bytes, reply }).await??;
         Ok(Response::new(wire::SubmitTransactionResponse { hash: hash.to_vec() }))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<wire::GetAccountRequest>,
+    ) -> Result<Response<wire::GetAccountResponse>, Status> {
+        let bytes = request.into_inner().address;
+        let address = vanna_runtime::Address::from_slice(&bytes)
+            .map_err(|_| Status::invalid_argument(format!("address: {} bytes, an address is 20", bytes.len())))?;
+        match self.ask(|reply| NodeRequest::Account { address, reply }).await? {
+            Some(account) => Ok(Response::new(account)),
+            None => Err(Status::not_found(format!("account {address} does not exist: it holds nothing yet"))),
+        }
+    }
+
+    async fn get_state_root(
+        &self,
+        request: Request<wire::GetStateRootRequest>,
+    ) -> Result<Response<wire::GetStateRootResponse>, Status> {
+        let height = request.into_inner().height;
+        match self.ask(|reply| NodeRequest::StateRoot { height, reply }).await? {
+            Some(root) => Ok(Response::new(wire::GetStateRootResponse { height, state_root: root.to_vec() })),
+            None => Err(Status::not_found(format!("this node has no state root for height {height}"))),
+        }
     }
 
     async fn status(&self, _: Request<wire::StatusRequest>) -> Result<Response<wire::StatusResponse>, Status> {
@@ -82,7 +115,7 @@ impl wire::node_server::Node for NodeApi {
 /// Serves the API on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    submissions: mpsc::Sender<Submission>,
+    requests: mpsc::Sender<NodeRequest>,
     status: StatusWatch,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
@@ -98,7 +131,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("the descriptor sets are well formed");
-    let api = wire::node_server::NodeServer::new(NodeApi { submissions, status })
+    let api = wire::node_server::NodeServer::new(NodeApi { requests, status })
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     tonic::transport::Server::builder()
         .concurrency_limit_per_connection(64)
