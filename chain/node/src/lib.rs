@@ -15,3 +15,10 @@ pub mod home;
 pub mod localnet;
 pub mod payload;
 pub mod rpc;
+pub mod traffic;
+
+/// Milliseconds since the Unix epoch by the wall clock: the shell's time,
+/// handed to the cores with each input.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
