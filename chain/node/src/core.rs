@@ -41,6 +41,16 @@ pub trait Transactions {
     fn verified(&self, hash: &[u8; 32]) -> bool;
     /// A block was executed: drop what it included and what it made stale.
     fn on_executed(&mut self, state: &vanna_runtime::State, included: &[Vec<u8>]);
+    /// Transactions waiting, ready or not.
+    fn pending(&self) -> usize;
+}
+
+/// How the core paces and times consensus.
+#[derive(Debug, Clone, Copy)]
+pub struct CoreConfig {
+    pub timing: Timing,
+    /// The longest a leader waits for transactions before proposing anyway.
+    pub max_block_interval_ms: u64,
 }
 
 /// What the shell must do.
@@ -65,6 +75,18 @@ pub enum Output {
     Journal {
         header: Option<Header>,
         certificate: Certificate<Bls>,
+    },
+    /// A block this node proposed or found valid: keep it durably before
+    /// the votes that follow leave, so a notarized block can always be
+    /// fetched from an honest voter, even after a crash.
+    KeepBlock {
+        header: Header,
+        payload: Vec<u8>,
+    },
+    /// Call [`Core::poke`] (or feed `Input::Wake`) at `at_ms`: a leader
+    /// waiting for transactions.
+    Wake {
+        at_ms: u64,
     },
     /// A peer sent what no honest validator sends.
     Disconnect {
@@ -100,6 +122,8 @@ pub enum Input {
     },
     /// A signed oracle report (from this node's feeder or gossip).
     OracleReport(Vec<u8>),
+    /// A `Wake` is due, or transactions arrived: retry waiting work.
+    Wake,
 }
 
 /// A validator's signing key and protection store.
@@ -115,7 +139,7 @@ pub struct Core<B: Backend> {
     set: Arc<ValidatorSet<Bls>>,
     identity: Option<Identity<B>>,
     me: Option<ValidatorIndex>,
-    timing: Timing,
+    config: CoreConfig,
     transactions: Box<dyn Transactions + Send>,
     /// The freshest report of each reporter.
     reports: BTreeMap<Address, Vec<u8>>,
@@ -139,14 +163,14 @@ impl<B: Backend> Core<B> {
     pub fn new(
         app: App,
         identity: Option<Identity<B>>,
-        timing: Timing,
+        config: CoreConfig,
         transactions: Box<dyn Transactions + Send>,
         anchor_proof: Option<Certificate<Bls>>,
         now_ms: u64,
     ) -> Result<(Core<B>, Vec<Output>), String> {
         let (epoch, set) = app.epoch();
         let secret = identity.as_ref().map(|identity| &identity.secret);
-        let (engine, me, actions) = engine_for(&app, secret, epoch, &set, anchor_proof, timing, now_ms)?;
+        let (engine, me, actions) = engine_for(&app, secret, epoch, &set, anchor_proof, config.timing, now_ms)?;
         let mut core = Core {
             app,
             engine,
@@ -154,7 +178,7 @@ impl<B: Backend> Core<B> {
             set,
             identity,
             me,
-            timing,
+            config,
             transactions,
             reports: BTreeMap::new(),
             evidence: Vec::new(),
@@ -192,7 +216,7 @@ impl<B: Backend> Core<B> {
         now_ms: u64,
     ) -> Result<Vec<Action<Bls>>, String> {
         let secret = self.identity.as_ref().map(|identity| &identity.secret);
-        let (engine, me, actions) = engine_for(&self.app, secret, epoch, &set, None, self.timing, now_ms)?;
+        let (engine, me, actions) = engine_for(&self.app, secret, epoch, &set, None, self.config.timing, now_ms)?;
         self.engine = engine;
         self.me = me;
         self.epoch = epoch;
@@ -220,6 +244,7 @@ impl<B: Backend> Core<B> {
                 self.keep_report(bytes);
                 return out;
             }
+            Input::Wake => return self.poke(now_ms),
         };
         let actions = self.engine.handle(now_ms, event);
         self.perform(now_ms, actions, &mut out);
@@ -253,8 +278,9 @@ impl<B: Backend> Core<B> {
         match action {
             Action::Broadcast(message) => {
                 if let Message::Proposal(proposal) = &message {
-                    // Our own proposal: its children need its root.
+                    // Our own proposal: its children need its root, and it must outlive a crash.
                     self.app.remember(&proposal.header, &proposal.payload);
+                    out.push(Output::KeepBlock { header: proposal.header.clone(), payload: proposal.payload.clone() });
                 }
                 out.push(Output::Broadcast(message));
                 Vec::new()
@@ -267,9 +293,9 @@ impl<B: Backend> Core<B> {
                 out.push(Output::Timer { epoch: self.epoch, view, kind, at_ms: now_ms + after_ms });
                 Vec::new()
             }
-            Action::RequestProposal { view, parent } => self.propose(now_ms, view, parent).into_iter().collect(),
+            Action::RequestProposal { view, parent } => self.propose(now_ms, view, parent, out).into_iter().collect(),
             Action::VerifyProposal { view, parent, header, payload } => {
-                self.verify(view, parent, header, payload).into_iter().collect()
+                self.verify(view, parent, header, payload, out).into_iter().collect()
             }
             Action::Sign(message) => self.sign(&message).into_iter().collect(),
             Action::Finalized { header, payload, proof } => self.commit(now_ms, header, payload, proof, out),
@@ -305,7 +331,15 @@ impl<B: Backend> Core<B> {
         }
     }
 
-    fn propose(&mut self, now_ms: u64, view: View, parent: Header) -> Option<Event<Bls>> {
+    fn propose(&mut self, now_ms: u64, view: View, parent: Header, out: &mut Vec<Output>) -> Option<Event<Bls>> {
+        self.identity.as_ref()?;
+        // Nothing to include yet: wait for transactions, up to the interval.
+        let deadline = parent.block_time_ms.saturating_add(self.config.max_block_interval_ms);
+        if self.transactions.pending() == 0 && now_ms < deadline {
+            self.waiting_proposal = Some((view, parent));
+            out.push(Output::Wake { at_ms: deadline });
+            return None;
+        }
         let identity = self.identity.as_ref()?;
         let parent_certificate = if parent.height.0 == 0 {
             None
@@ -345,10 +379,20 @@ impl<B: Backend> Core<B> {
         }
     }
 
-    fn verify(&mut self, view: View, parent: Header, header: Header, payload: Vec<u8>) -> Option<Event<Bls>> {
+    fn verify(
+        &mut self,
+        view: View,
+        parent: Header,
+        header: Header,
+        payload: Vec<u8>,
+        out: &mut Vec<Output>,
+    ) -> Option<Event<Bls>> {
         let block = header.hash();
         match self.app.verify(&parent, &header, &payload) {
-            Verdict::Valid => Some(Event::ProposalVerified { view, block, valid: true }),
+            Verdict::Valid => {
+                out.push(Output::KeepBlock { header, payload });
+                Some(Event::ProposalVerified { view, block, valid: true })
+            }
             Verdict::Invalid(why) => {
                 tracing::warn!(view = view.0, height = header.height.0, %why, "refusing a proposal");
                 Some(Event::ProposalVerified { view, block, valid: false })
@@ -417,31 +461,121 @@ impl<B: Backend> Core<B> {
             return events;
         }
         // The executed state may be what waiting work needed.
-        events.extend(self.retry_waiting(now_ms));
+        events.extend(self.retry_waiting(now_ms, out));
         events
     }
 
     /// Retries the proposal and verifications that waited for a parent's state.
-    fn retry_waiting(&mut self, now_ms: u64) -> Vec<Event<Bls>> {
+    fn retry_waiting(&mut self, now_ms: u64, out: &mut Vec<Output>) -> Vec<Event<Bls>> {
         let mut events = Vec::new();
         if let Some((view, parent)) = self.waiting_proposal.take() {
-            events.extend(self.propose(now_ms, view, parent));
+            events.extend(self.propose(now_ms, view, parent, out));
         }
         for (view, parent, header, payload) in std::mem::take(&mut self.waiting_verifications) {
-            events.extend(self.verify(view, parent, header, payload));
+            events.extend(self.verify(view, parent, header, payload, out));
         }
         events
     }
 
-    /// Retries waiting work (call when certificates or blocks arrived).
+    /// Retries waiting work: at a `Wake`, or when transactions arrived.
     pub fn poke(&mut self, now_ms: u64) -> Vec<Output> {
         let mut out = Vec::new();
-        let events = self.retry_waiting(now_ms);
+        if self.halted {
+            return out;
+        }
+        let events = self.retry_waiting(now_ms, &mut out);
         for event in events {
             let actions = self.engine.handle(now_ms, event);
             self.perform(now_ms, actions, &mut out);
         }
         out
+    }
+
+    /// Whether a proposal waits for transactions or a parent's state.
+    pub fn waiting(&self) -> bool {
+        self.waiting_proposal.is_some()
+    }
+
+    /// Feeds back what the node kept across a restart, in the order the
+    /// engine needs: the blocks above the anchor, the journaled
+    /// certificates, and the votes the protection store recorded (re-signed:
+    /// signing an identical message again is allowed).
+    pub fn restore(
+        &mut self,
+        now_ms: u64,
+        blocks: Vec<(Header, Vec<u8>)>,
+        certificates: Vec<(Option<Header>, Certificate<Bls>)>,
+        votes: Vec<Signable>,
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        let mut events: Vec<Event<Bls>> = Vec::new();
+        for (header, payload) in blocks {
+            if header.epoch == self.epoch && header.height > self.app.executed().height {
+                self.app.remember(&header, &payload);
+                events.push(Event::Block { header, payload });
+            }
+        }
+        for (header, certificate) in certificates {
+            if certificate.vote.epoch == self.epoch {
+                self.keep_certificate(&certificate);
+                events.push(Event::Certificate { header, certificate });
+            }
+        }
+        for vote in votes {
+            if vote.epoch() == self.epoch
+                && let Some(event) = self.sign(&vote)
+            {
+                events.push(event);
+            }
+        }
+        for event in events {
+            let actions = self.engine.handle(now_ms, event);
+            self.perform(now_ms, actions, &mut out);
+        }
+        out
+    }
+
+    /// Executes a finalized block that came by catch-up rather than through
+    /// the engine (its certificate checked by the caller against the
+    /// block's epoch), then anchors a new engine at it.
+    pub fn apply_synced(
+        &mut self,
+        now_ms: u64,
+        header: Header,
+        payload: Vec<u8>,
+        proof: Certificate<Bls>,
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.halted {
+            return out;
+        }
+        self.commit(now_ms, header, payload, proof.clone(), &mut out);
+        if self.halted {
+            return out;
+        }
+        let secret = self.identity.as_ref().map(|identity| &identity.secret);
+        let epoch = self.epoch;
+        let set = self.set.clone();
+        let anchor_proof = (self.app.executed().epoch == epoch).then_some(proof);
+        match engine_for(&self.app, secret, epoch, &set, anchor_proof, self.config.timing, now_ms) {
+            Ok((engine, me, actions)) => {
+                self.engine = engine;
+                self.me = me;
+                self.waiting_proposal = None;
+                self.waiting_verifications.clear();
+                self.perform(now_ms, actions, &mut out);
+            }
+            Err(error) => {
+                self.halted = true;
+                out.push(Output::Halt(format!("cannot re-anchor consensus after catching up: {error}")));
+            }
+        }
+        out
+    }
+
+    /// The current engine's view.
+    pub fn view(&self) -> View {
+        self.engine.view()
     }
 }
 

@@ -41,9 +41,18 @@ impl From<Refusal> for Status {
 #[derive(Debug)]
 pub enum NodeRequest {
     /// A transaction for the mempool: its hash once admitted.
-    Submit { bytes: Vec<u8>, reply: oneshot::Sender<Result<[u8; 32], Refusal>> },
-    Account { address: vanna_runtime::Address, reply: oneshot::Sender<Option<wire::GetAccountResponse>> },
-    StateRoot { height: u64, reply: oneshot::Sender<Option<[u8; 32]>> },
+    Submit {
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<[u8; 32], Refusal>>,
+    },
+    Account {
+        address: vanna_runtime::Address,
+        reply: oneshot::Sender<Option<wire::GetAccountResponse>>,
+    },
+    StateRoot {
+        height: u64,
+        reply: oneshot::Sender<Option<[u8; 32]>>,
+    },
 }
 
 /// What the status call reports, kept current by the node.
@@ -131,8 +140,8 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .expect("the descriptor sets are well formed");
-    let api = wire::node_server::NodeServer::new(NodeApi { requests, status })
-        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let api =
+        wire::node_server::NodeServer::new(NodeApi { requests, status }).max_decoding_message_size(MAX_REQUEST_BYTES);
     tonic::transport::Server::builder()
         .concurrency_limit_per_connection(64)
         .add_service(health)

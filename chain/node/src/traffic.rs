@@ -189,7 +189,8 @@ impl Traffic {
         let lot = series.lot.normalize().to_string();
         for taker in 0..takers {
             let trader = (round as usize * takers + taker) % self.traders.len().max(1);
-            let (side, price) = if (round + taker as u64).is_multiple_of(2) { (Side::Buy, ask) } else { (Side::Sell, bid) };
+            let (side, price) =
+                if (round + taker as u64).is_multiple_of(2) { (Side::Buy, ask) } else { (Side::Sell, bid) };
             let order = place(wire::PlaceOrder {
                 time_in_force: TimeInForce::Ioc as i32,
                 ..limit_order(&series.name, side, &price.normalize().to_string(), &lot)
@@ -212,12 +213,12 @@ impl Traffic {
         let mut spots: BTreeMap<String, f64> = BTreeMap::new();
         while !*stop.borrow() {
             ticker.tick().await;
-            if round.is_multiple_of(50) || spots.is_empty() {
-                if let Ok(status) = self.client().status(wire::StatusRequest {}).await {
-                    for price in status.into_inner().prices {
-                        if let Ok(index) = price.index.parse::<f64>() {
-                            spots.insert(price.underlying, index);
-                        }
+            if (round.is_multiple_of(50) || spots.is_empty())
+                && let Ok(status) = self.client().status(wire::StatusRequest {}).await
+            {
+                for price in status.into_inner().prices {
+                    if let Ok(index) = price.index.parse::<f64>() {
+                        spots.insert(price.underlying, index);
                     }
                 }
             }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use vanna_consensus::{Timing, ValidatorIndex};
 use vanna_node::app::{App, ChainInfo, genesis_header};
-use vanna_node::core::{Core, Identity, Input, Output, Transactions};
+use vanna_node::core::{Core, CoreConfig, Identity, Input, Output, Transactions};
 use vanna_node::payload::consensus_chain;
 use vanna_proto::v1::Side;
 use vanna_runtime::devnet::{add_validators, consensus_secret, demo_genesis, sign_oracle_report};
@@ -50,6 +50,10 @@ impl Transactions for SharedPool {
 
     fn on_executed(&mut self, _: &vanna_runtime::State, included: &[Vec<u8>]) {
         self.0.lock().unwrap().retain(|bytes| !included.contains(bytes));
+    }
+
+    fn pending(&self) -> usize {
+        self.0.lock().unwrap().len()
     }
 }
 
@@ -118,7 +122,8 @@ impl Cluster {
             let store = ProtectionStore::open(consensus_chain(&chain_id), MemoryBackend::default()).unwrap();
             let identity = Identity { secret: secret.clone(), signer: vanna_signer::Signer::new(secret, store) };
             let timing = Timing { leader_timeout_ms: 400, retry_ms: 200, ..Timing::default() };
-            let (core, out) = Core::new(app, Some(identity), timing, Box::new(pool.clone()), None, now_ms).unwrap();
+            let config = CoreConfig { timing, max_block_interval_ms: 100 };
+            let (core, out) = Core::new(app, Some(identity), config, Box::new(pool.clone()), None, now_ms).unwrap();
             let index = cores.len();
             cores.push(core);
             for output in out {
@@ -173,7 +178,8 @@ impl Cluster {
                 }
             }
             Output::Timer { epoch, view, kind, at_ms } => push(from, Input::Timeout { epoch, view, kind }, at_ms),
-            Output::Committed(_) | Output::Journal { .. } => {}
+            Output::Committed(_) | Output::Journal { .. } | Output::KeepBlock { .. } => {}
+            Output::Wake { at_ms } => push(from, Input::Wake, at_ms),
             Output::Disconnect { peer, fault } => panic!("node {from} reports {peer:?}: {fault:?}"),
             Output::Halt(why) => panic!("node {from} halted: {why}"),
         }
