@@ -573,6 +573,21 @@ impl<B: Backend> Core<B> {
         out
     }
 
+    /// The messages this validator signed in the current epoch after `view`,
+    /// as its protection store recorded them.
+    pub fn recorded_after(&self, view: View) -> Vec<Signable> {
+        let Some(identity) = &self.identity else { return Vec::new() };
+        identity
+            .signer
+            .store()
+            .export()
+            .records
+            .iter()
+            .filter(|record| record.epoch == self.epoch.0 && record.view > view.0)
+            .filter_map(|record| record.to_signable().ok().flatten())
+            .collect()
+    }
+
     /// The current engine's view.
     pub fn view(&self) -> View {
         self.engine.view()
