@@ -109,6 +109,30 @@ pub fn decode_records(bytes: &[u8], max_record_bytes: usize) -> Result<(Vec<&[u8
     Ok((records, offset))
 }
 
+/// Replaces the file at `path` with `bytes` so that after a crash it holds
+/// the old bytes or the new ones, never a mix: a temporary file beside it,
+/// fsynced, renamed over it, then the directory fsynced (the rename itself
+/// must reach the disk).
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let mut file = File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    sync_parent(path)
+}
+
+/// Fsyncs the directory holding `path`, so that a name created, renamed or
+/// removed there is durable.
+pub fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        Some(parent) => File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
 /// An open log file; see the crate documentation for its discipline.
 #[derive(Debug)]
 pub struct LogFile {
@@ -172,7 +196,7 @@ impl LogFile {
             log.cut_to_length()?;
         }
         // The file (and its lock) may have just been created: make the names durable.
-        log.sync_directory()?;
+        sync_parent(&log.path).map_err(|error| log.io(error))?;
         Ok((log, records))
     }
 
@@ -192,13 +216,6 @@ impl LogFile {
     fn check_record(&self, payload: &[u8]) -> Result<(), DurableError> {
         if payload.len() > self.limits.max_record_bytes {
             return Err(DurableError::RecordTooLarge { size: payload.len(), max: self.limits.max_record_bytes });
-        }
-        Ok(())
-    }
-
-    fn sync_directory(&self) -> Result<(), DurableError> {
-        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            File::open(parent).and_then(|directory| directory.sync_all()).map_err(|error| self.io(error))?;
         }
         Ok(())
     }
@@ -253,17 +270,7 @@ impl LogFile {
             self.check_record(payload)?;
             bytes.extend_from_slice(&encode_record(payload));
         }
-        let mut temporary = self.path.clone().into_os_string();
-        temporary.push(".tmp");
-        let temporary = PathBuf::from(temporary);
-        File::create(&temporary)
-            .and_then(|mut file| {
-                file.write_all(&bytes)?;
-                file.sync_all()
-            })
-            .and_then(|()| std::fs::rename(&temporary, &self.path))
-            .map_err(|error| self.io(error))?;
-        self.sync_directory()?;
+        write_file_atomically(&self.path, &bytes).map_err(|error| self.io(error))?;
         self.file = OpenOptions::new().append(true).read(true).open(&self.path).map_err(|error| self.io(error))?;
         self.length = bytes.len() as u64;
         self.dirty = false;

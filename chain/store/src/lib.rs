@@ -1,7 +1,8 @@
 //! The node's durable storage.
 //!
-//! Owns: finalized blocks with their finalization certificates and receipts,
-//! the hash → height index and state snapshots, in sled ([`BlockStore`]);
+//! Owns: finalized blocks with their finalization certificates and receipts
+//! and the hash → height index, in sled, and state snapshots, in files of
+//! their own ([`BlockStore`]);
 //! and the consensus journal, in an fsynced file of its own ([`Journal`],
 //! kept out of sled like the signer's slashing protection: what decides
 //! whether a validator may sign must not depend on a database's recovery).
@@ -44,15 +45,21 @@
 //! # }
 //! ```
 //!
-//! Durability: [`BlockStore::commit`] writes a block's five entries (block,
-//! certificate, receipts, hash index, last height) in one sled batch, which
-//! sled applies atomically, and flushes before returning; a crash at any
-//! moment leaves every block up to the last height complete and nothing of a
-//! later one (`tests/crash.rs` kills a writer with SIGKILL to check it).
+//! Durability: [`BlockStore::commit`] writes a block's entries (block,
+//! header, payload, certificate and receipts in chunks, hash index, last
+//! height) in one sled batch, which sled applies atomically, then flushes
+//! sled and fsyncs its log before returning; a crash at any moment leaves
+//! every block up to the last height complete and nothing of a later one
+//! (`tests/crash.rs` kills a writer with SIGKILL to check it). Snapshots are
+//! files written atomically (temporary file, fsync, rename, fsync of the
+//! directory): at 30 MB and more they would be sled "blobs", which sled
+//! 0.34 does not fsync.
 
 mod journal;
 
-use std::path::Path;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 pub use journal::Journal;
@@ -62,8 +69,8 @@ pub const MAX_HEADER_BYTES: usize = 1 << 20;
 /// Largest payload, and largest receipts, stored: above the runtime's
 /// largest block (20,000 transactions of at most 8 KiB, plus oracle reports).
 pub const MAX_BODY_BYTES: usize = 256 << 20;
-/// Largest snapshot stored (the runtime's own limit is lower).
-pub const MAX_SNAPSHOT_BYTES: usize = 4 << 30;
+/// Largest snapshot stored and read back (the runtime's own limit is lower).
+pub const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
 /// Most bytes [`BlockStore::blocks`] returns in one call (beyond its first block).
 pub const MAX_BLOCKS_BATCH_BYTES: usize = 16 << 20;
 /// Snapshots kept by default: the newest, and older ones in case it is damaged.
@@ -71,6 +78,12 @@ pub const DEFAULT_SNAPSHOTS_KEPT: usize = 3;
 /// sled's page cache: blocks are written once and read rarely (catch-up), so
 /// a small cache serves; the state lives in the runtime's memory.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+/// A block's parts are stored in values of at most this many bytes. sled
+/// 0.34 writes a tree node larger than a quarter of its 512 KiB log segment
+/// to a "blob" file of its own, which it never fsyncs; a leaf holds at most
+/// 16 entries, so 4 KiB values keep every node in the log, which the store
+/// fsyncs.
+pub const CHUNK_BYTES: usize = 4 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -79,13 +92,15 @@ pub enum StoreError {
     #[error("block {height}'s hash {} is already stored for block {existing}", hex(hash))]
     DuplicateHash { height: u64, hash: [u8; 32], existing: u64 },
     #[error("{what} of {size} bytes is longer than the limit of {max}")]
-    TooLarge { what: &'static str, size: usize, max: usize },
+    TooLarge { what: &'static str, size: u64, max: u64 },
     #[error("stored entry {key} is damaged: {reason}")]
     Corrupt { key: String, reason: &'static str },
     #[error("the store needs at least one snapshot kept")]
     NoSnapshotsKept,
     #[error("database: {0}")]
     Database(#[from] sled::Error),
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
     #[error("journal: {0}")]
     Journal(#[from] vanna_durable::DurableError),
 }
@@ -126,80 +141,83 @@ impl Default for StoreConfig {
 // Keys in sled's one default tree (a sled batch covers one tree): a prefix
 // per kind, then the height big-endian, so heights sort numerically.
 const BLOCK: &[u8] = b"block/";
-const CERTIFICATE: &[u8] = b"cert/";
-const RECEIPTS: &[u8] = b"receipts/";
+/// Then the height, the part's number and the chunk's number (u32).
+const PART: &[u8] = b"part/";
 const BY_HASH: &[u8] = b"hash/";
-const SNAPSHOT: &[u8] = b"snapshot/";
 const LAST_HEIGHT: &[u8] = b"meta/last_height";
 
-fn key(prefix: &[u8], id: &[u8]) -> Vec<u8> {
-    [prefix, id].concat()
+/// A block's parts, in the order of their lengths in its entry, and each one's limit.
+const PARTS: [(&str, usize); 4] = [
+    ("header", MAX_HEADER_BYTES),
+    ("payload", MAX_BODY_BYTES),
+    ("certificate", MAX_HEADER_BYTES),
+    ("receipts", MAX_BODY_BYTES),
+];
+
+fn parts(block: &StoredBlock) -> [&[u8]; 4] {
+    [&block.header, &block.payload, &block.certificate, &block.receipts]
 }
 
 fn height_key(prefix: &[u8], height: u64) -> Vec<u8> {
-    key(prefix, &height.to_be_bytes())
+    [prefix, &height.to_be_bytes()].concat()
 }
 
+fn part_prefix(height: u64, part: u8) -> Vec<u8> {
+    [PART, &height.to_be_bytes(), &[part]].concat()
+}
+
+/// A key as a person reads it: its prefix, then a height (and what follows
+/// it in hex), or a hash in hex.
 fn key_name(key: &[u8]) -> String {
     let split = key.iter().position(|byte| *byte == b'/').map_or(key.len(), |at| at + 1);
     let (prefix, id) = key.split_at(split);
-    match <[u8; 8]>::try_from(id) {
-        Ok(height) => format!("{}{}", String::from_utf8_lossy(prefix), u64::from_be_bytes(height)),
-        Err(_) => format!("{}{}", String::from_utf8_lossy(prefix), hex(id)),
-    }
+    let id = match id.split_first_chunk::<8>() {
+        Some((height, rest)) if prefix != BY_HASH => format!("{}/{}", u64::from_be_bytes(*height), hex(rest)),
+        _ => hex(id),
+    };
+    format!("{}{id}", String::from_utf8_lossy(prefix))
 }
 
-fn check_size(what: &'static str, bytes: &[u8], max: usize) -> Result<(), StoreError> {
-    if bytes.len() > max {
-        return Err(StoreError::TooLarge { what, size: bytes.len(), max });
+fn check_size(what: &'static str, size: usize, max: usize) -> Result<(), StoreError> {
+    if size > max {
+        return Err(StoreError::TooLarge { what, size: size as u64, max: max as u64 });
     }
     Ok(())
 }
 
-/// The block entry: height, hash, state root, then header and payload, each
-/// after its length (u32, big-endian).
+/// The block entry: height, hash, state root, then each part's length (u32,
+/// big-endian); the parts themselves are in chunks beside it.
 fn encode_block(block: &StoredBlock) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(80 + block.header.len() + block.payload.len());
+    let mut bytes = Vec::with_capacity(88);
     bytes.extend_from_slice(&block.height.to_be_bytes());
     bytes.extend_from_slice(&block.hash);
     bytes.extend_from_slice(&block.state_root);
-    for part in [&block.header, &block.payload] {
+    for part in parts(block) {
         bytes.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        bytes.extend_from_slice(part);
     }
     bytes
 }
 
-/// Reads an encoded block entry back, refusing anything it would not have written.
-struct Reader<'a> {
-    bytes: &'a [u8],
+/// A block entry read back.
+struct BlockEntry {
+    height: u64,
+    hash: [u8; 32],
+    state_root: [u8; 32],
+    lengths: [usize; 4],
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, count: usize) -> Option<&'a [u8]> {
-        let (taken, rest) = self.bytes.split_at_checked(count)?;
-        self.bytes = rest;
-        Some(taken)
+fn decode_block(bytes: &[u8]) -> Option<BlockEntry> {
+    let bytes: &[u8; 88] = bytes.try_into().ok()?;
+    let mut lengths = [0; 4];
+    for (at, length) in lengths.iter_mut().enumerate() {
+        *length = u32::from_be_bytes(bytes[72 + 4 * at..76 + 4 * at].try_into().ok()?) as usize;
     }
-
-    fn part(&mut self, max: usize) -> Option<Vec<u8>> {
-        let length = u32::from_be_bytes(self.take(4)?.try_into().ok()?) as usize;
-        (length <= max).then_some(())?;
-        self.take(length).map(<[u8]>::to_vec)
-    }
-}
-
-/// A block entry as a block still without its certificate and receipts.
-fn decode_block(bytes: &[u8]) -> Option<StoredBlock> {
-    let mut reader = Reader { bytes };
-    let height = u64::from_be_bytes(reader.take(8)?.try_into().ok()?);
-    let hash = reader.take(32)?.try_into().ok()?;
-    let state_root = reader.take(32)?.try_into().ok()?;
-    let header = reader.part(MAX_HEADER_BYTES)?;
-    let payload = reader.part(MAX_BODY_BYTES)?;
-    let block =
-        StoredBlock { height, hash, header, payload, certificate: Vec::new(), receipts: Vec::new(), state_root };
-    reader.bytes.is_empty().then_some(block)
+    Some(BlockEntry {
+        height: u64::from_be_bytes(bytes[..8].try_into().ok()?),
+        hash: bytes[8..40].try_into().ok()?,
+        state_root: bytes[40..72].try_into().ok()?,
+        lengths,
+    })
 }
 
 fn decode_height(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
@@ -208,10 +226,16 @@ fn decode_height(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(height))
 }
 
-/// Finalized blocks, their certificates and receipts, and state snapshots,
-/// in sled. Safe to share between threads; commits are serialized.
+/// Finalized blocks, their certificates and receipts in sled (directory
+/// `blocks/`), state snapshots as files (`snapshots/`). Safe to share
+/// between threads; commits are serialized.
 pub struct BlockStore {
     db: sled::Db,
+    /// sled's log file, fsynced after each flush: sled 0.34 makes its log
+    /// stable with `sync_file_range` on Linux, which neither flushes the
+    /// drive's cache nor survives a power loss for certain.
+    log: File,
+    snapshots: PathBuf,
     config: StoreConfig,
     /// Held across a commit's check of the last height and its write, so two
     /// commits cannot both take the same height.
@@ -220,8 +244,17 @@ pub struct BlockStore {
 
 impl std::fmt::Debug for BlockStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockStore").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("BlockStore").field("snapshots", &self.snapshots).field("config", &self.config).finish()
     }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
+
+/// A snapshot's file name: its height in 20 digits, so names sort by height.
+fn snapshot_name(height: u64) -> String {
+    format!("{height:020}.snapshot")
 }
 
 impl BlockStore {
@@ -234,8 +267,14 @@ impl BlockStore {
         if config.snapshots_kept == 0 {
             return Err(StoreError::NoSnapshotsKept);
         }
-        let db = sled::Config::new().path(dir.as_ref()).cache_capacity(config.cache_bytes).open()?;
-        Ok(BlockStore { db, config, commit_lock: Mutex::new(()) })
+        let blocks = dir.as_ref().join("blocks");
+        let db = sled::Config::new().path(&blocks).cache_capacity(config.cache_bytes).open()?;
+        let log_path = blocks.join("db");
+        let log = File::open(&log_path).map_err(io_error(&log_path))?;
+        let snapshots = dir.as_ref().join("snapshots");
+        std::fs::create_dir_all(&snapshots).map_err(io_error(&snapshots))?;
+        vanna_durable::sync_parent(&snapshots).map_err(io_error(&snapshots))?;
+        Ok(BlockStore { db, log, snapshots, config, commit_lock: Mutex::new(()) })
     }
 
     /// The height of the last committed block; 0 (genesis) before the first.
@@ -247,13 +286,12 @@ impl BlockStore {
     }
 
     /// Stores `block`, which must be the one after the last: its entries in
-    /// one atomic batch, flushed to disk before this returns. Only then does
-    /// the block count as committed.
+    /// one atomic batch, flushed and fsynced before this returns. Only then
+    /// does the block count as committed.
     pub fn commit(&self, block: &StoredBlock) -> Result<(), StoreError> {
-        check_size("header", &block.header, MAX_HEADER_BYTES)?;
-        check_size("certificate", &block.certificate, MAX_HEADER_BYTES)?;
-        check_size("payload", &block.payload, MAX_BODY_BYTES)?;
-        check_size("receipts", &block.receipts, MAX_BODY_BYTES)?;
+        for ((what, max), part) in PARTS.iter().zip(parts(block)) {
+            check_size(what, part.len(), *max)?;
+        }
         // A poisoned lock only means another commit panicked; the check below still holds.
         let _guard = self.commit_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let last = self.last_height()?;
@@ -265,13 +303,21 @@ impl BlockStore {
         }
         let mut batch = sled::Batch::default();
         batch.insert(height_key(BLOCK, block.height), encode_block(block));
-        batch.insert(height_key(CERTIFICATE, block.height), block.certificate.as_slice());
-        batch.insert(height_key(RECEIPTS, block.height), block.receipts.as_slice());
-        batch.insert(key(BY_HASH, &block.hash), &block.height.to_be_bytes());
+        for (number, part) in parts(block).into_iter().enumerate() {
+            let prefix = part_prefix(block.height, number as u8);
+            for (chunk, bytes) in part.chunks(CHUNK_BYTES).enumerate() {
+                batch.insert([prefix.as_slice(), &(chunk as u32).to_be_bytes()].concat(), bytes);
+            }
+        }
+        batch.insert([BY_HASH, block.hash.as_slice()].concat(), &block.height.to_be_bytes());
         batch.insert(LAST_HEIGHT, &block.height.to_be_bytes());
         self.db.apply_batch(batch)?;
+        self.flush()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
-        Ok(())
+        self.log.sync_data().map_err(|source| StoreError::Io { path: "blocks/db".into(), source })
     }
 
     /// The block at `height`, complete, or `None` if it is not stored.
@@ -279,27 +325,37 @@ impl BlockStore {
         let block_key = height_key(BLOCK, height);
         let Some(bytes) = self.db.get(&block_key)? else { return Ok(None) };
         let corrupt = |key: &[u8], reason| StoreError::Corrupt { key: key_name(key), reason };
-        let mut block = decode_block(&bytes).ok_or_else(|| corrupt(&block_key, "not a block entry"))?;
-        if block.height != height {
+        let entry = decode_block(&bytes).ok_or_else(|| corrupt(&block_key, "not a block entry"))?;
+        if entry.height != height {
             return Err(corrupt(&block_key, "holds another height"));
         }
-        // Written in the same batch as the block: missing means damage.
-        let part = |prefix, max| -> Result<Vec<u8>, StoreError> {
-            let part_key = height_key(prefix, height);
-            let bytes = self.db.get(&part_key)?.ok_or_else(|| corrupt(&part_key, "missing beside its block"))?;
-            if bytes.len() > max {
-                return Err(corrupt(&part_key, "longer than the limit"));
+        let mut parts: [Vec<u8>; 4] = Default::default();
+        for (number, ((length, (_, max)), part)) in entry.lengths.iter().zip(PARTS).zip(&mut parts).enumerate() {
+            if *length > max {
+                return Err(corrupt(&block_key, "a part longer than its limit"));
             }
-            Ok(bytes.to_vec())
-        };
-        block.certificate = part(CERTIFICATE, MAX_HEADER_BYTES)?;
-        block.receipts = part(RECEIPTS, MAX_BODY_BYTES)?;
-        Ok(Some(block))
+            // Written in the same batch as the block: anything missing or extra is damage.
+            part.reserve_exact(*length);
+            for (chunk, entry) in self.db.scan_prefix(part_prefix(height, number as u8)).enumerate() {
+                let (key, bytes) = entry?;
+                let expected = [part_prefix(height, number as u8).as_slice(), &(chunk as u32).to_be_bytes()].concat();
+                if *key != *expected || bytes.len() > CHUNK_BYTES || part.len() + bytes.len() > *length {
+                    return Err(corrupt(&key, "a chunk out of place"));
+                }
+                part.extend_from_slice(&bytes);
+            }
+            if part.len() != *length {
+                return Err(corrupt(&block_key, "a part shorter than its length"));
+            }
+        }
+        let [header, payload, certificate, receipts] = parts;
+        let (hash, state_root) = (entry.hash, entry.state_root);
+        Ok(Some(StoredBlock { height, hash, header, payload, certificate, receipts, state_root }))
     }
 
     /// The height of the stored block with this hash.
     pub fn height_of(&self, hash: &[u8; 32]) -> Result<Option<u64>, StoreError> {
-        let hash_key = key(BY_HASH, hash);
+        let hash_key = [BY_HASH, hash.as_slice()].concat();
         self.db.get(&hash_key)?.map(|bytes| decode_height(&hash_key, &bytes)).transpose()
     }
 
@@ -311,7 +367,7 @@ impl BlockStore {
         let mut bytes = 0;
         for height in (from..).take(max) {
             let Some(block) = self.block(height)? else { break };
-            bytes += block.header.len() + block.payload.len() + block.certificate.len() + block.receipts.len();
+            bytes += parts(&block).iter().map(|part| part.len()).sum::<usize>();
             if !blocks.is_empty() && bytes > MAX_BLOCKS_BATCH_BYTES {
                 break;
             }
@@ -320,43 +376,50 @@ impl BlockStore {
         Ok(blocks)
     }
 
-    /// Stores the state snapshot taken after block `height`, flushed before
-    /// this returns, keeping the newest `snapshots_kept` (by height).
+    /// Stores the state snapshot taken after block `height` as a file of its
+    /// own, replaced atomically and fsynced before this returns, and keeps
+    /// the newest `snapshots_kept` (by height).
     pub fn put_snapshot(&self, height: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        check_size("snapshot", bytes, MAX_SNAPSHOT_BYTES)?;
-        let mut heights = self.snapshot_heights()?;
-        if let Err(at) = heights.binary_search(&height) {
-            heights.insert(at, height);
+        if bytes.len() as u64 > MAX_SNAPSHOT_BYTES {
+            return Err(StoreError::TooLarge { what: "snapshot", size: bytes.len() as u64, max: MAX_SNAPSHOT_BYTES });
         }
-        let removed = heights.len().saturating_sub(self.config.snapshots_kept);
-        let mut batch = sled::Batch::default();
-        batch.insert(height_key(SNAPSHOT, height), bytes);
-        for old in &heights[..removed] {
-            batch.remove(height_key(SNAPSHOT, *old));
+        let path = self.snapshots.join(snapshot_name(height));
+        vanna_durable::write_file_atomically(&path, bytes).map_err(io_error(&path))?;
+        let heights = self.snapshot_heights()?;
+        for old in &heights[..heights.len().saturating_sub(self.config.snapshots_kept)] {
+            let path = self.snapshots.join(snapshot_name(*old));
+            std::fs::remove_file(&path).map_err(io_error(&path))?;
         }
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
-        Ok(())
+        vanna_durable::sync_parent(&path).map_err(io_error(&path))
     }
 
     /// The stored snapshots' heights, oldest first.
     pub fn snapshot_heights(&self) -> Result<Vec<u64>, StoreError> {
-        self.db
-            .scan_prefix(SNAPSHOT)
-            .keys()
-            .map(|entry| {
-                let entry = entry?;
-                decode_height(&entry, &entry[SNAPSHOT.len()..])
-            })
-            .collect()
+        let entries = std::fs::read_dir(&self.snapshots).map_err(io_error(&self.snapshots))?;
+        let mut heights = Vec::new();
+        for entry in entries {
+            let name = entry.map_err(io_error(&self.snapshots))?.file_name();
+            // Anything else there (an interrupted write's temporary file) is not a snapshot.
+            let height =
+                name.to_str().and_then(|name| name.strip_suffix(".snapshot")).and_then(|digits| digits.parse().ok());
+            heights.extend(height.filter(|height| name.to_str() == Some(snapshot_name(*height).as_str())));
+        }
+        heights.sort_unstable();
+        Ok(heights)
     }
 
     /// The newest snapshot and the height it was taken after.
     pub fn latest_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
-        let Some(entry) = self.db.scan_prefix(SNAPSHOT).next_back() else { return Ok(None) };
-        let (entry_key, bytes) = entry?;
-        let height = decode_height(&entry_key, &entry_key[SNAPSHOT.len()..])?;
-        Ok(Some((height, bytes.to_vec())))
+        let Some(&height) = self.snapshot_heights()?.last() else { return Ok(None) };
+        let path = self.snapshots.join(snapshot_name(height));
+        let file = File::open(&path).map_err(io_error(&path))?;
+        let size = file.metadata().map_err(io_error(&path))?.len();
+        if size > MAX_SNAPSHOT_BYTES {
+            return Err(StoreError::TooLarge { what: "stored snapshot", size, max: MAX_SNAPSHOT_BYTES });
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.take(MAX_SNAPSHOT_BYTES).read_to_end(&mut bytes).map_err(io_error(&path))?;
+        Ok(Some((height, bytes)))
     }
 }
 
@@ -455,5 +518,32 @@ mod tests {
         assert_eq!(store.latest_snapshot().unwrap().unwrap().1, b"again");
         let none = StoreConfig { snapshots_kept: 0, ..StoreConfig::default() };
         assert!(matches!(BlockStore::open_with(temporary_dir("none"), none), Err(StoreError::NoSnapshotsKept)));
+    }
+
+    #[test]
+    fn large_parts_stay_in_the_fsynced_log_and_never_become_sled_blobs() {
+        let dir = temporary_dir("blobs");
+        {
+            let store = BlockStore::open(&dir).unwrap();
+            for height in 1..=40 {
+                let big = StoredBlock { payload: vec![7; 300 * 1024], receipts: vec![8; 200 * 1024], ..block(height) };
+                store.commit(&big).unwrap();
+            }
+        }
+        let store = BlockStore::open(&dir).unwrap();
+        assert_eq!(store.block(40).unwrap().unwrap().payload, vec![7; 300 * 1024]);
+        let blobs = std::fs::read_dir(dir.join("blocks/blobs")).map_or(0, |entries| entries.count());
+        assert_eq!(blobs, 0, "sled wrote blobs, which it does not fsync");
+    }
+
+    #[test]
+    fn an_interrupted_snapshot_write_is_not_a_snapshot() {
+        let dir = temporary_dir("snapshot-tmp");
+        let store = BlockStore::open(&dir).unwrap();
+        store.put_snapshot(7, b"seven").unwrap();
+        std::fs::write(dir.join("snapshots").join(format!("{}.tmp", snapshot_name(9))), b"half").unwrap();
+        std::fs::write(dir.join("snapshots/junk"), b"?").unwrap();
+        assert_eq!(store.snapshot_heights().unwrap(), [7]);
+        assert_eq!(store.latest_snapshot().unwrap(), Some((7, b"seven".to_vec())));
     }
 }

@@ -186,7 +186,9 @@ fn a_killed_journal_writer_leaves_whole_records_and_no_fragment() {
             assert_eq!(stored, &record(first + offset as u64), "record {}", first + offset as u64);
         }
         assert_eq!(last - first + 1, records.len() as u64);
-        assert!(records.len() as u64 <= PRUNE_EVERY + PRUNE_KEEP, "pruning took effect: {} records", records.len());
+        // A kill between an append and its prune skips that prune: the next one comes PRUNE_EVERY later.
+        let most = 2 * PRUNE_EVERY + PRUNE_KEEP;
+        assert!(records.len() as u64 <= most, "pruning took effect: {} records", records.len());
         last + 1
     });
 }
