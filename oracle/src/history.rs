@@ -11,10 +11,11 @@
 use std::collections::VecDeque;
 
 use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
 
 use crate::types::{IndexPrice, PRICE_SCALE};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexHistory {
     /// (time the value took effect, value), strictly increasing in time.
     entries: VecDeque<(u64, IndexPrice)>,

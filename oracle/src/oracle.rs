@@ -36,6 +36,7 @@
 use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{step_toward, weighted_median};
 use crate::error::OracleError;
@@ -45,7 +46,7 @@ use crate::report::{PriceReport, VerifiedReport};
 use crate::surface::{ExpirySmile, SmilePoint, VolSurface};
 use crate::types::{IndexPrice, LogMoneyness, ReporterId, StakeTable, Underlying, is_supermajority};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     Fresh,
     /// No accepted update for `stale_after_ms` (or none yet): reduce-only.
@@ -97,7 +98,7 @@ pub enum OracleEvent {
 }
 
 /// What the runtime reads about one underlying.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UnderlyingState {
     pub status: Status,
     /// The index margin and fees use; None until the first update.
@@ -109,14 +110,16 @@ pub struct UnderlyingState {
     pub surface_updated_ms: Option<u64>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Entry {
     state: UnderlyingState,
     latest: BTreeMap<ReporterId, PriceReport>,
     history: IndexHistory,
 }
 
-#[derive(Clone, Debug)]
+/// Serialized whole (params, and per underlying its state, latest reports
+/// and history) for state snapshots.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Oracle {
     params: OracleParams,
     underlyings: BTreeMap<Underlying, Entry>,

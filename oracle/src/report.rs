@@ -12,6 +12,7 @@
 //! address) to its validator's stake.
 
 use prost::Message;
+use serde::{Deserialize, Serialize};
 use vanna_crypto::secp256k1::{address_of, public_key_of, sign};
 use vanna_crypto::{CryptoError, PublicKey, SigningKey};
 use vanna_proto::v1 as wire;
@@ -25,7 +26,7 @@ use crate::types::{IndexPrice, LogMoneyness, ReporterId, Underlying, Vol};
 pub const REPORT_DOMAIN: &str = "vanna.oracle.v1";
 
 /// One underlying's observation by one reporter.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PriceReport {
     pub underlying: Underlying,
     pub spot: IndexPrice,

@@ -18,18 +18,19 @@
 //! [`ExpirySmile::vol_at`].
 
 use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
 
 use crate::error::OracleError;
 use crate::types::{LogMoneyness, VOL_SCALE, Vol};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SmilePoint {
     pub log_moneyness: LogMoneyness,
     pub vol: Vol,
 }
 
 /// One expiry's smile: the at-the-money volatility and points on either side.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExpirySmile {
     expiry_ms: u64,
     atm_vol: Vol,
@@ -95,8 +96,10 @@ impl ExpirySmile {
 }
 
 /// A volatility surface: at least one expiry, expiries strictly increasing.
-/// Keeps an f64 copy of its nodes for [`VolSurface::vol`].
-#[derive(Clone, Debug, PartialEq)]
+/// Keeps an f64 copy of its nodes for [`VolSurface::vol`]; serialized as its
+/// expiries only, and rebuilt (and checked) from them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "Vec<ExpirySmile>", try_from = "Vec<ExpirySmile>")]
 pub struct VolSurface {
     expiries: Vec<ExpirySmile>,
     nodes_f64: Vec<ExpiryNodes>,
@@ -169,6 +172,21 @@ impl VolSurface {
         let w1 = v1 * v1 * t1;
         let w = w0 + (w1 - w0) * ((t - t0) / (t1 - t0));
         libm::sqrt(w / t)
+    }
+}
+
+impl TryFrom<Vec<ExpirySmile>> for VolSurface {
+    type Error = OracleError;
+    /// The number of expiries was bounded when the surface was first built
+    /// from reports; this checks the rest (at least one, in order).
+    fn try_from(expiries: Vec<ExpirySmile>) -> Result<Self, OracleError> {
+        VolSurface::new(expiries, usize::MAX)
+    }
+}
+
+impl From<VolSurface> for Vec<ExpirySmile> {
+    fn from(surface: VolSurface) -> Self {
+        surface.expiries
     }
 }
 

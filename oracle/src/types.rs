@@ -73,7 +73,7 @@ fn check_scale(value: Decimal, max: u32, field: &'static str) -> Result<Decimal,
 
 /// A validator's operator account address (first 20 bytes of SHA-256 of its
 /// compressed public key), the same as the runtime's `Address`.
-#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ReporterId(pub [u8; 20]);
 
 impl ReporterId {

@@ -63,6 +63,17 @@ impl Commitment {
         self.global_dirty = true;
     }
 
+    /// The root, if every change has been written into the tree and hashed
+    /// (between blocks, once `State::state_root` has run).
+    pub(crate) fn current_root(&self) -> Option<Hash> {
+        let unmarked = self.dirty_accounts.is_empty()
+            && self.dirty_series.is_empty()
+            && self.dirty_underlyings.is_empty()
+            && self.dirty_oracle.is_empty()
+            && !self.global_dirty;
+        unmarked.then(|| self.tree.root_if_current()).flatten()
+    }
+
     /// Takes the marks, leaving none.
     pub(crate) fn take_dirty(&mut self) -> Dirty {
         Dirty {

@@ -23,6 +23,7 @@ pub mod root;
 #[cfg(any(test, feature = "testkit"))]
 pub mod sandbox;
 pub mod settlement;
+pub mod snapshot;
 pub mod staking;
 pub mod state;
 #[cfg(any(test, feature = "testkit"))]
@@ -42,4 +43,5 @@ pub use error::TxError;
 pub use genesis::Genesis;
 pub use ids::{Address, OrderId};
 pub use proof::verify_account_proof;
+pub use snapshot::SnapshotError;
 pub use state::State;

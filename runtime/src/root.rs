@@ -166,6 +166,11 @@ impl State {
 
     /// Recomputes the root from nothing; tests compare it with the incremental one.
     pub fn state_root_from_scratch(&self) -> Hash {
+        self.full_tree().root()
+    }
+
+    /// The commitment's tree built from nothing: what a restored state starts from.
+    pub(crate) fn full_tree(&self) -> SparseMerkleTree {
         let mut tree = SparseMerkleTree::new();
         for owner in 0..self.accounts.len() as u64 {
             let address = self.accounts[owner as usize].address;
@@ -185,6 +190,6 @@ impl State {
         for (key, value) in self.staking.all_leaves() {
             tree.insert(key, value);
         }
-        tree.root()
+        tree
     }
 }

@@ -43,7 +43,7 @@ impl FeeSchedule {
 }
 
 /// Chain-wide parameters fixed at genesis.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Params {
     pub chain_id: String,
     /// The account allowed to list series.
@@ -52,7 +52,7 @@ pub struct Params {
 }
 
 /// What an account has at stake in one series, in lots of its underlying.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exposure {
     /// Signed position: positive long, negative short.
     pub position_lots: i64,
@@ -109,7 +109,7 @@ fn average(numerator: Decimal, denominator: Decimal) -> Decimal {
 }
 
 /// A keeper's standing offer to take over liquidated positions.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackstopOffer {
     pub id: u64,
     pub keeper: Address,
@@ -124,12 +124,19 @@ pub struct BackstopOffer {
 
 /// One account. `usd` is the whole USD balance; `usd_locked` is the part held
 /// by open buy orders and backstop offers, always at most `usd`.
-#[derive(Clone, Debug)]
+///
+/// Serialized (for state snapshots) without the fields that mirror others:
+/// `positions` (the exposures'), `open_orders` and `client_orders` (the
+/// orders'), `backstop_offers` (the offers'); `State::from_snapshot`
+/// rebuilds them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Account {
     pub address: Address,
     /// The handle the order books know this account by.
     pub owner: u64,
     pub nonce: u64,
+    /// Stored as its 33 compressed bytes and parsed again when loaded.
+    #[serde(with = "compressed_key")]
     pub public_key: Option<PublicKey>,
     pub usd: Amount,
     pub usd_locked: Amount,
@@ -138,10 +145,33 @@ pub struct Account {
     /// The non-zero positions of `exposures`, in series order and inline:
     /// margin evaluation reads them without walking the map (the liquidation
     /// pass does so for every candidate). Kept by `State::update_exposure`.
+    #[serde(skip)]
     pub positions: SmallVec<[(SeriesId, i64); 6]>,
+    #[serde(skip)]
     pub open_orders: BTreeSet<OrderId>,
+    #[serde(skip)]
     pub client_orders: BTreeMap<u64, OrderId>,
+    #[serde(skip)]
     pub backstop_offers: BTreeSet<u64>,
+}
+
+/// serde for an account's public key: its compressed bytes.
+mod compressed_key {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use vanna_crypto::PublicKey;
+
+    pub fn serialize<S: Serializer>(key: &Option<PublicKey>, serializer: S) -> Result<S::Ok, S::Error> {
+        match key {
+            Some(key) => serializer.serialize_some(key.compressed().as_slice()),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<PublicKey>, D::Error> {
+        Option::<Vec<u8>>::deserialize(deserializer)?
+            .map(|bytes| PublicKey::from_compressed(&bytes).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 impl Account {
@@ -210,7 +240,7 @@ impl SelfTrade {
 }
 
 /// The runtime's record of an open order; the book holds its place and size.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderInfo {
     pub owner: Address,
     /// The owner's account handle, so that releasing an order needs no
@@ -234,8 +264,9 @@ pub struct OrderInfo {
     pub sell_reserve_per_lot: Amount,
 }
 
-/// One listed series with its order book.
-#[derive(Clone, Debug)]
+/// One listed series with its order book. Serialized without `lot_units`
+/// and `risk_slot`, which `State::from_snapshot` derives again.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Market {
     pub id: SeriesId,
     pub spec: SeriesSpec,
@@ -244,8 +275,10 @@ pub struct Market {
     /// The lot as an integer mantissa and its power of ten, when both are
     /// exact in `f64`: margin evaluation turns lots into contracts with one
     /// multiply and one divide (see `risk::contracts_f64`).
+    #[serde(skip)]
     pub lot_units: Option<(i64, f64)>,
     /// The slot of its underlying's margin tables (`State::risk`).
+    #[serde(skip)]
     pub risk_slot: usize,
     pub book: Book,
     /// Every account with a non-empty exposure here (position or open
@@ -315,15 +348,21 @@ impl Market {
 /// The whole state of the chain as the runtime sees it. Cloned by a node to
 /// execute a block it has not finalized yet (speculatively, to learn the root
 /// a proposal must carry); execution that counts is on the finalized state.
-#[derive(Clone, Debug)]
+///
+/// Its serde form is the body of a state snapshot: the fields marked `skip`
+/// are indices and derived data that only [`State::from_snapshot`] rebuilds,
+/// so load a state through it, never by deserializing one directly.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct State {
     pub params: Params,
     pub height: u64,
     pub time_ms: u64,
     pub underlyings: BTreeMap<String, UnderlyingSpec>,
     pub markets: Vec<Market>,
+    #[serde(skip)]
     pub series_by_name: BTreeMap<String, SeriesId>,
     pub accounts: Vec<Account>,
+    #[serde(skip)]
     pub account_index: BTreeMap<Address, u64>,
     pub orders: BTreeMap<OrderId, OrderInfo>,
     /// Good-til-time orders by expiry, removed at the start of the first block at or after it.
@@ -340,6 +379,7 @@ pub struct State {
     /// Margin grids, charges and default volatility per underlying (genesis).
     pub margin: BTreeMap<String, crate::margin_tables::UnderlyingMargin>,
     /// Margin tables per underlying, rebuilt every block from the oracle.
+    #[serde(skip)]
     pub risk: crate::margin_tables::RiskTables,
     /// Liquidation parameters (genesis).
     pub liquidation: vanna_liquidation_rules::LiquidationParams,
@@ -350,13 +390,16 @@ pub struct State {
     pub next_backstop_id: u64,
     /// Accounts with positions by the spot bands they are safe in (derived,
     /// not committed: see `vanna_liquidation_rules::AtRiskIndex`).
+    #[serde(skip)]
     pub at_risk: vanna_liquidation_rules::AtRiskIndex,
     /// Accounts liquidated in the current block (a `Liquidate` transaction
-    /// for one of them is a no-op).
+    /// for one of them is a no-op); cleared when the next block starts.
+    #[serde(skip)]
     pub liquidated_in_block: BTreeSet<u64>,
     /// Accounts whose positions, orders or cash changed in this block: the
     /// end of the block evaluates them exactly and re-indexes them.
     pub(crate) risk_dirty: BTreeSet<u64>,
+    #[serde(skip)]
     pub(crate) commitment: Commitment,
 }
 

@@ -10,14 +10,11 @@
 //! one validator's key.
 
 use std::collections::BTreeMap;
-use std::fs::TryLockError;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-use vanna_consensus::{BlockHash, ChainId, Epoch, Height, Offence, Scheme, Signable, View, Vote, VoteKind, hash_bytes};
+use vanna_consensus::{BlockHash, ChainId, Epoch, Height, Offence, Scheme, Signable, View, Vote, VoteKind};
 
 /// Interchange format version.
 const INTERCHANGE_VERSION: u32 = 1;
@@ -38,12 +35,14 @@ pub enum Error {
     Version(u32),
     #[error("malformed record: {0}")]
     Malformed(String),
-    #[error("protection history is corrupt at line {line} ({reason}); refusing to sign on top of it")]
-    Corrupt { line: usize, reason: &'static str },
+    #[error("protection history is corrupt at record {record} ({reason}); refusing to sign on top of it")]
+    Corrupt { record: usize, reason: &'static str },
     #[error("protection history {0} is in use by another process")]
     Locked(PathBuf),
     #[error("storage: {0}")]
     Io(#[from] std::io::Error),
+    #[error("protection history: {0}")]
+    Log(vanna_durable::DurableError),
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -135,165 +134,84 @@ pub trait Backend {
     fn replace(&mut self, records: &[Record]) -> Result<(), Error>;
 }
 
-/// Domain of the per-record checksum.
-const CHECKSUM_DOMAIN: &[u8] = b"vanna/protection/record/v1";
+/// Bounds of the history file: a record is a few hundred bytes of JSON, and
+/// the store holds at most [`MAX_RECORDS`] of them.
+const LIMITS: vanna_durable::Limits =
+    vanna_durable::Limits { max_record_bytes: 4 * 1024, max_file_bytes: MAX_RECORDS as u64 * 512 };
 
-/// One record as stored: its JSON, a tab, 16 hex digits of checksum, a newline.
-/// JSON never holds a raw tab, so the last tab splits the line unambiguously.
-fn encode_line(record: &Record) -> Result<Vec<u8>, Error> {
-    let mut line = serde_json::to_vec(record)?;
-    let checksum = hash_bytes(CHECKSUM_DOMAIN, &line);
-    line.push(b'\t');
-    line.extend_from_slice(hex::encode(&checksum[..8]).as_bytes());
-    line.push(b'\n');
-    Ok(line)
+/// One record as stored: its JSON in a `vanna-durable` record (length and
+/// checksum).
+fn encode_record(record: &Record) -> Result<Vec<u8>, Error> {
+    Ok(vanna_durable::encode_record(&serde_json::to_vec(record)?))
 }
 
-/// Parses a history. Every complete (newline-terminated) line must be a record
-/// with a valid checksum, or the history is corrupt and the store refuses to
-/// open: signing on top of a history it cannot read could equivocate. An
-/// unterminated tail is a write that never completed (its signature never
-/// left the process); it is reported as bytes to cut off. Returns the records
-/// and the length of the complete prefix.
+/// Parses a history's records. Each must be a signable record, or the history
+/// is corrupt and the store refuses to open: signing on top of a history it
+/// cannot read could equivocate.
+fn parse_records<'a>(records: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<Record>, Error> {
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(number, json)| {
+            let corrupt = |reason| Error::Corrupt { record: number + 1, reason };
+            let record: Record = serde_json::from_slice(json).map_err(|_| corrupt("not a record"))?;
+            record.to_signable().map_err(|_| corrupt("not a signable message"))?;
+            Ok(record)
+        })
+        .collect()
+}
+
+/// Parses a history's bytes (the framing of `vanna_durable::decode_records`:
+/// a torn tail is a write that never completed, whose signature never left
+/// the process). Returns the records and the length of the complete prefix.
 fn decode_log(bytes: &[u8]) -> Result<(Vec<Record>, usize), Error> {
-    let mut records = Vec::new();
-    let mut complete = 0;
-    for (number, line) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
-        let Some(line) = line.strip_suffix(b"\n") else {
-            break;
-        };
-        let corrupt = |reason| Error::Corrupt { line: number + 1, reason };
-        let split = line.iter().rposition(|b| *b == b'\t').ok_or_else(|| corrupt("no checksum"))?;
-        let (json, checksum) = (&line[..split], &line[split + 1..]);
-        let expected = hash_bytes(CHECKSUM_DOMAIN, json);
-        if checksum != hex::encode(&expected[..8]).as_bytes() {
-            return Err(corrupt("checksum mismatch"));
-        }
-        let record: Record = serde_json::from_slice(json).map_err(|_| corrupt("not a record"))?;
-        record.to_signable().map_err(|_| corrupt("not a signable message"))?;
-        records.push(record);
-        complete += line.len() + 1;
-    }
-    Ok((records, complete))
+    let (records, complete) = vanna_durable::decode_records(bytes, LIMITS.max_record_bytes)
+        .map_err(|damage| Error::Corrupt { record: damage.record, reason: damage.reason })?;
+    Ok((parse_records(records)?, complete))
 }
 
-/// An append-only file of checksummed JSON lines; every append is fsynced.
-/// A sibling `.lock` file is locked exclusively for the backend's life, so a
-/// second process on the same history refuses to start.
+impl From<vanna_durable::DurableError> for Error {
+    fn from(error: vanna_durable::DurableError) -> Self {
+        use vanna_durable::DurableError;
+        match error {
+            DurableError::Locked { path } => Error::Locked(path),
+            DurableError::Corrupt { record, reason, .. } => Error::Corrupt { record, reason },
+            DurableError::Io { source, .. } => Error::Io(source),
+            other => Error::Log(other),
+        }
+    }
+}
+
+/// The history in a `vanna_durable::LogFile`: every append fsynced, a torn
+/// tail cut on open, pruning an atomic rewrite, and the file locked
+/// exclusively for the backend's life, so a second process on the same
+/// history refuses to start.
 #[derive(Debug)]
 pub struct FileBackend {
-    path: PathBuf,
-    file: File,
-    /// Never replaced (unlike the history when it is pruned), so the lock
-    /// always guards the path.
-    _lock: File,
-    /// Bytes of complete records: what a failed append is cut back to.
-    length: u64,
-    /// A failed append whose fragment could not be cut off: the next append
-    /// must cut it first.
-    dirty: bool,
-    /// Test hook: the next append writes this many bytes, then fails (a full disk).
-    #[cfg(test)]
-    fail_after: Option<usize>,
+    log: vanna_durable::LogFile,
+    /// The records read at open, until `load` hands them over.
+    opened: Vec<Vec<u8>>,
 }
 
 impl FileBackend {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let path = path.as_ref().to_path_buf();
-        let mut lock_path = path.clone().into_os_string();
-        lock_path.push(".lock");
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(Error::Locked(path)),
-            Err(TryLockError::Error(error)) => return Err(Error::Io(error)),
-        }
-        let file = OpenOptions::new().create(true).append(true).read(true).open(&path)?;
-        let backend = Self {
-            path,
-            file,
-            _lock: lock,
-            length: 0,
-            dirty: false,
-            #[cfg(test)]
-            fail_after: None,
-        };
-        // The file (and its lock) may have just been created: make the names durable.
-        backend.sync_directory()?;
-        Ok(backend)
-    }
-
-    fn sync_directory(&self) -> Result<(), Error> {
-        if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            File::open(parent)?.sync_all()?;
-        }
-        Ok(())
-    }
-
-    fn write_line(&mut self, line: &[u8]) -> std::io::Result<()> {
-        #[cfg(test)]
-        if let Some(written) = self.fail_after.take() {
-            self.file.write_all(&line[..written.min(line.len())])?;
-            return Err(std::io::Error::other("injected: disk full"));
-        }
-        self.file.write_all(line)?;
-        self.file.sync_data()
-    }
-
-    /// Cuts the file back to its complete records.
-    fn cut_to_length(&mut self) -> Result<(), Error> {
-        self.file.set_len(self.length)?;
-        self.file.sync_data()?;
-        self.dirty = false;
-        Ok(())
+        let (log, opened) = vanna_durable::LogFile::open(path, LIMITS)?;
+        Ok(Self { log, opened })
     }
 }
 
 impl Backend for FileBackend {
     fn load(&mut self) -> Result<Vec<Record>, Error> {
-        let bytes = std::fs::read(&self.path)?;
-        let (records, complete) = decode_log(&bytes)?;
-        self.length = complete as u64;
-        if complete < bytes.len() {
-            // A torn tail: cut it off now, or the next append would be glued to it.
-            self.cut_to_length()?;
-        }
-        Ok(records)
+        parse_records(std::mem::take(&mut self.opened).iter().map(Vec::as_slice))
     }
 
     fn append(&mut self, record: &Record) -> Result<(), Error> {
-        let line = encode_line(record)?;
-        if self.dirty {
-            self.cut_to_length()?;
-        }
-        if let Err(error) = self.write_line(&line) {
-            // Leave no fragment behind; if even that fails, cut before the next append.
-            self.dirty = true;
-            let _ = self.cut_to_length();
-            return Err(Error::Io(error));
-        }
-        self.length += line.len() as u64;
-        Ok(())
+        Ok(self.log.append(&serde_json::to_vec(record)?)?)
     }
 
     fn replace(&mut self, records: &[Record]) -> Result<(), Error> {
-        let temporary = self.path.with_extension("tmp");
-        let mut length = 0;
-        {
-            let mut file = File::create(&temporary)?;
-            for record in records {
-                let line = encode_line(record)?;
-                file.write_all(&line)?;
-                length += line.len() as u64;
-            }
-            file.sync_all()?;
-        }
-        std::fs::rename(&temporary, &self.path)?;
-        self.sync_directory()?;
-        self.file = OpenOptions::new().append(true).read(true).open(&self.path)?;
-        self.length = length;
-        self.dirty = false;
-        Ok(())
+        let encoded = records.iter().map(serde_json::to_vec).collect::<Result<Vec<_>, _>>()?;
+        Ok(self.log.replace(encoded.iter().map(Vec::as_slice))?)
     }
 }
 
@@ -350,7 +268,7 @@ impl Backend for MemoryBackend {
     }
 
     fn append(&mut self, record: &Record) -> Result<(), Error> {
-        let line = encode_line(record)?;
+        let line = encode_record(record)?;
         let length = self.length;
         let mut disk = lock_disk(&self.disk)?;
         disk.bytes.truncate(length);
@@ -377,7 +295,7 @@ impl Backend for MemoryBackend {
     fn replace(&mut self, records: &[Record]) -> Result<(), Error> {
         let mut bytes = Vec::new();
         for record in records {
-            bytes.extend_from_slice(&encode_line(record)?);
+            bytes.extend_from_slice(&encode_record(record)?);
         }
         let mut disk = lock_disk(&self.disk)?;
         self.length = bytes.len();
@@ -532,6 +450,8 @@ impl<S: Scheme, B: Backend> Signer<S, B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
     use vanna_consensus::TestScheme;
 
     const CHAIN: ChainId = ChainId(7);
@@ -611,7 +531,8 @@ mod tests {
     fn a_torn_last_line_is_cut_off_so_later_records_survive_restarts() {
         let path = temporary_path("torn");
         open_file(&path).check_and_record(&notarize(1, 1)).unwrap();
-        OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"kind\":\"notar").unwrap();
+        let torn = encode_record(&Record::from_signable(&notarize(1, 2))).unwrap();
+        OpenOptions::new().append(true).open(&path).unwrap().write_all(&torn[..torn.len() / 2]).unwrap();
         {
             let mut store = open_file(&path);
             assert!(matches!(store.check_and_record(&notarize(1, 2)), Err(Error::Conflict(_))));
@@ -630,7 +551,7 @@ mod tests {
         let path = temporary_path("partial");
         {
             let mut backend = FileBackend::open(&path).unwrap();
-            backend.fail_after = Some(9);
+            backend.log.fail_next_append_after(9);
             let mut store = ProtectionStore::open(CHAIN, backend).unwrap();
             assert!(matches!(store.check_and_record(&notarize(3, 1)), Err(Error::Io(_))));
             // Not recorded, so a different block may still be signed.
@@ -657,11 +578,12 @@ mod tests {
         let at = bytes.windows(8).position(|w| w == b"\"view\":1").unwrap() + 7;
         bytes[at] = b'5';
         std::fs::write(&path, &bytes).unwrap();
-        let error = ProtectionStore::open(CHAIN, FileBackend::open(&path).unwrap()).unwrap_err();
-        assert!(matches!(error, Error::Corrupt { line: 1, .. }), "{error}");
-        // An unchecksummed line is corrupt too, wherever it is.
+        let open = |path: &Path| FileBackend::open(path).and_then(|backend| ProtectionStore::open(CHAIN, backend));
+        let error = open(&path).unwrap_err();
+        assert!(matches!(error, Error::Corrupt { record: 1, .. }), "{error}");
+        // An unframed line is corrupt too, wherever it is.
         std::fs::write(&path, b"{\"kind\":\"nullify\",\"epoch\":0,\"view\":3}\n").unwrap();
-        assert!(matches!(ProtectionStore::open(CHAIN, FileBackend::open(&path).unwrap()), Err(Error::Corrupt { .. })));
+        assert!(matches!(open(&path), Err(Error::Corrupt { .. })));
     }
 
     /// Regression (issue 12, finding 3): two processes on one file both signed.

@@ -139,7 +139,13 @@ impl Arena {
 
 /// Central limit order book for one series. See the crate docs for layout and
 /// invariants.
-#[derive(Clone, Debug)]
+///
+/// Serialized as its limit and its orders in [`Book::orders`] order (bids
+/// best to worst, then asks, FIFO within a level); deserializing inserts them
+/// again, so a crossed book, a duplicate id or a level out of time priority
+/// is refused, and the arena and id index are rebuilt rather than trusted.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(try_from = "BookOrders")]
 pub struct Book {
     arena: Arena,
     /// `[bids, asks]`, keyed by [`level_key`] so the best level is first.
@@ -147,6 +153,39 @@ pub struct Book {
     /// Order id -> arena slot. Lookups only; never iterated.
     ids: FxHashMap<OrderId, u32>,
     max_orders: usize,
+}
+
+/// What a book is deserialized from.
+#[derive(serde::Deserialize)]
+struct BookOrders {
+    max_orders: usize,
+    orders: Vec<RestingOrder>,
+}
+
+/// The same, borrowed from a book to serialize it.
+#[derive(serde::Serialize)]
+struct BookOrdersRef<'a> {
+    max_orders: usize,
+    orders: Vec<&'a RestingOrder>,
+}
+
+impl serde::Serialize for Book {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        BookOrdersRef { max_orders: self.max_orders, orders: self.orders().collect() }.serialize(serializer)
+    }
+}
+
+impl TryFrom<BookOrders> for Book {
+    type Error = BookError;
+
+    fn try_from(stored: BookOrders) -> Result<Self, Self::Error> {
+        let mut book = Book::with_max_orders(stored.max_orders);
+        book.reserve(stored.orders.len().min(book.max_orders));
+        for order in stored.orders {
+            book.insert(order)?;
+        }
+        Ok(book)
+    }
 }
 
 impl Default for Book {
@@ -970,5 +1009,27 @@ mod tests {
         let error = BookError::WouldCross { side: Side::Buy, price_ticks: 5, opposite_best_ticks: 4 };
         assert_eq!(error.to_string(), "Buy at 5 ticks would cross the opposite best at 4");
         assert_eq!(BookError::UnknownOrder(7).to_string(), "order 7 is not in the book");
+    }
+
+    #[test]
+    fn a_serialized_book_comes_back_with_its_priorities_and_a_crossed_one_is_refused() {
+        let mut book = sample();
+        book.cancel(2);
+        book.insert(order(8, Side::Sell, 101, 2)).unwrap();
+        let bytes = rmp_serde::to_vec(&book).unwrap();
+        let back: Book = rmp_serde::from_slice(&bytes).unwrap();
+        back.check_invariants();
+        assert_eq!(back.orders().copied().collect::<Vec<_>>(), book.orders().copied().collect::<Vec<_>>());
+        assert_eq!(ids(&back), [5, 6, 7, 1, 8, 3, 4]);
+        assert_eq!(back.max_orders(), book.max_orders());
+        // Orders out of time priority at a level, or crossing, never make a book.
+        let mut stored = BookOrders { max_orders: MAX_ORDERS, orders: book.orders().copied().collect() };
+        stored.orders.swap(3, 4);
+        assert!(matches!(Book::try_from(stored), Err(BookError::SequenceNotIncreasing { .. })));
+        let crossed = BookOrders {
+            max_orders: MAX_ORDERS,
+            orders: vec![order(1, Side::Buy, 100, 1), order(2, Side::Sell, 100, 1)],
+        };
+        assert!(matches!(Book::try_from(crossed), Err(BookError::WouldCross { .. })));
     }
 }

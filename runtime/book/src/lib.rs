@@ -53,7 +53,7 @@ pub type OrderId = u64;
 pub type OwnerId = u64;
 
 /// Side of an order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Side {
     /// Bid: wants to buy, matches asks at or below its limit.
     Buy,
@@ -72,7 +72,7 @@ impl Side {
 }
 
 /// An order resting in the book.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RestingOrder {
     /// Unique order id.
     pub id: OrderId,

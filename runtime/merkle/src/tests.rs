@@ -126,6 +126,23 @@ fn one_leaf_root_is_its_leaf_hash() {
 }
 
 #[test]
+fn the_current_root_is_read_without_hashing_only_once_hashed() {
+    let mut tree = SparseMerkleTree::new();
+    assert_eq!(tree.root_if_current(), Some(EMPTY_HASH));
+    tree.insert([1; 32], value(1));
+    assert_eq!(tree.root_if_current(), None);
+    let root = tree.root();
+    assert_eq!(tree.root_if_current(), Some(root));
+    tree.insert([2; 32], value(2));
+    assert_eq!(tree.root_if_current(), None);
+    let root = tree.root();
+    assert_eq!(tree.root_if_current(), Some(root));
+    // Removing one of two leaves leaves the other as the root, hashed already.
+    tree.remove(&[1; 32]);
+    assert_eq!(tree.root_if_current(), Some(leaf_hash(&[2; 32], &value(2))));
+}
+
+#[test]
 fn two_leaves_differing_at_bit_0() {
     let mut tree = SparseMerkleTree::new();
     let left = [0u8; 32];

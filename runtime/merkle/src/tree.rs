@@ -236,6 +236,16 @@ impl SparseMerkleTree {
         self.refresh(self.root)
     }
 
+    /// The root hash without hashing anything: `None` when a change since the
+    /// last [`root`](Self::root) is not hashed yet.
+    pub fn root_if_current(&self) -> Option<Hash> {
+        match self.root.slot() {
+            Slot::Empty => Some(EMPTY_HASH),
+            Slot::Leaf(index) => (!self.leaves[index].dirty).then_some(self.leaves[index].hash),
+            Slot::Internal(index) => (!self.internals[index].dirty).then_some(self.internals[index].hash),
+        }
+    }
+
     /// An inclusion proof for `key` if present, an exclusion proof otherwise, valid against
     /// the current [`root`](Self::root) (which it brings up to date first).
     pub fn prove(&mut self, key: &Hash) -> Proof {

@@ -95,9 +95,10 @@ impl Default for StakingParams {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Validator {
     pub operator: Address,
+    #[serde(with = "vanna_types::staking::key_bytes")]
     pub consensus_key: [u8; 48],
     pub moniker: String,
     pub commission_rate: Decimal,
@@ -134,14 +135,14 @@ impl Validator {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delegation {
     pub shares: u128,
     /// `reward_per_share` when rewards were last paid out to this delegation.
     pub reward_per_share_paid: u128,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnbondingEntry {
     pub validator: Address,
     pub creation_height: u64,
@@ -174,7 +175,7 @@ fn bonded_at(initial: u64, recent: &RecentBonds, infraction_height: u64) -> u64 
     initial.saturating_sub(later)
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedelegationEntry {
     pub from: Address,
     pub to: Address,
@@ -230,12 +231,20 @@ pub struct Touched {
     pub global: bool,
 }
 
-/// The staking ledger inside the runtime state.
-#[derive(Clone, Debug, Default)]
+impl Touched {
+    pub fn is_empty(&self) -> bool {
+        self.validators.is_empty() && self.delegations.is_empty() && self.queues.is_empty() && !self.global
+    }
+}
+
+/// The staking ledger inside the runtime state. Serialized whole for state
+/// snapshots, but for `touched`, which is empty between blocks.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Staking {
     pub params: StakingParams,
     pub validators: BTreeMap<Address, Validator>,
     /// Consensus keys ever registered, tombstoned ones included: a key never rejoins.
+    #[serde(with = "key_sets::keys")]
     pub consensus_keys: BTreeSet<[u8; 48]>,
     /// (delegator, validator) → delegation.
     pub delegations: BTreeMap<(Address, Address), Delegation>,
@@ -252,6 +261,7 @@ pub struct Staking {
     /// USD paid into validator pools and commissions since genesis, micro units.
     pub fees_distributed: u64,
     /// (consensus key, offence, height) already punished: evidence counts once.
+    #[serde(with = "key_sets::punished")]
     pub punished: BTreeSet<([u8; 48], Offence, u64)>,
     /// Shares bonded within the evidence horizon: (validator, delegator,
     /// height) → shares. A slash for an offence before `height` spares them.
@@ -259,7 +269,47 @@ pub struct Staking {
     /// The same bonds by height, to forget them once evidence can no longer come.
     pub bonds_by_height: BTreeSet<(u64, Address, Address)>,
     /// Leaves changed since the commitment last asked (not committed itself).
+    #[serde(skip)]
     pub touched: Touched,
+}
+
+/// serde for the ledger's sets keyed by 48-byte consensus keys.
+mod key_sets {
+    use std::collections::BTreeSet;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Offence;
+
+    #[derive(Serialize, Deserialize)]
+    struct Key(#[serde(with = "vanna_types::staking::key_bytes")] [u8; 48]);
+
+    pub mod keys {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(keys: &BTreeSet<[u8; 48]>, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_seq(keys.iter().map(|key| Key(*key)))
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeSet<[u8; 48]>, D::Error> {
+            Ok(Vec::<Key>::deserialize(deserializer)?.into_iter().map(|key| key.0).collect())
+        }
+    }
+
+    pub mod punished {
+        use super::*;
+
+        type Punished = BTreeSet<([u8; 48], Offence, u64)>;
+
+        pub fn serialize<S: Serializer>(punished: &Punished, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_seq(punished.iter().map(|(key, offence, height)| (Key(*key), offence, height)))
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Punished, D::Error> {
+            let entries = Vec::<(Key, Offence, u64)>::deserialize(deserializer)?;
+            Ok(entries.into_iter().map(|(key, offence, height)| (key.0, offence, height)).collect())
+        }
+    }
 }
 
 impl Staking {

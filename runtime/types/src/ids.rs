@@ -76,7 +76,7 @@ impl fmt::Display for OrderId {
 }
 
 /// Index of a listed series in listing order; the series' name is its public id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SeriesId(pub u32);
 
 #[cfg(test)]

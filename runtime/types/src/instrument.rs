@@ -54,8 +54,9 @@ pub enum OptionKind {
     Put,
 }
 
-/// One listed option series.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One listed option series. Serialized as its name, and parsed back from it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct SeriesSpec {
     pub underlying: String,
     pub expiry_ms: u64,
@@ -106,6 +107,19 @@ impl SeriesSpec {
     /// Cash a short put must hold per contract: the strike.
     pub fn strike_value(&self) -> Decimal {
         self.strike.value()
+    }
+}
+
+impl From<SeriesSpec> for String {
+    fn from(spec: SeriesSpec) -> String {
+        spec.name.to_string()
+    }
+}
+
+impl TryFrom<String> for SeriesSpec {
+    type Error = TxError;
+    fn try_from(name: String) -> Result<Self, TxError> {
+        SeriesSpec::parse(&name)
     }
 }
 
