@@ -75,6 +75,13 @@ fn verification() {
     println!("  ratio             {:>10.3} of raw verification", open_per_sec / raw_per_sec);
 }
 
+/// Resident memory in KiB (Linux), to size the pool's overhead.
+fn resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn opened(transactions: Vec<Vec<u8>>, threads: usize) -> Vec<(Vec<u8>, Envelope)> {
     let envelopes = verify_batch(&transactions, CHAIN_ID, threads);
     transactions.into_iter().zip(envelopes).map(|(bytes, envelope)| (bytes, envelope.unwrap())).collect()
@@ -99,11 +106,14 @@ fn pool() {
     let total = pending.len();
     let mut pool = Mempool::new(Config { max_transactions: total, ..Config::default() });
     let mut now_ms = 1_000;
+    // The signed bytes move into the pool: what grows is its indexes.
+    let resident_before = resident_kib();
     let started = Instant::now();
     for (bytes, envelope) in pending {
         pool.insert(bytes, envelope, AccountView::Exists { nonce: 0 }, now_ms).unwrap();
     }
     let insert_elapsed = started.elapsed();
+    let resident_after = resident_kib();
     assert_eq!(pool.len(), total);
     let started = Instant::now();
     for (bytes, envelope) in newcomers {
@@ -117,6 +127,12 @@ fn pool() {
         pool.bytes(),
         total as f64 / batch_elapsed.as_secs_f64()
     );
+    if let (Some(before), Some(after)) = (resident_before, resident_after) {
+        println!(
+            "  indexes                      {:>8.0} bytes per entry (resident memory)",
+            (after.saturating_sub(before) * 1024) as f64 / total as f64
+        );
+    }
     println!("  insert, empty to full        {:>8.2} us each", insert_elapsed.as_secs_f64() * 1e6 / total as f64);
     println!(
         "  insert into the full pool    {:>8.2} us each (one eviction each)",

@@ -83,7 +83,8 @@
 //! it): so a ready entry is never dropped for a waiting one, and an account
 //! never grows past another by pushing it out. An account at its own limit
 //! makes room for a lower nonce by dropping its highest (necessarily
-//! waiting). Every entry leaves after `ttl_ms` in the pool.
+//! waiting). Every entry leaves after `ttl_ms` in the pool (checked as each
+//! block finalizes).
 //!
 //! **Selection** ([`Mempool::select`]): round-robin over the accounts with a
 //! ready run, in the order their first ready entry arrived, one transaction
@@ -110,5 +111,5 @@ mod verify;
 mod tests;
 
 pub use error::MempoolError;
-pub use pool::{AccountView, Admitted, Config, Hash, Mempool, Pruned, Selected};
+pub use pool::{AccountView, Admitted, Config, Mempool, Pruned, Selected, TxHash};
 pub use verify::{MAX_VERIFY_THREADS, verify_batch};

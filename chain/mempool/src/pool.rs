@@ -12,7 +12,7 @@ use crate::error::MempoolError;
 use crate::recent::Recent;
 
 /// A transaction's id: SHA-256 of its signed bytes.
-pub type Hash = [u8; 32];
+pub type TxHash = [u8; 32];
 
 /// The pool's bounds. Every one of them is a hard limit.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,9 +39,10 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// About 25 MiB of typical orders (at most 256 MiB of signed bytes), 64
-    /// per account (an account cannot fill a block of 20,000), a 10-minute
-    /// life, and verified hashes for four full blocks after they leave.
+    /// 100,000 transactions (roughly 35 MiB with their indexes for typical
+    /// orders of 200 bytes; at most 256 MiB of signed bytes), 64 per account
+    /// (so no account fills a block of 20,000), a 10-minute life, and
+    /// verified hashes for four full blocks after they leave.
     fn default() -> Self {
         Config {
             max_transactions: 100_000,
@@ -78,13 +79,13 @@ pub struct Admitted {
     pub ready: bool,
     /// Transactions dropped to make room for it, or found stale under the
     /// newer committed nonce it came with.
-    pub dropped: Vec<Hash>,
+    pub dropped: Vec<TxHash>,
 }
 
 /// A transaction chosen for a proposal.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selected {
-    pub hash: Hash,
+    pub hash: TxHash,
     pub sender: Address,
     pub nonce: u64,
     pub bytes: Vec<u8>,
@@ -101,7 +102,7 @@ pub struct Pruned {
 
 #[derive(Debug)]
 struct Entry {
-    hash: Hash,
+    hash: TxHash,
     bytes: Vec<u8>,
     /// Arrival order, unique: the pool's tie-breaker and expiry order.
     seq: u64,
@@ -172,7 +173,7 @@ enum NoRoom {
 pub struct Mempool {
     config: Config,
     accounts: BTreeMap<Address, Account>,
-    by_hash: HashMap<Hash, (Address, u64)>,
+    by_hash: HashMap<TxHash, (Address, u64)>,
     /// Every entry by arrival, oldest first: expiry walks it from the front.
     arrivals: BTreeMap<u64, (Address, u64)>,
     /// One key per account with entries; the first is the next victim.
@@ -218,7 +219,7 @@ impl Mempool {
     }
 
     /// Whether the transaction is pending.
-    pub fn contains(&self, hash: &Hash) -> bool {
+    pub fn contains(&self, hash: &TxHash) -> bool {
         self.by_hash.contains_key(hash)
     }
 
@@ -226,7 +227,7 @@ impl Mempool {
     /// pending, or it left the pool or was refused recently (within the
     /// configured capacities), or [`Mempool::note_verified`] recorded it.
     /// For `apply_block_with`, and to skip verifying a gossiped copy again.
-    pub fn is_verified(&self, hash: &Hash) -> bool {
+    pub fn is_verified(&self, hash: &TxHash) -> bool {
         self.contains(hash) || self.verified.contains(hash) || self.refused.contains(hash)
     }
 
@@ -410,7 +411,7 @@ impl Mempool {
     pub fn on_finalized(
         &mut self,
         committed: impl Fn(&Address) -> Option<u64>,
-        included: &[Hash],
+        included: &[TxHash],
         now_ms: u64,
     ) -> Pruned {
         self.now_ms = self.now_ms.max(now_ms);
@@ -457,7 +458,7 @@ impl Mempool {
 
     /// Entries that left for good: remembered as verified, their emptied
     /// accounts forgotten.
-    fn retire(&mut self, left: Vec<Taken>) -> Vec<Hash> {
+    fn retire(&mut self, left: Vec<Taken>) -> Vec<TxHash> {
         left.into_iter()
             .map(|Taken { sender, entry, .. }| {
                 self.verified.insert(entry.hash);
@@ -542,7 +543,7 @@ impl Mempool {
     }
 
     /// The pending set as comparable data: (account, base, nonce, hash, arrival).
-    pub(crate) fn snapshot(&self) -> Vec<(Address, u64, u64, Hash, u64)> {
+    pub(crate) fn snapshot(&self) -> Vec<(Address, u64, u64, TxHash, u64)> {
         self.accounts
             .iter()
             .flat_map(|(address, account)| {
@@ -552,7 +553,7 @@ impl Mempool {
     }
 
     /// Hashes of the entries in their account's ready run.
-    pub(crate) fn ready_hashes(&self) -> BTreeSet<Hash> {
+    pub(crate) fn ready_hashes(&self) -> BTreeSet<TxHash> {
         self.accounts
             .values()
             .flat_map(|account| account.entries.values().take(account.ready as usize).map(|entry| entry.hash))

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use vanna_types::tx::transaction_hash;
 use vanna_types::{Address, Envelope};
 
-use crate::{AccountView, Admitted, Config, Hash, Mempool, MempoolError, Pruned};
+use crate::{AccountView, Admitted, Config, Mempool, MempoolError, Pruned, TxHash};
 
 fn address(who: u8) -> Address {
     Address([who; 20])
@@ -46,7 +46,7 @@ fn offer(pool: &mut Mempool, (bytes, envelope): (Vec<u8>, Envelope), committed: 
     admitted
 }
 
-fn hash(who: u8, nonce: u64) -> Hash {
+fn hash(who: u8, nonce: u64) -> TxHash {
     tx(who, nonce).1.hash
 }
 
@@ -334,7 +334,7 @@ fn verified_hashes_outlive_the_pool_up_to_the_capacity() {
     for who in 1..=4 {
         offer(&mut pool, tx(who, 0), 0).unwrap();
     }
-    let included: Vec<Hash> = (1..=4).map(|who| hash(who, 0)).collect();
+    let included: Vec<TxHash> = (1..=4).map(|who| hash(who, 0)).collect();
     pool.on_finalized(all_at(1), &included, 0);
     assert!(!pool.is_verified(&hash(1, 0)), "the oldest is forgotten");
     assert!((2..=4).all(|who| pool.is_verified(&hash(who, 0))));
@@ -452,7 +452,7 @@ proptest! {
                     }
                     committed = next;
                     now_ms += elapsed_ms;
-                    let included: Vec<Hash> = selected.iter().map(|s| s.hash).collect();
+                    let included: Vec<TxHash> = selected.iter().map(|s| s.hash).collect();
                     pool.on_finalized(|a| committed.get(a).copied(), &included, now_ms);
                     for hash in &included {
                         prop_assert!(!pool.contains(hash));
