@@ -2,18 +2,18 @@
 //! Transactions are applied in order; each gets a receipt; the block ends with
 //! the new state root.
 
-use prost::Message;
 use serde::Serialize;
 use vanna_merkle::Hash;
 use vanna_proto::v1 as wire;
 use vanna_proto::v1::action::Kind;
 
 use vanna_crypto::PublicKey;
+use vanna_types::envelope::Decoded;
 
 use crate::error::{Field, TxError};
 use crate::events::{ActionOutcome, ActionResult, Asset, CancelReason, Event, Receipt, TxStatus};
 use crate::ids::{Address, OrderId, SeriesId};
-use crate::limits::{MAX_ACTIONS_PER_TRANSACTION, MAX_TRANSACTION_BYTES, MAX_TRANSACTIONS_PER_BLOCK};
+use crate::limits::MAX_TRANSACTIONS_PER_BLOCK;
 use crate::money::Amount;
 use crate::staking::{EvidenceRecord, StakingAction};
 use crate::state::State;
@@ -219,54 +219,34 @@ impl State {
         receipt
     }
 
-    /// The envelope checks, cheapest first. Changes nothing.
+    /// The envelope checks, cheapest first: the stateless steps of
+    /// [`Decoded`] (shared with the node's `open_envelope`) with the account's
+    /// existence, its cached key and its nonce between them. Changes nothing.
     fn admit(&self, bytes: &[u8], signature_verified: bool, receipt: &mut Receipt) -> Result<Admitted, TxError> {
-        if bytes.len() > MAX_TRANSACTION_BYTES {
-            return Err(TxError::TransactionTooLarge { size: bytes.len(), max: MAX_TRANSACTION_BYTES });
-        }
-        let signed = wire::SignedTransaction::decode(bytes).map_err(|e| TxError::Malformed(e.to_string()))?;
-        // One encoding per signed content, so a transaction's hash is unique.
-        if signed.encoded_len() != bytes.len() {
-            return Err(TxError::Malformed("transaction is not canonically encoded".into()));
-        }
-        let body =
-            wire::TransactionBody::decode(signed.body.as_slice()).map_err(|e| TxError::Malformed(e.to_string()))?;
-        let sender = Address::from_slice(&body.sender)?;
+        let decoded = Decoded::decode(bytes)?;
+        let sender = decoded.sender();
         receipt.sender = Some(sender);
-        receipt.nonce = Some(body.nonce);
-        if body.chain_id != self.params.chain_id {
-            return Err(TxError::WrongChainId { expected: self.params.chain_id.clone(), got: body.chain_id });
-        }
+        receipt.nonce = Some(decoded.nonce());
+        decoded.check_chain_id(&self.params.chain_id)?;
         let owner = *self.account_index.get(&sender).ok_or(TxError::UnknownAccount(sender))?;
         let account = &self.accounts[owner as usize];
         // Reuse the parsed key when the account has signed before.
         let (key, new_key) = match &account.public_key {
-            Some(known) if known.compressed().as_slice() == signed.public_key.as_slice() => (known.clone(), false),
-            _ => {
-                let key = PublicKey::from_compressed(&signed.public_key)?;
-                let derived = Address(key.address());
-                if derived != sender {
-                    return Err(TxError::SenderMismatch { sender, derived });
-                }
-                (key, true)
-            }
+            Some(known) if known.compressed().as_slice() == decoded.public_key_bytes() => (known.clone(), false),
+            _ => (decoded.public_key()?, true),
         };
         if !signature_verified {
-            key.verify(&signed.body, &signed.signature)?;
+            decoded.verify_signature(&key)?;
         }
-        if body.nonce < account.nonce {
-            return Err(TxError::StaleNonce { account: sender, expected: account.nonce, got: body.nonce });
+        let nonce = decoded.nonce();
+        if nonce < account.nonce {
+            return Err(TxError::StaleNonce { account: sender, expected: account.nonce, got: nonce });
         }
-        if body.nonce > account.nonce {
-            return Err(TxError::FutureNonce { account: sender, expected: account.nonce, got: body.nonce });
+        if nonce > account.nonce {
+            return Err(TxError::FutureNonce { account: sender, expected: account.nonce, got: nonce });
         }
-        if body.actions.is_empty() {
-            return Err(TxError::NoActions);
-        }
-        if body.actions.len() > MAX_ACTIONS_PER_TRANSACTION {
-            return Err(TxError::TooManyActions { count: body.actions.len(), max: MAX_ACTIONS_PER_TRANSACTION });
-        }
-        Ok(Admitted { owner, public_key: new_key.then_some(key), actions: body.actions })
+        decoded.check_action_count()?;
+        Ok(Admitted { owner, public_key: new_key.then_some(key), actions: decoded.into_actions() })
     }
 
     fn apply_action(
