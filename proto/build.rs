@@ -16,6 +16,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let descriptors = protox::compile(&files, ["."])?;
     let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
-    tonic_prost_build::configure().build_client(grpc).build_server(grpc).compile_fds(descriptors)?;
+    tonic_prost_build::configure()
+        .build_client(grpc)
+        .build_server(grpc)
+        // Peer frames carry `Bytes`, so a broadcast shares one buffer among all peers.
+        .bytes(".vanna.v1.PeerFrame")
+        .compile_fds(descriptors)?;
     Ok(())
 }
