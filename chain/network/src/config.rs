@@ -34,7 +34,8 @@ pub struct NetworkConfig {
     /// largest frame).
     pub inbound_bytes_per_second: u64,
     pub inbound_byte_burst: u64,
-    /// A peer throttled without a break for longer than this is disconnected.
+    /// A peer whose frames were held back by the rate limits for half of a
+    /// period this long (or longer) is disconnected as a flood.
     pub flood_tolerance: Duration,
     /// A ping goes out this often on every link.
     pub ping_interval: Duration,

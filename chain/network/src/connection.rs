@@ -249,16 +249,17 @@ async fn serve(shared: &Shared, link: &mut Link, registration: &Registration, cl
             Ok(received) => received,
             Err(error) => return DisconnectReason::Violation(error),
         };
-        match limiter.admit(Instant::now(), decoded.bytes) {
-            Err(Flood) => return DisconnectReason::Flood,
-            Ok(wait) if !wait.is_zero() => {
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    reason = closer.closed() => return reason,
-                    _ = shared.shutdown.cancelled() => return DisconnectReason::Shutdown,
-                }
+        let wait = limiter.admit(Instant::now(), decoded.bytes);
+        if !wait.is_zero() {
+            let started = Instant::now();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                reason = closer.closed() => return reason,
+                _ = shared.shutdown.cancelled() => return DisconnectReason::Shutdown,
             }
-            Ok(_) => {}
+            if limiter.held_back(Instant::now(), started.elapsed()) == Err(Flood) {
+                return DisconnectReason::Flood;
+            }
         }
         match received {
             Received::Message(message) => {

@@ -70,7 +70,7 @@ pub enum DisconnectReason {
     Violation(NetworkError),
     /// Its outbound queue filled up: it reads slower than we send.
     SlowPeer,
-    /// It kept sending above its rate limit for longer than the tolerance.
+    /// Over its rate limits for half the time or more, over a period of `flood_tolerance`.
     Flood,
     /// Nothing heard from it for the idle timeout.
     Timeout,

@@ -1,7 +1,9 @@
 //! Per-peer inbound rate limits: token buckets on frames and on bytes. A
 //! frame over the budget is delayed until the budget allows it (the reader
-//! stops, so HTTP/2 flow control slows the peer down); a peer that stays over
-//! it for longer than the tolerance is a flood.
+//! stops, so HTTP/2 flow control slows the peer down). A peer that keeps the
+//! reader held back for at least half of a period of `flood_tolerance` is a
+//! flood: measured in time actually spent waiting, so a loaded machine, whose
+//! sleeps overshoot, still recognises one.
 
 use std::time::{Duration, Instant};
 
@@ -34,11 +36,12 @@ pub(crate) struct Limiter {
     frames: TokenBucket,
     bytes: TokenBucket,
     tolerance: Duration,
-    /// When the peer's unbroken run of delayed frames began.
-    throttled_since: Option<Instant>,
+    /// The current measuring period and the time spent held back in it.
+    period_start: Instant,
+    held_back: Duration,
 }
 
-/// The peer stayed over its rate limit for longer than the tolerance.
+/// The peer held the reader back for too long.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Flood;
 
@@ -52,19 +55,38 @@ impl Limiter {
             ),
             bytes: TokenBucket::new(config.inbound_bytes_per_second as f64, config.inbound_byte_burst as f64, now),
             tolerance: config.flood_tolerance,
-            throttled_since: None,
+            period_start: now,
+            held_back: Duration::ZERO,
         }
     }
 
-    /// How long to hold a frame of `bytes` before handing it on.
-    pub(crate) fn admit(&mut self, now: Instant, bytes: usize) -> Result<Duration, Flood> {
+    /// How long to hold a frame of `bytes` before handing it on; after the
+    /// wait, report it with [`Limiter::held_back`].
+    pub(crate) fn admit(&mut self, now: Instant, bytes: usize) -> Duration {
         let wait = self.frames.take(now, 1.0).max(self.bytes.take(now, bytes as f64));
-        if wait.is_zero() {
-            self.throttled_since = None;
-            return Ok(wait);
+        if wait.is_zero() && now.saturating_duration_since(self.period_start) >= self.tolerance {
+            self.start_period(now);
         }
-        let since = *self.throttled_since.get_or_insert(now);
-        if now.saturating_duration_since(since) > self.tolerance { Err(Flood) } else { Ok(wait) }
+        wait
+    }
+
+    /// Records time spent waiting; a flood once it reaches half of a period
+    /// of at least the tolerance.
+    pub(crate) fn held_back(&mut self, now: Instant, waited: Duration) -> Result<(), Flood> {
+        self.held_back += waited;
+        let period = now.saturating_duration_since(self.period_start);
+        if period >= self.tolerance {
+            if self.held_back * 2 >= period {
+                return Err(Flood);
+            }
+            self.start_period(now);
+        }
+        Ok(())
+    }
+
+    fn start_period(&mut self, now: Instant) {
+        self.period_start = now;
+        self.held_back = Duration::ZERO;
     }
 }
 
@@ -87,14 +109,15 @@ mod tests {
         let start = Instant::now();
         let mut limiter = Limiter::new(&config(10, 5), start);
         for _ in 0..5 {
-            assert_eq!(limiter.admit(start, 100), Ok(Duration::ZERO));
+            assert_eq!(limiter.admit(start, 100), Duration::ZERO);
         }
-        let wait = limiter.admit(start, 100).unwrap();
+        let wait = limiter.admit(start, 100);
         assert!((wait.as_secs_f64() - 0.1).abs() < 1e-6, "{wait:?}");
-        // A pause long enough to refill ends the throttled run.
+        assert_eq!(limiter.held_back(start + wait, wait), Ok(()));
+        // A pause long enough to refill starts a new period.
         let later = start + Duration::from_secs(2);
-        assert_eq!(limiter.admit(later, 100), Ok(Duration::ZERO));
-        assert_eq!(limiter.throttled_since, None);
+        assert_eq!(limiter.admit(later, 100), Duration::ZERO);
+        assert_eq!((limiter.period_start, limiter.held_back), (later, Duration::ZERO));
     }
 
     #[test]
@@ -103,15 +126,36 @@ mod tests {
         let mut limiter = Limiter::new(&config(10, 1), start);
         let mut now = start;
         let mut admitted = 0;
-        // The flooder sends its next frame as soon as the last one is let through.
-        while let Ok(wait) = limiter.admit(now, 10) {
-            now += wait;
+        // The flooder sends its next frame as soon as the last one is let
+        // through, and each wait overshoots by half (a loaded machine).
+        loop {
+            let wait = limiter.admit(now, 10);
+            let waited = wait.mul_f64(1.5);
+            now += waited;
+            if limiter.held_back(now, waited) == Err(Flood) {
+                break;
+            }
             admitted += 1;
             assert!(admitted < 100, "never declared a flood");
         }
-        assert!(now - start > Duration::from_secs(1));
-        // Held to the rate meanwhile: 1 burst frame, then 10 per second.
-        assert!(admitted <= 1 + 10 * 12 / 10 + 1, "{admitted}");
+        assert!(now - start >= Duration::from_secs(1) && now - start < Duration::from_secs(2));
+        // Held below the rate meanwhile: 1 burst frame, then at most 10 per second.
+        assert!(admitted <= 1 + 10 * 2, "{admitted}");
+    }
+
+    #[test]
+    fn an_honest_burst_is_delayed_but_not_a_flood() {
+        let start = Instant::now();
+        let mut limiter = Limiter::new(&config(10, 5), start);
+        let mut now = start;
+        // Twice the burst at once, then quiet.
+        for _ in 0..10 {
+            let wait = limiter.admit(now, 10);
+            now += wait;
+            assert_eq!(limiter.held_back(now, wait), Ok(()));
+        }
+        now += Duration::from_secs(5);
+        assert_eq!(limiter.admit(now, 10), Duration::ZERO);
     }
 
     #[test]
@@ -123,8 +167,8 @@ mod tests {
             ..Default::default()
         };
         let mut limiter = Limiter::new(&config, start);
-        assert_eq!(limiter.admit(start, crate::MAX_FRAME_BYTES), Ok(Duration::ZERO));
-        let wait = limiter.admit(start, 500).unwrap();
+        assert_eq!(limiter.admit(start, crate::MAX_FRAME_BYTES), Duration::ZERO);
+        let wait = limiter.admit(start, 500);
         assert!((wait.as_secs_f64() - 0.5).abs() < 1e-6, "{wait:?}");
     }
 }
