@@ -13,7 +13,7 @@ use tonic::transport::Endpoint;
 use tracing::{debug, warn};
 
 use crate::connection::{self, Link, LinkEnd};
-use crate::network::{LINK_PATH, Shared};
+use crate::network::{CONNECTION_WINDOW_BYTES, LINK_PATH, MAX_HEADER_LIST_BYTES, STREAM_WINDOW_BYTES, Shared};
 use crate::registry::Outbox;
 use crate::socket::Connector;
 use crate::wire::FrameCodec;
@@ -97,7 +97,10 @@ async fn open(shared: &Shared, addr: SocketAddr, kill: CancellationToken) -> Res
     let closed = |e: &dyn std::fmt::Display| DisconnectReason::Closed(e.to_string());
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| closed(&e))?
-        .connect_timeout(shared.config.handshake_timeout);
+        .connect_timeout(shared.config.handshake_timeout)
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
     let connector = Connector { addr, kill: kill.clone() };
     let channel = tokio::time::timeout(shared.config.handshake_timeout, endpoint.connect_with_connector(connector))
         .await

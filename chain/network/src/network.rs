@@ -38,6 +38,12 @@ use crate::{
 /// The service as `network.proto` names it.
 const SERVICE_NAME: &str = "vanna.v1.Network";
 pub(crate) const LINK_PATH: &str = "/vanna.v1.Network/Link";
+/// HTTP/2 bounds on what a peer can make us buffer besides frames: headers
+/// (h2 would accept 16 MiB), and the flow-control windows, which cap the
+/// bytes a peer may send ahead of our reading.
+pub(crate) const MAX_HEADER_LIST_BYTES: u32 = 16 << 10;
+pub(crate) const STREAM_WINDOW_BYTES: u32 = 2 << 20;
+pub(crate) const CONNECTION_WINDOW_BYTES: u32 = 4 << 20;
 
 /// What every task of one network shares.
 pub(crate) struct Shared {
@@ -156,6 +162,9 @@ impl Network {
         let server = Server::builder()
             // One link per connection; a second stream is refused, a third not even opened.
             .max_concurrent_streams(Some(2))
+            .http2_max_header_list_size(Some(MAX_HEADER_LIST_BYTES))
+            .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
+            .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
             .add_service(LinkService { shared: shared.clone() })
             .serve_with_incoming_shutdown(ReceiverStream::new(sockets), shared.shutdown.clone().cancelled_owned());
         shared.tracker.spawn(async move {
@@ -202,9 +211,9 @@ impl NetworkHandle {
     /// peer whose queue is full is disconnected instead.
     pub fn broadcast(&self, message: Message) -> Result<usize, NetworkError> {
         message.check()?;
-        let consensus = matches!(message, Message::Consensus(_));
+        let validators_only = matches!(message, Message::Consensus(_));
         let frame = message.into_frame();
-        Ok(self.shared.registry.lock().unwrap().push_all(&frame, |_, validator| validator || !consensus))
+        Ok(self.shared.registry.lock().unwrap().push_all(&frame, validators_only))
     }
 
     /// Queues `message` for one peer. A full queue disconnects the peer.

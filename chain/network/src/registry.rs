@@ -239,9 +239,10 @@ impl Registry {
         }
     }
 
-    /// Queues `frame` for every peer `to` accepts; returns how many took it.
-    pub(crate) fn push_all(&self, frame: &PeerFrame, to: impl Fn(&PeerId, bool) -> bool) -> usize {
-        let targets: Vec<PeerId> = self.peers.keys().filter(|id| to(id, self.is_validator(id))).copied().collect();
+    /// Queues `frame` for every peer (or every validator); returns how many took it.
+    pub(crate) fn push_all(&self, frame: &PeerFrame, validators_only: bool) -> usize {
+        let targets: Vec<PeerId> =
+            self.peers.keys().filter(|id| !validators_only || self.is_validator(id)).copied().collect();
         targets.iter().filter(|id| self.push(id, frame.clone()).is_ok()).count()
     }
 
