@@ -83,6 +83,10 @@ impl Default for NetworkConfig {
     }
 }
 
+/// Upper end of every count bound: tokio's queues and semaphores refuse
+/// more than 2^61 permits, and no sane node wants near 2^24.
+const MAX_COUNT: usize = 1 << 24;
+
 impl NetworkConfig {
     pub(crate) fn check(&self) -> Result<(), NetworkError> {
         let bad = |what: &str| Err(NetworkError::Config(what.to_string()));
@@ -98,6 +102,9 @@ impl NetworkConfig {
         ];
         if counts.contains(&0) {
             return bad("peer, handshake, dial, queue and inbox bounds must be at least 1");
+        }
+        if counts.iter().any(|&count| count > MAX_COUNT) {
+            return bad("peer, handshake, dial, queue and inbox bounds must be at most 2^24");
         }
         if self.max_non_validator_peers > self.max_peers {
             return bad("max_non_validator_peers exceeds max_peers");
@@ -134,6 +141,7 @@ mod tests {
         assert!(NetworkConfig::default().check().is_ok());
         let cases: Vec<(&str, NetworkConfig)> = vec![
             ("at least 1", NetworkConfig { max_peers: 0, ..Default::default() }),
+            ("at most", NetworkConfig { inbox_sync: usize::MAX, ..Default::default() }),
             ("exceeds", NetworkConfig { max_non_validator_peers: 200, ..Default::default() }),
             ("largest frame", NetworkConfig { outbound_queue_bytes: 1, ..Default::default() }),
             ("positive", NetworkConfig { inbound_frames_per_second: 0, ..Default::default() }),

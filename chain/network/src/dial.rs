@@ -37,7 +37,7 @@ impl Backoff {
     }
     pub(crate) fn next_delay(&mut self, rng: &mut impl Rng) -> Duration {
         let bound = self.next;
-        self.next = (self.next * 2).min(self.max);
+        self.next = self.next.saturating_mul(2).min(self.max);
         bound / 2 + bound.mul_f64(rng.random_range(0.0..=0.5))
     }
 }

@@ -151,7 +151,7 @@ impl Network {
         });
 
         // Established links plus handshakes in progress, each on its own socket.
-        let slots = Arc::new(Semaphore::new(shared.config.max_peers + shared.config.max_handshakes));
+        let slots = Arc::new(Semaphore::new(shared.config.max_peers.saturating_add(shared.config.max_handshakes)));
         let sockets = socket::accept(
             listener,
             slots,

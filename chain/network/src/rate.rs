@@ -27,7 +27,10 @@ impl TokenBucket {
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
         self.refilled_at = now;
         self.tokens -= cost;
-        if self.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-self.tokens / self.per_second) }
+        if self.tokens >= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::try_from_secs_f64(-self.tokens / self.per_second).unwrap_or(Duration::MAX)
     }
 }
 
@@ -76,7 +79,7 @@ impl Limiter {
         self.held_back += waited;
         let period = now.saturating_duration_since(self.period_start);
         if period >= self.tolerance {
-            if self.held_back * 2 >= period {
+            if self.held_back.saturating_mul(2) >= period {
                 return Err(Flood);
             }
             self.start_period(now);
