@@ -19,6 +19,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
     std::fs::write(out.join("vanna_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
     let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
-    tonic_prost_build::configure().build_client(grpc).build_server(grpc).compile_fds(descriptors)?;
+    tonic_prost_build::configure()
+        .build_client(grpc)
+        .build_server(grpc)
+        // Peer frames carry `Bytes`, so a broadcast shares one buffer among all peers.
+        .bytes(".vanna.v1.PeerFrame")
+        .compile_fds(descriptors)?;
     Ok(())
 }
