@@ -1,6 +1,7 @@
 //! Blocks: the engine's store of headers and payloads, asking peers for missing
 //! blocks and answering their requests and their status.
 
+use crate::limits::MAX_BLOCKS_PER_RESPONSE;
 use crate::messages::Message;
 use crate::scheme::Scheme;
 use crate::types::{BlockHash, Header, ValidatorIndex};
@@ -9,8 +10,6 @@ use super::{Action, Block, Consensus, Fault};
 
 /// Outstanding block requests at most; more waits for the next retry.
 const MAX_WANTED_BLOCKS: usize = 64;
-/// Blocks in one response, so a node that fell behind walks back quickly.
-pub const MAX_BLOCKS_PER_RESPONSE: usize = 32;
 
 impl<S: Scheme> Consensus<S> {
     /// After the epoch's end, peers still in it get the final certificate

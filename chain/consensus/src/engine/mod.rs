@@ -25,7 +25,6 @@ use crate::validators::ValidatorSet;
 use certificates::certificate_block;
 use voting::Tally;
 
-pub use fetching::MAX_BLOCKS_PER_RESPONSE;
 pub use voting::verify_votes;
 
 /// Timer settings. The backoff doubles the leader timeout for each consecutive
