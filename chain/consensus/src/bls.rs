@@ -7,8 +7,8 @@ pub use vanna_crypto::bls::{
 
 use crate::scheme::Scheme;
 
-/// The BLS scheme marker for [`Scheme`].
-#[derive(Debug, Clone, Copy)]
+/// The BLS scheme marker for [`Scheme`]. Comparable so that messages over it are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bls;
 
 impl Scheme for Bls {

@@ -100,7 +100,8 @@ pub struct SignedProposal<S: Scheme> {
     pub parent_view: View,
     pub header: Header,
     /// Opaque to consensus (the application's transactions), bounded by
-    /// `Config::max_payload_bytes`. Empty for a re-proposal at an epoch's end.
+    /// `Config::max_payload_bytes` (and on the wire by [`crate::MAX_PAYLOAD_BYTES`]).
+    /// Empty for a re-proposal at an epoch's end.
     pub payload: Vec<u8>,
     pub signature: S::Signature,
 }
