@@ -86,6 +86,29 @@ impl Header {
         out
     }
 
+    /// The inverse of `encode`, for headers read back from storage or a
+    /// peer. Only the canonical encoding is accepted.
+    pub fn decode(bytes: &[u8]) -> Option<Header> {
+        if bytes.len() != HEADER_BYTES {
+            return None;
+        }
+        let hash = |at: usize| -> Root { bytes[at..at + 32].try_into().expect("32 bytes") };
+        let word = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let header = Header {
+            parent: BlockHash(hash(0)),
+            height: Height(word(32)),
+            epoch: Epoch(word(40)),
+            view: View(word(48)),
+            proposer: ValidatorIndex(u32::from_be_bytes(bytes[56..60].try_into().expect("4 bytes"))),
+            block_time_ms: word(60),
+            state_root: hash(68),
+            transactions_root: hash(100),
+            payload_hash: hash(132),
+        };
+        debug_assert_eq!(header.encode(), bytes);
+        Some(header)
+    }
+
     pub fn hash(&self) -> BlockHash {
         BlockHash(hash_bytes(b"vanna/header/v1", &self.encode()))
     }

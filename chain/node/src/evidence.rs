@@ -148,26 +148,3 @@ pub fn ledger_record(
     };
     EvidenceRecord { consensus_key, offence, height, reporter }
 }
-
-/// The inverse of `Header::encode` (fixed width, big-endian), for headers
-/// read back from storage, the journal or a peer's catch-up response.
-pub fn decode_header(bytes: &[u8]) -> Option<Header> {
-    if bytes.len() != vanna_consensus::HEADER_BYTES {
-        return None;
-    }
-    let hash = |at: usize| -> [u8; 32] { bytes[at..at + 32].try_into().expect("32 bytes") };
-    let word = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    let header = Header {
-        parent: BlockHash(hash(0)),
-        height: Height(word(32)),
-        epoch: Epoch(word(40)),
-        view: View(word(48)),
-        proposer: ValidatorIndex(u32::from_be_bytes(bytes[56..60].try_into().expect("4 bytes"))),
-        block_time_ms: word(60),
-        state_root: hash(68),
-        transactions_root: hash(100),
-        payload_hash: hash(132),
-    };
-    // One encoding per header: what does not re-encode to the same bytes is refused.
-    (header.encode() == bytes).then_some(header)
-}

@@ -15,6 +15,7 @@ pub mod home;
 pub mod localnet;
 pub mod payload;
 pub mod rpc;
+pub mod shell;
 pub mod traffic;
 
 /// Milliseconds since the Unix epoch by the wall clock: the shell's time,

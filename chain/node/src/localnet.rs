@@ -82,8 +82,18 @@ pub fn localnet_genesis(validators: usize, now_ms: u64, epoch_blocks: u64) -> Ge
     genesis.chain_id = LOCALNET_CHAIN_ID.to_string();
     genesis.genesis_time_ms = now_ms;
     genesis.staking.params.epoch_blocks = epoch_blocks;
-    genesis.series = series("BTC", &[80_000, 90_000, 100_000, 110_000, 120_000], now_ms);
-    genesis.series.extend(series("ETH", &[2_500, 3_000, 3_500, 4_000, 4_500], now_ms));
+    // The index starts where the validators' synthetic feeds start, so the
+    // first reports move it by a normal step, not a crash.
+    for underlying in &mut genesis.underlyings {
+        if let Ok(symbol) = vanna_oracle::Underlying::new(&underlying.symbol) {
+            let spot = Decimal::from_f64_retain(vanna_feeder::synthetic::initial_spot(&symbol))
+                .unwrap_or(Decimal::ONE_HUNDRED);
+            underlying.index_price =
+                Price::new(spot, vanna_runtime::error::Field::IndexPrice).expect("a positive spot");
+        }
+    }
+    genesis.series = series("BTC", &[55_000, 60_000, 65_000, 70_000, 75_000], now_ms);
+    genesis.series.extend(series("ETH", &[3_000, 3_250, 3_500, 3_750, 4_000], now_ms));
     for index in 0..validators {
         let keys = validator_keys(index);
         vanna_runtime::devnet::add_validator(
@@ -168,7 +178,8 @@ impl LocalnetDir {
     }
 
     /// Starts node `index` as a process of `binary` (`vanna`), its output
-    /// appended to `node.log` in its home.
+    /// appended to `node.log` in its home. The node stops when its standard
+    /// input closes: dropping (or the death of) the caller stops it.
     pub fn spawn(&self, binary: &Path, index: usize) -> std::io::Result<Child> {
         let home = self.home(index);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(home.dir().join("node.log"))?;
@@ -177,7 +188,8 @@ impl LocalnetDir {
             .arg("start")
             .arg("--home")
             .arg(home.dir())
-            .stdin(Stdio::null())
+            .arg("--stop-with-stdin")
+            .stdin(Stdio::piped())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()

@@ -138,10 +138,6 @@ struct Shell {
     asked: Option<Asked>,
 }
 
-fn header_of(bytes: &[u8]) -> Option<Header> {
-    crate::evidence::decode_header(bytes)
-}
-
 /// Runs the node in `home` until `stop` turns true or it halts.
 pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), NodeError> {
     let config = home.config()?;
@@ -162,8 +158,11 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
     let (mut state, mut executed) = match store.latest_snapshot()? {
         Some((height, bytes)) => {
             let state = vanna_runtime::State::from_snapshot(&bytes).map_err(|e| NodeError::Restore(e.to_string()))?;
-            let block = store.block(height)?.ok_or_else(|| NodeError::Restore(format!("snapshot at {height} without its block")))?;
-            let header = header_of(&block.header).ok_or_else(|| NodeError::Restore(format!("block {height}'s header")))?;
+            let block = store
+                .block(height)?
+                .ok_or_else(|| NodeError::Restore(format!("snapshot at {height} without its block")))?;
+            let header =
+                Header::decode(&block.header).ok_or_else(|| NodeError::Restore(format!("block {height}'s header")))?;
             (state, header)
         }
         None => (genesis_state, genesis_block.clone()),
@@ -174,7 +173,8 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
         let mut app = App::new(info.clone(), state, executed.clone()).map_err(|e| NodeError::Restore(e.to_string()))?;
         for height in executed.height.0 + 1..=last {
             let block = store.block(height)?.ok_or_else(|| NodeError::Restore(format!("block {height} is missing")))?;
-            let header = header_of(&block.header).ok_or_else(|| NodeError::Restore(format!("block {height}'s header")))?;
+            let header =
+                Header::decode(&block.header).ok_or_else(|| NodeError::Restore(format!("block {height}'s header")))?;
             app.execute(&header, &block.payload, &|_| false).map_err(|e| NodeError::Restore(e.to_string()))?;
         }
         if last > 0 {
@@ -206,17 +206,21 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
     let (core, first) = Core::new(app, Some(identity), core_config, Box::new(mempool.clone()), anchor_proof, now)
         .map_err(NodeError::Halted)?;
 
-    let network_config =
-        NetworkConfig { listen_addr: config.network.listen, peers: config.network.peers.clone(), ..NetworkConfig::default() };
-    let (network, mut inbox) = Network::start(network_config, Some(keys.consensus.clone()), genesis_hash, chain_id.clone()).await?;
+    let network_config = NetworkConfig {
+        listen_addr: config.network.listen,
+        peers: config.network.peers.clone(),
+        ..NetworkConfig::default()
+    };
+    let (network, mut inbox) =
+        Network::start(network_config, Some(keys.consensus.clone()), genesis_hash, chain_id.clone()).await?;
     tracing::info!(address = %network.local_addr(), "network listening");
 
     let api_listener = rpc::bind(config.api.listen)
         .await
         .map_err(|error| NodeError::Api { address: config.api.listen, why: error.to_string() })?;
-    let api_address = api_listener.local_addr().map_err(|e| NodeError::Api { address: config.api.listen, why: e.to_string() })?;
-    // The localnet reads this line to find the API.
-    println!("{} api {} network {}", config.moniker, api_address, network.local_addr());
+    let api_address =
+        api_listener.local_addr().map_err(|e| NodeError::Api { address: config.api.listen, why: e.to_string() })?;
+    tracing::info!(moniker = %config.moniker, api = %api_address, "API listening");
     let (requests_tx, mut requests) = mpsc::channel(rpc::MAX_PENDING_REQUESTS);
     let (status, status_rx) = watch::channel(wire::StatusResponse::default());
     let api_stop = {
@@ -312,8 +316,14 @@ fn spawn_feeder(
         .iter()
         .filter_map(|underlying| vanna_oracle::Underlying::new(&underlying.symbol).ok())
         .collect();
-    let mut feeder = Feeder::new(genesis.chain_id.clone(), keys.account.clone(), underlyings, vec![source], CombineConfig::default())
-        .map_err(|error| NodeError::Genesis(format!("feeder: {error}")))?;
+    let mut feeder = Feeder::new(
+        genesis.chain_id.clone(),
+        keys.account.clone(),
+        underlyings,
+        vec![source],
+        CombineConfig::default(),
+    )
+    .map_err(|error| NodeError::Genesis(format!("feeder: {error}")))?;
     let interval = Duration::from_millis(config.feeder.interval_ms);
     // Sources may block (HTTP): off the async threads.
     std::thread::Builder::new()
@@ -532,7 +542,8 @@ impl Shell {
     fn open(&mut self, bytes: Vec<u8>, reply: Option<oneshot::Sender<Result<[u8; 32], Refusal>>>) {
         if self.verifying >= MAX_VERIFYING {
             if let Some(reply) = reply {
-                let _ = reply.send(Err(Refusal::Exhausted("the node is verifying too many transactions; retry shortly".into())));
+                let _ = reply
+                    .send(Err(Refusal::Exhausted("the node is verifying too many transactions; retry shortly".into())));
             }
             return;
         }
@@ -561,7 +572,8 @@ impl Shell {
                     Ok(_) => {
                         drop(pool);
                         if reply.is_some() {
-                            let _ = self.network.broadcast(vanna_network::Message::Transactions(vec![Bytes::from(gossip)]));
+                            let _ =
+                                self.network.broadcast(vanna_network::Message::Transactions(vec![Bytes::from(gossip)]));
                         }
                         Ok(hash)
                     }
@@ -583,7 +595,9 @@ impl Shell {
         match request {
             NodeRequest::Submit { bytes, reply } => {
                 if self.asked.is_some() {
-                    let _ = reply.send(Err(Refusal::Unavailable("the node is catching up; retry shortly or use another node".into())));
+                    let _ = reply.send(Err(Refusal::Unavailable(
+                        "the node is catching up; retry shortly or use another node".into(),
+                    )));
                 } else {
                     self.open(bytes, Some(reply));
                 }
@@ -684,10 +698,14 @@ impl Shell {
                     }
                     encoded.push(Bytes::from(bytes));
                 }
-                let _ = self.network.send(inbound.peer, vanna_network::Message::SyncResponse { from_height, blocks: encoded });
+                let _ = self
+                    .network
+                    .send(inbound.peer, vanna_network::Message::SyncResponse { from_height, blocks: encoded });
                 Ok(())
             }
-            vanna_network::Message::SyncResponse { from_height, blocks } => self.on_blocks(inbound.peer, from_height, blocks),
+            vanna_network::Message::SyncResponse { from_height, blocks } => {
+                self.on_blocks(inbound.peer, from_height, blocks)
+            }
             _ => Ok(()),
         }
     }
@@ -704,7 +722,7 @@ impl Shell {
         for bytes in &blocks {
             let block = wire::FinalizedBlock::decode(bytes.as_ref()).ok();
             let parsed = block.and_then(|block| {
-                let header = header_of(&block.header)?;
+                let header = Header::decode(&block.header)?;
                 let certificate = decode_certificate(&block.certificate).ok()?;
                 Some((header, block.payload, certificate))
             });
@@ -740,7 +758,12 @@ impl Shell {
     /// Whether `proof` is a valid finalization, by the validators of the
     /// block's epoch, of block `index` of `blocks` or of a later one the
     /// response chains to it by parent hashes.
-    fn finalizes(&self, blocks: &[(Header, Vec<u8>, Certificate<Bls>)], index: usize, proof: &Certificate<Bls>) -> bool {
+    fn finalizes(
+        &self,
+        blocks: &[(Header, Vec<u8>, Certificate<Bls>)],
+        index: usize,
+        proof: &Certificate<Bls>,
+    ) -> bool {
         let vanna_consensus::VoteKind::Finalize { block: target, .. } = proof.vote.kind else { return false };
         let (epoch, set) = self.core.app().epoch();
         if proof.vote.epoch != epoch || proof.verify(self.info.consensus, epoch, &set).is_err() {
@@ -840,9 +863,9 @@ fn journal_record(record: JournalRecord) -> Vec<u8> {
 fn read_journal_record(bytes: &[u8]) -> Option<JournalRecord> {
     let entry = wire::JournalEntry::decode(bytes).ok()?;
     match entry.kind {
-        1 => Some(JournalRecord::Block { header: header_of(&entry.header)?, payload: entry.payload }),
+        1 => Some(JournalRecord::Block { header: Header::decode(&entry.header)?, payload: entry.payload }),
         2 => Some(JournalRecord::Certificate {
-            header: if entry.header.is_empty() { None } else { Some(header_of(&entry.header)?) },
+            header: if entry.header.is_empty() { None } else { Some(Header::decode(&entry.header)?) },
             certificate: decode_certificate(&entry.certificate).ok()?,
         }),
         _ => None,
@@ -852,8 +875,11 @@ fn read_journal_record(bytes: &[u8]) -> Option<JournalRecord> {
 /// The status code and message of a mempool refusal.
 fn refusal(error: MempoolError) -> Refusal {
     match error {
-        MempoolError::UnknownSender(_) | MempoolError::StaleNonce { .. } | MempoolError::NonceTooFarAhead { .. }
-        | MempoolError::NonceTaken { .. } | MempoolError::Duplicate { .. } => Refusal::Precondition(error.to_string()),
+        MempoolError::UnknownSender(_)
+        | MempoolError::StaleNonce { .. }
+        | MempoolError::NonceTooFarAhead { .. }
+        | MempoolError::NonceTaken { .. }
+        | MempoolError::Duplicate { .. } => Refusal::Precondition(error.to_string()),
         MempoolError::AccountFull { .. } | MempoolError::PoolFull { .. } => Refusal::Exhausted(error.to_string()),
         MempoolError::EnvelopeMismatch { .. } => Refusal::Invalid(error.to_string()),
     }

@@ -13,7 +13,10 @@ mod bench;
 mod demo;
 mod feeder;
 mod genesis;
+mod localnet;
+mod node;
 mod price;
+mod signals;
 mod simulate;
 
 /// The error type every subcommand returns; the message is printed as is.
@@ -44,6 +47,11 @@ enum Command {
     Simulate(simulate::Args),
     /// The validator's price feeder sidecar: signed oracle reports as JSON lines.
     Feeder(feeder::Args),
+    /// Run a node: `vanna node init`, then `vanna node start`.
+    #[command(subcommand)]
+    Node(node::Node),
+    /// A chain on this machine: validators with price feeds and traffic, in ./.vanna-localnet.
+    Localnet(localnet::Args),
 }
 
 fn main() {
@@ -59,6 +67,8 @@ fn main() {
         Command::Price(args) => price::run(&args),
         Command::Genesis(command) => genesis::run(&command),
         Command::Feeder(args) => feeder::run(&args),
+        Command::Node(command) => node::run(command),
+        Command::Localnet(args) => localnet::run(&args),
     };
     if let Err(error) = result {
         eprintln!("error: {error}");

@@ -29,7 +29,7 @@ pub const MAX_RESPONSE_BYTES: u64 = 8 * 1024 * 1024;
 /// Volatility points outside this range (annualised fraction) are nonsense.
 const VOL_RANGE: (f64, f64) = (0.001, 10.0);
 
-pub trait HttpGet {
+pub trait HttpGet: Send {
     fn get(&self, url: &str) -> Result<String, FeederError>;
 }
 

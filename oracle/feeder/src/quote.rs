@@ -50,7 +50,8 @@ impl RawSmile {
 
 /// A price source. Sources may do IO; every failure is an error the feeder
 /// logs and survives.
-pub trait Source {
+/// `Send` so the node can run its feeder on a thread of its own.
+pub trait Source: Send {
     /// Short name for logs.
     fn name(&self) -> &str;
     fn quote(&mut self, underlying: &Underlying, now_ms: u64) -> Result<Quote, FeederError>;

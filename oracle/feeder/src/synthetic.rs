@@ -108,7 +108,7 @@ pub struct SyntheticSource {
 }
 
 /// Starting spot of a path: round numbers near real markets for the majors.
-fn initial_spot(underlying: &Underlying) -> f64 {
+pub fn initial_spot(underlying: &Underlying) -> f64 {
     match underlying.as_str() {
         "BTC" => 65_000.0,
         "ETH" => 3_500.0,
