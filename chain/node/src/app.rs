@@ -97,6 +97,9 @@ pub struct App {
     pending: BTreeMap<BlockHash, (Header, Vec<u8>)>,
     /// Roots after pending blocks, worked out speculatively.
     roots: BTreeMap<BlockHash, Root>,
+    /// The state after the pending block worked out last: what a proposal
+    /// on it selects transactions against.
+    speculative: Option<(BlockHash, State)>,
     /// Validator sets by epoch: the current one and the one before it (a
     /// block's parent certificate and late evidence may come from it).
     sets: BTreeMap<Epoch, Arc<ValidatorSet<Bls>>>,
@@ -136,7 +139,16 @@ impl App {
         let set = validator_set(&state).map_err(|why| AppError::ValidatorSet { epoch: epoch.0, why })?;
         let mut sets = BTreeMap::new();
         sets.insert(epoch, Arc::new(set));
-        Ok(App { info, state, executed, root, pending: BTreeMap::new(), roots: BTreeMap::new(), sets })
+        Ok(App {
+            info,
+            state,
+            executed,
+            root,
+            pending: BTreeMap::new(),
+            roots: BTreeMap::new(),
+            speculative: None,
+            sets,
+        })
     }
 
     pub fn state(&self) -> &State {
@@ -219,7 +231,22 @@ impl App {
             parent_root = output.state_root;
             self.roots.insert(header.hash(), parent_root);
         }
+        self.speculative = Some((hash, state));
         Some(parent_root)
+    }
+
+    /// The state after block `hash`: the executed state, or the state after
+    /// a pending block on it (worked out as `root_after` does).
+    pub fn state_after(&mut self, hash: BlockHash) -> Option<&State> {
+        if hash == self.executed.hash() {
+            return Some(&self.state);
+        }
+        if self.speculative.as_ref().is_none_or(|(known, _)| *known != hash) {
+            // Only the root may be cached: work the state out again.
+            self.roots.remove(&hash);
+            self.root_after(hash)?;
+        }
+        self.speculative.as_ref().map(|(_, state)| state)
     }
 
     /// The runtime's context of a block: its height and time, who signed
@@ -423,6 +450,7 @@ impl App {
         self.pending.retain(|_, (pending, _)| pending.height > header.height);
         let live: std::collections::BTreeSet<BlockHash> = self.pending.keys().copied().collect();
         self.roots.retain(|hash, _| live.contains(hash));
+        self.speculative.take_if(|(hash, _)| !live.contains(hash));
         let mut next_epoch = None;
         if self.state.staking.epoch != epoch_before {
             let epoch = Epoch(self.state.staking.epoch);

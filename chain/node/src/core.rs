@@ -333,9 +333,17 @@ impl<B: Backend> Core<B> {
 
     fn propose(&mut self, now_ms: u64, view: View, parent: Header, out: &mut Vec<Output>) -> Option<Event<Bls>> {
         self.identity.as_ref()?;
+        // Transactions that can follow the parent: selected against the
+        // state after it, so none its unfinalized ancestors carry comes again.
+        let Some(after_parent) = self.app.state_after(parent.hash()) else {
+            // The parent's state is not known yet: try again when it is.
+            self.waiting_proposal = Some((view, parent));
+            return None;
+        };
+        let transactions = self.transactions.select(after_parent, vanna_types::limits::MAX_TRANSACTIONS_PER_BLOCK);
         // Nothing to include yet: wait for transactions, up to the interval.
         let deadline = parent.block_time_ms.saturating_add(self.config.max_block_interval_ms);
-        if self.transactions.pending() == 0 && now_ms < deadline {
+        if transactions.is_empty() && now_ms < deadline {
             self.waiting_proposal = Some((view, parent));
             out.push(Output::Wake { at_ms: deadline });
             return None;
@@ -354,7 +362,7 @@ impl<B: Backend> Core<B> {
         };
         let evidence: Vec<wire::Evidence> = self.evidence.iter().map(encode_evidence).collect();
         let inputs = ProposalInputs {
-            transactions: self.transactions.select(self.app.state(), vanna_types::limits::MAX_TRANSACTIONS_PER_BLOCK),
+            transactions,
             oracle_reports: self.reports.values().cloned().collect(),
             evidence,
             parent_certificate,

@@ -434,9 +434,9 @@ impl Shell {
 
     fn count(&mut self, output: &vanna_runtime::BlockOutput) {
         use vanna_runtime::events::{Event, TxStatus};
-        self.counters.transactions += output.receipts.len() as u64;
         for receipt in &output.receipts {
             if let TxStatus::Included { actions } = &receipt.status {
+                self.counters.transactions += 1;
                 self.counters.orders += actions.len() as u64;
             }
         }
@@ -835,6 +835,8 @@ impl Shell {
             prices,
             validators,
             moniker: self.config.moniker.clone(),
+            total_usd: state.total_usd().to_string(),
+            total_vanna: state.total_vanna().to_string(),
         });
     }
 }

@@ -53,16 +53,24 @@ pub struct Args {
     json: bool,
 }
 
-/// What a run with `--blocks` measured.
+/// What a run with `--blocks` measured and checked.
 #[derive(Debug, serde::Serialize)]
 struct Summary {
     validators: usize,
-    blocks: u64,
+    /// The height every node finalized (and was checked at).
+    finalized: u64,
     seconds: f64,
     blocks_per_second: f64,
     mean_block_interval_ms: f64,
-    state_root: String,
+    /// Each node's state root at `finalized`.
+    state_roots: Vec<String>,
+    /// Heights 1 to `finalized` at which every node reported the same root.
+    heights_checked: u64,
     roots_equal: bool,
+    /// USD on the chain at genesis and on every node at the end.
+    genesis_usd: String,
+    total_usd: Vec<String>,
+    usd_conserved: bool,
     transactions: u64,
     orders: u64,
     fills: u64,
@@ -157,7 +165,7 @@ async fn drive(args: &Args, localnet: &LocalnetDir, ports: &[NodePorts], nodes: 
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut first: Option<(Instant, u64)> = None;
-    let mut last_totals = (0u64, Instant::now());
+    let mut previous: Option<Sample> = None;
     let outcome: Result<Option<(u64, Vec<wire::StatusResponse>)>, String> = loop {
         tokio::select! {
             _ = &mut interrupted => break Ok(None),
@@ -180,12 +188,13 @@ async fn drive(args: &Args, localnet: &LocalnetDir, ports: &[NodePorts], nodes: 
         if first.is_none() && lead.finalized_height > 0 {
             first = Some((Instant::now(), lead.finalized_height));
         }
-        if !args.json {
-            let now = Instant::now();
-            let rate = (lead.transactions_total.saturating_sub(last_totals.0)) as f64
-                / now.duration_since(last_totals.1).as_secs_f64().max(1e-3);
-            last_totals = (lead.transactions_total, now);
-            outln!("{}", status_line(lead, lowest, rate));
+        if !args.json
+            && let Some((index, reference)) = statuses.iter().enumerate().find_map(|(i, s)| Some((i, s.as_ref()?)))
+        {
+            // Rates from one node, so that counters restarted by a node's restart do not mix in.
+            let sample = Sample { at: Instant::now(), node: index, status: reference.clone() };
+            outln!("{}", status_line(&sample, previous.as_ref(), lowest));
+            previous = Some(sample);
         }
         if let Some(limit) = args.blocks {
             if lowest >= limit {
@@ -208,23 +217,27 @@ async fn drive(args: &Args, localnet: &LocalnetDir, ports: &[NodePorts], nodes: 
         }
         return Ok(());
     };
-    let mut roots = Vec::new();
-    for mut client in clients {
-        let response = client.get_state_root(wire::GetStateRootRequest { height: limit }).await?;
-        roots.push(hex::encode(response.into_inner().state_root));
-    }
-    let roots_equal = roots.windows(2).all(|pair| pair[0] == pair[1]);
+    let roots = agreed_roots(&clients, limit).await?;
+    let state_roots = roots.last().cloned().unwrap_or_default();
+    let heights_checked = roots.iter().take_while(|at| at.windows(2).all(|pair| pair[0] == pair[1])).count() as u64;
+    let genesis_usd = genesis.build()?.total_usd().to_string();
+    let total_usd: Vec<String> = statuses.iter().map(|status| status.total_usd.clone()).collect();
+    let usd_conserved = total_usd.iter().all(|total| *total == genesis_usd);
     let lead = statuses.iter().max_by_key(|status| status.finalized_height).cloned().unwrap_or_default();
     let seconds = first.map_or(0.0, |(at, _)| at.elapsed().as_secs_f64());
     let produced = first.map_or(0, |(_, height)| lead.finalized_height.saturating_sub(height));
     let summary = Summary {
-        validators: roots.len(),
-        blocks: limit,
+        validators: state_roots.len(),
+        finalized: limit,
         seconds,
         blocks_per_second: produced as f64 / seconds.max(1e-9),
         mean_block_interval_ms: seconds * 1000.0 / (produced.max(1) as f64),
-        state_root: roots[0].clone(),
-        roots_equal,
+        roots_equal: heights_checked == limit,
+        state_roots,
+        heights_checked,
+        genesis_usd,
+        total_usd,
+        usd_conserved,
         transactions: lead.transactions_total,
         orders: lead.orders_total,
         fills: lead.fills_total,
@@ -236,19 +249,44 @@ async fn drive(args: &Args, localnet: &LocalnetDir, ports: &[NodePorts], nodes: 
         outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         outln!(
-            "{} blocks on {} validators in {:.1} s ({:.0} ms a block); state root at {} {} on every node",
-            summary.blocks,
+            "{} blocks on {} validators in {:.1} s ({:.0} ms a block); every node's state root agrees at heights 1 to {}: {}; USD conserved: {}",
+            summary.finalized,
             summary.validators,
             summary.seconds,
             summary.mean_block_interval_ms,
-            limit,
-            if roots_equal { summary.state_root.as_str() } else { "DIFFERS" },
+            summary.heights_checked,
+            summary.state_roots.first().map_or("", String::as_str),
+            summary.usd_conserved,
         );
     }
-    if !roots_equal {
-        return Err(format!("the nodes' state roots at height {limit} differ: {roots:?}").into());
+    if !summary.roots_equal {
+        let height = summary.heights_checked + 1;
+        let at: Vec<String> = roots.get(summary.heights_checked as usize).cloned().unwrap_or_default();
+        return Err(format!("the nodes' state roots differ at height {height}: {at:?}").into());
+    }
+    if !summary.usd_conserved {
+        return Err(
+            format!("USD is not conserved: genesis {}, nodes {:?}", summary.genesis_usd, summary.total_usd).into()
+        );
     }
     Ok(())
+}
+
+/// Every node's state root at each height from 1 to `limit`.
+async fn agreed_roots(
+    clients: &[wire::node_client::NodeClient<Channel>],
+    limit: u64,
+) -> Result<Vec<Vec<String>>, tonic::Status> {
+    let mut roots = Vec::with_capacity(limit as usize);
+    for height in 1..=limit {
+        let mut at = Vec::with_capacity(clients.len());
+        for client in clients {
+            let response = client.clone().get_state_root(wire::GetStateRootRequest { height }).await?;
+            at.push(hex::encode(response.into_inner().state_root));
+        }
+        roots.push(at);
+    }
+    Ok(roots)
 }
 
 fn client(api: std::net::SocketAddr) -> Result<wire::node_client::NodeClient<Channel>, String> {
@@ -266,22 +304,63 @@ async fn statuses(clients: &[wire::node_client::NodeClient<Channel>]) -> Vec<Opt
     out
 }
 
-fn status_line(status: &wire::StatusResponse, lowest: u64, rate: f64) -> String {
+/// One node's status when it was asked.
+struct Sample {
+    at: Instant,
+    node: usize,
+    status: wire::StatusResponse,
+}
+
+/// Height, finality, rates over the last interval, prices and validators.
+fn status_line(now: &Sample, previous: Option<&Sample>, lowest: u64) -> String {
+    let status = &now.status;
+    let previous = previous.filter(|previous| previous.node == now.node);
+    let per_second = |field: fn(&wire::StatusResponse) -> u64| {
+        previous.map_or(0.0, |previous| {
+            field(status).saturating_sub(field(&previous.status)) as f64
+                / now.at.duration_since(previous.at).as_secs_f64().max(1e-3)
+        })
+    };
+    let blocks =
+        previous.map_or(0, |previous| status.finalized_height.saturating_sub(previous.status.finalized_height));
+    let interval = previous.filter(|_| blocks > 0).map_or("-".to_string(), |previous| {
+        format!("{:.0}ms", now.at.duration_since(previous.at).as_secs_f64() * 1e3 / blocks as f64)
+    });
+    let lag_ms = vanna_node::now_ms().saturating_sub(status.block_time_ms);
     let prices: Vec<String> = status
         .prices
         .iter()
-        .map(|price| format!("{} {}{}", price.underlying, price.index, if price.stale { " (stale)" } else { "" }))
+        .map(|price| {
+            let index = price.index.parse::<f64>().map_or(price.index.clone(), |index| format!("{index:.2}"));
+            format!("{} {index}{}", price.underlying, if price.stale { " (stale)" } else { "" })
+        })
+        .collect();
+    let validators: Vec<String> = status
+        .validators
+        .iter()
+        .map(|validator| {
+            let flag = if validator.tombstoned {
+                " tombstoned"
+            } else if validator.jailed {
+                " jailed"
+            } else if !validator.active {
+                " inactive"
+            } else {
+                ""
+            };
+            format!("{} {} VANNA +{} USD{flag}", validator.moniker, validator.stake, validator.rewards)
+        })
         .collect();
     format!(
-        "height {} (slowest {lowest}) | epoch {} | {rate:.0} tx/s | tx {} fills {} liquidations {} | mempool {} | peers {} | {}",
+        "height {} final {} (slowest {lowest}) | block {interval} | lag {lag_ms}ms | {:.0} tx/s {:.0} orders/s | fills {} liquidations {} | {} | {}",
+        status.height,
         status.finalized_height,
-        status.epoch,
-        status.transactions_total,
+        per_second(|s| s.transactions_total),
+        per_second(|s| s.orders_total),
         status.fills_total,
         status.liquidations_total,
-        status.mempool_transactions,
-        status.peers,
         prices.join(" "),
+        validators.join(", "),
     )
 }
 
