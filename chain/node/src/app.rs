@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use prost::Message as _;
 use vanna_consensus::{BlockHash, Bls, Certificate, ChainId, Epoch, Header, Root, ValidatorEntry, ValidatorSet, View};
 use vanna_crypto::bls::{BlsPublicKey, BlsSecretKey};
 use vanna_proto::v1 as wire;
@@ -40,6 +41,8 @@ pub enum AppError {
     Runtime(vanna_runtime::BlockError, u64),
     #[error("the validator set of epoch {epoch} is unusable: {why}")]
     ValidatorSet { epoch: u64, why: String },
+    #[error("the stored snapshot does not decode: {0}")]
+    Snapshot(String),
 }
 
 /// Whether this validator should vote for a proposal.
@@ -153,6 +156,51 @@ impl App {
 
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// A snapshot of what a restart needs: the state and the previous
+    /// epoch's validator set (the current one is the state's active set).
+    pub fn snapshot(&self) -> Vec<u8> {
+        let (epoch, _) = self.epoch();
+        let previous = self.sets.range(..epoch).next_back();
+        wire::NodeSnapshot {
+            state: self.state.snapshot(),
+            previous_epoch: previous.map_or(0, |(epoch, _)| epoch.0),
+            previous_validators: previous.map_or_else(Vec::new, |(_, set)| {
+                set.entries()
+                    .iter()
+                    .map(|entry| wire::SetMember {
+                        public_key: entry.public_key.to_bytes().to_vec(),
+                        operator: entry.operator.clone(),
+                        power: entry.power,
+                    })
+                    .collect()
+            }),
+        }
+        .encode_to_vec()
+    }
+
+    /// The application restored from `snapshot` (as [`App::snapshot`] wrote
+    /// it) at `executed`.
+    pub fn from_snapshot(info: ChainInfo, snapshot: &[u8], executed: Header) -> Result<App, AppError> {
+        let restore = |why: String| AppError::Snapshot(why);
+        let decoded = wire::NodeSnapshot::decode(snapshot).map_err(|error| restore(error.to_string()))?;
+        let state = State::from_snapshot(&decoded.state).map_err(|error| restore(error.to_string()))?;
+        let mut app = App::new(info, state, executed)?;
+        if !decoded.previous_validators.is_empty() {
+            let entries = decoded
+                .previous_validators
+                .into_iter()
+                .map(|member| {
+                    let public_key =
+                        BlsPublicKey::from_bytes(&member.public_key).map_err(|e| restore(e.to_string()))?;
+                    Ok(ValidatorEntry { public_key, operator: member.operator, power: member.power })
+                })
+                .collect::<Result<Vec<_>, AppError>>()?;
+            let set = ValidatorSet::new(entries).map_err(|error| restore(error.to_string()))?;
+            app.sets.insert(Epoch(decoded.previous_epoch), Arc::new(set));
+        }
+        Ok(app)
     }
 
     pub fn info(&self) -> &ChainInfo {

@@ -32,6 +32,9 @@ use crate::rpc::{self, NodeRequest, Refusal};
 const SYNC_BATCH: u32 = vanna_network::MAX_SYNC_BLOCKS;
 /// A peer this many blocks ahead puts the node in catch-up.
 const SYNC_LAG: u64 = 4;
+/// A node behind by less than `SYNC_LAG` catches up too once it has
+/// finalized nothing for this long.
+const SYNC_STALL_MS: u64 = 1_500;
 /// A catch-up request unanswered for this long is asked of another peer.
 const SYNC_TIMEOUT_MS: u64 = 3_000;
 /// Verifications of submitted and gossiped transactions in flight at most.
@@ -136,6 +139,10 @@ struct Shell {
     /// Finalized heights peers announced.
     peer_heights: BTreeMap<PeerId, u64>,
     asked: Option<Asked>,
+    /// When catch-up began and from which height, for its progress line.
+    catch_up: Option<(u64, u64)>,
+    /// The executed height and when it was reached.
+    progress: (u64, u64),
 }
 
 /// Runs the node in `home` until `stop` turns true or it halts.
@@ -155,42 +162,38 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
 
     // The state: the latest snapshot, then the stored blocks after it.
     let store = BlockStore::open(home.blocks_dir())?;
-    let (mut state, mut executed) = match store.latest_snapshot()? {
+    let restore = |error: crate::app::AppError| NodeError::Restore(error.to_string());
+    let mut app = match store.latest_snapshot()? {
         Some((height, bytes)) => {
-            let state = vanna_runtime::State::from_snapshot(&bytes).map_err(|e| NodeError::Restore(e.to_string()))?;
             let block = store
                 .block(height)?
                 .ok_or_else(|| NodeError::Restore(format!("snapshot at {height} without its block")))?;
             let header =
                 Header::decode(&block.header).ok_or_else(|| NodeError::Restore(format!("block {height}'s header")))?;
-            (state, header)
+            App::from_snapshot(info.clone(), &bytes, header).map_err(restore)?
         }
-        None => (genesis_state, genesis_block.clone()),
+        None => App::new(info.clone(), genesis_state, genesis_block.clone()).map_err(restore)?,
     };
     let last = store.last_height()?;
-    let mut anchor_proof = None;
-    {
-        let mut app = App::new(info.clone(), state, executed.clone()).map_err(|e| NodeError::Restore(e.to_string()))?;
-        for height in executed.height.0 + 1..=last {
-            let block = store.block(height)?.ok_or_else(|| NodeError::Restore(format!("block {height} is missing")))?;
-            let header =
-                Header::decode(&block.header).ok_or_else(|| NodeError::Restore(format!("block {height}'s header")))?;
-            app.execute(&header, &block.payload, &|_| false).map_err(|e| NodeError::Restore(e.to_string()))?;
-        }
-        if last > 0 {
-            let block = store.block(last)?.ok_or_else(|| NodeError::Restore(format!("block {last} is missing")))?;
-            anchor_proof = Some(decode_certificate(&block.certificate).map_err(|e| NodeError::Restore(e.to_string()))?);
-        }
-        executed = app.executed().clone();
-        state = app.state().clone();
-        tracing::info!(height = executed.height.0, "state restored");
+    for height in app.executed().height.0 + 1..=last {
+        let block = store.block(height)?.ok_or_else(|| NodeError::Restore(format!("block {height} is missing")))?;
+        let header =
+            Header::decode(&block.header).ok_or_else(|| NodeError::Restore(format!("block {height}'s header")))?;
+        app.execute(&header, &block.payload, &|_| false).map_err(restore)?;
     }
+    let anchor_proof = match last {
+        0 => None,
+        _ => {
+            let block = store.block(last)?.ok_or_else(|| NodeError::Restore(format!("block {last} is missing")))?;
+            Some(decode_certificate(&block.certificate).map_err(|e| NodeError::Restore(e.to_string()))?)
+        }
+    };
+    tracing::info!(height = app.executed().height.0, "state restored");
 
     // The signer, if this node's key is a validator's of some epoch: it may become one.
     let protection = ProtectionStore::open(info.consensus, FileBackend::open(home.protection_path())?)?;
     let identity = Identity { secret: keys.consensus.clone(), signer: Signer::new(keys.consensus.clone(), protection) };
 
-    let app = App::new(info.clone(), state, executed.clone()).map_err(|e| NodeError::Restore(e.to_string()))?;
     let mempool = Pool(Arc::new(Mutex::new(Mempool::new(vanna_mempool::Config {
         max_transactions: config.mempool.max_transactions,
         max_per_account: config.mempool.max_per_account,
@@ -213,6 +216,8 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
     };
     let (network, mut inbox) =
         Network::start(network_config, Some(keys.consensus.clone()), genesis_hash, chain_id.clone()).await?;
+    // Before any peer's first frame, so that validators are not refused as outsiders.
+    announce_validators(&core, &network);
     tracing::info!(address = %network.local_addr(), "network listening");
 
     let api_listener = rpc::bind(config.api.listen)
@@ -253,6 +258,8 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
         counters: Counters::default(),
         peer_heights: BTreeMap::new(),
         asked: None,
+        catch_up: None,
+        progress: (0, crate::now_ms()),
     };
     shell.update_validators();
     shell.perform(first)?;
@@ -359,11 +366,7 @@ impl Shell {
     }
 
     fn update_validators(&self) {
-        let current: Vec<_> = self.core.validators().entries().iter().map(|entry| entry.public_key.clone()).collect();
-        let next: Vec<_> = crate::app::validator_set(self.core.app().state())
-            .map(|set| set.entries().iter().map(|entry| entry.public_key.clone()).collect())
-            .unwrap_or_default();
-        self.network.set_validators(&current, &next);
+        announce_validators(&self.core, &self.network);
     }
 
     fn perform(&mut self, outputs: Vec<Output>) -> Result<(), NodeError> {
@@ -420,7 +423,7 @@ impl Shell {
             state_root: committed.output.state_root,
         })?;
         if height.is_multiple_of(self.config.storage.snapshot_interval_blocks) {
-            self.store.put_snapshot(height, &self.core.app().state().snapshot())?;
+            self.store.put_snapshot(height, &self.core.app().snapshot())?;
         }
         self.count(&committed.output);
         if committed.next_epoch.is_some() {
@@ -644,6 +647,9 @@ impl Shell {
 
     fn on_tick(&mut self) -> Result<(), NodeError> {
         let height = self.core.app().executed().height.0;
+        if height != self.progress.0 {
+            self.progress = (height, self.now());
+        }
         let _ = self.network.broadcast(vanna_network::Message::Status { finalized_height: height });
         if let Some(asked) = self.asked
             && self.now() > asked.at_ms + SYNC_TIMEOUT_MS
@@ -665,7 +671,11 @@ impl Shell {
         let Some((peer, best)) = self.peer_heights.iter().max_by_key(|(_, h)| **h).map(|(p, h)| (*p, *h)) else {
             return;
         };
-        if best < height + SYNC_LAG {
+        // Far behind, or behind at all and finalizing nothing on its own (a
+        // node that missed the last block of an epoch cannot finalize it:
+        // the others have moved on to the next epoch).
+        let stalled = self.now().saturating_sub(self.progress.1) > SYNC_STALL_MS;
+        if best <= height || (best < height + SYNC_LAG && !stalled) {
             return;
         }
         let from_height = height + 1;
@@ -748,11 +758,26 @@ impl Shell {
             let outputs = self.core.apply_synced(now, header, payload, proof);
             self.perform(outputs)?;
         }
-        let remaining = self.peer_heights.values().max().copied().unwrap_or(0);
-        let height = self.core.app().executed().height.0;
-        tracing::info!(height, remaining = remaining.saturating_sub(height), "catching up");
+        self.report_catch_up(now);
         self.maybe_sync();
         Ok(())
+    }
+
+    /// Logs catch-up progress: height reached, blocks a second, what remains and when it should be done.
+    fn report_catch_up(&mut self, now: u64) {
+        let height = self.core.app().executed().height.0;
+        let best = self.peer_heights.values().max().copied().unwrap_or(0);
+        let remaining = best.saturating_sub(height);
+        let (since_ms, from) = *self.catch_up.get_or_insert((now, height));
+        if remaining == 0 {
+            tracing::info!(height, "caught up");
+            self.catch_up = None;
+            return;
+        }
+        let seconds = now.saturating_sub(since_ms) as f64 / 1000.0;
+        let rate = if seconds > 0.0 { height.saturating_sub(from) as f64 / seconds } else { 0.0 };
+        let eta = if rate > 0.0 { format!("{:.0}s", remaining as f64 / rate) } else { "unknown".into() };
+        tracing::info!(height, remaining, blocks_per_second = format!("{rate:.1}"), eta, "catching up");
     }
 
     /// Whether `proof` is a valid finalization, by the validators of the
@@ -839,6 +864,16 @@ impl Shell {
             total_vanna: state.total_vanna().to_string(),
         });
     }
+}
+
+/// Tells the network who may send consensus messages: the validators of
+/// the current epoch and of the next.
+fn announce_validators(core: &Core<FileBackend>, network: &NetworkHandle) {
+    let current: Vec<_> = core.validators().entries().iter().map(|entry| entry.public_key.clone()).collect();
+    let next: Vec<_> = crate::app::validator_set(core.app().state())
+        .map(|set| set.entries().iter().map(|entry| entry.public_key.clone()).collect())
+        .unwrap_or_default();
+    network.set_validators(&current, &next);
 }
 
 /// What the consensus journal holds.
