@@ -175,6 +175,7 @@ fn chain_traffic(
 ) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<vanna_node::traffic::TrafficStats>) {
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let apis: Vec<_> = ports.iter().map(|port| port.api).collect();
+    let _entered = runtime.enter();
     let traffic = vanna_node::traffic::Traffic::new(genesis, &apis).unwrap();
     (stop_tx, runtime.spawn(traffic.run(rate, stop)))
 }
