@@ -41,7 +41,9 @@ pub enum AppError {
     Runtime(vanna_runtime::BlockError, u64),
     #[error("the validator set of epoch {epoch} is unusable: {why}")]
     ValidatorSet { epoch: u64, why: String },
-    #[error("the stored snapshot does not decode: {0}")]
+    #[error(
+        "the stored snapshot does not decode ({0}); a data directory written by an older version cannot be resumed: start from a fresh one (`vanna localnet --reset`)"
+    )]
     Snapshot(String),
 }
 
