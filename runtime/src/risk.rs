@@ -272,13 +272,20 @@ impl State {
         Ok(self.margin_figures(owner, &[], Decimal::ZERO)?.equity)
     }
 
-    /// `owner`'s cash plus its positions at mark, in floating point: for
-    /// rankings, never for decisions. `None` when a position cannot be priced.
-    pub(crate) fn equity_at_marks(&self, owner: u64) -> Option<f64> {
+    /// Every series' mark, indexed by series id: looked up once for a
+    /// ranking over many accounts rather than once per position.
+    pub(crate) fn marks_by_series(&self) -> Vec<Option<f64>> {
+        (0..self.markets.len()).map(|index| self.mark(SeriesId(index as u32))).collect()
+    }
+
+    /// `owner`'s cash plus its positions at `marks` (from
+    /// [`State::marks_by_series`]), in floating point: for rankings, never
+    /// for decisions. `None` when a position cannot be priced.
+    pub(crate) fn equity_at_marks(&self, owner: u64, marks: &[Option<f64>]) -> Option<f64> {
         let account = &self.accounts[owner as usize];
         let mut equity = decimal_to_f64(account.usd.value());
         for &(series, lots) in &account.positions {
-            equity += contracts_f64(self.market(series), lots) * self.mark(series)?;
+            equity += contracts_f64(self.market(series), lots) * marks[series.0 as usize]?;
         }
         Some(equity)
     }

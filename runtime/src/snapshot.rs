@@ -253,8 +253,7 @@ impl State {
             if self.series_by_name.insert(market.spec.name.to_string(), market.id).is_some() {
                 return Err(format!("series {} appears twice", market.spec.name));
             }
-            let holders = market.participants.iter().chain(&market.longs).chain(&market.shorts);
-            if let Some(owner) = holders.copied().find(|owner| *owner >= accounts) {
+            if let Some(owner) = market.participants.iter().copied().find(|owner| *owner >= accounts) {
                 return Err(format!("series {} names unknown account {owner}", market.spec.name));
             }
             market.lot_units = crate::margin_tables::lot_units(market.lot);

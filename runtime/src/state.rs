@@ -288,11 +288,6 @@ pub struct Market {
     /// holder on each closed position, the liquidation pass's hot path.
     /// Cleared when the series settles.
     pub participants: BTreeSet<u64>,
-    /// The accounts holding a long, and a short, position here: exact, so
-    /// that auto-deleveraging ranks the opposite side without visiting every
-    /// participant.
-    pub longs: BTreeSet<u64>,
-    pub shorts: BTreeSet<u64>,
     /// The settlement price once the series has been settled and retired.
     pub settled_at: Option<Price>,
 }
@@ -308,8 +303,6 @@ impl Market {
             risk_slot,
             book: Book::new(),
             participants: BTreeSet::new(),
-            longs: BTreeSet::new(),
-            shorts: BTreeSet::new(),
             settled_at: None,
         }
     }
@@ -495,9 +488,6 @@ impl State {
                 assert!(exposure.position_lots != 0 || exposure.cost.is_zero(), "a closed position costs nothing");
                 let market = self.market(*series);
                 assert!(market.participants.contains(&account.owner), "accounts with exposure are participants");
-                let lots = account.exposure(*series).position_lots;
-                assert_eq!(market.longs.contains(&account.owner), lots > 0, "longs are exactly the long holders");
-                assert_eq!(market.shorts.contains(&account.owner), lots < 0, "shorts are exactly the short holders");
                 assert!(market.settled_at.is_none(), "settled series hold no exposure");
                 locked = locked.plus(exposure.buy_lock);
                 *positions_net.entry(*series).or_default() += exposure.position_lots;
@@ -534,17 +524,6 @@ impl State {
         }
         for market in &self.markets {
             market.book.check_invariants();
-            for (holders, long) in [(&market.longs, true), (&market.shorts, false)] {
-                for &owner in holders {
-                    let lots = self.accounts[owner as usize].position(market.id);
-                    assert!(
-                        if long { lots > 0 } else { lots < 0 },
-                        "{} holds {lots} lots of {}",
-                        owner,
-                        market.spec.name
-                    );
-                }
-            }
             assert_eq!(
                 market.settled_at.is_none(),
                 self.unsettled.contains(&(market.spec.expiry_ms, market.id)),

@@ -750,20 +750,6 @@ impl State {
         }
         if lots_after != lots_before {
             account.set_position(series, lots_after);
-            if lots_before.signum() != lots_after.signum() {
-                for (lots, present) in [(lots_before, false), (lots_after, true)] {
-                    let side = match lots.signum() {
-                        1 => &mut market.longs,
-                        -1 => &mut market.shorts,
-                        _ => continue,
-                    };
-                    if present {
-                        side.insert(owner)
-                    } else {
-                        side.remove(&owner)
-                    };
-                }
-            }
         }
         account.usd_locked =
             account.usd_locked.minus(before).expect("a buy lock is part of the locked total").plus(after);

@@ -26,20 +26,35 @@ impl State {
         let market = self.market(series);
         let lot = market.lot.value();
         let long = self.accounts[owner as usize].position(series) > 0;
-        // Only the first few are used: a heap orders them on demand instead
-        // of sorting every opposite holder.
-        let mut ranked: std::collections::BinaryHeap<Ranked> = std::collections::BinaryHeap::new();
-        for &other in if long { &market.shorts } else { &market.longs } {
-            if other == owner {
+        // A short that cannot pay for one lot at its bankruptcy price closes
+        // nothing whoever is ranked first: skip ranking every opposite holder.
+        if !long && self.short_terms(owner, mark_up, lot, wanted).1 == 0 {
+            return 0;
+        }
+        // A short buying back pays at mark from its free cash: one that
+        // cannot pay for a lot takes nothing whenever its turn comes.
+        let buy_back_lot = mark_down * lot;
+        let marks = self.marks_by_series();
+        let mut ranked = Vec::with_capacity(market.participants.len());
+        // Deleveraging is rare: the opposite side is found among the
+        // participants rather than kept in sets that every closed position
+        // would have to update.
+        for &other in &market.participants {
+            let lots = self.accounts[other as usize].position(series);
+            let opposite = if long { lots < 0 } else { lots > 0 };
+            if !opposite || other == owner || (long && self.free_usd(other).value() < buy_back_lot) {
                 continue;
             }
             let exposure = self.accounts[other as usize].exposure(series);
-            let Some(equity) = self.equity_at_marks(other) else { continue };
+            let Some(equity) = self.equity_at_marks(other, &marks) else { continue };
             let value = decimal_to_f64(market.signed_contracts(exposure.position_lots)) * mark;
             let cost = decimal_to_f64(exposure.cost);
             let score = adl_score(value - cost, cost, value, equity);
             ranked.push(Ranked { score, address: self.accounts[other as usize].address, owner: other });
         }
+        // Only the first few are used: a heap orders them on demand instead
+        // of sorting every opposite holder.
+        let mut ranked = std::collections::BinaryHeap::from(ranked);
         let address = self.accounts[owner as usize].address;
         let mut closed = 0u64;
         while let Some(Ranked { address: counterparty, owner: other, .. }) = ranked.pop() {
@@ -50,26 +65,13 @@ impl State {
             let mut lots = held.min(wanted - closed);
             let price = if long {
                 // The counterparty buys back its short at mark, paying from free cash.
-                let per_lot = mark_down * lot;
-                if per_lot > Decimal::ZERO {
-                    lots = lots.min(u64::try_from((self.free_usd(other).value() / per_lot).floor()).unwrap_or(0));
+                if buy_back_lot > Decimal::ZERO {
+                    lots = lots.min(u64::try_from((self.free_usd(other).value() / buy_back_lot).floor()).unwrap_or(0));
                 }
                 mark_down
             } else {
-                // The bankruptcy price: mark less the account's negative
-                // equity (not its cash: its other positions may be worth
-                // something) spread over what is left; and no more lots than
-                // its cash pays for at that price.
-                let remaining_contracts = lot * Decimal::from(wanted - closed);
-                let free = self.free_usd(owner).value();
-                let floor = mark_up - self.uncovered(owner) / remaining_contracts;
-                let price = mark_up
-                    .min(floor.max(free / remaining_contracts))
-                    .round_dp_with_strategy(ASSET_SCALE, rust_decimal::RoundingStrategy::ToZero);
-                let per_lot = price * lot;
-                if per_lot > Decimal::ZERO {
-                    lots = lots.min(u64::try_from((free / per_lot).floor()).unwrap_or(0));
-                }
+                let (price, affordable) = self.short_terms(owner, mark_up, lot, wanted - closed);
+                lots = lots.min(affordable);
                 price
             };
             // The counterparty's cash for `k` lots, and its position change.
@@ -120,6 +122,23 @@ impl State {
             });
         }
         closed
+    }
+
+    /// What a short `owner` pays to have `remaining` lots bought back: the
+    /// bankruptcy price (mark less the account's negative equity, not its
+    /// cash, since its other positions may be worth something, spread over
+    /// what is left, never above mark) and how many lots its cash pays for.
+    fn short_terms(&self, owner: u64, mark_up: Decimal, lot: Decimal, remaining: u64) -> (Decimal, u64) {
+        let remaining_contracts = lot * Decimal::from(remaining);
+        let free = self.free_usd(owner).value();
+        let floor = mark_up - self.uncovered(owner) / remaining_contracts;
+        let price = mark_up
+            .min(floor.max(free / remaining_contracts))
+            .round_dp_with_strategy(ASSET_SCALE, rust_decimal::RoundingStrategy::ToZero);
+        let per_lot = price * lot;
+        let affordable =
+            if per_lot > Decimal::ZERO { u64::try_from((free / per_lot).floor()).unwrap_or(0) } else { u64::MAX };
+        (price, affordable)
     }
 }
 
