@@ -51,6 +51,22 @@ pub struct CoreConfig {
     pub timing: Timing,
     /// The longest a leader waits for transactions before proposing anyway.
     pub max_block_interval_ms: u64,
+    /// Test builds only: sign a second, conflicting notarize vote next to
+    /// every genuine one, bypassing slashing protection, so that tests can
+    /// watch the chain catch and punish an equivocator.
+    #[cfg(feature = "test-equivocate")]
+    pub equivocate: bool,
+}
+
+impl CoreConfig {
+    pub fn new(timing: Timing, max_block_interval_ms: u64) -> CoreConfig {
+        CoreConfig {
+            timing,
+            max_block_interval_ms,
+            #[cfg(feature = "test-equivocate")]
+            equivocate: false,
+        }
+    }
 }
 
 /// What the shell must do.
@@ -297,7 +313,7 @@ impl<B: Backend> Core<B> {
             Action::VerifyProposal { view, parent, header, payload } => {
                 self.verify(view, parent, header, payload, out).into_iter().collect()
             }
-            Action::Sign(message) => self.sign(&message).into_iter().collect(),
+            Action::Sign(message) => self.sign(&message, out).into_iter().collect(),
             Action::Finalized { header, payload, proof } => self.commit(now_ms, header, payload, proof, out),
             Action::Evidence(evidence) => {
                 let known = self.evidence.iter().any(|e| {
@@ -360,6 +376,10 @@ impl<B: Backend> Core<B> {
                 }
             }
         };
+        // A reporter that has left the set (jailed, tombstoned, unbonded)
+        // would make the block invalid: its last report goes.
+        let state = self.app.state();
+        self.reports.retain(|reporter, _| state.staking.is_active(reporter));
         let evidence: Vec<wire::Evidence> = self.evidence.iter().map(encode_evidence).collect();
         let inputs = ProposalInputs {
             transactions,
@@ -415,15 +435,39 @@ impl<B: Backend> Core<B> {
         }
     }
 
-    fn sign(&mut self, message: &Signable) -> Option<Event<Bls>> {
+    #[cfg_attr(not(feature = "test-equivocate"), allow(unused_variables))]
+    fn sign(&mut self, message: &Signable, out: &mut Vec<Output>) -> Option<Event<Bls>> {
         let identity = self.identity.as_mut()?;
         match identity.signer.sign(message) {
-            Ok(signature) => Some(Event::Signed { message: *message, signature }),
+            Ok(signature) => {
+                #[cfg(feature = "test-equivocate")]
+                self.equivocate(message, out);
+                Some(Event::Signed { message: *message, signature })
+            }
             Err(error) => {
                 tracing::warn!(%error, ?message, "the signer refused");
                 None
             }
         }
+    }
+
+    /// The test-only equivocator: a notarize vote for a block that does not
+    /// exist, in the same view as the genuine one.
+    #[cfg(feature = "test-equivocate")]
+    fn equivocate(&self, message: &Signable, out: &mut Vec<Output>) {
+        use vanna_consensus::{Scheme, SignedVote};
+        let (true, Some(identity), Some(me), Signable::Vote(vote)) =
+            (self.config.equivocate, self.identity.as_ref(), self.me, message)
+        else {
+            return;
+        };
+        let VoteKind::Notarize { height, block } = vote.kind else { return };
+        let mut other = block.0;
+        other[0] ^= 0xff;
+        let twin = vanna_consensus::Vote { kind: VoteKind::Notarize { height, block: BlockHash(other) }, ..*vote };
+        let signature = Bls::sign(&identity.secret, &Signable::Vote(twin).signing_bytes(self.app.info().consensus));
+        tracing::warn!(view = vote.view.0, "test mode: signing a conflicting notarize vote");
+        out.push(Output::Broadcast(Message::Vote(SignedVote { vote: twin, signer: me, signature })));
     }
 
     fn commit(
@@ -531,7 +575,7 @@ impl<B: Backend> Core<B> {
         }
         for vote in votes {
             if vote.epoch() == self.epoch
-                && let Some(event) = self.sign(&vote)
+                && let Some(event) = self.sign(&vote, &mut out)
             {
                 events.push(event);
             }

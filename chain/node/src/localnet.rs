@@ -16,7 +16,7 @@ use crate::home::{Home, HomeError, KeySource, Keys};
 
 pub const LOCALNET_CHAIN_ID: &str = "vanna-localnet";
 /// Test accounts that trade (taking liquidity).
-pub const TRADERS: usize = 8;
+pub const TRADERS: usize = 64;
 /// Test accounts that quote.
 pub const MAKERS: usize = 2;
 /// USD each trader and maker starts with.
@@ -24,6 +24,9 @@ pub const TRADER_USD: u64 = 1_000_000;
 pub const MAKER_USD: u64 = 20_000_000;
 /// VANNA each validator bonds at genesis.
 pub const VALIDATOR_STAKE: u64 = 10_000;
+/// Liquid VANNA each validator's operator also holds: to delegate, or to
+/// fund a new validator's self-stake.
+pub const VALIDATOR_LIQUID: u64 = 20_000;
 const DAY_MS: u64 = 86_400_000;
 /// Expiries after genesis, in days.
 const EXPIRY_DAYS: [u64; 3] = [7, 30, 91];
@@ -102,7 +105,7 @@ pub fn localnet_genesis(validators: usize, now_ms: u64, epoch_blocks: u64) -> Ge
             &keys.signer(),
             &keys.consensus,
             VALIDATOR_STAKE,
-            0,
+            VALIDATOR_LIQUID,
             "0.1",
         );
     }
@@ -181,9 +184,15 @@ impl LocalnetDir {
     /// appended to `node.log` in its home. The node stops when its standard
     /// input closes: dropping (or the death of) the caller stops it.
     pub fn spawn(&self, binary: &Path, index: usize) -> std::io::Result<Child> {
+        self.command(binary, index)?.spawn()
+    }
+
+    /// The command [`LocalnetDir::spawn`] runs, for callers that add to it.
+    pub fn command(&self, binary: &Path, index: usize) -> std::io::Result<Command> {
         let home = self.home(index);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(home.dir().join("node.log"))?;
-        Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("node")
             .arg("start")
             .arg("--home")
@@ -191,8 +200,8 @@ impl LocalnetDir {
             .arg("--stop-with-stdin")
             .stdin(Stdio::piped())
             .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
+            .stderr(log);
+        Ok(command)
     }
 }
 

@@ -53,6 +53,10 @@ pub enum NodeRequest {
         height: u64,
         reply: oneshot::Sender<Option<[u8; 32]>>,
     },
+    Transaction {
+        hash: [u8; 32],
+        reply: oneshot::Sender<Option<wire::GetTransactionResponse>>,
+    },
 }
 
 /// What the status call reports, kept current by the node.
@@ -113,6 +117,24 @@ impl wire::node_server::Node for NodeApi {
         match self.ask(|reply| NodeRequest::StateRoot { height, reply }).await? {
             Some(root) => Ok(Response::new(wire::GetStateRootResponse { height, state_root: root.to_vec() })),
             None => Err(Status::not_found(format!("this node has no state root for height {height}"))),
+        }
+    }
+
+    async fn get_transaction(
+        &self,
+        request: Request<wire::GetTransactionRequest>,
+    ) -> Result<Response<wire::GetTransactionResponse>, Status> {
+        let bytes = request.into_inner().hash;
+        let hash: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| Status::invalid_argument(format!("hash: {} bytes, a transaction hash is 32", bytes.len())))?;
+        match self.ask(|reply| NodeRequest::Transaction { hash, reply }).await? {
+            Some(found) => Ok(Response::new(found)),
+            None => Err(Status::not_found(format!(
+                "transaction {} is neither waiting here nor in a finalized block this node stores",
+                hex::encode(hash)
+            ))),
         }
     }
 

@@ -39,6 +39,15 @@ const SYNC_STALL_MS: u64 = 1_500;
 const SYNC_TIMEOUT_MS: u64 = 3_000;
 /// Verifications of submitted and gossiped transactions in flight at most.
 const MAX_VERIFYING: usize = 8_192;
+/// Recent blocks whose finalization time the node remembers (for
+/// `GetTransaction`): about an hour of blocks at 4 a second.
+const FINALIZED_AT_KEPT: usize = 16_384;
+/// Next-epoch consensus messages kept until the epoch starts here: a few
+/// views' worth from every validator.
+const MAX_EARLY_MESSAGES: usize = 1_024;
+/// Test builds only: a validator started with this variable set equivocates.
+#[cfg(feature = "test-equivocate")]
+pub const EQUIVOCATE_ENV: &str = "VANNA_TEST_EQUIVOCATE";
 /// Journal records before the node prunes what finality made useless.
 const JOURNAL_PRUNE_RECORDS: usize = 4_096;
 
@@ -123,6 +132,10 @@ struct Asked {
 }
 
 struct Shell {
+    /// Consensus messages of the next epoch, received before this node got there.
+    early: Vec<(PeerId, Message<Bls>)>,
+    /// When this node stored each recent block: (height, Unix ms), oldest first.
+    finalized_at: std::collections::VecDeque<(u64, u64)>,
     core: Core<FileBackend>,
     info: ChainInfo,
     config: NodeConfig,
@@ -204,7 +217,12 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
         retry_ms: config.consensus.retry_ms,
         ..Timing::default()
     };
-    let core_config = CoreConfig { timing, max_block_interval_ms: config.consensus.max_block_interval_ms };
+    #[cfg_attr(not(feature = "test-equivocate"), allow(unused_mut))]
+    let mut core_config = CoreConfig::new(timing, config.consensus.max_block_interval_ms);
+    #[cfg(feature = "test-equivocate")]
+    {
+        core_config.equivocate = std::env::var_os(EQUIVOCATE_ENV).is_some();
+    }
     let now = crate::now_ms();
     let (core, first) = Core::new(app, Some(identity), core_config, Box::new(mempool.clone()), anchor_proof, now)
         .map_err(NodeError::Halted)?;
@@ -260,6 +278,8 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
         asked: None,
         catch_up: None,
         progress: (0, crate::now_ms()),
+        finalized_at: std::collections::VecDeque::new(),
+        early: Vec::new(),
     };
     shell.update_validators();
     shell.perform(first)?;
@@ -285,15 +305,18 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
                 if *stop.borrow() { break Ok(()); }
                 Ok(())
             }
+            // Periodic and cheap: never starved by a flood of the rest.
+            _ = status_tick.tick() => shell.on_tick(),
             Some(inbound) = inbox.consensus.recv() => shell.on_consensus(inbound),
             _ = sleep => shell.on_timers(),
             Some(inbound) = inbox.sync.recv() => shell.on_sync(inbound),
             Some(event) = inbox.events.recv() => { shell.on_peer(event); Ok(()) }
-            Some(request) = requests.recv() => shell.on_request(request),
+            // Work under way finishes before new work is taken on: verified
+            // transactions reach the mempool before more are accepted.
             Some(done) = opened.recv() => shell.on_opened(done),
-            Some(inbound) = inbox.gossip.recv() => shell.on_gossip(inbound),
             Some(report) = reports.recv() => shell.on_report(report, true),
-            _ = status_tick.tick() => shell.on_tick(),
+            Some(inbound) = inbox.gossip.recv() => shell.on_gossip(inbound),
+            Some(request) = requests.recv() => shell.on_request(request),
         };
         if let Err(error) = step {
             break Err(error);
@@ -413,21 +436,30 @@ impl Shell {
     fn committed(&mut self, committed: Committed) -> Result<(), NodeError> {
         let height = committed.header.height.0;
         let receipts = serde_json::to_vec(&committed.output.receipts).unwrap_or_default();
-        self.store.commit(&StoredBlock {
-            height,
-            hash: committed.header.hash().0,
-            header: committed.header.encode(),
-            payload: committed.payload,
-            certificate: encode_certificate(&committed.proof),
-            receipts,
-            state_root: committed.output.state_root,
-        })?;
+        let transactions: Vec<[u8; 32]> = committed.output.receipts.iter().map(|receipt| receipt.tx_hash).collect();
+        self.store.commit_indexed(
+            &StoredBlock {
+                height,
+                hash: committed.header.hash().0,
+                header: committed.header.encode(),
+                payload: committed.payload,
+                certificate: encode_certificate(&committed.proof),
+                receipts,
+                state_root: committed.output.state_root,
+            },
+            &transactions,
+        )?;
+        if self.finalized_at.len() == FINALIZED_AT_KEPT {
+            self.finalized_at.pop_front();
+        }
+        self.finalized_at.push_back((height, crate::now_ms()));
         if height.is_multiple_of(self.config.storage.snapshot_interval_blocks) {
             self.store.put_snapshot(height, &self.core.app().snapshot())?;
         }
         self.count(&committed.output);
         if committed.next_epoch.is_some() {
             self.update_validators();
+            self.replay_early()?;
         }
         if self.journal.records().len() > JOURNAL_PRUNE_RECORDS {
             self.prune_journal()?;
@@ -487,7 +519,6 @@ impl Shell {
 
     fn on_consensus(&mut self, inbound: Inbound) -> Result<(), NodeError> {
         let vanna_network::Message::Consensus(bytes) = inbound.message else { return Ok(()) };
-        let Some(from) = self.index_of(&inbound.peer) else { return Ok(()) };
         let message: Message<Bls> = match vanna_consensus::wire::decode(&bytes) {
             Ok(message) => message,
             Err(error) => {
@@ -496,8 +527,35 @@ impl Shell {
                 return Ok(());
             }
         };
+        self.on_decoded(inbound.peer, message)
+    }
+
+    /// A message for the current epoch goes to the engine; one for the next
+    /// epoch waits until this node gets there (validator indices change
+    /// with the set, so it cannot be read before); an older one is dropped.
+    fn on_decoded(&mut self, peer: PeerId, message: Message<Bls>) -> Result<(), NodeError> {
+        let epoch = self.core.epoch();
+        match message_epoch(&message) {
+            Some(of) if of < epoch => return Ok(()),
+            Some(of) if of > epoch => {
+                if of.0 == epoch.0 + 1 && self.early.len() < MAX_EARLY_MESSAGES {
+                    self.early.push((peer, message));
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        let Some(from) = self.index_of(&peer) else { return Ok(()) };
         let outputs = self.core.handle(self.now(), Input::Message { from, message });
         self.perform(outputs)
+    }
+
+    /// After an epoch change: the messages that arrived early.
+    fn replay_early(&mut self) -> Result<(), NodeError> {
+        for (peer, message) in std::mem::take(&mut self.early) {
+            self.on_decoded(peer, message)?;
+        }
+        Ok(())
     }
 
     fn on_timers(&mut self) -> Result<(), NodeError> {
@@ -618,6 +676,13 @@ impl Shell {
                 });
                 let _ = reply.send(account);
             }
+            NodeRequest::Transaction { hash, reply } => {
+                let found = self.find_transaction(&hash).unwrap_or_else(|error| {
+                    tracing::warn!(%error, "looking up a transaction in the store");
+                    None
+                });
+                let _ = reply.send(found);
+            }
             NodeRequest::StateRoot { height, reply } => {
                 let root = if height == self.core.app().executed().height.0 {
                     Some(self.core.app().root())
@@ -628,6 +693,30 @@ impl Shell {
             }
         }
         Ok(())
+    }
+
+    /// A transaction waiting in the mempool, or in a stored block with its receipt.
+    fn find_transaction(&self, hash: &[u8; 32]) -> Result<Option<wire::GetTransactionResponse>, NodeError> {
+        if self.pool.lock().contains(hash) {
+            return Ok(Some(wire::GetTransactionResponse { pending: true, ..Default::default() }));
+        }
+        let Some((height, position)) = self.store.transaction(hash)? else { return Ok(None) };
+        let Some(block) = self.store.block(height)? else { return Ok(None) };
+        let block_time_ms = Header::decode(&block.header).map_or(0, |header| header.block_time_ms);
+        let receipts: Vec<serde_json::Value> = serde_json::from_slice(&block.receipts).unwrap_or_default();
+        let receipt_json = receipts.get(position as usize).map(|receipt| receipt.to_string()).unwrap_or_default();
+        let finalized_at_ms = self
+            .finalized_at
+            .binary_search_by_key(&height, |(stored, _)| *stored)
+            .map_or(0, |at| self.finalized_at[at].1);
+        Ok(Some(wire::GetTransactionResponse {
+            pending: false,
+            height,
+            position,
+            block_time_ms,
+            finalized_at_ms,
+            receipt_json,
+        }))
     }
 
     fn on_peer(&mut self, event: PeerEvent) {
@@ -919,5 +1008,16 @@ fn refusal(error: MempoolError) -> Refusal {
         | MempoolError::Duplicate { .. } => Refusal::Precondition(error.to_string()),
         MempoolError::AccountFull { .. } | MempoolError::PoolFull { .. } => Refusal::Exhausted(error.to_string()),
         MempoolError::EnvelopeMismatch { .. } => Refusal::Invalid(error.to_string()),
+    }
+}
+
+/// The epoch a consensus message belongs to (none for block transfers).
+fn message_epoch(message: &Message<Bls>) -> Option<vanna_consensus::Epoch> {
+    match message {
+        Message::Proposal(proposal) => Some(proposal.header.epoch),
+        Message::Vote(vote) => Some(vote.vote.epoch),
+        Message::Certified { certificate, .. } | Message::Nullification(certificate) => Some(certificate.vote.epoch),
+        Message::Status { epoch, .. } => Some(*epoch),
+        Message::BlockRequest { .. } | Message::BlockResponse { .. } => None,
     }
 }

@@ -122,7 +122,7 @@ impl Cluster {
             let store = ProtectionStore::open(consensus_chain(&chain_id), MemoryBackend::default()).unwrap();
             let identity = Identity { secret: secret.clone(), signer: vanna_signer::Signer::new(secret, store) };
             let timing = Timing { leader_timeout_ms: 400, retry_ms: 200, ..Timing::default() };
-            let config = CoreConfig { timing, max_block_interval_ms: 100 };
+            let config = CoreConfig::new(timing, 100);
             let (core, out) = Core::new(app, Some(identity), config, Box::new(pool.clone()), None, now_ms).unwrap();
             let index = cores.len();
             cores.push(core);

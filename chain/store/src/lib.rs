@@ -144,6 +144,9 @@ const BLOCK: &[u8] = b"block/";
 /// Then the height, the part's number and the chunk's number (u32).
 const PART: &[u8] = b"part/";
 const BY_HASH: &[u8] = b"hash/";
+/// Then a transaction's hash: the height and position of the block that
+/// included it.
+const BY_TRANSACTION: &[u8] = b"tx/";
 const LAST_HEIGHT: &[u8] = b"meta/last_height";
 
 /// A block's parts, in the order of their lengths in its entry, and each one's limit.
@@ -172,7 +175,9 @@ fn key_name(key: &[u8]) -> String {
     let split = key.iter().position(|byte| *byte == b'/').map_or(key.len(), |at| at + 1);
     let (prefix, id) = key.split_at(split);
     let id = match id.split_first_chunk::<8>() {
-        Some((height, rest)) if prefix != BY_HASH => format!("{}/{}", u64::from_be_bytes(*height), hex(rest)),
+        Some((height, rest)) if prefix != BY_HASH && prefix != BY_TRANSACTION => {
+            format!("{}/{}", u64::from_be_bytes(*height), hex(rest))
+        }
         _ => hex(id),
     };
     format!("{}{id}", String::from_utf8_lossy(prefix))
@@ -289,6 +294,12 @@ impl BlockStore {
     /// one atomic batch, flushed and fsynced before this returns. Only then
     /// does the block count as committed.
     pub fn commit(&self, block: &StoredBlock) -> Result<(), StoreError> {
+        self.commit_indexed(block, &[])
+    }
+
+    /// [`BlockStore::commit`], indexing the hashes of the transactions the
+    /// block carries, in block order, in the same batch.
+    pub fn commit_indexed(&self, block: &StoredBlock, transactions: &[[u8; 32]]) -> Result<(), StoreError> {
         for ((what, max), part) in PARTS.iter().zip(parts(block)) {
             check_size(what, part.len(), *max)?;
         }
@@ -310,6 +321,10 @@ impl BlockStore {
             }
         }
         batch.insert([BY_HASH, block.hash.as_slice()].concat(), &block.height.to_be_bytes());
+        for (position, transaction) in transactions.iter().enumerate() {
+            let place = [block.height.to_be_bytes().as_slice(), &(position as u32).to_be_bytes()].concat();
+            batch.insert([BY_TRANSACTION, transaction.as_slice()].concat(), place);
+        }
         batch.insert(LAST_HEIGHT, &block.height.to_be_bytes());
         self.db.apply_batch(batch)?;
         self.flush()
@@ -357,6 +372,19 @@ impl BlockStore {
     pub fn height_of(&self, hash: &[u8; 32]) -> Result<Option<u64>, StoreError> {
         let hash_key = [BY_HASH, hash.as_slice()].concat();
         self.db.get(&hash_key)?.map(|bytes| decode_height(&hash_key, &bytes)).transpose()
+    }
+
+    /// The height and position in its block of a stored transaction.
+    pub fn transaction(&self, hash: &[u8; 32]) -> Result<Option<(u64, u32)>, StoreError> {
+        let key = [BY_TRANSACTION, hash.as_slice()].concat();
+        let Some(bytes) = self.db.get(&key)? else { return Ok(None) };
+        match bytes.split_first_chunk::<8>() {
+            Some((height, position)) if position.len() == 4 => {
+                let position: [u8; 4] = position.try_into().expect("four bytes");
+                Ok(Some((u64::from_be_bytes(*height), u32::from_be_bytes(position))))
+            }
+            _ => Err(StoreError::Corrupt { key: key_name(&key), reason: "not a height and position" }),
+        }
     }
 
     /// Up to `max` consecutive blocks from height `from`, for serving
@@ -444,6 +472,26 @@ mod tests {
             receipts: vec![byte.wrapping_add(3); 300],
             state_root: [byte.wrapping_add(4); 32],
         }
+    }
+
+    #[test]
+    fn included_transactions_are_found_by_hash_after_a_reopen() {
+        let dir = temporary_dir("transactions");
+        {
+            let store = BlockStore::open(&dir).unwrap();
+            store.commit_indexed(&block(1), &[[0xa1; 32], [0xa2; 32]]).unwrap();
+            store.commit(&block(2)).unwrap();
+            store.commit_indexed(&block(3), &[[0xa3; 32]]).unwrap();
+        }
+        let store = BlockStore::open(&dir).unwrap();
+        assert_eq!(store.transaction(&[0xa1; 32]).unwrap(), Some((1, 0)));
+        assert_eq!(store.transaction(&[0xa2; 32]).unwrap(), Some((1, 1)));
+        assert_eq!(store.transaction(&[0xa3; 32]).unwrap(), Some((3, 0)));
+        assert_eq!(store.transaction(&[0xa4; 32]).unwrap(), None);
+        // A block's own hash is not a transaction's.
+        assert_eq!(store.transaction(&block(1).hash).unwrap(), None);
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

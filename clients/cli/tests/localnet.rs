@@ -143,6 +143,12 @@ struct Chain {
 
 impl Chain {
     fn start(scratch: &Scratch) -> Chain {
+        Chain::start_with(scratch, None)
+    }
+
+    /// A fresh localnet whose validator `equivocator`, if any, runs in the
+    /// test-only equivocating mode.
+    fn start_with(scratch: &Scratch, equivocator: Option<usize>) -> Chain {
         let localnet = LocalnetDir::new(scratch.0.join("net"));
         localnet.create(4, 50, vanna_node::now_ms()).unwrap();
         let ports = localnet.assign_ports().unwrap();
@@ -154,7 +160,14 @@ impl Chain {
             config.storage.snapshot_interval_blocks = 10;
             home.write_config(&config).unwrap();
         }
-        let nodes = Processes((0..4).map(|index| Some(localnet.spawn(binary(), index).unwrap())).collect());
+        let spawn = |index: usize| {
+            let mut command = localnet.command(binary(), index).unwrap();
+            if equivocator == Some(index) {
+                command.env(vanna_node::shell::EQUIVOCATE_ENV, "1");
+            }
+            Some(command.spawn().unwrap())
+        };
+        let nodes = Processes((0..4).map(spawn).collect());
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         // Lazy gRPC channels are made inside the runtime.
         let clients = {
@@ -315,6 +328,177 @@ fn a_full_node_started_late_catches_up_from_genesis_and_follows_the_tip() {
         let _ = stop_tx.send(true);
         let _ = traffic.await;
         assert_roots_agree(&[clients[0].clone(), follower], later).await;
+    });
+    nodes.assert_running(localnet.root());
+}
+
+#[test]
+fn an_equivocating_validator_is_slashed_jailed_tombstoned_and_the_chain_goes_on() {
+    let _one = ONE_CHAIN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let scratch = Scratch::new("equivocate");
+    let Chain { localnet, ports, genesis, clients, nodes, runtime } = Chain::start_with(&scratch, Some(3));
+    let genesis_usd = genesis.build().unwrap().total_usd().to_string();
+    let (stop_tx, traffic) = chain_traffic(&runtime, &genesis, &ports, 10.0);
+    let honest = &clients[..3];
+    runtime.block_on(async {
+        let mut first = None;
+        wait_until("the first status", Duration::from_secs(60), async || {
+            first = status(&clients[3]).await;
+            first.is_some()
+        })
+        .await;
+        let offender = first.unwrap().moniker;
+        let stake_of = |status: &wire::StatusResponse| {
+            let summary = status.validators.iter().find(|validator| validator.moniker == offender).unwrap().clone();
+            (summary.stake.parse::<rust_decimal::Decimal>().unwrap(), summary)
+        };
+        let (stake_before, _) = stake_of(&status(&honest[0]).await.unwrap());
+        let mut caught = None;
+        wait_until("the equivocator to be tombstoned", Duration::from_secs(120), async || {
+            caught = status(&honest[0]).await.filter(|status| stake_of(status).1.tombstoned);
+            caught.is_some()
+        })
+        .await;
+        let caught = caught.unwrap();
+        let (stake_after, summary) = stake_of(&caught);
+        assert!(summary.jailed, "tombstoned but not jailed: {summary:?}");
+        assert!(stake_after < stake_before, "not slashed: {stake_before} before, {stake_after} after");
+        // It leaves the set at the next epoch, and the three others go on.
+        let epoch = caught.epoch;
+        wait_until("the next epoch without the equivocator", Duration::from_secs(120), async || {
+            status(&honest[0]).await.is_some_and(|status| status.epoch > epoch && !stake_of(&status).1.active)
+        })
+        .await;
+        let target = finalized(&honest[0]).await + 10;
+        for (index, client) in honest.iter().enumerate() {
+            wait_until(&format!("node {index} at height {target}"), Duration::from_secs(60), async || {
+                finalized(client).await >= target
+            })
+            .await;
+        }
+        let _ = stop_tx.send(true);
+        let _ = traffic.await;
+        assert_roots_agree(honest, target).await;
+        for client in honest {
+            let status = status(client).await.unwrap();
+            assert_eq!(status.total_usd, genesis_usd, "USD not conserved on {}", status.moniker);
+            for validator in status.validators.iter().filter(|validator| validator.moniker != offender) {
+                assert!(!validator.tombstoned && !validator.jailed, "an honest validator was punished: {validator:?}");
+            }
+        }
+    });
+    let mut nodes = nodes;
+    nodes.assert_running(localnet.root());
+}
+
+/// A validator's operator account sends `actions` with its next nonce.
+async fn send_from(
+    client: &wire::node_client::NodeClient<Channel>,
+    signer: &vanna_runtime::tx::Signer,
+    chain_id: &str,
+    actions: Vec<wire::Action>,
+) {
+    let address = signer.address().as_bytes().to_vec();
+    let nonce =
+        client.clone().get_account(wire::GetAccountRequest { address }).await.map_or(0, |a| a.into_inner().nonce);
+    let transaction = signer.sign(chain_id, nonce, actions);
+    let hash = client
+        .clone()
+        .submit_transaction(wire::SubmitTransactionRequest { transaction })
+        .await
+        .unwrap_or_else(|status| panic!("refused: {status}"))
+        .into_inner()
+        .hash;
+    wait_until("the transaction to be final", Duration::from_secs(60), async || {
+        let request = wire::GetTransactionRequest { hash: hash.clone() };
+        match client.clone().get_transaction(request).await {
+            Ok(found) if !found.get_ref().pending => {
+                let receipt = &found.get_ref().receipt_json;
+                assert!(receipt.contains("\"Included\"") && !receipt.contains("\"Failed\""), "{receipt}");
+                true
+            }
+            _ => false,
+        }
+    })
+    .await;
+}
+
+#[test]
+fn a_silent_validator_is_jailed_and_a_newly_registered_one_joins_and_votes() {
+    use vanna_proto::v1::action::Kind;
+    let _one = ONE_CHAIN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let scratch = Scratch::new("join");
+    let Chain { localnet, ports, genesis, clients, mut nodes, runtime } = Chain::start(&scratch);
+    let (stop_tx, traffic) = chain_traffic(&runtime, &genesis, &ports, 10.0);
+    runtime.block_on(async {
+        wait_until("the first blocks", Duration::from_secs(60), async || finalized(&clients[0]).await >= 3).await;
+        // Validator 3 stops voting.
+        nodes.kill(3);
+
+        // A new validator: a node with fresh keys, following as a full node.
+        let keys = Keys::generate(&KeySource::Random);
+        let home = Home::new(scratch.0.join("newcomer"));
+        let mut config = NodeConfig { moniker: "newcomer".into(), ..NodeConfig::default() };
+        config.network.listen = free_port().unwrap();
+        config.api.listen = free_port().unwrap();
+        config.network.peers = ports.iter().map(|node| node.network).collect();
+        config.feeder.enabled = false;
+        home.init(&config, &genesis, &keys).unwrap();
+        let log = std::fs::File::create(home.dir().join("node.log")).unwrap();
+        let child = Command::new(binary())
+            .args(["node", "start", "--stop-with-stdin", "--home"])
+            .arg(home.dir())
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        nodes.0.push(Some(child));
+        let newcomer = client(config.api.listen);
+
+        // Validator 0 funds it; it registers through a transaction.
+        let operator = keys.signer();
+        let stake = vanna_node::localnet::VALIDATOR_STAKE.to_string();
+        let funder = vanna_node::localnet::validator_keys(0).signer();
+        let fund = vanna_runtime::tx::transfer(operator.address(), wire::Asset::Vanna, &stake);
+        send_from(&clients[0], &funder, &genesis.chain_id, vec![fund]).await;
+        let register = vanna_runtime::tx::action(Kind::RegisterValidator(wire::RegisterValidator {
+            consensus_key: vanna_crypto::bls::public_key(&keys.consensus).to_bytes().to_vec(),
+            proof_of_possession: vanna_crypto::bls::proof_of_possession(&keys.consensus).to_bytes().to_vec(),
+            moniker: "newcomer".into(),
+            commission_rate: "0.1".into(),
+            max_commission_rate: "0.5".into(),
+            max_commission_change: "0.02".into(),
+            self_stake: stake.clone(),
+        }));
+        send_from(&clients[0], &operator, &genesis.chain_id, vec![register]).await;
+
+        let summary = |status: &wire::StatusResponse, moniker: &str| {
+            status.validators.iter().find(|validator| validator.moniker == moniker).cloned()
+        };
+        let silent = vanna_node::localnet::validator_name(3);
+        wait_until("the silent validator to be jailed", Duration::from_secs(180), async || {
+            status(&clients[0]).await.and_then(|status| summary(&status, &silent)).is_some_and(|v| v.jailed)
+        })
+        .await;
+        wait_until("the newcomer to validate, the silent one gone", Duration::from_secs(180), async || {
+            let Some(status) = status(&newcomer).await else { return false };
+            let joined = summary(&status, "newcomer").is_some_and(|v| v.active);
+            let left = summary(&status, &silent).is_some_and(|v| !v.active);
+            status.validator && joined && left
+        })
+        .await;
+        // With validator 2 stopped too, finality needs the newcomer's votes:
+        // validators 0, 1 and the newcomer are three of the four.
+        nodes.kill(2);
+        let target = finalized(&clients[0]).await + 10;
+        wait_until(&format!("height {target} with the newcomer voting"), Duration::from_secs(120), async || {
+            finalized(&clients[0]).await >= target && finalized(&newcomer).await >= target
+        })
+        .await;
+        let _ = stop_tx.send(true);
+        let _ = traffic.await;
+        assert_roots_agree(&[clients[0].clone(), clients[1].clone(), newcomer], target).await;
     });
     nodes.assert_running(localnet.root());
 }

@@ -8,6 +8,7 @@ use crate::CliResult;
 mod apply;
 mod consensus;
 mod liquidation;
+mod localnet;
 mod margin;
 mod matching;
 mod staking;
@@ -26,6 +27,8 @@ pub enum Bench {
     Margin(margin::Args),
     /// Liquidation: from a crash's price update to the last liquidation in the block, by accounts at risk and safe.
     Liquidation(liquidation::Args),
+    /// A localnet of validator processes under load: finalized orders per second against the verify ceiling, latencies, memory.
+    Localnet(localnet::Args),
 }
 
 pub fn run(bench: Bench) -> CliResult {
@@ -36,5 +39,6 @@ pub fn run(bench: Bench) -> CliResult {
         Bench::Staking(args) => staking::run(&args),
         Bench::Margin(args) => margin::run(&args),
         Bench::Liquidation(args) => liquidation::run(&args),
+        Bench::Localnet(args) => localnet::run(&args),
     }
 }
