@@ -225,6 +225,22 @@ fn decode_block(bytes: &[u8]) -> Option<BlockEntry> {
     })
 }
 
+/// Opens sled at `path`. A store closed a moment ago may still hold its
+/// file lock while sled's background flusher exits: retried for up to
+/// two seconds before the lock counts as another process's.
+fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let mut attempts = 0;
+    loop {
+        match sled::Config::new().path(path).cache_capacity(cache_bytes).open() {
+            Err(sled::Error::Io(error)) if attempts < 100 && error.to_string().contains("could not acquire lock") => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 fn decode_height(key: &[u8], bytes: &[u8]) -> Result<u64, StoreError> {
     let height: [u8; 8] =
         bytes.try_into().map_err(|_| StoreError::Corrupt { key: key_name(key), reason: "not a height" })?;
@@ -273,7 +289,7 @@ impl BlockStore {
             return Err(StoreError::NoSnapshotsKept);
         }
         let blocks = dir.as_ref().join("blocks");
-        let db = sled::Config::new().path(&blocks).cache_capacity(config.cache_bytes).open()?;
+        let db = open_sled(&blocks, config.cache_bytes)?;
         let log_path = blocks.join("db");
         let log = File::open(&log_path).map_err(io_error(&log_path))?;
         let snapshots = dir.as_ref().join("snapshots");
