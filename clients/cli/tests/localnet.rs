@@ -179,6 +179,36 @@ impl Chain {
     }
 }
 
+/// A node outside the localnet's directory, with `keys`, peered with the
+/// localnet's validators; its API client.
+fn start_extra_node(
+    scratch: &Scratch,
+    moniker: &str,
+    ports: &[vanna_node::localnet::NodePorts],
+    genesis: &vanna_runtime::Genesis,
+    keys: &Keys,
+    nodes: &mut Processes,
+) -> wire::node_client::NodeClient<Channel> {
+    let home = Home::new(scratch.0.join(moniker));
+    let mut config = NodeConfig { moniker: moniker.into(), ..NodeConfig::default() };
+    config.network.listen = free_port().unwrap();
+    config.api.listen = free_port().unwrap();
+    config.network.peers = ports.iter().map(|node| node.network).collect();
+    config.feeder.enabled = false;
+    home.init(&config, genesis, keys).unwrap();
+    let log = std::fs::File::create(home.dir().join("node.log")).unwrap();
+    let child = Command::new(binary())
+        .args(["node", "start", "--stop-with-stdin", "--home"])
+        .arg(home.dir())
+        .stdin(Stdio::piped())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    nodes.0.push(Some(child));
+    client(config.api.listen)
+}
+
 /// The built-in traffic at `rate` transactions a second until the sender is set.
 fn chain_traffic(
     runtime: &tokio::runtime::Runtime,
@@ -296,24 +326,8 @@ fn a_full_node_started_late_catches_up_from_genesis_and_follows_the_tip() {
         nodes.assert_running(localnet.root());
 
         // A node with keys no validator set holds: it follows and serves.
-        let full = Home::new(scratch.0.join("full"));
-        let mut config = NodeConfig { moniker: "full-node".into(), ..NodeConfig::default() };
-        config.network.listen = free_port().unwrap();
-        config.api.listen = free_port().unwrap();
-        config.network.peers = ports.iter().map(|node| node.network).collect();
-        config.feeder.enabled = false;
-        full.init(&config, &genesis, &Keys::generate(&KeySource::Random)).unwrap();
-        let log = std::fs::File::create(full.dir().join("node.log")).unwrap();
-        let child = Command::new(binary())
-            .args(["node", "start", "--stop-with-stdin", "--home"])
-            .arg(full.dir())
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        nodes.0.push(Some(child));
-        let follower = client(config.api.listen);
+        let follower =
+            start_extra_node(&scratch, "full-node", &ports, &genesis, &Keys::generate(&KeySource::Random), &mut nodes);
         let tip = finalized(&clients[0]).await;
         wait_until("the full node to catch up", Duration::from_secs(240), async || finalized(&follower).await >= tip)
             .await;
@@ -437,24 +451,7 @@ fn a_silent_validator_is_jailed_and_a_newly_registered_one_joins_and_votes() {
 
         // A new validator: a node with fresh keys, following as a full node.
         let keys = Keys::generate(&KeySource::Random);
-        let home = Home::new(scratch.0.join("newcomer"));
-        let mut config = NodeConfig { moniker: "newcomer".into(), ..NodeConfig::default() };
-        config.network.listen = free_port().unwrap();
-        config.api.listen = free_port().unwrap();
-        config.network.peers = ports.iter().map(|node| node.network).collect();
-        config.feeder.enabled = false;
-        home.init(&config, &genesis, &keys).unwrap();
-        let log = std::fs::File::create(home.dir().join("node.log")).unwrap();
-        let child = Command::new(binary())
-            .args(["node", "start", "--stop-with-stdin", "--home"])
-            .arg(home.dir())
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        nodes.0.push(Some(child));
-        let newcomer = client(config.api.listen);
+        let newcomer = start_extra_node(&scratch, "newcomer", &ports, &genesis, &keys, &mut nodes);
 
         // Validator 0 funds it; it registers through a transaction.
         let operator = keys.signer();

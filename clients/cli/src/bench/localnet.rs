@@ -150,20 +150,23 @@ pub fn run(args: &Args) -> CliResult {
         nodes.push(Node(localnet.spawn(&binary, index)?));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let result = runtime.block_on(measure(args, rate, &ports, &nodes, accounts));
+    let ceiling_of = Ceiling { cores, single, ceiling };
+    let result = runtime.block_on(measure(args, rate, ceiling_of, &ports, &nodes, accounts));
     drop(nodes);
     if !keep {
         let _ = std::fs::remove_dir_all(&scratch);
     }
-    let (mut report, finalization) = result?;
-    report.validators = args.validators;
-    report.cores = cores;
-    report.single_core_verify_per_sec = single;
-    report.verify_ceiling = ceiling;
-    report.ratio_to_verify_ceiling = report.sustained_per_sec / ceiling;
-    report.finalization = finalization;
+    let report = result?;
     print(args, &report);
     Ok(())
+}
+
+/// The signature ceiling measured before the nodes start.
+#[derive(Clone, Copy)]
+struct Ceiling {
+    cores: usize,
+    single: f64,
+    ceiling: f64,
 }
 
 /// A node process, killed and reaped when dropped.
@@ -366,10 +369,11 @@ fn rss_kib(pid: u32) -> u64 {
 async fn measure(
     args: &Args,
     rate: f64,
+    ceiling: Ceiling,
     ports: &[vanna_node::localnet::NodePorts],
     nodes: &[Node],
     accounts: Vec<Account>,
-) -> Result<(Report, Latency), Box<dyn std::error::Error>> {
+) -> Result<Report, Box<dyn std::error::Error>> {
     let clients: Vec<_> = ports.iter().map(|node| client(node.api)).collect::<Result<_, _>>()?;
     let started = Instant::now();
     while status(&clients[0]).await.is_none_or(|status| status.finalized_height < 2) {
@@ -442,21 +446,21 @@ async fn measure(
     }
     let finalized_transactions = end.transactions_total.saturating_sub(begin.transactions_total);
     let report = Report {
-        validators: 0,
-        cores: 0,
+        validators: args.validators,
+        cores: ceiling.cores,
         offered_rate: rate,
         duration_seconds: seconds,
-        single_core_verify_per_sec: 0.0,
-        verify_ceiling: 0.0,
+        single_core_verify_per_sec: ceiling.single,
+        verify_ceiling: ceiling.ceiling,
         submitted: sent.submitted,
         refused: sent.refused,
         finalized_transactions,
         sustained_per_sec: finalized_transactions as f64 / seconds,
-        ratio_to_verify_ceiling: 0.0,
+        ratio_to_verify_ceiling: finalized_transactions as f64 / seconds / ceiling.ceiling,
         blocks,
         block_interval_ms,
         receipt: latency(receipt_ms, block_interval_ms),
-        finalization: latency(Vec::new(), block_interval_ms),
+        finalization: latency(proposal_ms.into_values().collect(), block_interval_ms),
         sampled_lost: lost,
         sampled_action_failed: failed,
         mempool_max,
@@ -472,8 +476,7 @@ async fn measure(
             })
             .collect(),
     };
-    let finalization = latency(proposal_ms.into_values().collect(), block_interval_ms);
-    Ok((report, finalization))
+    Ok(report)
 }
 
 fn latency(mut samples: Vec<f64>, block_interval_ms: f64) -> Latency {
