@@ -234,8 +234,8 @@ impl Mempool {
     /// Records a transaction the node verified without offering it to the
     /// pool (for example one of a proposal it received), so that executing
     /// its block does not verify it again.
-    pub fn note_verified(&mut self, envelope: &Envelope) {
-        self.verified.insert(envelope.hash);
+    pub fn note_verified(&mut self, hash: &TxHash) {
+        self.verified.insert(*hash);
     }
 
     /// Offers a transaction whose envelope `open_envelope` accepted (so its

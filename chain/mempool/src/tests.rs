@@ -345,7 +345,7 @@ fn verified_hashes_outlive_the_pool_up_to_the_capacity() {
     assert!((2..=4).all(|who| pool.is_verified(&hash(who, 0))));
     assert!(pool.is_verified(&hash(9, 0)) && !pool.is_verified(&hash(8, 0)));
     // Noted from a block.
-    pool.note_verified(&tx(10, 0).1);
+    pool.note_verified(&hash(10, 0));
     assert!(pool.is_verified(&hash(10, 0)) && !pool.is_verified(&hash(2, 0)));
 }
 

@@ -3,10 +3,12 @@
 //! runtime, exactly once and in height order. Synchronous and free of IO:
 //! the shell hands it what consensus and the mempool produced.
 //!
-//! A header carries the state root after its parent. Execution happens only
-//! once a block is final, so when a proposal builds on a block that is
+//! A header carries the state root after its parent. A block's effects
+//! count only once it is final, so when a proposal builds on a block that is
 //! notarized but not yet final, its root comes from executing the pending
-//! chain on a copy of the state (speculatively; the copy is thrown away).
+//! chain on a copy of the state (speculatively). The state after a block is
+//! a function of the block's hash alone, so when that block becomes final
+//! its speculative result is adopted instead of executing it a second time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +26,16 @@ use crate::payload::{MAX_PAYLOAD_BYTES, Payload, order_seed, seed_is_valid, tran
 /// Blocks kept that are known but not final (proposed or verified): enough
 /// for the views a leader may build across while finality catches up.
 const MAX_PENDING_BLOCKS: usize = 512;
+/// States after pending blocks kept at once (each is a copy of the whole
+/// state): the tip being built on and a fork or two.
+const MAX_SPECULATED: usize = 4;
+
+/// A pending block executed on a copy of the state.
+struct Speculated {
+    height: u64,
+    state: State,
+    output: BlockOutput,
+}
 
 /// Why the application cannot go on. Each halts the node: continuing would
 /// settle balances on a state other validators do not have.
@@ -102,9 +114,9 @@ pub struct App {
     pending: BTreeMap<BlockHash, (Header, Vec<u8>)>,
     /// Roots after pending blocks, worked out speculatively.
     roots: BTreeMap<BlockHash, Root>,
-    /// The state after the pending block worked out last: what a proposal
-    /// on it selects transactions against.
-    speculative: Option<(BlockHash, State)>,
+    /// States after the pending blocks worked out last: what a proposal on
+    /// one selects transactions against, and what its finalization adopts.
+    speculated: BTreeMap<BlockHash, Speculated>,
     /// Validator sets by epoch: the current one and the one before it (a
     /// block's parent certificate and late evidence may come from it).
     sets: BTreeMap<Epoch, Arc<ValidatorSet<Bls>>>,
@@ -151,7 +163,7 @@ impl App {
             root,
             pending: BTreeMap::new(),
             roots: BTreeMap::new(),
-            speculative: None,
+            speculated: BTreeMap::new(),
             sets,
         })
     }
@@ -250,17 +262,22 @@ impl App {
     }
 
     /// The state root after the block `hash`: known if executed, else worked
-    /// out from the pending chain down to the executed block, if it is all here.
-    pub fn root_after(&mut self, hash: BlockHash) -> Option<Root> {
+    /// out from the pending chain down to the executed block (or the nearest
+    /// block whose state is kept), if it is all here. `verified` names the
+    /// transactions whose signatures this node checked already.
+    pub fn root_after(&mut self, hash: BlockHash, verified: &dyn Fn(&[u8; 32]) -> bool) -> Option<Root> {
         if hash == self.executed.hash() {
             return Some(self.root);
+        }
+        if let Some(speculated) = self.speculated.get(&hash) {
+            return Some(speculated.output.state_root);
         }
         if let Some(root) = self.roots.get(&hash) {
             return Some(*root);
         }
         let mut chain = Vec::new();
         let mut cursor = hash;
-        while cursor != self.executed.hash() {
+        while cursor != self.executed.hash() && !self.speculated.contains_key(&cursor) {
             let (header, payload) = self.pending.get(&cursor)?;
             if header.height <= self.executed.height {
                 return None;
@@ -269,34 +286,46 @@ impl App {
             cursor = header.parent;
         }
         chain.reverse();
-        let mut state = self.state.clone();
-        let mut parent_root = self.root;
+        let (mut state, mut parent_root) = match self.speculated.get(&cursor) {
+            Some(base) => (base.state.clone(), base.output.state_root),
+            None => (self.state.clone(), self.root),
+        };
+        let mut last = None;
         for (header, payload) in chain {
             if header.state_root != parent_root {
                 return None;
             }
             let payload = Payload::decode(&payload).ok()?;
             let context = self.context(&header, &payload).ok()?;
-            let output = apply_block_with(&mut state, &context, &payload.transactions, &|_| false).ok()?;
+            let output = apply_block_with(&mut state, &context, &payload.transactions, verified).ok()?;
             parent_root = output.state_root;
             self.roots.insert(header.hash(), parent_root);
+            last = Some((header.height.0, output));
         }
-        self.speculative = Some((hash, state));
+        let (height, output) = last?;
+        if self.speculated.len() >= MAX_SPECULATED {
+            // The lowest are the likeliest to be final soon or dead forks.
+            let lowest = self.speculated.iter().min_by_key(|(_, kept)| kept.height).map(|(hash, _)| *hash);
+            if let Some(lowest) = lowest {
+                self.speculated.remove(&lowest);
+            }
+        }
+        self.speculated.insert(hash, Speculated { height, state, output });
         Some(parent_root)
     }
 
     /// The state after block `hash`: the executed state, or the state after
     /// a pending block on it (worked out as `root_after` does).
-    pub fn state_after(&mut self, hash: BlockHash) -> Option<&State> {
+    pub fn state_after(&mut self, hash: BlockHash, verified: &dyn Fn(&[u8; 32]) -> bool) -> Option<&State> {
         if hash == self.executed.hash() {
             return Some(&self.state);
         }
-        if self.speculative.as_ref().is_none_or(|(known, _)| *known != hash) {
-            // Only the root may be cached: work the state out again.
+        if !self.speculated.contains_key(&hash) {
+            // Only the root may be kept: work the state out again.
             self.roots.remove(&hash);
-            self.root_after(hash)?;
+            self.root_after(hash, verified)?;
         }
-        self.speculative.as_ref().map(|(_, state)| state)
+        self.speculated.get(&hash).map(|speculated| &speculated.state)
     }
 
     /// The runtime's context of a block: its height and time, who signed
@@ -355,8 +384,9 @@ impl App {
         now_ms: u64,
         secret: &BlsSecretKey,
         inputs: ProposalInputs,
+        verified: &dyn Fn(&[u8; 32]) -> bool,
     ) -> Option<Proposal> {
-        let state_root = self.root_after(parent.hash())?;
+        let state_root = self.root_after(parent.hash(), verified)?;
         let mut payload = Payload {
             order_seed: order_seed(secret, self.info.consensus, epoch, view),
             transactions: Vec::new(),
@@ -385,7 +415,13 @@ impl App {
     }
 
     /// Everything this validator can check of a proposal without executing it.
-    pub fn verify(&mut self, parent: &Header, header: &Header, payload_bytes: &[u8]) -> Verdict {
+    pub fn verify(
+        &mut self,
+        parent: &Header,
+        header: &Header,
+        payload_bytes: &[u8],
+        verified: &dyn Fn(&[u8; 32]) -> bool,
+    ) -> Verdict {
         let payload = match Payload::decode(payload_bytes) {
             Ok(payload) => payload,
             Err(error) => return Verdict::Invalid(error.to_string()),
@@ -415,7 +451,7 @@ impl App {
         if let Err(why) = self.context(header, &payload) {
             return Verdict::Invalid(why);
         }
-        match self.root_after(parent.hash()) {
+        match self.root_after(parent.hash(), verified) {
             None => Verdict::Unknown,
             Some(root) if root != header.state_root => Verdict::Invalid(format!(
                 "state root {} is not the root after the parent, {}",
@@ -490,17 +526,26 @@ impl App {
             });
         }
         let bad = |why: String| AppError::BadBlock { height, why };
-        let payload = Payload::decode(payload_bytes).map_err(|e| bad(e.to_string()))?;
-        let context = self.context(header, &payload).map_err(bad)?;
         let epoch_before = self.state.staking.epoch;
-        let output = apply_block_with(&mut self.state, &context, &payload.transactions, verified)
-            .map_err(|error| AppError::Runtime(error, height))?;
+        let output = match self.speculated.remove(&header.hash()) {
+            // Worked out already from this very block: the same result.
+            Some(speculated) => {
+                self.state = speculated.state;
+                speculated.output
+            }
+            None => {
+                let payload = Payload::decode(payload_bytes).map_err(|e| bad(e.to_string()))?;
+                let context = self.context(header, &payload).map_err(bad)?;
+                apply_block_with(&mut self.state, &context, &payload.transactions, verified)
+                    .map_err(|error| AppError::Runtime(error, height))?
+            }
+        };
         self.root = output.state_root;
         self.executed = header.clone();
         self.pending.retain(|_, (pending, _)| pending.height > header.height);
         let live: std::collections::BTreeSet<BlockHash> = self.pending.keys().copied().collect();
         self.roots.retain(|hash, _| live.contains(hash));
-        self.speculative.take_if(|(hash, _)| !live.contains(hash));
+        self.speculated.retain(|hash, _| live.contains(hash));
         let mut next_epoch = None;
         if self.state.staking.epoch != epoch_before {
             let epoch = Epoch(self.state.staking.epoch);
@@ -513,5 +558,77 @@ impl App {
             next_epoch = Some((epoch, set));
         }
         Ok(Executed { output, next_epoch })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vanna_consensus::{Height, ValidatorIndex};
+    use vanna_proto::v1::Side;
+    use vanna_runtime::devnet::{add_validators, consensus_secret, demo_genesis};
+    use vanna_runtime::tx::{limit_order, place};
+
+    /// Two applications from one genesis, a block of trades on it, and the
+    /// block's header with the root after its parent.
+    fn two_apps_and_a_block() -> (App, App, Header, Vec<u8>) {
+        let (mut genesis, signers) = demo_genesis(&[("alice", 1_000_000), ("bob", 1_000_000)]);
+        add_validators(&mut genesis, &[("val-a", 10_000, 0, "0.1")]);
+        let info = ChainInfo {
+            chain_id: genesis.chain_id.clone(),
+            consensus: crate::payload::consensus_chain(&genesis.chain_id),
+            epoch_blocks: 100,
+        };
+        let app = |genesis: &vanna_runtime::Genesis| {
+            let mut state = genesis.build().unwrap();
+            let header = genesis_header(&mut state);
+            App::new(info.clone(), state, header).unwrap()
+        };
+        let (mut first, second) = (app(&genesis), app(&genesis));
+        let parent = first.executed().clone();
+        let transactions = signers
+            .iter()
+            .filter(|(name, _)| name == "alice" || name == "bob")
+            .enumerate()
+            .map(|(index, (_, signer))| {
+                let side = if index == 0 { Side::Buy } else { Side::Sell };
+                signer.sign(&info.chain_id, 0, vec![place(limit_order("BTC-25DEC26-100000-C", side, "5000", "0.1"))])
+            })
+            .collect();
+        let inputs = ProposalInputs { transactions, ..ProposalInputs::default() };
+        let secret = consensus_secret("val-a");
+        let block_time_ms = parent.block_time_ms + 1_000;
+        let proposal =
+            first.build(&parent, View(1), Epoch(0), block_time_ms, &secret, inputs, &|_| false).expect("a proposal");
+        let header = Header {
+            parent: parent.hash(),
+            height: Height(1),
+            epoch: Epoch(0),
+            view: View(1),
+            proposer: ValidatorIndex(0),
+            block_time_ms: proposal.block_time_ms,
+            state_root: proposal.state_root,
+            transactions_root: proposal.transactions_root,
+            payload_hash: Header::payload_hash_of(&proposal.payload),
+        };
+        (first, second, header, proposal.payload)
+    }
+
+    #[test]
+    fn a_final_block_worked_out_speculatively_ends_in_the_state_executing_it_gives() {
+        let (mut speculating, mut executing, header, payload) = two_apps_and_a_block();
+        speculating.remember(&header, &payload);
+        let speculative_root = speculating.root_after(header.hash(), &|_| false).expect("the chain is known");
+        assert!(speculating.state_after(header.hash(), &|_| false).is_some());
+
+        let adopted = speculating.execute(&header, &payload, &|_| false).unwrap();
+        let executed = executing.execute(&header, &payload, &|_| false).unwrap();
+        assert_eq!(adopted.output.state_root, speculative_root);
+        assert_eq!(adopted.output.state_root, executed.output.state_root);
+        assert_eq!(adopted.output.receipts, executed.output.receipts);
+        assert_eq!(adopted.output.events, executed.output.events);
+        assert_eq!(speculating.state().snapshot(), executing.state().snapshot());
+        // Both filled the trade.
+        assert!(adopted.output.events.iter().any(|event| matches!(event, vanna_runtime::events::Event::Filled(_))));
     }
 }

@@ -351,7 +351,8 @@ impl<B: Backend> Core<B> {
         self.identity.as_ref()?;
         // Transactions that can follow the parent: selected against the
         // state after it, so none its unfinalized ancestors carry comes again.
-        let Some(after_parent) = self.app.state_after(parent.hash()) else {
+        let source = &self.transactions;
+        let Some(after_parent) = self.app.state_after(parent.hash(), &|hash| source.verified(hash)) else {
             // The parent's state is not known yet: try again when it is.
             self.waiting_proposal = Some((view, parent));
             return None;
@@ -388,7 +389,8 @@ impl<B: Backend> Core<B> {
             parent_certificate,
         };
         let secret = identity.secret.clone();
-        match self.app.build(&parent, view, self.epoch, now_ms, &secret, inputs) {
+        let source = &self.transactions;
+        match self.app.build(&parent, view, self.epoch, now_ms, &secret, inputs, &|hash| source.verified(hash)) {
             Some(proposal) => {
                 self.waiting_proposal = None;
                 Some(Event::ProposalPayload {
@@ -416,7 +418,8 @@ impl<B: Backend> Core<B> {
         out: &mut Vec<Output>,
     ) -> Option<Event<Bls>> {
         let block = header.hash();
-        match self.app.verify(&parent, &header, &payload) {
+        let source = &self.transactions;
+        match self.app.verify(&parent, &header, &payload, &|hash| source.verified(hash)) {
             Verdict::Valid => {
                 out.push(Output::KeepBlock { header, payload });
                 Some(Event::ProposalVerified { view, block, valid: true })

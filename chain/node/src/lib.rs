@@ -14,9 +14,11 @@ pub mod evidence;
 pub mod home;
 pub mod localnet;
 pub mod payload;
+pub mod receipts;
 pub mod rpc;
 pub mod shell;
 pub mod traffic;
+pub mod verifier;
 
 /// Milliseconds since the Unix epoch by the wall clock: the shell's time,
 /// handed to the cores with each input.

@@ -18,7 +18,6 @@ use vanna_network::{Inbound, Network, NetworkConfig, NetworkHandle, PeerEvent, P
 use vanna_proto::v1 as wire;
 use vanna_signer::{FileBackend, ProtectionStore, Signer};
 use vanna_store::{BlockStore, Journal, StoredBlock};
-use vanna_types::Envelope;
 
 use crate::app::{App, ChainInfo, genesis_header};
 use crate::config::NodeConfig;
@@ -27,6 +26,7 @@ use crate::evidence::{decode_certificate, encode_certificate};
 use crate::home::Home;
 use crate::payload::{MAX_PAYLOAD_BYTES, consensus_chain};
 use crate::rpc::{self, NodeRequest, Refusal};
+use crate::verifier::{Job, Opened, Verifiers};
 
 /// Blocks asked for in one catch-up request.
 const SYNC_BATCH: u32 = vanna_network::MAX_SYNC_BLOCKS;
@@ -48,6 +48,10 @@ const MAX_EARLY_MESSAGES: usize = 1_024;
 /// Test builds only: a validator started with this variable set equivocates.
 #[cfg(feature = "test-equivocate")]
 pub const EQUIVOCATE_ENV: &str = "VANNA_TEST_EQUIVOCATE";
+/// How long an admitted transaction waits to be gossiped with others in
+/// one frame: per-frame costs (framing, a wake-up on every peer) dominate
+/// when each goes alone.
+const GOSSIP_FLUSH_MS: u64 = 10;
 /// Journal records before the node prunes what finality made useless.
 const JOURNAL_PRUNE_RECORDS: usize = 4_096;
 
@@ -106,14 +110,6 @@ impl Transactions for Pool {
     }
 }
 
-/// A transaction whose envelope was checked off the loop.
-struct Opened {
-    bytes: Vec<u8>,
-    envelope: Result<Envelope, vanna_types::TxError>,
-    /// Where the submitter waits (none for gossip).
-    reply: Option<oneshot::Sender<Result<[u8; 32], Refusal>>>,
-}
-
 /// Counters the status reports.
 #[derive(Debug, Default, Clone, Copy)]
 struct Counters {
@@ -146,8 +142,9 @@ struct Shell {
     timers: BTreeMap<(u64, u64), Input>,
     timer_sequence: u64,
     status: watch::Sender<wire::StatusResponse>,
-    opened_tx: mpsc::Sender<Opened>,
-    verifying: usize,
+    verifiers: Verifiers,
+    /// Admitted transactions not yet gossiped (at most a frame's worth).
+    gossip_out: Vec<Bytes>,
     counters: Counters,
     /// Finalized heights peers announced.
     peer_heights: BTreeMap<PeerId, u64>,
@@ -259,6 +256,13 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
         spawn_feeder(&config, &genesis, &keys, reports_tx.clone())?;
     }
     let (opened_tx, mut opened) = mpsc::channel::<Opened>(MAX_VERIFYING);
+    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+    let known: crate::verifier::Known = {
+        let pool = mempool.clone();
+        Arc::new(move |hash| pool.lock().is_verified(hash))
+    };
+    let verifiers = Verifiers::start(cores, MAX_VERIFYING, chain_id.clone(), opened_tx, known)
+        .map_err(|error| NodeError::Restore(format!("starting the signature checkers: {error}")))?;
     let journal = Journal::open(home.journal_path())?;
     let mut shell = Shell {
         core,
@@ -271,8 +275,8 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
         timers: BTreeMap::new(),
         timer_sequence: 0,
         status,
-        opened_tx,
-        verifying: 0,
+        verifiers,
+        gossip_out: Vec::new(),
         counters: Counters::default(),
         peer_heights: BTreeMap::new(),
         asked: None,
@@ -288,6 +292,8 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
 
     let mut status_tick = tokio::time::interval(Duration::from_millis(500));
     status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut gossip_tick = tokio::time::interval(Duration::from_millis(GOSSIP_FLUSH_MS));
+    gossip_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let result = loop {
         let next_timer = shell.timers.keys().next().map(|(at, _)| *at);
         let sleep = async {
@@ -307,6 +313,7 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
             }
             // Periodic and cheap: never starved by a flood of the rest.
             _ = status_tick.tick() => shell.on_tick(),
+            _ = gossip_tick.tick(), if !shell.gossip_out.is_empty() => { shell.flush_gossip(); Ok(()) }
             Some(inbound) = inbox.consensus.recv() => shell.on_consensus(inbound),
             _ = sleep => shell.on_timers(),
             Some(inbound) = inbox.sync.recv() => shell.on_sync(inbound),
@@ -435,7 +442,7 @@ impl Shell {
     /// A block is final and executed: made durable before anything else leaves.
     fn committed(&mut self, committed: Committed) -> Result<(), NodeError> {
         let height = committed.header.height.0;
-        let receipts = serde_json::to_vec(&committed.output.receipts).unwrap_or_default();
+        let receipts = crate::receipts::encode(&committed.output.receipts);
         let transactions: Vec<[u8; 32]> = committed.output.receipts.iter().map(|receipt| receipt.tx_hash).collect();
         self.store.commit_indexed(
             &StoredBlock {
@@ -457,6 +464,16 @@ impl Shell {
             self.store.put_snapshot(height, &self.core.app().snapshot())?;
         }
         self.count(&committed.output);
+        // Checked by the runtime if not before: a copy still queued for
+        // checking (gossip behind the block) is dropped unchecked.
+        {
+            let mut pool = self.pool.lock();
+            for receipt in &committed.output.receipts {
+                if matches!(receipt.status, vanna_runtime::events::TxStatus::Included { .. }) {
+                    pool.note_verified(&receipt.tx_hash);
+                }
+            }
+        }
         if committed.next_epoch.is_some() {
             self.update_validators();
             self.replay_early()?;
@@ -601,24 +618,15 @@ impl Shell {
 
     /// Checks a transaction's envelope (its signature) off the loop.
     fn open(&mut self, bytes: Vec<u8>, reply: Option<oneshot::Sender<Result<[u8; 32], Refusal>>>) {
-        if self.verifying >= MAX_VERIFYING {
-            if let Some(reply) = reply {
-                let _ = reply
-                    .send(Err(Refusal::Exhausted("the node is verifying too many transactions; retry shortly".into())));
-            }
-            return;
+        // A full queue refuses: the submitter retries, gossip is dropped
+        // (its sender's proposal will carry it if it matters).
+        if let Err(Job { reply: Some(reply), .. }) = self.verifiers.submit(Job { bytes, reply }) {
+            let _ = reply
+                .send(Err(Refusal::Exhausted("the node is verifying too many transactions; retry shortly".into())));
         }
-        self.verifying += 1;
-        let chain_id = self.info.chain_id.clone();
-        let done = self.opened_tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let envelope = vanna_types::open_envelope(&bytes, &chain_id);
-            let _ = done.blocking_send(Opened { bytes, envelope, reply });
-        });
     }
 
     fn on_opened(&mut self, opened: Opened) -> Result<(), NodeError> {
-        self.verifying = self.verifying.saturating_sub(1);
         let Opened { bytes, envelope, reply } = opened;
         let answer = match envelope {
             Err(error) => Err(Refusal::Invalid(error.to_string())),
@@ -628,13 +636,15 @@ impl Shell {
                     self.core.app().state().account(&envelope.sender).map(|account| account.nonce).into();
                 let gossip = bytes.clone();
                 let mut pool = self.pool.lock();
-                pool.note_verified(&envelope);
+                pool.note_verified(&envelope.hash);
                 match pool.insert(bytes, envelope, committed, crate::now_ms()) {
                     Ok(_) => {
                         drop(pool);
                         if reply.is_some() {
-                            let _ =
-                                self.network.broadcast(vanna_network::Message::Transactions(vec![Bytes::from(gossip)]));
+                            self.gossip_out.push(Bytes::from(gossip));
+                            if self.gossip_out.len() >= vanna_network::MAX_TRANSACTIONS_PER_FRAME {
+                                self.flush_gossip();
+                            }
                         }
                         Ok(hash)
                     }
@@ -650,6 +660,11 @@ impl Shell {
             self.perform(outputs)?;
         }
         Ok(())
+    }
+
+    fn flush_gossip(&mut self) {
+        let transactions = std::mem::take(&mut self.gossip_out);
+        let _ = self.network.broadcast(vanna_network::Message::Transactions(transactions));
     }
 
     fn on_request(&mut self, request: NodeRequest) -> Result<(), NodeError> {
@@ -701,10 +716,11 @@ impl Shell {
             return Ok(Some(wire::GetTransactionResponse { pending: true, ..Default::default() }));
         }
         let Some((height, position)) = self.store.transaction(hash)? else { return Ok(None) };
-        let Some(block) = self.store.block(height)? else { return Ok(None) };
-        let block_time_ms = Header::decode(&block.header).map_or(0, |header| header.block_time_ms);
-        let receipts: Vec<serde_json::Value> = serde_json::from_slice(&block.receipts).unwrap_or_default();
-        let receipt_json = receipts.get(position as usize).map(|receipt| receipt.to_string()).unwrap_or_default();
+        let Some((header, receipts)) = self.store.header_and_receipts(height)? else { return Ok(None) };
+        let block_time_ms = Header::decode(&header).map_or(0, |header| header.block_time_ms);
+        let receipt_json = crate::receipts::at(&receipts, position as usize)
+            .map(|json| String::from_utf8_lossy(json).into_owned())
+            .unwrap_or_default();
         let finalized_at_ms = self
             .finalized_at
             .binary_search_by_key(&height, |(stored, _)| *stored)

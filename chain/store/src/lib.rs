@@ -124,6 +124,9 @@ pub struct StoredBlock {
     pub state_root: [u8; 32],
 }
 
+/// A stored block's header and receipts bytes.
+pub type HeaderAndReceipts = (Vec<u8>, Vec<u8>);
+
 /// How a [`BlockStore`] is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -353,35 +356,56 @@ impl BlockStore {
 
     /// The block at `height`, complete, or `None` if it is not stored.
     pub fn block(&self, height: u64) -> Result<Option<StoredBlock>, StoreError> {
-        let block_key = height_key(BLOCK, height);
-        let Some(bytes) = self.db.get(&block_key)? else { return Ok(None) };
-        let corrupt = |key: &[u8], reason| StoreError::Corrupt { key: key_name(key), reason };
-        let entry = decode_block(&bytes).ok_or_else(|| corrupt(&block_key, "not a block entry"))?;
-        if entry.height != height {
-            return Err(corrupt(&block_key, "holds another height"));
-        }
+        let Some(entry) = self.entry(height)? else { return Ok(None) };
         let mut parts: [Vec<u8>; 4] = Default::default();
-        for (number, ((length, (_, max)), part)) in entry.lengths.iter().zip(PARTS).zip(&mut parts).enumerate() {
-            if *length > max {
-                return Err(corrupt(&block_key, "a part longer than its limit"));
-            }
-            // Written in the same batch as the block: anything missing or extra is damage.
-            part.reserve_exact(*length);
-            for (chunk, entry) in self.db.scan_prefix(part_prefix(height, number as u8)).enumerate() {
-                let (key, bytes) = entry?;
-                let expected = [part_prefix(height, number as u8).as_slice(), &(chunk as u32).to_be_bytes()].concat();
-                if *key != *expected || bytes.len() > CHUNK_BYTES || part.len() + bytes.len() > *length {
-                    return Err(corrupt(&key, "a chunk out of place"));
-                }
-                part.extend_from_slice(&bytes);
-            }
-            if part.len() != *length {
-                return Err(corrupt(&block_key, "a part shorter than its length"));
-            }
+        for (number, part) in parts.iter_mut().enumerate() {
+            *part = self.part(&entry, number)?;
         }
         let [header, payload, certificate, receipts] = parts;
         let (hash, state_root) = (entry.hash, entry.state_root);
         Ok(Some(StoredBlock { height, hash, header, payload, certificate, receipts, state_root }))
+    }
+
+    /// The header and receipts of the block at `height`, without reading
+    /// its payload (for looking up one transaction's receipt).
+    pub fn header_and_receipts(&self, height: u64) -> Result<Option<HeaderAndReceipts>, StoreError> {
+        let Some(entry) = self.entry(height)? else { return Ok(None) };
+        Ok(Some((self.part(&entry, 0)?, self.part(&entry, 3)?)))
+    }
+
+    fn entry(&self, height: u64) -> Result<Option<BlockEntry>, StoreError> {
+        let block_key = height_key(BLOCK, height);
+        let Some(bytes) = self.db.get(&block_key)? else { return Ok(None) };
+        let corrupt = |reason| StoreError::Corrupt { key: key_name(&block_key), reason };
+        let entry = decode_block(&bytes).ok_or_else(|| corrupt("not a block entry"))?;
+        if entry.height != height {
+            return Err(corrupt("holds another height"));
+        }
+        if entry.lengths.iter().zip(PARTS).any(|(length, (_, max))| *length > max) {
+            return Err(corrupt("a part longer than its limit"));
+        }
+        Ok(Some(entry))
+    }
+
+    /// Part `number` of a block, from its chunks.
+    fn part(&self, entry: &BlockEntry, number: usize) -> Result<Vec<u8>, StoreError> {
+        let length = entry.lengths[number];
+        let prefix = part_prefix(entry.height, number as u8);
+        let mut part = Vec::with_capacity(length);
+        // Written in the same batch as the block: anything missing or extra is damage.
+        for (chunk, stored) in self.db.scan_prefix(&prefix).enumerate() {
+            let (key, bytes) = stored?;
+            let expected = [prefix.as_slice(), &(chunk as u32).to_be_bytes()].concat();
+            if *key != *expected || bytes.len() > CHUNK_BYTES || part.len() + bytes.len() > length {
+                return Err(StoreError::Corrupt { key: key_name(&key), reason: "a chunk out of place" });
+            }
+            part.extend_from_slice(&bytes);
+        }
+        if part.len() != length {
+            let key = height_key(BLOCK, entry.height);
+            return Err(StoreError::Corrupt { key: key_name(&key), reason: "a part shorter than its length" });
+        }
+        Ok(part)
     }
 
     /// The height of the stored block with this hash.
@@ -506,6 +530,10 @@ mod tests {
         assert_eq!(store.transaction(&[0xa4; 32]).unwrap(), None);
         // A block's own hash is not a transaction's.
         assert_eq!(store.transaction(&block(1).hash).unwrap(), None);
+        // Its receipts are read without the payload.
+        let (header, receipts) = store.header_and_receipts(3).unwrap().unwrap();
+        assert_eq!((header, receipts), (block(3).header, block(3).receipts));
+        assert_eq!(store.header_and_receipts(4).unwrap(), None);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -42,6 +42,8 @@ const SETTLE: Duration = Duration::from_secs(15);
 /// Attempts at a submission the node refuses for a transient reason (its
 /// queue for the account is full, or it is busy) before the account stops.
 const RETRIES: u32 = 50;
+/// Sampled transactions looked up at once after the run.
+const LOOKUPS_IN_FLIGHT: usize = 32;
 /// Submissions of one account awaiting their answer at most (the mempool
 /// keeps 64 per account).
 const IN_FLIGHT: usize = 16;
@@ -418,22 +420,24 @@ async fn measure(
     let blocks = end.finalized_height.saturating_sub(begin.finalized_height);
     let block_interval_ms = seconds * 1e3 / blocks.max(1) as f64;
 
-    // Every sampled transaction, read back once it is final (or given up on).
+    // Every sampled transaction, read back once it is final (or given up on),
+    // a few at a time.
     let deadline = Instant::now() + SETTLE;
+    let mut lookups = tokio::task::JoinSet::new();
+    let mut found = Vec::new();
+    for (at_ms, hash, node) in sent.samples {
+        if lookups.len() >= LOOKUPS_IN_FLIGHT
+            && let Some(Ok(one)) = lookups.join_next().await
+        {
+            found.push(one);
+        }
+        lookups.spawn(look_up(clients[node].clone(), at_ms, hash, deadline));
+    }
+    found.extend(lookups.join_all().await);
     let mut receipt_ms = Vec::new();
     let mut proposal_ms: BTreeMap<u64, f64> = BTreeMap::new();
     let (mut lost, mut failed) = (0, 0);
-    for (at_ms, hash, node) in &sent.samples {
-        let found = loop {
-            let request = wire::GetTransactionRequest { hash: hash.to_vec() };
-            match clients[*node].clone().get_transaction(request).await {
-                Ok(response) if !response.get_ref().pending && response.get_ref().finalized_at_ms > 0 => {
-                    break Some(response.into_inner());
-                }
-                _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-                _ => break None,
-            }
-        };
+    for (at_ms, found) in found {
         let Some(found) = found else {
             lost += 1;
             continue;
@@ -441,7 +445,7 @@ async fn measure(
         if !found.receipt_json.contains("\"Included\"") || found.receipt_json.contains("\"Failed\"") {
             failed += 1;
         }
-        receipt_ms.push(found.finalized_at_ms.saturating_sub(*at_ms) as f64);
+        receipt_ms.push(found.finalized_at_ms.saturating_sub(at_ms) as f64);
         proposal_ms.insert(found.height, found.finalized_at_ms.saturating_sub(found.block_time_ms) as f64);
     }
     let finalized_transactions = end.transactions_total.saturating_sub(begin.transactions_total);
@@ -477,6 +481,25 @@ async fn measure(
             .collect(),
     };
     Ok(report)
+}
+
+/// A sampled transaction once it is final, or none if it is not by `deadline`.
+async fn look_up(
+    client: wire::node_client::NodeClient<Channel>,
+    at_ms: u64,
+    hash: [u8; 32],
+    deadline: Instant,
+) -> (u64, Option<wire::GetTransactionResponse>) {
+    loop {
+        let request = wire::GetTransactionRequest { hash: hash.to_vec() };
+        match client.clone().get_transaction(request).await {
+            Ok(response) if !response.get_ref().pending && response.get_ref().finalized_at_ms > 0 => {
+                return (at_ms, Some(response.into_inner()));
+            }
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            _ => return (at_ms, None),
+        }
+    }
 }
 
 fn latency(mut samples: Vec<f64>, block_interval_ms: f64) -> Latency {
