@@ -51,6 +51,11 @@ pub struct CoreConfig {
     pub timing: Timing,
     /// The longest a leader waits for transactions before proposing anyway.
     pub max_block_interval_ms: u64,
+    /// A [`Committed`] block at a multiple of this height carries the
+    /// state snapshot taken right after it (0: never). Taken here because a
+    /// catch-up commits several blocks at once: by the time the shell reads
+    /// the outputs, the state is already past the earlier ones.
+    pub snapshot_interval_blocks: u64,
     /// Test builds only: sign a second, conflicting notarize vote next to
     /// every genuine one, bypassing slashing protection, so that tests can
     /// watch the chain catch and punish an equivocator.
@@ -63,6 +68,7 @@ impl CoreConfig {
         CoreConfig {
             timing,
             max_block_interval_ms,
+            snapshot_interval_blocks: 0,
             #[cfg(feature = "test-equivocate")]
             equivocate: false,
         }
@@ -122,6 +128,8 @@ pub struct Committed {
     pub output: vanna_runtime::BlockOutput,
     /// Set when the block ended an epoch.
     pub next_epoch: Option<Epoch>,
+    /// The state right after this block, when its height is a snapshot height.
+    pub snapshot: Option<Vec<u8>>,
 }
 
 /// Inputs.
@@ -497,12 +505,15 @@ impl<B: Backend> Core<B> {
                 && !matches!(evidence.first.message.view(), view if view.0 + VIEW_WINDOW * 4 < header.view.0)
         });
         let next_epoch = executed.next_epoch.as_ref().map(|(epoch, _)| *epoch);
+        let every = self.config.snapshot_interval_blocks;
+        let snapshot = (every > 0 && header.height.0.is_multiple_of(every)).then(|| self.app.snapshot());
         out.push(Output::Committed(Box::new(Committed {
             header: header.clone(),
             payload,
             proof,
             output: executed.output,
             next_epoch,
+            snapshot,
         })));
         let mut events = Vec::new();
         if let Some((epoch, set)) = executed.next_epoch {
@@ -611,8 +622,7 @@ impl<B: Backend> Core<B> {
         let secret = self.identity.as_ref().map(|identity| &identity.secret);
         let epoch = self.epoch;
         let set = self.set.clone();
-        let anchor_proof = (self.app.executed().epoch == epoch).then_some(proof);
-        match engine_for(&self.app, secret, epoch, &set, anchor_proof, self.config.timing, now_ms) {
+        match engine_for(&self.app, secret, epoch, &set, Some(proof), self.config.timing, now_ms) {
             Ok((engine, me, actions)) => {
                 self.engine = engine;
                 self.me = me;
@@ -663,6 +673,10 @@ fn engine_for(
     now_ms: u64,
 ) -> Result<EngineStart, String> {
     let me = secret.and_then(|secret| set.index_of(&bls::public_key(secret)));
+    // An epoch's first instance is anchored at the previous epoch's last
+    // block, whose finalization that epoch's validators signed: no proof of
+    // this epoch covers it (after a restart at an epoch boundary, too).
+    let anchor_proof = anchor_proof.filter(|_| app.executed().epoch == epoch);
     let config = Config {
         chain: app.info().consensus,
         epoch,

@@ -72,6 +72,8 @@ pub enum NodeError {
     Api { address: std::net::SocketAddr, why: String },
     #[error("restoring the state: {0}")]
     Restore(String),
+    #[error("starting the {what} thread: {source}")]
+    Thread { what: &'static str, source: std::io::Error },
     #[error("{0}")]
     Halted(String),
 }
@@ -173,15 +175,8 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
     // The state: the latest snapshot, then the stored blocks after it.
     let store = BlockStore::open(home.blocks_dir())?;
     let restore = |error: crate::app::AppError| NodeError::Restore(error.to_string());
-    let mut app = match store.latest_snapshot()? {
-        Some((height, bytes)) => {
-            let block = store
-                .block(height)?
-                .ok_or_else(|| NodeError::Restore(format!("snapshot at {height} without its block")))?;
-            let header =
-                Header::decode(&block.header).ok_or_else(|| NodeError::Restore(format!("block {height}'s header")))?;
-            App::from_snapshot(info.clone(), &bytes, header).map_err(restore)?
-        }
+    let mut app = match restore_snapshot(&store, &info)? {
+        Some(app) => app,
         None => App::new(info.clone(), genesis_state, genesis_block.clone()).map_err(restore)?,
     };
     let last = store.last_height()?;
@@ -214,8 +209,8 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
         retry_ms: config.consensus.retry_ms,
         ..Timing::default()
     };
-    #[cfg_attr(not(feature = "test-equivocate"), allow(unused_mut))]
     let mut core_config = CoreConfig::new(timing, config.consensus.max_block_interval_ms);
+    core_config.snapshot_interval_blocks = config.storage.snapshot_interval_blocks;
     #[cfg(feature = "test-equivocate")]
     {
         core_config.equivocate = std::env::var_os(EQUIVOCATE_ENV).is_some();
@@ -262,7 +257,7 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
         Arc::new(move |hash| pool.lock().is_verified(hash))
     };
     let verifiers = Verifiers::start(cores, MAX_VERIFYING, chain_id.clone(), opened_tx, known)
-        .map_err(|error| NodeError::Restore(format!("starting the signature checkers: {error}")))?;
+        .map_err(|source| NodeError::Thread { what: "signature-checking", source })?;
     let journal = Journal::open(home.journal_path())?;
     let mut shell = Shell {
         core,
@@ -337,6 +332,31 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
     result
 }
 
+/// The newest stored snapshot that is the state its block left: its height
+/// and root must be the block's. One that is not (written by an older
+/// build, or damaged) is skipped with a warning, and an older one, or
+/// genesis, is replayed from instead.
+fn restore_snapshot(store: &BlockStore, info: &ChainInfo) -> Result<Option<App>, NodeError> {
+    for height in store.snapshot_heights()?.into_iter().rev() {
+        let Some(block) = store.block(height)? else {
+            tracing::warn!(height, "a snapshot without its block: skipped");
+            continue;
+        };
+        let header =
+            Header::decode(&block.header).ok_or_else(|| NodeError::Restore(format!("block {height}'s header")))?;
+        match App::from_snapshot(info.clone(), &store.snapshot(height)?, header) {
+            Ok(app) if app.state().height == height && app.root() == block.state_root => return Ok(Some(app)),
+            Ok(app) => tracing::warn!(
+                height,
+                state_height = app.state().height,
+                "the snapshot is not the state after its block: skipped"
+            ),
+            Err(error) => tracing::warn!(height, %error, "the snapshot does not load: skipped"),
+        }
+    }
+    Ok(None)
+}
+
 fn spawn_feeder(
     config: &NodeConfig,
     genesis: &vanna_runtime::Genesis,
@@ -375,7 +395,7 @@ fn spawn_feeder(
                 std::thread::sleep(interval);
             }
         })
-        .map_err(|error| NodeError::Genesis(format!("feeder thread: {error}")))?;
+        .map_err(|source| NodeError::Thread { what: "price feeder", source })?;
     Ok(())
 }
 
@@ -460,8 +480,8 @@ impl Shell {
             self.finalized_at.pop_front();
         }
         self.finalized_at.push_back((height, crate::now_ms()));
-        if height.is_multiple_of(self.config.storage.snapshot_interval_blocks) {
-            self.store.put_snapshot(height, &self.core.app().snapshot())?;
+        if let Some(snapshot) = &committed.snapshot {
+            self.store.put_snapshot(height, snapshot)?;
         }
         self.count(&committed.output);
         // Checked by the runtime if not before: a copy still queued for

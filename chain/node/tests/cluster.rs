@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::{Arc, Mutex};
 
-use vanna_consensus::{Timing, ValidatorIndex};
+use vanna_consensus::{Bls, Certificate, Header, Timing, ValidatorIndex};
 use vanna_node::app::{App, ChainInfo, genesis_header};
-use vanna_node::core::{Core, CoreConfig, Identity, Input, Output, Transactions};
+use vanna_node::core::{Committed, Core, CoreConfig, Identity, Input, Output, Transactions};
 use vanna_node::payload::consensus_chain;
 use vanna_proto::v1::Side;
 use vanna_runtime::devnet::{add_validators, consensus_secret, demo_genesis, sign_oracle_report};
@@ -93,6 +93,37 @@ struct Cluster {
     chain_id: String,
     traders: Vec<Signer>,
     epochs_seen: u64,
+    /// Node 0 as it stood after the first epoch's last block: its snapshot,
+    /// that block's header and its finalization certificate.
+    at_epoch_end: Option<(Vec<u8>, Header, Certificate<Bls>)>,
+    /// The blocks node 0 finalized, in order, with their certificates.
+    finalized: Vec<(Header, Vec<u8>, Certificate<Bls>)>,
+    genesis: vanna_runtime::Genesis,
+}
+
+/// A validator's core at genesis.
+fn start_core(
+    genesis: &vanna_runtime::Genesis,
+    name: &str,
+    config: CoreConfig,
+    pool: &SharedPool,
+    now_ms: u64,
+) -> (Core<MemoryBackend>, Vec<Output>) {
+    let mut state = genesis.build().unwrap();
+    let header = genesis_header(&mut state);
+    let app = App::new(chain_info(genesis), state, header).unwrap();
+    let secret = consensus_secret(name);
+    let store = ProtectionStore::open(consensus_chain(&genesis.chain_id), MemoryBackend::default()).unwrap();
+    let identity = Identity { secret: secret.clone(), signer: vanna_signer::Signer::new(secret, store) };
+    Core::new(app, Some(identity), config, Box::new(pool.clone()), None, now_ms).unwrap()
+}
+
+fn chain_info(genesis: &vanna_runtime::Genesis) -> ChainInfo {
+    ChainInfo {
+        chain_id: genesis.chain_id.clone(),
+        consensus: consensus_chain(&genesis.chain_id),
+        epoch_blocks: genesis.staking.params.epoch_blocks,
+    }
 }
 
 impl Cluster {
@@ -110,20 +141,8 @@ impl Cluster {
         let mut sequence = 0;
         let now_ms = genesis.genesis_time_ms;
         for name in VALIDATORS {
-            let mut state = genesis.build().unwrap();
-            let header = genesis_header(&mut state);
-            let info = ChainInfo {
-                chain_id: chain_id.clone(),
-                consensus: consensus_chain(&chain_id),
-                epoch_blocks: state.staking.params.epoch_blocks,
-            };
-            let app = App::new(info, state, header).unwrap();
-            let secret = consensus_secret(name);
-            let store = ProtectionStore::open(consensus_chain(&chain_id), MemoryBackend::default()).unwrap();
-            let identity = Identity { secret: secret.clone(), signer: vanna_signer::Signer::new(secret, store) };
             let timing = Timing { leader_timeout_ms: 400, retry_ms: 200, ..Timing::default() };
-            let config = CoreConfig::new(timing, 100);
-            let (core, out) = Core::new(app, Some(identity), config, Box::new(pool.clone()), None, now_ms).unwrap();
+            let (core, out) = start_core(&genesis, name, CoreConfig::new(timing, 100), &pool, now_ms);
             let index = cores.len();
             cores.push(core);
             for output in out {
@@ -143,6 +162,9 @@ impl Cluster {
             chain_id,
             traders,
             epochs_seen: 0,
+            at_epoch_end: None,
+            finalized: Vec::new(),
+            genesis,
         }
     }
 
@@ -194,8 +216,16 @@ impl Cluster {
             if let Output::Committed(committed) = &output {
                 let height = committed.header.height.0;
                 self.roots[to].insert(height, committed.output.state_root);
+                if to == 0 {
+                    let block = (committed.header.clone(), committed.payload.clone(), committed.proof.clone());
+                    self.finalized.push(block);
+                }
                 if committed.next_epoch.is_some() && to == 0 {
                     self.epochs_seen += 1;
+                    if self.at_epoch_end.is_none() {
+                        let snapshot = self.cores[0].app().snapshot();
+                        self.at_epoch_end = Some((snapshot, committed.header.clone(), committed.proof.clone()));
+                    }
                 }
             }
             Self::route(&mut self.queue, &mut self.sequence, &self.cores, to, self.now_ms, output);
@@ -264,4 +294,59 @@ fn four_validators_finalize_and_execute_the_same_chain_through_an_epoch_change()
     let alice = state.account(&cluster.traders[0].address()).unwrap();
     assert!(alice.nonce >= 6, "alice's orders were executed: nonce {}", alice.nonce);
     assert_eq!(state.index_price("BTC").value().to_string(), "97100");
+}
+
+/// A validator killed just after the first epoch's last block restarts from
+/// it: its consensus starts the next epoch, whose validators signed nothing
+/// that covers that block yet.
+#[test]
+fn a_validator_restarted_at_an_epoch_boundary_joins_the_next_epoch() {
+    let mut cluster = Cluster::new(8);
+    cluster.run_until(10);
+    let (snapshot, header, proof) = cluster.at_epoch_end.clone().expect("node 0 finished the first epoch");
+    assert_eq!(header.height.0, 8);
+    let app = App::from_snapshot(chain_info(&cluster.genesis), &snapshot, header).unwrap();
+    let (epoch, _) = app.epoch();
+    assert_eq!(epoch.0, 1, "the restored state is the second epoch's");
+    let secret = consensus_secret(VALIDATORS[0]);
+    let store = ProtectionStore::open(consensus_chain(&cluster.chain_id), MemoryBackend::default()).unwrap();
+    let identity = Identity { secret: secret.clone(), signer: vanna_signer::Signer::new(secret, store) };
+    let config = CoreConfig::new(Timing::default(), 100);
+    let started = Core::new(app, Some(identity), config, Box::new(cluster.pool.clone()), Some(proof), cluster.now_ms);
+    let (core, _) = started.unwrap_or_else(|error| panic!("restart at the epoch boundary: {error}"));
+    assert_eq!(core.epoch(), epoch);
+}
+
+/// A node catching up commits a batch of blocks before the shell stores any
+/// of them: each snapshot it carries is the state right after its own block,
+/// not the state at the end of the batch.
+#[test]
+fn a_snapshot_taken_during_catch_up_is_the_state_right_after_its_block() {
+    let mut cluster = Cluster::new(8);
+    cluster.run_until(12);
+    let mut config = CoreConfig::new(Timing::default(), 100);
+    config.snapshot_interval_blocks = 5;
+    let (mut late, _) = start_core(&cluster.genesis, VALIDATORS[3], config, &cluster.pool, cluster.now_ms);
+    let mut outputs = Vec::new();
+    for (header, payload, proof) in cluster.finalized.iter().take(12) {
+        outputs.extend(late.apply_synced(cluster.now_ms, header.clone(), payload.clone(), proof.clone()));
+    }
+    let snapshots: Vec<_> = outputs
+        .into_iter()
+        .filter_map(|output| match output {
+            Output::Committed(committed) => {
+                let Committed { header, output, snapshot, .. } = *committed;
+                snapshot.map(|bytes| (header, output, bytes))
+            }
+            _ => None,
+        })
+        .collect();
+    let heights: Vec<u64> = snapshots.iter().map(|(header, _, _)| header.height.0).collect();
+    assert_eq!(heights, [5, 10]);
+    for (header, output, bytes) in snapshots {
+        let height = header.height.0;
+        let restored = App::from_snapshot(chain_info(&cluster.genesis), &bytes, header).unwrap();
+        assert_eq!(restored.state().height, height);
+        assert_eq!(restored.root(), output.state_root, "the snapshot at {height} holds another state");
+    }
 }

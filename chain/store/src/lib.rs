@@ -479,6 +479,11 @@ impl BlockStore {
     /// The newest snapshot and the height it was taken after.
     pub fn latest_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         let Some(&height) = self.snapshot_heights()?.last() else { return Ok(None) };
+        Ok(Some((height, self.snapshot(height)?)))
+    }
+
+    /// The snapshot taken after block `height` (one of [`BlockStore::snapshot_heights`]).
+    pub fn snapshot(&self, height: u64) -> Result<Vec<u8>, StoreError> {
         let path = self.snapshots.join(snapshot_name(height));
         let file = File::open(&path).map_err(io_error(&path))?;
         let size = file.metadata().map_err(io_error(&path))?.len();
@@ -487,7 +492,7 @@ impl BlockStore {
         }
         let mut bytes = Vec::with_capacity(size as usize);
         file.take(MAX_SNAPSHOT_BYTES).read_to_end(&mut bytes).map_err(io_error(&path))?;
-        Ok(Some((height, bytes)))
+        Ok(bytes)
     }
 }
 

@@ -84,13 +84,18 @@ fn start(args: &StartArgs) -> CliResult {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let home = Home::new(&args.home);
     let stop_with_stdin = args.stop_with_stdin;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             crate::signals::stopped(stop_with_stdin).await;
             let _ = stop_tx.send(true);
         });
         vanna_node::shell::run(home, stop).await
-    })?;
+    });
+    // The stdin watcher blocks in a read that nothing can cancel: dropping
+    // the runtime would wait for it forever, and the process would neither
+    // exit nor report why the node stopped.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    result?;
     Ok(())
 }

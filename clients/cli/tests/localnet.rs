@@ -254,7 +254,10 @@ fn validators_killed_at_random_moments_restart_catch_up_and_never_double_sign() 
     let _one = ONE_CHAIN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let scratch = Scratch::new("kill");
     let kills = if long() { 20 } else { 3 };
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    // VANNA_KILL_SEED replays a failed run's schedule (timing still varies).
+    let seed = std::env::var("VANNA_KILL_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
     eprintln!("kill schedule seed {seed}");
     let mut random = Lcg(seed);
     let Chain { localnet, ports, genesis, clients, mut nodes, runtime } = Chain::start(&scratch);
@@ -276,6 +279,7 @@ fn validators_killed_at_random_moments_restart_catch_up_and_never_double_sign() 
             nodes.0[victim] = Some(localnet.spawn(binary(), victim).unwrap());
             // Three of four keep finalizing while the fourth is down or catching up.
             wait_until(&format!("finality after kill {round} of node {victim}"), Duration::from_secs(30), async || {
+                nodes.assert_running(localnet.root());
                 let mut now = 0;
                 for other in &others {
                     now = now.max(finalized(other).await);
@@ -292,6 +296,7 @@ fn validators_killed_at_random_moments_restart_catch_up_and_never_double_sign() 
         let target = tip + 5;
         for (index, client) in clients.iter().enumerate() {
             wait_until(&format!("node {index} at height {target}"), Duration::from_secs(120), async || {
+                nodes.assert_running(localnet.root());
                 finalized(client).await >= target
             })
             .await;
