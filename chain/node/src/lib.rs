@@ -16,6 +16,7 @@ pub mod localnet;
 pub mod payload;
 pub mod receipts;
 pub mod rpc;
+pub mod serving;
 pub mod shell;
 pub mod traffic;
 pub mod verifier;

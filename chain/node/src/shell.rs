@@ -150,6 +150,8 @@ struct Shell {
     counters: Counters,
     /// Finalized heights peers announced.
     peer_heights: BTreeMap<PeerId, u64>,
+    /// Catch-up data served, per peer.
+    serving: crate::serving::ServeBudget,
     asked: Option<Asked>,
     /// When catch-up began and from which height, for its progress line.
     catch_up: Option<(u64, u64)>,
@@ -274,6 +276,7 @@ pub async fn run(home: Home, mut stop: watch::Receiver<bool>) -> Result<(), Node
         gossip_out: Vec::new(),
         counters: Counters::default(),
         peer_heights: BTreeMap::new(),
+        serving: crate::serving::ServeBudget::default(),
         asked: None,
         catch_up: None,
         progress: (0, crate::now_ms()),
@@ -763,6 +766,7 @@ impl Shell {
             }
             PeerEvent::Disconnected { peer, .. } => {
                 self.peer_heights.remove(&peer);
+                self.serving.forget(peer);
                 if self.asked.is_some_and(|asked| asked.peer == peer) {
                     self.asked = None;
                 }
@@ -817,6 +821,10 @@ impl Shell {
                 Ok(())
             }
             vanna_network::Message::SyncRequest { from_height, max } => {
+                if !self.serving.allows(inbound.peer, self.now()) {
+                    tracing::debug!(peer = %inbound.peer, from_height, "catch-up request over the peer's budget: ignored");
+                    return Ok(());
+                }
                 let blocks = self.store.blocks(from_height, max.min(SYNC_BATCH) as usize)?;
                 let mut encoded = Vec::new();
                 let mut size = 0;
@@ -833,6 +841,7 @@ impl Shell {
                     }
                     encoded.push(Bytes::from(bytes));
                 }
+                self.serving.spend(inbound.peer, size);
                 let _ = self
                     .network
                     .send(inbound.peer, vanna_network::Message::SyncResponse { from_height, blocks: encoded });
