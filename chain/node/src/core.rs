@@ -25,7 +25,8 @@ use crate::payload::MAX_PAYLOAD_BYTES;
 const VIEW_WINDOW: u64 = 64;
 /// Evidence records waiting for a block at most.
 const MAX_PENDING_EVIDENCE: usize = 256;
-/// Certificates kept for parent certificates (the recent chain's).
+/// Certificates kept for parent certificates (the recent chain's); the
+/// lowest blocks go first.
 const MAX_CERTIFICATES: usize = 1024;
 /// Proposals waiting for their parent's state at most.
 const MAX_WAITING_VERIFICATIONS: usize = 64;
@@ -168,7 +169,7 @@ pub struct Core<B: Backend> {
     /// The freshest report of each reporter.
     reports: BTreeMap<Address, Vec<u8>>,
     evidence: Vec<Evidence<Bls>>,
-    certificates: BTreeMap<BlockHash, Certificate<Bls>>,
+    certificates: Recent<Certificate<Bls>>,
     waiting_proposal: Option<(View, Header)>,
     waiting_verifications: Vec<(View, Header, Header, Vec<u8>)>,
     halted: bool,
@@ -206,7 +207,7 @@ impl<B: Backend> Core<B> {
             transactions,
             reports: BTreeMap::new(),
             evidence: Vec::new(),
-            certificates: BTreeMap::new(),
+            certificates: Recent::default(),
             waiting_proposal: None,
             waiting_verifications: Vec::new(),
             halted: false,
@@ -347,11 +348,8 @@ impl<B: Backend> Core<B> {
     }
 
     fn keep_certificate(&mut self, certificate: &Certificate<Bls>) {
-        if let VoteKind::Notarize { block, .. } | VoteKind::Finalize { block, .. } = certificate.vote.kind {
-            self.certificates.insert(block, certificate.clone());
-            while self.certificates.len() > MAX_CERTIFICATES {
-                self.certificates.pop_first();
-            }
+        if let VoteKind::Notarize { height, block } | VoteKind::Finalize { height, block } = certificate.vote.kind {
+            self.certificates.insert(height.0, block, certificate.clone());
         }
     }
 
@@ -377,7 +375,7 @@ impl<B: Backend> Core<B> {
         let parent_certificate = if parent.height.0 == 0 {
             None
         } else {
-            match self.certificates.get(&parent.hash()) {
+            match self.certificates.get(parent.height.0, parent.hash()) {
                 Some(certificate) => Some(certificate.clone()),
                 None => {
                     self.waiting_proposal = Some((view, parent));
@@ -691,4 +689,52 @@ fn engine_for(
     };
     let (engine, actions) = Consensus::new(config, now_ms).map_err(|error| error.to_string())?;
     Ok((engine, me, actions))
+}
+
+/// The certificates of the most recent blocks, at most [`MAX_CERTIFICATES`]:
+/// the lowest heights are forgotten first. (Keyed by hash alone, eviction
+/// would forget the smallest hash, which is sometimes the newest block's,
+/// and its child could never be proposed.)
+#[derive(Debug)]
+struct Recent<V> {
+    by_height: BTreeMap<(u64, BlockHash), V>,
+}
+
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Recent { by_height: BTreeMap::new() }
+    }
+}
+
+impl<V> Recent<V> {
+    fn insert(&mut self, height: u64, block: BlockHash, value: V) {
+        self.by_height.insert((height, block), value);
+        while self.by_height.len() > MAX_CERTIFICATES {
+            self.by_height.pop_first();
+        }
+    }
+
+    fn get(&self, height: u64, block: BlockHash) -> Option<&V> {
+        self.by_height.get(&(height, block))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_blocks_certificates_are_kept_whatever_their_hashes() {
+        let mut recent = Recent::default();
+        for height in 1..=(3 * MAX_CERTIFICATES as u64) {
+            // Hashes in no order, some below every other.
+            let mut hash = [0u8; 32];
+            hash[..8].copy_from_slice(&height.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+            recent.insert(height, BlockHash(hash), height);
+            assert_eq!(recent.get(height, BlockHash(hash)), Some(&height), "the certificate of block {height}");
+        }
+        assert_eq!(recent.by_height.len(), MAX_CERTIFICATES);
+        let oldest = recent.by_height.keys().next().map(|(height, _)| *height);
+        assert_eq!(oldest, Some(2 * MAX_CERTIFICATES as u64 + 1));
+    }
 }
