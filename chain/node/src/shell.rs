@@ -52,8 +52,12 @@ pub const EQUIVOCATE_ENV: &str = "VANNA_TEST_EQUIVOCATE";
 /// one frame: per-frame costs (framing, a wake-up on every peer) dominate
 /// when each goes alone.
 const GOSSIP_FLUSH_MS: u64 = 10;
-/// Journal records before the node prunes what finality made useless.
+/// Journal records, or bytes, before the node prunes what finality made
+/// useless. Proposals carry their blocks, so under load the bytes come first:
+/// without that bound the journal (on disk and in memory) grew to hundreds
+/// of megabytes between prunes.
 const JOURNAL_PRUNE_RECORDS: usize = 4_096;
+const JOURNAL_PRUNE_BYTES: u64 = 16 << 20;
 
 /// Why the node stopped.
 #[derive(Debug, thiserror::Error)]
@@ -501,7 +505,7 @@ impl Shell {
             self.update_validators();
             self.replay_early()?;
         }
-        if self.journal.records().len() > JOURNAL_PRUNE_RECORDS {
+        if self.journal.records().len() > JOURNAL_PRUNE_RECORDS || self.journal.len_bytes() > JOURNAL_PRUNE_BYTES {
             self.prune_journal()?;
         }
         Ok(())

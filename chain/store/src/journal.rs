@@ -42,6 +42,11 @@ impl Journal {
         &self.records
     }
 
+    /// The file's size, which is also about what the records hold in memory.
+    pub fn len_bytes(&self) -> u64 {
+        self.log.len_bytes()
+    }
+
     /// Keeps only the records for which `keep` holds, atomically: after a
     /// crash the file holds the old journal or the new one, never a mix.
     pub fn rewrite(&mut self, keep: impl Fn(&[u8]) -> bool) -> Result<(), StoreError> {
@@ -77,6 +82,9 @@ mod tests {
         journal.rewrite(|record| record >= b"vote 2".as_slice()).unwrap();
         journal.append(b"vote 4").unwrap();
         assert_eq!(journal.records(), [&b"vote 2"[..], b"vote 3", b"vote 4"]);
+        // Its size follows the records kept: what the node's pruning bound reads.
+        let framed = |payload: &[u8]| vanna_durable::encode_record(payload).len() as u64;
+        assert_eq!(journal.len_bytes(), framed(b"vote 2") + framed(b"vote 3") + framed(b"vote 4"));
         drop(journal);
         assert_eq!(Journal::open(&path).unwrap().records(), [&b"vote 2"[..], b"vote 3", b"vote 4"]);
     }
